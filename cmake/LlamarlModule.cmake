@@ -1,0 +1,15 @@
+# llamarl_module(NAME SOURCES ... DEPS ...)
+# Declares the library of one top-level folder. DEPS are the llamarl modules it may use (DESIGN.md);
+# linking is the only way one module reaches another, so the layer order is enforced by the build.
+function(llamarl_module name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;PUBLIC_LIBS" ${ARGN})
+  add_library(llamarl_${name} STATIC ${ARG_SOURCES})
+  target_include_directories(llamarl_${name} PUBLIC ${PROJECT_SOURCE_DIR})
+  target_compile_options(llamarl_${name} PRIVATE ${LLAMARL_WARNINGS})
+  foreach(dep IN LISTS ARG_DEPS)
+    target_link_libraries(llamarl_${name} PUBLIC llamarl_${dep})
+  endforeach()
+  if(ARG_PUBLIC_LIBS)
+    target_link_libraries(llamarl_${name} PUBLIC ${ARG_PUBLIC_LIBS})
+  endif()
+endfunction()
