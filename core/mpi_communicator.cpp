@@ -117,24 +117,26 @@ struct Parked {
   std::deque<std::vector<int>> ints;
 };
 
-std::mutex& ParkedMutex() {
-  static std::mutex mutex;
-  return mutex;
-}
+struct ParkedList {
+  std::mutex mutex;
+  std::vector<Parked> parked;
+};
 
-std::vector<Parked>& ParkedList() {
-  static std::vector<Parked> parked;
-  return parked;
+ParkedList& GetParked() {
+  static ParkedList list;
+  return list;
 }
 
 void Park(Parked parked) {
-  std::lock_guard<std::mutex> lock(ParkedMutex());
-  ParkedList().push_back(std::move(parked));
+  ParkedList& list = GetParked();
+  std::lock_guard<std::mutex> lock(list.mutex);
+  list.parked.push_back(std::move(parked));
 }
 
 void ReapParked() {
-  std::lock_guard<std::mutex> lock(ParkedMutex());
-  auto& parked = ParkedList();
+  ParkedList& list = GetParked();
+  std::lock_guard<std::mutex> lock(list.mutex);
+  auto& parked = list.parked;
   for (auto it = parked.begin(); it != parked.end();) {
     int done = 0;
     int rc = MPI_Testall(int(it->requests.size()), it->requests.data(), &done, MPI_STATUSES_IGNORE);
@@ -319,23 +321,12 @@ class MpiCommunicator final : public Communicator {
   std::string Backend() const override { return "mpi"; }
 
   WorkPtr Send(const at::Tensor& tensor, int dst, const SendOptions& opts) override {
-    std::string what = Describe("Send to rank ", dst, " (tag ", opts.tag, ")");
-    CheckPeer(dst, what);
-    CheckTag(opts.tag, what);
-    CheckTensor(tensor, what);
-    auto work = NewWork(what, {tensor});
-    IssueSend(*work, tensor, dst, opts.tag);
-    return work;
+    return PointToPoint({P2POp::Send(tensor, dst, opts.tag)}, Describe("Send to rank ", dst, " (tag ", opts.tag, ")"));
   }
 
   WorkPtr Recv(at::Tensor& tensor, int src, const RecvOptions& opts) override {
-    std::string what = Describe("Recv from rank ", src, " (tag ", opts.tag, ")");
-    CheckPeer(src, what);
-    CheckTag(opts.tag, what);
-    CheckTensor(tensor, what);
-    auto work = NewWork(what, {tensor});
-    IssueRecv(*work, tensor, src, opts.tag);
-    return work;
+    return PointToPoint({P2POp::Recv(tensor, src, opts.tag)},
+                        Describe("Recv from rank ", src, " (tag ", opts.tag, ")"));
   }
 
   WorkPtr AllReduce(at::Tensor& tensor, const AllReduceOptions& opts) override {
@@ -420,20 +411,7 @@ class MpiCommunicator final : public Communicator {
     }
     std::string what = Describe("SendRecvBatch of ", ops.size(), " ops (sends to ranks [", sends,
                                 "], receives from ranks [", recvs, "])");
-    std::vector<at::Tensor> buffers;
-    for (size_t i = 0; i < ops.size(); ++i) {
-      std::string what_i = what + ", op " + std::to_string(i);
-      CheckPeer(ops[i].peer, what_i);
-      CheckTag(ops[i].tag, what_i);
-      CheckTensor(ops[i].tensor, what_i);
-      buffers.push_back(ops[i].tensor);
-    }
-    auto work = NewWork(what, std::move(buffers));
-    for (const auto& op : ops) {
-      if (op.kind == P2POp::Kind::kSend) IssueSend(*work, op.tensor, op.peer, op.tag);
-      else IssueRecv(*work, op.tensor, op.peer, op.tag);
-    }
-    return work;
+    return PointToPoint(ops, what);
   }
 
   std::unique_ptr<Communicator> Split(int color, int key) override {
@@ -504,22 +482,33 @@ class MpiCommunicator final : public Communicator {
     } while (offset < numel);
   }
 
-  void IssueSend(MpiWork& work, const at::Tensor& t, int peer, int tag) const {
-    MPI_Datatype type = DatatypeOf(t.scalar_type(), "Send");
-    ForEachChunk(t.numel(), [&](int64_t offset, int count) {
-      MPI_Request request;
-      MPI_CHECK(MPI_Isend(BytesOf(t) + offset * t.element_size(), count, type, peer, tag, comm_, &request));
-      work.AddSend(request);
-    });
-  }
-
-  void IssueRecv(MpiWork& work, const at::Tensor& t, int peer, int tag) const {
-    MPI_Datatype type = DatatypeOf(t.scalar_type(), "Recv");
-    ForEachChunk(t.numel(), [&](int64_t offset, int count) {
-      MPI_Request request;
-      MPI_CHECK(MPI_Irecv(BytesOf(t) + offset * t.element_size(), count, type, peer, tag, comm_, &request));
-      work.AddRecv(request, type, count);
-    });
+  // Validates every op before issuing any, so that a bad op leaves nothing in flight.
+  WorkPtr PointToPoint(const std::vector<P2POp>& ops, const std::string& what) const {
+    std::vector<at::Tensor> buffers;
+    for (size_t i = 0; i < ops.size(); ++i) {
+      std::string what_i = ops.size() > 1 ? what + ", op " + std::to_string(i) : what;
+      CheckPeer(ops[i].peer, what_i);
+      CheckTag(ops[i].tag, what_i);
+      CheckTensor(ops[i].tensor, what_i);
+      buffers.push_back(ops[i].tensor);
+    }
+    auto work = NewWork(what, std::move(buffers));
+    for (const auto& op : ops) {
+      const at::Tensor& t = op.tensor;
+      MPI_Datatype type = DatatypeOf(t.scalar_type(), what);
+      ForEachChunk(t.numel(), [&](int64_t offset, int count) {
+        char* data = BytesOf(t) + offset * t.element_size();
+        MPI_Request request;
+        if (op.kind == P2POp::Kind::kSend) {
+          MPI_CHECK(MPI_Isend(data, count, type, op.peer, op.tag, comm_, &request));
+          work->AddSend(request);
+        } else {
+          MPI_CHECK(MPI_Irecv(data, count, type, op.peer, op.tag, comm_, &request));
+          work->AddRecv(request, type, count);
+        }
+      });
+    }
+    return work;
   }
 
   void IssueBroadcast(MpiWork& work, const at::Tensor& t, int root) const {
