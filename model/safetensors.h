@@ -15,12 +15,20 @@
 
 namespace llamarl {
 
+struct SafetensorsEntry;
 struct SafetensorsHeader;
 class MappedFile;
 
-// One .safetensors file, memory-mapped read-only. Tensors returned by Get() alias the mapping when
-// their data is aligned for their dtype (they keep the mapping alive), and are copied otherwise.
-// Thread-safe for concurrent Get().
+// "F32" <-> at::kFloat, for F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL (and F8_E4M3, F8_E5M2 on
+// LibTorch >= 2.1). Errors name the dtype and list the supported ones.
+at::ScalarType SafetensorsDtypeToScalarType(const std::string& dtype);
+std::string ScalarTypeToSafetensorsDtype(at::ScalarType type);
+
+// One .safetensors file, memory-mapped. Tensors returned by Get() alias the mapping when their data
+// is aligned for their dtype (they keep the mapping alive), and are copied otherwise. The mapping is
+// copy-on-write over a read-only descriptor: the file is never modified, an in-place op on an
+// aliasing tensor writes private pages, and two Get() calls for the same name share those pages
+// (clone() a tensor you mean to modify). Immutable after Open, so Get() is thread-safe.
 class SafetensorsFile {
  public:
   // Validates the whole header against the file size; any malformed input is an llamarl::Error
@@ -36,9 +44,13 @@ class SafetensorsFile {
   std::vector<int64_t> Shape(const std::string& name) const;
   std::string Dtype(const std::string& name) const;  // "F32", "BF16", ...
   const std::map<std::string, std::string>& Metadata() const;
+  // The whole mapped file; a zero-copy tensor's data lies inside [mapped_data, + mapped_size).
+  const uint8_t* mapped_data() const;
+  size_t mapped_size() const;
 
  private:
   SafetensorsFile() = default;
+  const SafetensorsEntry& Find(const std::string& name) const;
   std::string path_;
   std::shared_ptr<MappedFile> mapping_;
   std::unique_ptr<SafetensorsHeader> header_;
@@ -46,7 +58,11 @@ class SafetensorsFile {
 };
 
 // A checkpoint directory: model.safetensors, or model.safetensors.index.json naming the shard file of
-// every tensor (HF's sharded layout). Also accepts a path to a single .safetensors file.
+// every tensor (HF's sharded layout). Also accepts a path to a single .safetensors file. The index
+// is checked against the shards when opened: weight_map must be an object of shard file names in
+// `path`, every shard must exist and hold the tensors the index assigns to it, no tensor may sit in
+// two shards, and no shard may hold a tensor that the index does not list. Every shard is opened
+// (mapped) once, up front. Immutable after Open, so Get() is thread-safe.
 class SafetensorsCheckpoint {
  public:
   static SafetensorsCheckpoint Open(const std::string& path);
@@ -58,13 +74,19 @@ class SafetensorsCheckpoint {
   std::string Dtype(const std::string& name) const;
 
  private:
+  const SafetensorsFile& Owner(const std::string& name) const;
+  std::string path_;
   std::map<std::string, std::shared_ptr<SafetensorsFile>> owner_;  // tensor name -> file
 };
 
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 
-// Writes one file atomically (a temporary file, then rename). Tensors must be on the CPU or are
-// copied there; they are written contiguous, in the given order, 8-byte aligned as HF does.
+// Writes one file atomically (path + ".tmp.<pid>", fsync, rename). Tensors on another device are
+// copied to the CPU; all are written contiguous and little-endian. The header lists them in the
+// given order; the data section orders them by element size, largest first (stable), and the
+// header is space-padded to a multiple of 8 bytes, so that every tensor is aligned for its dtype
+// without the padding holes that safetensors forbids (HF's writer does the same). Deterministic:
+// the same input gives the same bytes. Names must be unique, non-empty and not "__metadata__".
 void SaveSafetensors(const std::string& path, const NamedTensors& tensors,
                      const std::map<std::string, std::string>& metadata = {});
 
@@ -73,7 +95,11 @@ struct ShardedSaveOptions {
   std::map<std::string, std::string> metadata;  // written into every shard ({"format": "pt"} is added)
 };
 // Writes `dir`/model.safetensors when everything fits one shard, else
-// `dir`/model-0000k-of-0000n.safetensors plus model.safetensors.index.json; returns the files written.
+// `dir`/model-0000k-of-0000n.safetensors plus model.safetensors.index.json ({"metadata":
+// {"total_size": bytes}, "weight_map": {name: shard}}); returns the files written. Shards are
+// filled greedily in the given order; a tensor larger than max_shard_bytes gets a shard of its own.
+// Creates `dir` if needed and removes a stale model.safetensors or index left by the other layout,
+// so that SafetensorsCheckpoint::Open(dir) reads what was just written.
 std::vector<std::string> SaveSafetensorsSharded(const std::string& dir, const NamedTensors& tensors,
                                                 const ShardedSaveOptions& options = {});
 

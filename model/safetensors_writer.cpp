@@ -1,0 +1,212 @@
+// Writing safetensors files: SaveSafetensors (one file) and SaveSafetensorsSharded (HF's layout).
+#include "model/safetensors.h"
+
+#include "core/config.h"
+
+#include <c10/util/Exception.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+namespace llamarl {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Chunk {
+  const void* data;
+  size_t size;
+};
+
+// A file being written under a temporary name; removed unless Commit() renamed it into place.
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp." + std::to_string(getpid())) {
+    fd_ = open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    TORCH_CHECK(fd_ >= 0, "cannot create '", tmp_, "': ", std::strerror(errno),
+                "; check that the directory exists and is writable");
+  }
+  ~AtomicFile() {
+    if (fd_ >= 0) close(fd_);
+    if (!committed_) unlink(tmp_.c_str());
+  }
+
+  void Write(const void* data, size_t size) {
+    const char* p = static_cast<const char*>(data);
+    while (size > 0) {
+      ssize_t n = write(fd_, p, std::min<size_t>(size, size_t(1) << 30));
+      if (n < 0 && errno == EINTR) continue;
+      TORCH_CHECK(n > 0, "writing '", tmp_, "' failed: ", std::strerror(errno), " (is the disk full?)");
+      p += n;
+      size -= size_t(n);
+    }
+  }
+
+  // fsync, then rename over the destination, then fsync the directory so the rename is durable.
+  void Commit() {
+    TORCH_CHECK(fsync(fd_) == 0, "fsync of '", tmp_, "' failed: ", std::strerror(errno));
+    const int fd = fd_;
+    fd_ = -1;
+    TORCH_CHECK(close(fd) == 0, "closing '", tmp_, "' failed: ", std::strerror(errno));
+    TORCH_CHECK(std::rename(tmp_.c_str(), path_.c_str()) == 0, "renaming '", tmp_, "' to '", path_,
+                "' failed: ", std::strerror(errno));
+    committed_ = true;
+    const std::string dir = fs::path(path_).parent_path().string();
+    const int dir_fd = open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd >= 0) {
+      fsync(dir_fd);  // best effort: some filesystems refuse fsync on directories
+      close(dir_fd);
+    }
+  }
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+// Everything that could fail half-way through a (sharded) save is checked before the first write.
+void CheckTensors(const NamedTensors& tensors, const std::string& path) {
+  std::set<std::string> seen;
+  for (const auto& [name, tensor] : tensors) {
+    TORCH_CHECK(!name.empty() && name != "__metadata__", "saving ", path, ": tensor name '", name,
+                "' is reserved; use a non-empty name other than __metadata__");
+    TORCH_CHECK(seen.insert(name).second, "saving ", path, ": tensor name '", name,
+                "' appears twice; each tensor needs a unique name");
+    TORCH_CHECK(tensor.defined(), "saving ", path, ": tensor '", name, "' is undefined");
+    (void)ScalarTypeToSafetensorsDtype(tensor.scalar_type());  // throws for unsupported types
+  }
+}
+
+std::string DumpShape(const at::Tensor& t) {
+  std::string out = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) out += (i ? "," : "") + std::to_string(t.size(i));
+  return out + "]";
+}
+
+// The header JSON, built by hand so that the keys keep the caller's order (nlohmann's default
+// object sorts them) in linear time. `begin[i]` is tensor i's offset in the data section.
+std::string BuildHeader(const NamedTensors& tensors, const std::vector<uint64_t>& begin,
+                        const std::map<std::string, std::string>& metadata) {
+  std::string header = "{";
+  if (!metadata.empty()) header += "\"__metadata__\":" + Json(metadata).dump();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const at::Tensor& t = tensors[i].second;
+    const uint64_t end = begin[i] + uint64_t(t.numel()) * t.element_size();
+    header += (header.size() > 1 ? "," : "") + Json(tensors[i].first).dump() + ":{\"dtype\":\"" +
+              ScalarTypeToSafetensorsDtype(t.scalar_type()) + "\",\"shape\":" + DumpShape(t) +
+              ",\"data_offsets\":[" + std::to_string(begin[i]) + "," + std::to_string(end) + "]}";
+  }
+  header += "}";
+  header.append((8 - header.size() % 8) % 8, ' ');  // the data section starts 8-byte aligned
+  return header;
+}
+
+std::string ShardName(size_t k, size_t n) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof(buffer), "model-%05zu-of-%05zu.safetensors", k, n);
+  return buffer;
+}
+
+void WriteIndex(const std::string& path, const std::map<std::string, std::string>& weight_map, int64_t total_size) {
+  Json index = {{"metadata", {{"total_size", total_size}}}, {"weight_map", weight_map}};
+  const std::string text = index.dump(2) + "\n";
+  AtomicFile file(path);
+  file.Write(text.data(), text.size());
+  file.Commit();
+}
+
+void RemoveStale(const fs::path& path) {
+  std::error_code ec;
+  fs::remove(path, ec);
+  TORCH_CHECK(!ec, "cannot remove the stale '", path.string(), "': ", ec.message(),
+              "; remove it by hand, or the checkpoint reader would pick it up");
+}
+
+}  // namespace
+
+void SaveSafetensors(const std::string& path, const NamedTensors& tensors,
+                     const std::map<std::string, std::string>& metadata) {
+  CheckTensors(tensors, path);
+  NamedTensors storable;
+  storable.reserve(tensors.size());
+  for (const auto& [name, tensor] : tensors) storable.emplace_back(name, tensor.cpu().contiguous());
+  // Largest element size first keeps every tensor aligned without padding (the sizes are powers
+  // of two and each tensor's byte size is a multiple of its element size).
+  std::vector<size_t> data_order(storable.size());
+  for (size_t i = 0; i < data_order.size(); ++i) data_order[i] = i;
+  std::stable_sort(data_order.begin(), data_order.end(), [&](size_t a, size_t b) {
+    return storable[a].second.element_size() > storable[b].second.element_size();
+  });
+  std::vector<uint64_t> begin(storable.size());
+  uint64_t offset = 0;
+  for (size_t i : data_order) {
+    begin[i] = offset;
+    offset += uint64_t(storable[i].second.numel()) * storable[i].second.element_size();
+  }
+  const std::string header = BuildHeader(storable, begin, metadata);
+  uint8_t length[8];
+  for (int i = 0; i < 8; ++i) length[i] = uint8_t(uint64_t(header.size()) >> (8 * i));
+
+  AtomicFile file(path);
+  file.Write(length, sizeof(length));
+  file.Write(header.data(), header.size());
+  for (size_t i : data_order) {
+    const at::Tensor& t = storable[i].second;
+    if (t.numel() > 0) file.Write(t.data_ptr(), size_t(t.numel()) * t.element_size());
+  }
+  file.Commit();
+}
+
+std::vector<std::string> SaveSafetensorsSharded(const std::string& dir, const NamedTensors& tensors,
+                                                const ShardedSaveOptions& options) {
+  TORCH_CHECK(options.max_shard_bytes > 0, "max_shard_bytes must be positive, got ", options.max_shard_bytes);
+  CheckTensors(tensors, dir);
+  std::map<std::string, std::string> metadata = options.metadata;
+  metadata.emplace("format", "pt");  // HF's loaders look for it; a caller's own value wins
+
+  std::vector<NamedTensors> shards;
+  int64_t shard_bytes = 0, total_size = 0;
+  for (const auto& [name, tensor] : tensors) {
+    const int64_t bytes = tensor.numel() * int64_t(tensor.element_size());
+    if (shards.empty() || (!shards.back().empty() && shard_bytes + bytes > options.max_shard_bytes)) {
+      shards.emplace_back();
+      shard_bytes = 0;
+    }
+    shards.back().emplace_back(name, tensor);
+    shard_bytes += bytes;
+    total_size += bytes;
+  }
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  TORCH_CHECK(!ec, "cannot create checkpoint directory '", dir, "': ", ec.message());
+  const fs::path root(dir);
+  if (shards.size() <= 1) {
+    const std::string path = (root / "model.safetensors").string();
+    SaveSafetensors(path, tensors, metadata);
+    RemoveStale(root / "model.safetensors.index.json");
+    return {path};
+  }
+  std::vector<std::string> written;
+  std::map<std::string, std::string> weight_map;
+  for (size_t k = 0; k < shards.size(); ++k) {
+    const std::string name = ShardName(k + 1, shards.size());
+    SaveSafetensors((root / name).string(), shards[k], metadata);
+    for (const auto& entry : shards[k]) weight_map.emplace(entry.first, name);
+    written.push_back((root / name).string());
+  }
+  written.push_back((root / "model.safetensors.index.json").string());
+  WriteIndex(written.back(), weight_map, total_size);
+  RemoveStale(root / "model.safetensors");
+  return written;
+}
+
+}  // namespace llamarl

@@ -1,0 +1,33 @@
+// Helpers shared by the safetensors test suites: raw files with hand-written headers.
+#pragma once
+
+#include <cstdint>
+#include <exception>
+#include <fstream>
+#include <functional>
+#include <string>
+
+namespace llamarl::testing {
+
+// u64 little-endian length of `header`, `header` as given (no padding), then `data`.
+inline std::string RawSafetensors(const std::string& header, const std::string& data = "") {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = char(uint64_t(header.size()) >> (8 * i));
+  return out + header + data;
+}
+
+inline void WriteBytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+// The message of the exception `fn` throws, or "<no exception>".
+inline std::string ErrorMessage(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "<no exception>";
+}
+
+}  // namespace llamarl::testing
