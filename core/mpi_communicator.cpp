@@ -4,6 +4,7 @@
 #include "core/mpi_communicator.h"
 
 #include "core/check.h"
+#include "core/communicator_checks.h"
 #include "core/mpi.h"
 
 #include <ATen/ATen.h>
@@ -22,8 +23,6 @@ namespace {
 
 static_assert(sizeof(bool) == 1, "bool tensors travel as MPI_UINT8_T");
 
-const char* kSupportedDtypes = "float32, float64, bfloat16, float16, int64, int32, uint8, bool";
-
 MPI_Datatype DatatypeOf(at::ScalarType type, const std::string& what) {
   switch (type) {
     case at::kFloat: return MPI_FLOAT;
@@ -36,8 +35,8 @@ MPI_Datatype DatatypeOf(at::ScalarType type, const std::string& what) {
     case at::kBool: return MPI_UINT8_T;
     default: break;
   }
-  TORCH_CHECK(false, what, ": dtype ", type, " is not supported by the mpi backend; supported: ", kSupportedDtypes,
-              " (convert the tensor with .to())");
+  TORCH_CHECK(false, what, ": dtype ", type, " is not supported by the mpi backend; supported: ",
+              comm_detail::kSupportedDtypes, " (convert the tensor with .to())");
 }
 
 // Element-wise combiners for 16-bit floats, computed in float32. NaN propagates, as in torch.max.
@@ -72,16 +71,8 @@ const HalfOps& GetHalfOps() {
   return ops;
 }
 
-bool IsIntegral(at::ScalarType type) {
-  return type == at::kLong || type == at::kInt || type == at::kByte || type == at::kBool;
-}
-
 MPI_Op MpiOpOf(ReduceOp op, at::ScalarType type, const std::string& what) {
-  TORCH_CHECK(!(op == ReduceOp::kAvg && IsIntegral(type)), what, ": avg over ", type,
-              " tensors is not supported (the mean of integers is not an integer); reduce with sum and "
-              "divide, or use a floating-point tensor");
-  TORCH_CHECK(!(op == ReduceOp::kSum && type == at::kBool), what,
-              ": sum over bool tensors is not supported; use max (logical or) or min (logical and)");
+  comm_detail::CheckReduction(op, type, what);
   int index = op == ReduceOp::kMax ? 1 : op == ReduceOp::kMin ? 2 : 0;
   if (type == at::kBFloat16) return GetHalfOps().bf16[index];
   if (type == at::kHalf) return GetHalfOps().f16[index];
@@ -144,12 +135,6 @@ void ReapParked() {
   }
 }
 
-// Polls yield the core at first (latency) and then sleep, so that ranks sharing cores can progress.
-void Backoff(int polls) {
-  if (polls < 100) std::this_thread::yield();
-  else std::this_thread::sleep_for(std::chrono::microseconds(polls < 1000 ? 20 : 200));
-}
-
 // The requests of one operation. MPI progresses non-blocking operations only inside MPI calls, so
 // IsCompleted and Wait drive progress by testing. Not thread-safe: used by its communicator's thread.
 class MpiWork final : public Work {
@@ -191,7 +176,7 @@ class MpiWork final : public Work {
         TimeOut(timeout);  // returns only when the operation completed after all
         break;
       }
-      Backoff(polls);
+      comm_detail::PollBackoff(polls);
     }
     if (error_) std::rethrow_exception(error_);
   }
@@ -348,9 +333,7 @@ class MpiCommunicator final : public Communicator {
   WorkPtr AllGather(std::vector<at::Tensor>& outputs, const at::Tensor& input, const AllGatherOptions&) override {
     std::string what = Describe("AllGather of ", input.numel(), " elements");
     CheckTensor(input, what);
-    CheckPerRankTensors(outputs, input, "outputs", what);
-    TORCH_CHECK(outputs[rank_].numel() == input.numel(), what, ": outputs[", rank_, "] (this rank's slot) holds ",
-                outputs[rank_].numel(), " elements but the input has ", input.numel(), "; they must match");
+    comm_detail::CheckPerRank({outputs, "outputs", "slot", input, "input"}, rank_, size_, what, CheckTensor);
     std::vector<at::Tensor> buffers = outputs;
     buffers.push_back(input);
     auto work = NewWork(what, std::move(buffers));
@@ -368,9 +351,7 @@ class MpiCommunicator final : public Communicator {
                         const ReduceScatterOptions& opts) override {
     std::string what = Describe("ReduceScatter ", ReduceOpName(opts.op), " into ", output.numel(), " elements");
     CheckTensor(output, what);
-    CheckPerRankTensors(inputs, output, "inputs", what);
-    TORCH_CHECK(inputs[rank_].numel() == output.numel(), what, ": inputs[", rank_, "] (this rank's part) holds ",
-                inputs[rank_].numel(), " elements but the output has ", output.numel(), "; they must match");
+    comm_detail::CheckPerRank({inputs, "inputs", "part", output, "output"}, rank_, size_, what, CheckTensor);
     MPI_Op op = MpiOpOf(opts.op, output.scalar_type(), what);
     std::vector<at::Tensor> buffers = inputs;
     buffers.push_back(output);
@@ -387,8 +368,7 @@ class MpiCommunicator final : public Communicator {
 
   WorkPtr Broadcast(at::Tensor& tensor, const BroadcastOptions& opts) override {
     std::string what = Describe("Broadcast of ", tensor.numel(), " elements from rank ", opts.root);
-    TORCH_CHECK(opts.root >= 0 && opts.root < size_, what, ": root rank ", opts.root,
-                " is out of range; expected 0 <= root < ", size_);
+    comm_detail::CheckRoot(opts.root, size_, what);
     CheckTensor(tensor, what);
     auto work = NewWork(what, {tensor});
     IssueBroadcast(*work, tensor, opts.root);
@@ -404,14 +384,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   WorkPtr SendRecvBatch(const std::vector<P2POp>& ops, const SendRecvBatchOptions&) override {
-    std::string sends, recvs;
-    for (const auto& op : ops) {
-      std::string& list = op.kind == P2POp::Kind::kSend ? sends : recvs;
-      list += (list.empty() ? "" : ",") + std::to_string(op.peer);
-    }
-    std::string what = Describe("SendRecvBatch of ", ops.size(), " ops (sends to ranks [", sends,
-                                "], receives from ranks [", recvs, "])");
-    return PointToPoint(ops, what);
+    return PointToPoint(ops, Describe(comm_detail::DescribeBatch(ops)));
   }
 
   std::unique_ptr<Communicator> Split(int color, int key) override {
@@ -431,37 +404,16 @@ class MpiCommunicator final : public Communicator {
     return std::make_shared<MpiWork>(std::move(what), std::move(buffers));
   }
 
-  void CheckPeer(int peer, const std::string& what) const {
-    TORCH_CHECK(peer >= 0 && peer < size_, what, ": peer rank ", peer, " is out of range; expected 0 <= peer < ",
-                size_);
-  }
-
   void CheckTag(int tag, const std::string& what) const {
     TORCH_CHECK(tag >= 0 && tag <= tag_ub_, what, ": tag ", tag, " is out of range; expected 0 <= tag <= ", tag_ub_,
                 " (MPI_TAG_UB)");
   }
 
   static void CheckTensor(const at::Tensor& t, const std::string& what) {
-    TORCH_CHECK(t.defined(), what, ": the tensor is undefined");
+    comm_detail::CheckDenseContiguous(t, what);
     TORCH_CHECK(t.device().is_cpu(), what, ": the mpi backend moves CPU tensors, got one on ", t.device(),
                 "; copy it with .cpu() or use the nccl backend");
-    TORCH_CHECK(t.layout() == at::kStrided, what, ": expected a dense (strided) tensor, got layout ", t.layout());
-    TORCH_CHECK(t.is_contiguous(), what, ": the tensor must be contiguous (got sizes ", t.sizes(), ", strides ",
-                t.strides(), "); call .contiguous() first");
     DatatypeOf(t.scalar_type(), what);
-  }
-
-  // One tensor per rank, each valid and of `like`'s dtype.
-  void CheckPerRankTensors(const std::vector<at::Tensor>& tensors, const at::Tensor& like, const char* name,
-                           const std::string& what) const {
-    TORCH_CHECK(int64_t(tensors.size()) == size_, what, ": expected ", size_, " ", name, " (one per rank), got ",
-                tensors.size());
-    for (int r = 0; r < size_; ++r) {
-      std::string what_r = detail::StrCat(what, ", ", name, "[", r, "]");
-      CheckTensor(tensors[r], what_r);
-      TORCH_CHECK(tensors[r].scalar_type() == like.scalar_type(), what_r, ": dtype ", tensors[r].scalar_type(),
-                  " differs from ", like.scalar_type(), "; every tensor of the call must have one dtype");
-    }
   }
 
   static int64_t TotalElements(const std::vector<at::Tensor>& tensors) {
@@ -487,7 +439,7 @@ class MpiCommunicator final : public Communicator {
     std::vector<at::Tensor> buffers;
     for (size_t i = 0; i < ops.size(); ++i) {
       std::string what_i = ops.size() > 1 ? what + ", op " + std::to_string(i) : what;
-      CheckPeer(ops[i].peer, what_i);
+      comm_detail::CheckPeer(ops[i].peer, size_, what_i);
       CheckTag(ops[i].tag, what_i);
       CheckTensor(ops[i].tensor, what_i);
       buffers.push_back(ops[i].tensor);
