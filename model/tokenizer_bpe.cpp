@@ -38,11 +38,19 @@ BpeModel::BpeModel(std::unordered_map<std::string, int64_t> vocab,
                   "; expected an id in [0, 2^31)");
     max_id = std::max(max_id, id);
   }
+  // The id -> token table is dense; a few holes are normal (HF files have some), but an id far past
+  // the vocabulary's size would make it huge.
+  const int64_t id_limit = static_cast<int64_t>(vocab_.size()) + kMaxIdGap;
+  LLAMARL_CHECK(max_id < id_limit, options_.source, ": largest token id ", max_id, " is far beyond the ",
+                vocab_.size(), " tokens of the vocabulary; expected ids below ", id_limit,
+                " (the ids should number the vocabulary)");
   id_to_token_.assign(static_cast<size_t>(max_id + 1), std::string());
   for (const auto& [token, id] : vocab_) id_to_token_[static_cast<size_t>(id)] = token;
   merges_.reserve(merges.size());
   for (size_t rank = 0; rank < merges.size(); ++rank) {
-    const auto& [left, right] = merges[rank];
+    // Named references, not a structured binding: C++17 lambdas cannot capture bindings.
+    const std::string& left = merges[rank].first;
+    const std::string& right = merges[rank].second;
     auto find = [&](const std::string& part) {
       auto it = vocab_.find(part);
       LLAMARL_CHECK(it != vocab_.end(), options_.source, ": merge ", rank, " ('", left, "', '", right,

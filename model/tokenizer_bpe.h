@@ -58,6 +58,8 @@ class BpeModel {
 
   // Cache of word -> ids. Bounded: once full it stops growing (HF does the same), which keeps memory
   // flat on adversarial input while common words stay fast.
+  // How far ids may run past the number of vocabulary entries.
+  static constexpr int64_t kMaxIdGap = int64_t{1} << 20;
   static constexpr size_t kMaxCacheEntries = 1 << 16;
   static constexpr size_t kMaxCachedWordBytes = 256;
   mutable std::mutex cache_mutex_;

@@ -190,7 +190,7 @@ std::vector<std::pair<size_t, size_t>> Regex::FindAll(std::string_view text) con
                        ? pcre2_jit_match(code_->code, subject, text.size(), pos, PCRE2_NO_UTF_CHECK,
                                          data.get(), jit_stack.context())
                        : pcre2_match(code_->code, subject, text.size(), pos, PCRE2_NO_UTF_CHECK,
-                                     data.get(), nullptr);
+                                     data.get(), jit_stack.context());
     if (rc == PCRE2_ERROR_NOMATCH) break;
     LLAMARL_CHECK(rc >= 0, source_, ": regex matching failed on a text of ", text.size(),
                   " bytes: ", Pcre2Message(rc), "; split the text into smaller pieces");

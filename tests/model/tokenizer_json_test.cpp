@@ -202,6 +202,9 @@ TEST(TokenizerJson, MalformedFilesAreErrorsNamingThePlace) {
   j = SmallTokenizerJson();
   j["model"]["vocab"]["x"] = "seven";
   EXPECT_NE(LoadError(j).find("model.vocab.x: expected an integer token id"), std::string::npos);
+  j = SmallTokenizerJson();
+  j["model"]["vocab"]["big"] = 5000000;  // would make a 5M-entry id table for 103 tokens
+  EXPECT_NE(LoadError(j).find("largest token id 5000000 is far beyond the 103 tokens"), std::string::npos);
 }
 
 // HF's documented example for each SplitDelimiterBehavior on "the-final--countdown" with "-".
