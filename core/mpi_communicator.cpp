@@ -144,6 +144,9 @@ class MpiWork final : public Work {
   }
 
   ~MpiWork() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (finalized) return;  // a handle outliving MPI: nothing can touch its buffers any more
     try {
       Poll();
     } catch (...) {
@@ -556,9 +559,6 @@ std::unique_ptr<Communicator> CreateMpiCommunicator(MPI_Comm comm, const MpiComm
   return std::make_unique<MpiCommunicator>(dup, options);
 }
 
-std::unique_ptr<Communicator> CreateMpiWorldCommunicator() {
-  if (!MpiInitialized()) MpiInit(nullptr, nullptr);
-  return CreateMpiCommunicator(MPI_COMM_WORLD);
-}
+std::unique_ptr<Communicator> CreateMpiWorldCommunicator() { return CreateMpiCommunicator(MPI_COMM_WORLD); }
 
 }  // namespace llamarl

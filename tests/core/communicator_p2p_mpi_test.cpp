@@ -217,6 +217,8 @@ TEST_F(MpiP2PTest, InvalidArgumentsAreRejectedBeforeAnythingIsSent) {
   at::Tensor meta = at::empty({2}, at::TensorOptions().device(at::kMeta));
   ExpectThrowsWith([&] { comm_->Broadcast(meta); }, {"moves CPU tensors", "meta", "nccl backend"});
   ExpectThrowsWith([&] { comm_->Broadcast(t, {size_}); }, {"root rank " + std::to_string(size_) + " is out of range"});
+  ExpectThrowsWith([] { CreateMpiCommunicator(MPI_COMM_WORLD, {0}); },
+                   {"max_elements_per_call (0) must be in [1, 2147483647]"});
   std::vector<P2POp> batch = {P2POp::Send(t, 0), P2POp::Recv(t, size_ + 4)};
   ExpectThrowsWith([&] { comm_->SendRecvBatch(batch); }, {"SendRecvBatch of 2 ops", "op 1", "peer rank"});
 }
