@@ -88,6 +88,7 @@ ncclRedOp_t NcclOpOf(ReduceOp op, at::ScalarType type, const std::string& what) 
 }
 
 // The NCCL communicator, shared by the Communicator and its Works so that a Work can abort it.
+// Once `aborted` (after a timeout, an asynchronous NCCL error, or destruction) `comm` is gone.
 struct NcclState {
   ncclComm_t comm = nullptr;
   bool aborted = false;
@@ -222,6 +223,9 @@ class NcclCommunicator final : public Communicator {
   ~NcclCommunicator() override {
     c10::cuda::CUDAGuard guard(device_);
     if (!state_->aborted) ncclCommDestroy(state_->comm);
+    // Works that outlive the communicator must not reach NCCL through it any more.
+    state_->aborted = true;
+    if (state_->abort_reason.empty()) state_->abort_reason = "the communicator was destroyed";
     cudaEventDestroy(ready_);
     int finalized = 0;
     MPI_Finalized(&finalized);
