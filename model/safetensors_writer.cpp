@@ -73,6 +73,22 @@ class AtomicFile {
   bool committed_ = false;
 };
 
+// `text` as a JSON string literal; names and metadata must be UTF-8 for the header to be JSON.
+std::string JsonString(const std::string& text, const std::string& path, const char* what) {
+  try {
+    return Json(text).dump();
+  } catch (const Json::exception&) {
+    TORCH_CHECK(false, "saving ", path, ": ", what, " '", text, "' is not valid UTF-8; safetensors headers are JSON");
+  }
+}
+
+void CheckMetadata(const std::map<std::string, std::string>& metadata, const std::string& path) {
+  for (const auto& [key, value] : metadata) {
+    JsonString(key, path, "metadata key");
+    JsonString(value, path, "metadata value");
+  }
+}
+
 // Everything that could fail half-way through a (sharded) save is checked before the first write.
 void CheckTensors(const NamedTensors& tensors, const std::string& path) {
   std::set<std::string> seen;
@@ -82,6 +98,7 @@ void CheckTensors(const NamedTensors& tensors, const std::string& path) {
     TORCH_CHECK(seen.insert(name).second, "saving ", path, ": tensor name '", name,
                 "' appears twice; each tensor needs a unique name");
     TORCH_CHECK(tensor.defined(), "saving ", path, ": tensor '", name, "' is undefined");
+    JsonString(name, path, "tensor name");
     (void)ScalarTypeToSafetensorsDtype(tensor.scalar_type());  // throws for unsupported types
   }
 }
@@ -136,6 +153,7 @@ void RemoveStale(const fs::path& path) {
 void SaveSafetensors(const std::string& path, const NamedTensors& tensors,
                      const std::map<std::string, std::string>& metadata) {
   CheckTensors(tensors, path);
+  CheckMetadata(metadata, path);
   NamedTensors storable;
   storable.reserve(tensors.size());
   for (const auto& [name, tensor] : tensors) storable.emplace_back(name, tensor.cpu().contiguous());
@@ -172,6 +190,7 @@ std::vector<std::string> SaveSafetensorsSharded(const std::string& dir, const Na
   CheckTensors(tensors, dir);
   std::map<std::string, std::string> metadata = options.metadata;
   metadata.emplace("format", "pt");  // HF's loaders look for it; a caller's own value wins
+  CheckMetadata(metadata, dir);
 
   std::vector<NamedTensors> shards;
   int64_t shard_bytes = 0, total_size = 0;

@@ -18,11 +18,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::ErrorMessage;
-
-bool SameBytes(const at::Tensor& a, const at::Tensor& b) {
-  if (a.scalar_type() != b.scalar_type() || a.sizes() != b.sizes()) return false;
-  return a.nbytes() == 0 || std::memcmp(a.contiguous().data_ptr(), b.contiguous().data_ptr(), a.nbytes()) == 0;
-}
+using testing::SameBytes;
 
 // Byte sizes 400, 400, 400, 1600, 200, 0 with a 1000-byte limit. Greedy fill in order:
 // {a, b} (800; c would make 1200), {c} (d would make 2000), {d} (alone: bigger than the limit),

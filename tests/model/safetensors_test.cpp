@@ -10,16 +10,19 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
 namespace llamarl {
 namespace {
 
 namespace fs = std::filesystem;
 using testing::ErrorMessage;
+using testing::SameBytes;
 using testing::RawSafetensors;
 using testing::WriteBytes;
 
@@ -31,12 +34,6 @@ at::Tensor RandomBytes(at::ScalarType type, at::IntArrayRef shape, uint32_t seed
   auto* bytes = static_cast<uint8_t*>(t.data_ptr());
   for (size_t i = 0; i < t.nbytes(); ++i) bytes[i] = uint8_t(type == at::kBool ? rng() & 1 : rng());
   return t;
-}
-
-bool SameBytes(const at::Tensor& a, const at::Tensor& b) {
-  if (a.scalar_type() != b.scalar_type() || a.sizes() != b.sizes()) return false;
-  at::Tensor ca = a.contiguous(), cb = b.contiguous();
-  return ca.nbytes() == 0 || std::memcmp(ca.data_ptr(), cb.data_ptr(), ca.nbytes()) == 0;
 }
 
 // One tensor of every dtype, in an order that interleaves element sizes so the writer must reorder
@@ -196,6 +193,43 @@ TEST(SafetensorsTest, DtypeWithoutLibTorchTypeFailsAtGet) {
   EXPECT_NE(message.find("supported: F64, F32"), std::string::npos) << message;
 }
 
+TEST(SafetensorsTest, Float8NeedsLibTorchWithFloat8) {
+  const std::string header = "{\"q\":{\"dtype\":\"F8_E4M3\",\"shape\":[2],\"data_offsets\":[0,2]}}";
+  const std::string path = testing::MakeTempDir("st_f8") + "/q.safetensors";
+  WriteBytes(path, RawSafetensors(header, "\x38\xc0"));  // e4m3fn: 1.0, -2.0
+  auto file = SafetensorsFile::Open(path);
+  bool has_float8 = true;
+  try {
+    SafetensorsDtypeToScalarType("F8_E4M3");
+  } catch (const std::exception&) {
+    has_float8 = false;
+  }
+  if (has_float8) {
+    EXPECT_TRUE(at::equal(file->Get("q").to(at::kFloat), at::tensor({1.0f, -2.0f})));
+  } else {
+    const std::string message = ErrorMessage([&] { file->Get("q"); });
+    EXPECT_NE(message.find("tensor 'q': safetensors dtype 'F8_E4M3' has no LibTorch"), std::string::npos) << message;
+  }
+}
+
+TEST(SafetensorsTest, ConcurrentGetsAgree) {
+  const std::string path = testing::MakeTempDir("st_threads") + "/all.safetensors";
+  const NamedTensors tensors = EveryDtype();
+  SaveSafetensors(path, tensors);
+  auto file = SafetensorsFile::Open(path);
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int round = 0; round < 50; ++round) {
+        for (const auto& [name, tensor] : tensors) mismatches += SameBytes(file->Get(name), tensor) ? 0 : 1;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(mismatches.load(), 0);
+}
+
 TEST(SafetensorsTest, OpenReportsUnreadableAndTruncatedFiles) {
   const std::string dir = testing::MakeTempDir("st_open");
   EXPECT_NE(ErrorMessage([&] { SafetensorsFile::Open(dir + "/absent.safetensors"); }).find("cannot open"),
@@ -219,6 +253,9 @@ TEST(SafetensorsTest, WriterRejectsBadInput) {
   EXPECT_NE(save({{"u", at::Tensor()}}).find("'u' is undefined"), std::string::npos);
   const std::string complex = save({{"c", at::zeros({1}, at::kComplexFloat)}});
   EXPECT_NE(complex.find("cannot be stored in safetensors"), std::string::npos) << complex;
+  EXPECT_NE(save({{"bad\xff", at::zeros({1})}}).find("tensor name 'bad\xff' is not valid UTF-8"), std::string::npos);
+  const std::string metadata = ErrorMessage([&] { SaveSafetensors(path, {{"w", at::zeros({1})}}, {{"k", "\xc3"}}); });
+  EXPECT_NE(metadata.find("metadata value '\xc3' is not valid UTF-8"), std::string::npos) << metadata;
   EXPECT_FALSE(fs::exists(path));  // nothing written, no temporary left
   EXPECT_TRUE(fs::is_empty(fs::path(path).parent_path()));
 }

@@ -1,7 +1,10 @@
 // Helpers shared by the safetensors test suites: raw files with hand-written headers.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <fstream>
 #include <functional>
@@ -28,6 +31,13 @@ inline std::string ErrorMessage(const std::function<void()>& fn) {
     return e.what();
   }
   return "<no exception>";
+}
+
+// Same dtype, shape and bytes (NaN payloads and signed zeros included), whatever the strides.
+inline bool SameBytes(const at::Tensor& a, const at::Tensor& b) {
+  if (a.scalar_type() != b.scalar_type() || a.sizes() != b.sizes()) return false;
+  const at::Tensor ca = a.contiguous(), cb = b.contiguous();
+  return ca.nbytes() == 0 || std::memcmp(ca.data_ptr(), cb.data_ptr(), ca.nbytes()) == 0;
 }
 
 }  // namespace llamarl::testing
