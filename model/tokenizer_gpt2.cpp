@@ -68,6 +68,7 @@ Tokenizer Tokenizer::FromGpt2Files(std::string_view encoder_json_text, std::stri
   byte_level.add_prefix_space = false;
   byte_level.use_regex = true;
   impl->pipeline.steps.push_back(tokenizer_internal::MakeByteLevelStep(byte_level));
+  impl->pipeline.has_byte_level = true;
   impl->Finalize("encoder.json");
   return MakeTokenizer(std::move(impl));
 }

@@ -97,6 +97,7 @@ void ReadPreTokenizer(const Json& j, const std::string& path, PreTokenizerPipeli
     options.add_prefix_space = BoolMember(j, "add_prefix_space", true, path);
     options.use_regex = BoolMember(j, "use_regex", true, path);
     pipeline->steps.push_back(tokenizer_internal::MakeByteLevelStep(options));
+    pipeline->has_byte_level = true;
   } else if (type == "Split") {
     tokenizer_internal::SplitOptions options;
     const Json& pattern = Member(j, "pattern", path);
@@ -282,6 +283,9 @@ Tokenizer Tokenizer::FromTokenizerJson(std::string_view json_text, std::string_v
     const Json root = ParseJson(json_text, kFile);
     ReadNormalizer(root.value("normalizer", Json()), "normalizer", &impl->pipeline);
     ReadPreTokenizer(root.value("pre_tokenizer", Json()), "pre_tokenizer", &impl->pipeline);
+    // Without it the text never reaches the byte alphabet and BPE would silently drop characters.
+    LLAMARL_CHECK(impl->pipeline.has_byte_level, kFile, ": pre_tokenizer has no ByteLevel step; only byte-level ",
+                  "BPE is supported, which needs one (alone or last in a Sequence)");
     impl->bpe = ReadModel(Member(root, "model", "(root)"));
     ReadDecoder(root.value("decoder", Json()), "decoder");
     ReadPostProcessor(root.value("post_processor", Json()), "post_processor", impl.get());

@@ -65,6 +65,7 @@ std::unique_ptr<PreTokenizerStep> MakeByteLevelStep(const ByteLevelOptions& opti
 class PreTokenizerPipeline {
  public:
   bool nfc = false;  // the only normalization byte-level BPE files use (null, NFC, Sequence of NFC)
+  bool has_byte_level = false;  // a ByteLevel step maps text to the alphabet the vocabulary uses
   std::vector<std::unique_ptr<PreTokenizerStep>> steps;
 
   std::string Normalize(std::string_view text) const;

@@ -177,6 +177,9 @@ TEST(TokenizerJson, UnsupportedComponentsAreNamedErrors) {
   j["post_processor"] = {{"type", "RobertaProcessing"}};
   EXPECT_NE(LoadError(j).find("post_processor type 'RobertaProcessing'"), std::string::npos);
   j = SmallTokenizerJson();
+  j["pre_tokenizer"] = nullptr;
+  EXPECT_NE(LoadError(j).find("pre_tokenizer has no ByteLevel step"), std::string::npos);
+  j = SmallTokenizerJson();
   j["model"]["byte_fallback"] = true;
   EXPECT_NE(LoadError(j).find("byte_fallback"), std::string::npos);
 }
