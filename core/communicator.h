@@ -1,7 +1,10 @@
 // The Communicator: one interface for moving tensors between ranks, with three backends picked by
 // name from a registry:
-//   mpi    CPU tensors over MPI (f32, bf16, f16, i64, i32, u8); the control plane on every machine.
-//   nccl   CUDA tensors over NCCL (built with LLAMARL_NCCL); its unique id travels over MPI.
+//   mpi    CPU tensors over MPI (f32, f64, bf16, f16, i64, i32, u8, bool); the control plane on every
+//          machine (core/mpi_communicator.h has its reduction rules).
+//   nccl   CUDA tensors over NCCL (built with LLAMARL_NCCL); its unique id travels over MPI. NCCL has no
+//          tags: between two ranks messages match in issue order, and a Send and a Recv that must be
+//          in flight together go in one SendRecvBatch (core/nccl_communicator.cpp).
 //   local  one rank; collectives are identities, used by single-process jobs and unit tests.
 //
 // Every operation is asynchronous and returns a Work handle. Ordering contract, as in c10d: all ranks
