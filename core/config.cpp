@@ -12,6 +12,8 @@ namespace {
 
 std::string FormatNumber(double v) {
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  // Integral bounds print exactly (int limits would otherwise show as 2.14748e+09).
+  if (v == std::floor(v) && std::fabs(v) < 9.0e15) return std::to_string(int64_t(v));
   std::ostringstream out;
   out << v;
   return out.str();

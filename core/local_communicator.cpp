@@ -1,8 +1,11 @@
 // The single-rank backend: a job of size 1. Collectives over one rank are identities (AllGather and
 // ReduceScatter copy); point-to-point to oneself is matched in issue order within a tag, as MPI does.
+// It rejects exactly the calls the mpi backend rejects (comm_detail checks), so code that passes
+// on one rank does not fail later on many.
 #include "core/communicator.h"
 
 #include "core/check.h"
+#include "core/communicator_checks.h"
 
 #include <ATen/ATen.h>
 
@@ -39,12 +42,13 @@ class LocalCommunicator final : public Communicator {
   std::string Backend() const override { return "local"; }
 
   WorkPtr Send(const at::Tensor& tensor, int dst, const SendOptions& opts) override {
-    CheckPeer(dst, "Send");
+    comm_detail::CheckPeer(dst, 1, "Send");
+    CheckTensor(tensor, "Send");
     auto& recvs = pending_recvs_[opts.tag];
     if (!recvs.empty()) {
       auto [target, work] = recvs.front();
-      recvs.pop_front();
       CopyMessage(target, tensor);
+      recvs.pop_front();
       work->Complete();
     } else {
       sent_[opts.tag].push_back(tensor.clone());
@@ -53,7 +57,8 @@ class LocalCommunicator final : public Communicator {
   }
 
   WorkPtr Recv(at::Tensor& tensor, int src, const RecvOptions& opts) override {
-    CheckPeer(src, "Recv");
+    comm_detail::CheckPeer(src, 1, "Recv");
+    CheckTensor(tensor, "Recv");
     auto& sent = sent_[opts.tag];
     if (!sent.empty()) {
       CopyMessage(tensor, sent.front());
@@ -65,24 +70,32 @@ class LocalCommunicator final : public Communicator {
     return work;
   }
 
-  WorkPtr AllReduce(at::Tensor& tensor, const AllReduceOptions&) override { return Done(); }
+  WorkPtr AllReduce(at::Tensor& tensor, const AllReduceOptions& opts) override {
+    CheckTensor(tensor, "AllReduce");
+    comm_detail::CheckReduction(opts.op, tensor.scalar_type(), "AllReduce");
+    return Done();
+  }
 
   WorkPtr AllGather(std::vector<at::Tensor>& outputs, const at::Tensor& input,
                     const AllGatherOptions&) override {
-    TORCH_CHECK(outputs.size() == 1, "AllGather: expected 1 output tensor (one per rank), got ", outputs.size());
+    CheckTensor(input, "AllGather input");
+    comm_detail::CheckPerRank({outputs, "outputs", "slot", input, "input"}, 0, 1, "AllGather", CheckTensor);
     CopyMessage(outputs[0], input);
     return Done();
   }
 
   WorkPtr ReduceScatter(at::Tensor& output, const std::vector<at::Tensor>& inputs,
-                        const ReduceScatterOptions&) override {
-    TORCH_CHECK(inputs.size() == 1, "ReduceScatter: expected 1 input tensor (one per rank), got ", inputs.size());
+                        const ReduceScatterOptions& opts) override {
+    CheckTensor(output, "ReduceScatter output");
+    comm_detail::CheckReduction(opts.op, output.scalar_type(), "ReduceScatter");
+    comm_detail::CheckPerRank({inputs, "inputs", "part", output, "output"}, 0, 1, "ReduceScatter", CheckTensor);
     CopyMessage(output, inputs[0]);
     return Done();
   }
 
-  WorkPtr Broadcast(at::Tensor&, const BroadcastOptions& opts) override {
-    TORCH_CHECK(opts.root == 0, "Broadcast: root ", opts.root, " out of range for 1 rank");
+  WorkPtr Broadcast(at::Tensor& tensor, const BroadcastOptions& opts) override {
+    comm_detail::CheckRoot(opts.root, 1, "Broadcast");
+    CheckTensor(tensor, "Broadcast");
     return Done();
   }
 
@@ -110,10 +123,17 @@ class LocalCommunicator final : public Communicator {
  private:
   static WorkPtr Done() { return std::make_shared<DoneWork>(); }
 
-  static void CheckPeer(int peer, const char* op) {
-    TORCH_CHECK(peer == 0, op, ": peer rank ", peer, " out of range for a communicator of 1 rank");
+  // The mpi backend's rule: dense contiguous CPU tensors of a supported dtype.
+  static void CheckTensor(const at::Tensor& t, const std::string& what) {
+    comm_detail::CheckDenseContiguous(t, what);
+    TORCH_CHECK(t.device().is_cpu(), what, ": the local backend moves CPU tensors, got a tensor on ", t.device());
+    auto type = t.scalar_type();
+    TORCH_CHECK(type == at::kFloat || type == at::kDouble || type == at::kBFloat16 || type == at::kHalf ||
+                    type == at::kLong || type == at::kInt || type == at::kByte || type == at::kBool,
+                what, ": dtype ", type, " is not supported; supported: ", comm_detail::kSupportedDtypes);
   }
 
+  // Checked before a message is dequeued, so a mismatched receive leaves it queued for the right one.
   static void CopyMessage(at::Tensor& dst, const at::Tensor& src) {
     TORCH_CHECK(dst.numel() == src.numel() && dst.scalar_type() == src.scalar_type(),
                 "message mismatch: receiving ", dst.numel(), " elements of ", dst.scalar_type(), ", sent ",

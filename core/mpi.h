@@ -2,6 +2,13 @@
 // (DESIGN.md); this is the only header besides the mpi backend that includes <mpi.h>.
 #pragma once
 
+// The C API only: Open MPI's deprecated C++ bindings would otherwise need libmpi_cxx at link time.
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1
+#endif
+#ifndef MPICH_SKIP_MPICXX
+#define MPICH_SKIP_MPICXX 1
+#endif
 #include <mpi.h>
 
 #include <string>
