@@ -1,1 +1,54 @@
-int main() { return 0; }
+// llamarl: the one program of the framework. Dispatches to one function per subcommand
+// (DESIGN.md, "The command line"); every error a user can cause ends here as one line on stderr
+// and exit status 1.
+#include "cli/commands.h"
+
+#include <c10/util/Exception.h>
+
+#include <cstdio>
+#include <cstring>
+#include <exception>
+
+namespace {
+
+struct Command {
+  const char* name;
+  int (*run)(const llamarl::cli::CommandArgs&);
+  const char* help;
+};
+
+const Command kCommands[] = {
+    {"init", llamarl::cli::RunInit, "write a small random HF-format checkpoint (config, safetensors, tokenizer)"},
+    {"tokenize", llamarl::cli::RunTokenize, "print the token ids of a text"},
+    {"generate", llamarl::cli::RunGenerate, "sample a continuation from a checkpoint"},
+    {"plan", llamarl::cli::RunPlan, "placement, memory and step time of a model on a GPU cluster"},
+};
+
+void PrintUsage(FILE* out) {
+  std::fprintf(out, "usage: llamarl COMMAND [options]   (llamarl COMMAND --help for its options)\n\ncommands:\n");
+  for (const auto& c : kCommands) std::fprintf(out, "  %-10s %s\n", c.name, c.help);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    PrintUsage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 1 : 0;
+  }
+  for (const auto& c : kCommands) {
+    if (std::strcmp(argv[1], c.name) != 0) continue;
+    try {
+      return c.run(llamarl::cli::CommandArgs(argv + 2, argv + argc));
+    } catch (const c10::Error& e) {
+      // c10 appends a C++ backtrace to what(); the message without it is what a user needs.
+      std::fprintf(stderr, "llamarl %s: error: %s\n", c.name, e.what_without_backtrace());
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "llamarl %s: error: %s\n", c.name, e.what());
+    }
+    return 1;
+  }
+  std::fprintf(stderr, "llamarl: unknown command '%s'\n", argv[1]);
+  PrintUsage(stderr);
+  return 1;
+}
