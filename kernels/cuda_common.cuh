@@ -10,6 +10,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #define LLAMARL_CUDA_CHECK(expr)                                                                        \
   do {                                                                                                  \
