@@ -39,15 +39,15 @@ DatasetItem ParseLine(const std::string& line, const std::string& where, const J
 
 std::vector<DatasetItem> LoadSource(const DatasetConfig& config) {
   if (config.source == "jsonl") {
-    return LoadJsonl(JsonlConfig::FromJson(config.source_config, "data.jsonl"), config.prompt);
+    return LoadJsonl(JsonlConfig::FromJson(config.source_config, config.path + ".jsonl"), config.prompt);
   }
   if (config.source == "arithmetic") {
-    return GenerateArithmeticTasks(ArithmeticTaskConfig::FromJson(config.source_config, "data.arithmetic"),
-                                   config.prompt);
+    return GenerateArithmeticTasks(
+        ArithmeticTaskConfig::FromJson(config.source_config, config.path + ".arithmetic"), config.prompt);
   }
-  LLAMARL_ASSERT(config.source == "countdown", "unvalidated data.source '", config.source, "'");
-  return GenerateCountdownTasks(CountdownTaskConfig::FromJson(config.source_config, "data.countdown"),
-                                config.prompt);
+  LLAMARL_ASSERT(config.source == "countdown", "unvalidated ", config.path, ".source '", config.source, "'");
+  return GenerateCountdownTasks(
+      CountdownTaskConfig::FromJson(config.source_config, config.path + ".countdown"), config.prompt);
 }
 
 }  // namespace
@@ -96,6 +96,7 @@ EvalSplitConfig EvalSplitConfig::FromJson(const Json& j, const std::string& path
 
 DatasetConfig DatasetConfig::FromJson(const Json& j, const std::string& path) {
   DatasetConfig c;
+  c.path = path;
   ConfigReader r(j, path);
   r.Read("source", &c.source, {"jsonl", "arithmetic", "countdown"}, "where the prompts come from");
   c.source_config = r.Raw(c.source.c_str());
@@ -121,15 +122,15 @@ DatasetSplits LoadDataset(const DatasetConfig& config) {
   std::vector<DatasetItem> source = LoadSource(config);
   int64_t held_out = 0;
   if (!config.eval.path.empty()) {
-    JsonlConfig eval_jsonl = JsonlConfig::FromJson(config.source_config, "data.jsonl");
+    JsonlConfig eval_jsonl = JsonlConfig::FromJson(config.source_config, config.path + ".jsonl");
     eval_jsonl.path = config.eval.path;
     eval_jsonl.max_items = config.eval.num_items;
     splits.eval = LoadJsonl(eval_jsonl, config.prompt);
   } else {
     held_out = config.eval.num_items > 0 ? config.eval.num_items
                                          : int64_t(std::ceil(config.eval.fraction * double(source.size())));
-    LLAMARL_CHECK(held_out < int64_t(source.size()), "data.eval holds out ", held_out, " of ", source.size(),
-                  " items, leaving none to train on; lower data.eval.num_items or fraction");
+    LLAMARL_CHECK(held_out < int64_t(source.size()), config.path, ".eval holds out ", held_out, " of ",
+                  source.size(), " items, leaving none to train on; lower eval.num_items or eval.fraction");
     splits.eval.assign(source.begin(), source.begin() + held_out);
   }
   splits.train.assign(source.begin() + held_out, source.end());

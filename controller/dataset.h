@@ -52,7 +52,8 @@ struct DatasetConfig {
   EvalSplitConfig eval;
   int64_t seed = 0;  // shuffling seed
   bool shuffle = true;
-  int64_t num_epochs = 0;  // 0 = unbounded
+  int64_t num_epochs = 0;     // 0 = unbounded
+  std::string path = "data";  // where this section sits in the recipe, for error messages
 
   // {"source": "jsonl", "jsonl": {...}, "prompt": {...}, "eval": {...}, "seed": 1, ...}
   static DatasetConfig FromJson(const Json& j, const std::string& path);
