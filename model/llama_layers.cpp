@@ -1,0 +1,91 @@
+#include "model/llama_layers.h"
+
+#include "model/attention.h"
+#include "model/llama_config.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+namespace llamarl {
+
+LlamaLinearImpl::LlamaLinearImpl(int64_t in_features, int64_t out_features, bool with_bias,
+                                 const at::TensorOptions& options) {
+  weight = register_parameter("weight", at::empty({out_features, in_features}, options));
+  if (with_bias) bias = register_parameter("bias", at::empty({out_features}, options));
+}
+
+at::Tensor LlamaLinearImpl::forward(const at::Tensor& x) { return at::linear(x, weight, bias); }
+
+LlamaEmbeddingImpl::LlamaEmbeddingImpl(int64_t num_embeddings, int64_t dim, const at::TensorOptions& options) {
+  weight = register_parameter("weight", at::empty({num_embeddings, dim}, options));
+}
+
+at::Tensor LlamaEmbeddingImpl::forward(const at::Tensor& ids) { return at::embedding(weight, ids); }
+
+LlamaRMSNormImpl::LlamaRMSNormImpl(int64_t dim, double eps, const at::TensorOptions& options) : eps_(eps) {
+  weight = register_parameter("weight", at::empty({dim}, options));
+}
+
+at::Tensor LlamaRMSNormImpl::forward(const at::Tensor& x) {
+  at::Tensor x32 = x.to(at::kFloat);
+  at::Tensor variance = x32.pow(2).mean(-1, /*keepdim=*/true);
+  return weight * (x32 * at::rsqrt(variance + eps_)).to(x.scalar_type());
+}
+
+LlamaAttentionImpl::LlamaAttentionImpl(const LlamaConfig& config, const at::TensorOptions& options)
+    : num_heads_(config.num_attention_heads),
+      num_kv_heads_(config.num_key_value_heads),
+      head_dim_(config.head_dim) {
+  const int64_t d = config.hidden_size, q = num_heads_ * head_dim_, kv = num_kv_heads_ * head_dim_;
+  q_proj = register_module("q_proj", LlamaLinear(d, q, config.attention_bias, options));
+  k_proj = register_module("k_proj", LlamaLinear(d, kv, config.attention_bias, options));
+  v_proj = register_module("v_proj", LlamaLinear(d, kv, config.attention_bias, options));
+  o_proj = register_module("o_proj", LlamaLinear(q, d, false, options));
+  if (config.qk_norm) {
+    q_norm = register_module("q_norm", LlamaRMSNorm(head_dim_, config.rms_norm_eps, options));
+    k_norm = register_module("k_norm", LlamaRMSNorm(head_dim_, config.rms_norm_eps, options));
+  }
+}
+
+QkvStates LlamaAttentionImpl::ProjectQkv(const at::Tensor& x, const RopeCosSin& rope) {
+  const int64_t batch = x.size(0), tokens = x.size(1);
+  at::Tensor q = q_proj(x).view({batch, tokens, num_heads_, head_dim_});
+  at::Tensor k = k_proj(x).view({batch, tokens, num_kv_heads_, head_dim_});
+  at::Tensor v = v_proj(x).view({batch, tokens, num_kv_heads_, head_dim_});
+  if (q_norm) {  // qwen3 normalises each head before RoPE
+    q = q_norm(q);
+    k = k_norm(k);
+  }
+  return {ApplyRope(q.transpose(1, 2), rope), ApplyRope(k.transpose(1, 2), rope), v.transpose(1, 2)};
+}
+
+at::Tensor LlamaAttentionImpl::ProjectOutput(const at::Tensor& attended) { return o_proj(attended); }
+
+at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const RopeCosSin& rope, const at::Tensor& allowed) {
+  QkvStates s = ProjectQkv(x, rope);
+  return ProjectOutput(AttendEager(s.q, s.k, s.v, allowed));
+}
+
+LlamaMlpImpl::LlamaMlpImpl(const LlamaConfig& config, const at::TensorOptions& options) {
+  const int64_t d = config.hidden_size, inter = config.intermediate_size;
+  gate_proj = register_module("gate_proj", LlamaLinear(d, inter, false, options));
+  up_proj = register_module("up_proj", LlamaLinear(d, inter, false, options));
+  down_proj = register_module("down_proj", LlamaLinear(inter, d, false, options));
+}
+
+at::Tensor LlamaMlpImpl::forward(const at::Tensor& x) { return down_proj(at::silu(gate_proj(x)) * up_proj(x)); }
+
+LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaConfig& config, const at::TensorOptions& options) {
+  self_attn = register_module("self_attn", LlamaAttention(config, options));
+  mlp = register_module("mlp", LlamaMlp(config, options));
+  input_layernorm = register_module("input_layernorm", LlamaRMSNorm(config.hidden_size, config.rms_norm_eps, options));
+  post_attention_layernorm =
+      register_module("post_attention_layernorm", LlamaRMSNorm(config.hidden_size, config.rms_norm_eps, options));
+}
+
+at::Tensor LlamaDecoderLayerImpl::forward(const at::Tensor& x, const RopeCosSin& rope, const at::Tensor& allowed) {
+  at::Tensor h = x + self_attn(input_layernorm(x), rope, allowed);
+  return h + mlp(post_attention_layernorm(h));
+}
+
+}  // namespace llamarl
