@@ -11,6 +11,7 @@ using CommandArgs = std::vector<std::string>;
 int RunInit(const CommandArgs& args);
 int RunTokenize(const CommandArgs& args);
 int RunGenerate(const CommandArgs& args);
+int RunBench(const CommandArgs& args);
 int RunPlan(const CommandArgs& args);
 
 }  // namespace llamarl::cli

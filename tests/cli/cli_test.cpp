@@ -98,7 +98,7 @@ TEST(CliTest, InitRefusesToOverwriteAndRejectsBadSizes) {
   EXPECT_EQ(Llamarl("init --model tiny --out " + Quote(dir), &out, true), 1);
   EXPECT_NE(out.find("already"), std::string::npos) << out;
   EXPECT_EQ(Llamarl("init --model tiny --out " + Quote(dir + "2") + " --heads 3 --hidden-size 64", &out, true), 1);
-  EXPECT_NE(out.find("num_attention_heads"), std::string::npos) << out;
+  EXPECT_NE(out.find("num_heads (3)"), std::string::npos) << out;
   EXPECT_EQ(Llamarl("init --model huge --out " + Quote(dir + "3"), &out, true), 1);
   EXPECT_NE(out.find("tiny"), std::string::npos) << out;
 }

@@ -1,0 +1,66 @@
+// llamarl bench NAME [options] [--json]: each benchmark measures its figure and the baseline in the
+// same run and prints both with their ratio (the machine is shared; absolute times drift).
+#include "bench/logprobs_bench.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/check.h"
+
+#include <cstdio>
+#include <cstring>
+
+namespace llamarl::cli {
+namespace {
+
+void PrintResult(const nlohmann::json& result, bool json) {
+  if (json) {
+    std::printf("%s\n", result.dump().c_str());
+    return;
+  }
+  for (auto it = result.begin(); it != result.end(); ++it)
+    std::printf("%-24s %s\n", it.key().c_str(), it.value().dump().c_str());
+}
+
+int BenchLogprobs(const CommandArgs& argv) {
+  bench::LogprobsBenchOptions d;
+  Args args("bench logprobs", "llamarl bench logprobs [--tokens T] [--vocab V] [--hidden D] [--json]");
+  args.Option("tokens", "tokens T", std::to_string(d.tokens))
+      .Option("vocab", "vocabulary size V", std::to_string(d.vocab))
+      .Option("hidden", "hidden size D", std::to_string(d.hidden))
+      .Option("dtype", "float32 or bfloat16", d.dtype)
+      .Option("repeats", "timed passes per variant (the fastest counts)", std::to_string(d.repeats))
+      .Option("seed", "seed of the random inputs", std::to_string(d.seed))
+      .Flag("json", "print one JSON object");
+  if (!args.Parse(argv)) return 0;
+  bench::LogprobsBenchOptions o = d;
+  o.tokens = args.GetInt("tokens");
+  o.vocab = args.GetInt("vocab");
+  o.hidden = args.GetInt("hidden");
+  o.dtype = args.Get("dtype");
+  o.repeats = args.GetInt("repeats");
+  o.seed = uint64_t(args.GetInt("seed"));
+  PrintResult(bench::RunLogprobsBench(o), args.GetFlag("json"));
+  return 0;
+}
+
+struct Bench {
+  const char* name;
+  int (*run)(const CommandArgs&);
+};
+
+const Bench kBenches[] = {
+    {"logprobs", BenchLogprobs},
+};
+
+}  // namespace
+
+int RunBench(const CommandArgs& argv) {
+  std::string known;
+  for (const auto& b : kBenches) known += (known.empty() ? "" : ", ") + std::string(b.name);
+  LLAMARL_CHECK(!argv.empty() && argv[0] != "--help", "usage: llamarl bench NAME [options] [--json]; NAME is one of: ",
+                known);
+  for (const auto& b : kBenches)
+    if (argv[0] == b.name) return b.run(CommandArgs(argv.begin() + 1, argv.end()));
+  LLAMARL_FAIL("unknown benchmark '", argv[0], "'; known: ", known);
+}
+
+}  // namespace llamarl::cli
