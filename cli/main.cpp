@@ -21,6 +21,7 @@ const Command kCommands[] = {
     {"init", llamarl::cli::RunInit, "write a small random HF-format checkpoint (config, safetensors, tokenizer)"},
     {"tokenize", llamarl::cli::RunTokenize, "print the token ids of a text"},
     {"generate", llamarl::cli::RunGenerate, "sample a continuation from a checkpoint"},
+    {"bench", llamarl::cli::RunBench, "measure a figure and its baseline in the same run (logprobs, ...)"},
     {"plan", llamarl::cli::RunPlan, "placement, memory and step time of a model on a GPU cluster"},
 };
 
