@@ -82,7 +82,8 @@ nlohmann::json MeasureVariant(bool fused, const LogprobsBenchOptions& o) {
           {"peak_bytes", ReadStatusBytes("VmHWM") - baseline},
           {"baseline_bytes", baseline},
           {"logprobs", std::vector<float>(lp.data_ptr<float>(), lp.data_ptr<float>() + lp.numel())},
-          {"grad_weight_norm", weight.grad().to(at::kDouble).norm().item<double>()}};
+          {"grad_weight_norm", weight.grad().to(at::kDouble).norm().item<double>()},
+          {"threads", at::get_num_threads()}};
 }
 
 // Runs body in a forked child and returns the JSON it wrote to a pipe. The child ends with _exit so
@@ -159,7 +160,7 @@ nlohmann::json RunLogprobsBench(const LogprobsBenchOptions& o) {
           {"hidden", o.hidden},
           {"dtype", o.dtype},
           {"repeats", o.repeats},
-          {"threads", at::get_num_threads()}};
+          {"threads", fused["threads"]}};
 }
 
 }  // namespace llamarl::bench
