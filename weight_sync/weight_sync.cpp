@@ -1,0 +1,80 @@
+#include "weight_sync/weight_sync.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+namespace llamarl {
+namespace {
+
+constexpr int kHeaderTag = 0x5702;
+
+}  // namespace
+
+WeightReceiver::WeightReceiver(std::shared_ptr<const TransferPlan> plan, int dst_rank,
+                               const at::TensorOptions& options)
+    : plan_(std::move(plan)), dst_rank_(dst_rank) {
+  TORCH_CHECK(plan_ != nullptr, "WeightReceiver: the plan is null");
+  staging_ = AllocateBuffers(plan_->dst(), dst_rank_, options);
+}
+
+int64_t WeightReceiver::HeldVersion() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return held_version_;
+}
+
+int64_t WeightReceiver::StagedVersion() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return staged_version_;
+}
+
+int64_t WeightReceiver::ApplyTo(const std::function<void(const std::string&, const at::Tensor&)>& apply) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (staged_version_ < 0) return held_version_;
+  const auto& specs = plan_->dst().Rank(dst_rank_).buffers;
+  for (size_t i = 0; i < specs.size(); ++i) apply(specs[i].name, staging_[i]);
+  held_version_ = staged_version_;
+  staged_version_ = -1;
+  return held_version_;
+}
+
+int64_t PushWeights(Communicator& comm, const TransferPlan& plan, const TransferPlacement& placement,
+                    int64_t version, const std::vector<at::Tensor>& src_buffers, WeightReceiver* receiver,
+                    const TransferOptions& options) {
+  CheckPlacement(plan, placement, comm);
+  const int me = comm.Rank(), root = placement.src_ranks[0];
+  const int my_dst = LayoutRankOf(placement.dst_ranks, me);
+  TORCH_CHECK(my_dst < 0 || receiver != nullptr, "PushWeights: communicator rank ", me, " is destination rank ",
+              my_dst, " of the placement but passed no WeightReceiver");
+  TORCH_CHECK(receiver == nullptr || receiver->dst_rank() == my_dst, "PushWeights: the receiver is for destination ",
+              "rank ", receiver ? receiver->dst_rank() : -1, " but communicator rank ", me, " is destination rank ",
+              my_dst);
+  TORCH_CHECK(me != root || version >= 0, "PushWeights: the policy version must be >= 0, got ", version);
+  // Header: source rank 0 tells every destination the version and the plan it executes.
+  at::Tensor header = at::tensor(std::vector<int64_t>{version, plan.Id()}, at::kLong);
+  std::vector<P2POp> ops;
+  if (me == root) {
+    for (int dst : placement.dst_ranks)
+      if (dst != me) ops.push_back(P2POp::Send(header, dst, kHeaderTag));
+  } else if (my_dst >= 0) {
+    header = at::zeros({2}, at::kLong);
+    ops.push_back(P2POp::Recv(header, root, kHeaderTag));
+  }
+  if (!ops.empty()) comm.SendRecvBatch(ops)->Wait(options.timeout);
+  const int64_t pushed = header[0].item<int64_t>(), plan_id = header[1].item<int64_t>();
+  TORCH_CHECK(plan_id == plan.Id(), "PushWeights: destination rank ", my_dst, " executes plan ", plan.Id(),
+              " but source rank 0 sent plan ", plan_id, "; every rank must build the plan from the same layouts ",
+              "(same model config, layouts and rank counts)");
+  TransferBuffers buffers{src_buffers, {}};
+  std::unique_lock<std::mutex> lock;
+  if (receiver) {
+    TORCH_CHECK(receiver->plan().Id() == plan.Id(), "PushWeights: the receiver was built for plan ",
+                receiver->plan().Id(), ", not for plan ", plan.Id());
+    lock = std::unique_lock<std::mutex>(receiver->mutex_);
+    buffers.dst = receiver->staging_;
+  }
+  ExecuteTransfer(comm, plan, placement, buffers, options);
+  if (receiver) receiver->staged_version_ = pushed;
+  return pushed;
+}
+
+}  // namespace llamarl

@@ -1,0 +1,66 @@
+// Versioned weight pushes from trainer ranks to generator ranks, on top of ExecuteTransfer.
+//
+// Ordering contract (where it bites):
+//   - Policy version v names the weights after the trainer's v-th optimizer.step() (v = 0: the
+//     initial checkpoint). The trainer calls PushWeights(version = v) only after step v returned on
+//     every trainer rank and before step v + 1 starts writing the master weights: the push reads the
+//     source buffers while it runs, so an optimizer step during a push would tear the weights.
+//   - A push lands in the WeightReceiver's staging buffers, never in the weights the generator is
+//     decoding with. The generator calls ApplyTo between two decode steps (the in-flight update); from
+//     the next decode step on, every sampled token is stamped with the applied version. A rollout that
+//     straddles an update therefore carries per-token versions (DESIGN.md, rollouts).
+//   - HeldVersion() is the version the generator samples with (-1 before the first apply);
+//     StagedVersion() the newest received but not yet applied (-1 when none). A newer push overwrites
+//     an unapplied one: the generator only ever applies the newest weights.
+//   - Every push carries a header (version, plan id) from source rank 0 to every destination rank; a
+//     destination that executes a different plan throws before unpacking anything.
+// Thread safety: WeightReceiver's methods may be called from two threads (a receiving thread and the
+// decode loop); staging is guarded by a mutex, so ApplyTo waits for a receive in progress and vice
+// versa. PushWeights itself uses the communicator and follows its threading rules.
+#pragma once
+
+#include "weight_sync/ddma.h"
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace llamarl {
+
+class WeightReceiver {
+ public:
+  // Staging buffers for destination rank `dst_rank` of the plan, allocated with `options`' device.
+  WeightReceiver(std::shared_ptr<const TransferPlan> plan, int dst_rank,
+                 const at::TensorOptions& options = at::TensorOptions());
+
+  const TransferPlan& plan() const { return *plan_; }
+  int dst_rank() const { return dst_rank_; }
+  int64_t HeldVersion() const;
+  int64_t StagedVersion() const;
+
+  // Hands every staged buffer to `apply` as (buffer name, shard) — for the tensor-parallel layouts the
+  // name is the HF parameter name and the shard has this rank's local shape — then makes the staged
+  // version the held one and returns it. Does nothing and returns HeldVersion() when nothing new is
+  // staged. `apply` copies what it needs: the shard is reused by the next push.
+  int64_t ApplyTo(const std::function<void(const std::string& name, const at::Tensor& shard)>& apply);
+
+ private:
+  friend int64_t PushWeights(Communicator&, const TransferPlan&, const TransferPlacement&, int64_t,
+                             const std::vector<at::Tensor>&, WeightReceiver*, const TransferOptions&);
+  std::shared_ptr<const TransferPlan> plan_;
+  int dst_rank_;
+  mutable std::mutex mutex_;
+  std::vector<at::Tensor> staging_;
+  int64_t held_version_ = -1;
+  int64_t staged_version_ = -1;
+};
+
+// Collective over the placement's ranks. Sources pass their shards in `src_buffers` (empty on ranks
+// that only generate) and `version` (ignored elsewhere: destinations learn it from the header);
+// destinations pass their receiver (null on ranks that only train). Returns the pushed version.
+int64_t PushWeights(Communicator& comm, const TransferPlan& plan, const TransferPlacement& placement,
+                    int64_t version, const std::vector<at::Tensor>& src_buffers, WeightReceiver* receiver,
+                    const TransferOptions& options = {});
+
+}  // namespace llamarl
