@@ -1,9 +1,12 @@
 // llamarl bench NAME [options] [--json]: each benchmark measures its figure and the baseline in the
 // same run and prints both with their ratio (the machine is shared; absolute times drift).
 #include "bench/logprobs_bench.h"
+#include "bench/weight_sync_bench.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/check.h"
+#include "core/communicator.h"
+#include "core/logging.h"
 
 #include <cstdio>
 #include <cstring>
@@ -42,6 +45,34 @@ int BenchLogprobs(const CommandArgs& argv) {
   return 0;
 }
 
+// Collective: run under mpirun with 2 ranks or more; rank 0 prints.
+int BenchWeightSync(const CommandArgs& argv) {
+  bench::WeightSyncBenchOptions d;
+  Args args("bench weight-sync", "mpirun -np N llamarl bench weight-sync [--model 100m|tiny|8b] [--json]");
+  args.Option("model", "100m (Llama-shaped, ~100M parameters) or a preset: tiny, 8b, 70b, 405b", d.model)
+      .Option("layers", "replace the model's layer count (0 = keep)", std::to_string(d.num_layers))
+      .Option("generators", "generator ranks (0 = half the world)", std::to_string(d.num_generators))
+      .Option("bucket-bytes", "DDMA bucket per (trainer, generator) pair", std::to_string(d.bucket_bytes))
+      .Option("repeats", "timed pushes per method (the fastest counts)", std::to_string(d.repeats))
+      .Flag("checksum", "verify a hash of every bucket")
+      .Flag("json", "print one JSON object");
+  if (!args.Parse(argv)) return 0;
+  bench::WeightSyncBenchOptions o = d;
+  o.model = args.Get("model");
+  o.num_layers = args.GetInt("layers");
+  o.num_generators = int(args.GetInt("generators"));
+  o.bucket_bytes = args.GetInt("bucket-bytes");
+  o.repeats = int(args.GetInt("repeats"));
+  o.checksum = args.GetFlag("checksum");
+  auto world = CreateCommunicator(DefaultCommunicatorName());
+  LLAMARL_CHECK(world->Size() >= 2, "llamarl bench weight-sync needs 2 ranks or more; run it under ",
+                "mpirun -np 4 (as root add --allow-run-as-root, and --oversubscribe beyond the core count)");
+  SetLogRank(world->Rank());
+  nlohmann::json result = bench::RunWeightSyncBench(*world, o);
+  if (world->Rank() == 0) PrintResult(result, args.GetFlag("json"));
+  return 0;
+}
+
 struct Bench {
   const char* name;
   int (*run)(const CommandArgs&);
@@ -49,6 +80,7 @@ struct Bench {
 
 const Bench kBenches[] = {
     {"logprobs", BenchLogprobs},
+    {"weight-sync", BenchWeightSync},
 };
 
 }  // namespace

@@ -119,8 +119,8 @@ TEST_F(LocalCommunicatorTest, MismatchedMessagesAndPeersAreErrors) {
   comm_->Send(Values({1, 2}, at::kFloat), 0)->Wait();
   at::Tensor wrong = at::zeros({3}, at::kFloat);
   ExpectThrowsWith([&] { comm_->Recv(wrong, 0); }, {"receiving 3 elements of Float, sent 2 elements of Float"});
-  ExpectThrowsWith([&] { comm_->Send(wrong, 1); }, {"Send: peer rank 1 out of range"});
-  ExpectThrowsWith([&] { comm_->Recv(wrong, -1); }, {"Recv: peer rank -1 out of range"});
+  ExpectThrowsWith([&] { comm_->Send(wrong, 1); }, {"Send: peer rank 1 is out of range", "expected 0 <= peer < 1"});
+  ExpectThrowsWith([&] { comm_->Recv(wrong, -1); }, {"Recv: peer rank -1 is out of range", "expected 0 <= peer < 1"});
 }
 
 TEST_F(LocalCommunicatorTest, CollectivesOverOneRankAreIdentities) {
@@ -143,10 +143,10 @@ TEST_F(LocalCommunicatorTest, CollectivesOverOneRankAreIdentities) {
 
 TEST_F(LocalCommunicatorTest, CollectivesRejectAWrongNumberOfTensorsOrRoot) {
   std::vector<at::Tensor> two = {at::zeros({1}), at::zeros({1})};
-  ExpectThrowsWith([&] { comm_->AllGather(two, at::zeros({1})); }, {"expected 1 output tensor", "got 2"});
+  ExpectThrowsWith([&] { comm_->AllGather(two, at::zeros({1})); }, {"AllGather: expected 1 outputs (one per rank)", "got 2"});
   at::Tensor out = at::zeros({1});
-  ExpectThrowsWith([&] { comm_->ReduceScatter(out, two); }, {"expected 1 input tensor", "got 2"});
-  ExpectThrowsWith([&] { comm_->Broadcast(out, {1}); }, {"root 1 out of range for 1 rank"});
+  ExpectThrowsWith([&] { comm_->ReduceScatter(out, two); }, {"ReduceScatter: expected 1 inputs (one per rank)", "got 2"});
+  ExpectThrowsWith([&] { comm_->Broadcast(out, {1}); }, {"Broadcast: root rank 1 is out of range", "expected 0 <= root < 1"});
 }
 
 TEST_F(LocalCommunicatorTest, ABatchExchangesWithItselfWhateverTheOrderOfItsOps) {
