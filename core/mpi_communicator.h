@@ -13,15 +13,7 @@
 
 #include "core/communicator.h"
 
-// The C API only: the build links MPI::MPI_C, not Open MPI's (deprecated) C++ bindings, which
-// <mpi.h> would otherwise pull into every C++ file that includes it.
-#ifndef OMPI_SKIP_MPICXX
-#define OMPI_SKIP_MPICXX 1
-#endif
-#ifndef MPICH_SKIP_MPICXX
-#define MPICH_SKIP_MPICXX 1
-#endif
-#include <mpi.h>
+#include "core/mpi.h"  // <mpi.h>, C API only
 
 #include <climits>
 #include <cstdint>
