@@ -1,0 +1,57 @@
+// metrics.jsonl: one JSON object per training step, written by the controller (the first trainer rank)
+// and flushed line by line, so that a crash loses at most the line being written.
+//
+// Keys (absent = not measured this step; a value is never invented to fill a gap):
+//   step, policy_version, time_s (seconds since the run started), phase ("sft" | "rl"),
+//   reward_mean, reward_std, eval_reward_mean (eval steps only; held-out prompts, greedy),
+//   loss, kl, entropy, grad_norm, lr, skipped,
+//   staleness_mean, staleness_max, dropped_stale,
+//   iw_mean, iw_max, iw_truncated_fraction, iw_ess,
+//   tokens, tokens_per_s, samples, response_len_mean,
+//   gen_s, score_s, train_s, sync_s, idle_s_trainer, idle_s_generator.
+// Non-finite numbers are written as null (JSON has no NaN); readers treat null as "no value".
+// `llamarl report` reads these keys; a key it does not know is kept and ignored.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace llamarl {
+
+class JsonlAppender;
+
+class MetricsWriter {
+ public:
+  // append = false starts a new file; append = true (resume) keeps the rows already written, after
+  // cutting off a torn last line left by a crash. Creates the parent directory.
+  explicit MetricsWriter(const std::string& path, bool append = false);
+  ~MetricsWriter();
+  MetricsWriter(MetricsWriter&&) noexcept;
+  MetricsWriter& operator=(MetricsWriter&&) noexcept;
+
+  // One row: a JSON object with an integer "step" >= 0. Flushed before returning. Thread-safe.
+  void Write(const nlohmann::json& row);
+  const std::string& path() const;
+
+ private:
+  std::unique_ptr<JsonlAppender> file_;
+};
+
+// The rows of a metrics file in file order. A torn last line (a crash mid-write) is dropped with a
+// warning; a malformed line anywhere else is an Error naming path:line.
+std::vector<nlohmann::json> ReadMetrics(const std::string& path);
+
+// For resume from a checkpoint taken at `step`: removes the rows with a step greater than `step`
+// (they will be recomputed, and would otherwise appear twice) and a torn tail. Rewrites the file
+// atomically (temporary file + rename). Returns the number of rows removed. A missing file is 0.
+int64_t DropMetricsAfterStep(const std::string& path, int64_t step);
+
+// Keeps the last row of each step (a resumed run that did not drop its tail repeats steps; the
+// rerun is the one that counted), sorted by step.
+std::vector<nlohmann::json> LatestRowPerStep(const std::vector<nlohmann::json>& rows);
+
+}  // namespace llamarl
