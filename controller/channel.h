@@ -1,0 +1,86 @@
+// Messages between the ranks of a training job, over the world Communicator, on tags of their own:
+//   kCommandTag   controller (first trainer rank) -> generator ranks: small JSON commands
+//                 (start, weights, eval, stop), see Command;
+//   kRolloutTag   generator -> trainer ranks: encoded RolloutGroups (controller/rollout.h), directly,
+//                 never through the controller;
+//   kEvalTag      generator -> controller: evaluation results (JSON).
+// Each message is two point-to-point sends on its tag: an int64 byte count, then the uint8 payload
+// (omitted when empty). Messages between a pair of ranks on one tag arrive in order (core/communicator.h),
+// so the header always precedes its payload.
+//
+// Every blocking wait takes a timeout; an expired wait throws CommTimeoutError whose message names the
+// local rank, the peer and `what` the rank was waiting for (the job's phase).
+//
+// Not thread-safe: use from the rank's one communication thread.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/communicator.h"
+#include "core/config.h"
+
+namespace llamarl::controller {
+
+// Below 0x5700, where weight_sync's tags start, and below MPI's guaranteed tag bound (32767).
+constexpr int kCommandTag = 0x4300;
+constexpr int kRolloutTag = 0x4301;
+constexpr int kEvalTag = 0x4302;
+
+// A message in flight. Keeps its tensors alive until the sends complete.
+class PendingSend {
+ public:
+  bool IsCompleted();
+  void Wait(std::chrono::milliseconds timeout, const std::string& what);
+
+ private:
+  friend PendingSend SendBytes(Communicator&, std::vector<uint8_t>, int, int);
+  at::Tensor header_, payload_;
+  std::vector<WorkPtr> works_;
+};
+
+PendingSend SendBytes(Communicator& comm, std::vector<uint8_t> bytes, int dst, int tag);
+
+// Blocks for the next message from `src` on `tag`.
+std::vector<uint8_t> RecvBytes(Communicator& comm, int src, int tag, std::chrono::milliseconds timeout,
+                               const std::string& what);
+
+// Non-blocking receipt of a stream of messages from one peer: Poll() never blocks and returns a
+// message once both of its parts arrived. Keeps one header receive posted at all times, so a message
+// is matched as soon as it is sent.
+class MessagePoller {
+ public:
+  MessagePoller(Communicator& comm, int src, int tag);
+  std::optional<std::vector<uint8_t>> Poll();
+  // Blocks until the next message (Poll with a deadline).
+  std::vector<uint8_t> Wait(std::chrono::milliseconds timeout, const std::string& what);
+
+ private:
+  void PostHeader();
+  Communicator& comm_;
+  int src_, tag_;
+  at::Tensor header_, payload_;
+  WorkPtr header_work_, payload_work_;
+};
+
+// A controller command. Encoded as JSON text: commands are small and rare (one per step at most).
+struct Command {
+  enum class Kind { kStart, kWeights, kEval, kStop };
+  Kind kind = Kind::kStop;
+  int64_t step = 0;     // the RL step the command belongs to
+  int64_t version = 0;  // kWeights: the version being pushed; kEval: the version evaluated
+  Json payload;         // kStart: the run state (dataset cursor, first step)
+
+  std::vector<uint8_t> Encode() const;
+  static Command Decode(const std::vector<uint8_t>& bytes);
+};
+const char* CommandKindName(Command::Kind kind);
+
+std::chrono::milliseconds Seconds(double s);
+
+}  // namespace llamarl::controller

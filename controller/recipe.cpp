@@ -1,0 +1,232 @@
+#include "controller/recipe.h"
+
+#include "core/check.h"
+#include "reward/registry.h"
+
+namespace llamarl::controller {
+
+ModelRecipe ModelRecipe::FromJson(const Json& j, const std::string& path) {
+  ModelRecipe c;
+  ConfigReader r(j, path);
+  r.Read("source", &c.source, {"tiny", "hf"}, "a random tiny Llama or an HF checkpoint directory");
+  r.Read("path", &c.path, {}, "HF checkpoint directory (source hf)");
+  r.Read("hidden_size", &c.hidden_size, Range::AtLeast(1), "tiny model width");
+  r.Read("num_layers", &c.num_layers, Range::AtLeast(1), "tiny model depth");
+  r.Read("num_heads", &c.num_heads, Range::AtLeast(1), "attention heads");
+  r.Read("num_kv_heads", &c.num_kv_heads, Range::AtLeast(1), "key/value heads (GQA)");
+  r.Read("intermediate_size", &c.intermediate_size, Range::AtLeast(0), "MLP width (0 = 8/3 x hidden)");
+  r.Read("max_position_embeddings", &c.max_position_embeddings, Range::AtLeast(1), "longest sequence");
+  r.Read("init_seed", &c.init_seed, Range::AtLeast(0), "seed of the random init");
+  r.Finish();
+  LLAMARL_CHECK(c.source != "hf" || !c.path.empty(), r.PathOf("path"),
+                ": source 'hf' needs the checkpoint directory; set ", r.PathOf("path"));
+  return c;
+}
+
+TokenizerRecipe TokenizerRecipe::FromJson(const Json& j, const std::string& path) {
+  TokenizerRecipe c;
+  ConfigReader r(j, path);
+  r.Read("source", &c.source, {"tiny", "hf"}, "the byte tokenizer of tiny models or an HF tokenizer.json");
+  r.Read("path", &c.path, {}, "directory holding tokenizer.json (default: model.path)");
+  r.Finish();
+  return c;
+}
+
+PlacementRecipe PlacementRecipe::FromJson(const Json& j, const std::string& path) {
+  PlacementRecipe c;
+  ConfigReader r(j, path);
+  r.Read("mode", &c.mode, {"split", "colocated"}, "disjoint generator/trainer ranks, or every rank both");
+  r.Read("generator_ranks", &c.generator_ranks, Range::AtLeast(0), "split: generating ranks (0 = half)");
+  r.Read("trainer_ranks", &c.trainer_ranks, Range::AtLeast(0), "split: training ranks (0 = the rest)");
+  r.Read("tp_size", &c.tp_size, Range::AtLeast(1), "tensor-parallel degree of a generator replica");
+  r.Finish();
+  return c;
+}
+
+RolloutRecipe RolloutRecipe::FromJson(const Json& j, const std::string& path) {
+  RolloutRecipe c;
+  ConfigReader r(j, path);
+  r.Read("prompts_per_step", &c.prompts_per_step, Range::AtLeast(1), "prompt groups per training step");
+  r.Read("group_size", &c.group_size, Range::AtLeast(1), "samples per prompt");
+  r.Read("temperature", &c.temperature, Range::AtLeast(0), "sampling temperature (0 = greedy)");
+  r.Read("top_k", &c.top_k, Range::AtLeast(0), "top-k sampling (0 = off)");
+  r.Read("top_p", &c.top_p, Range::OpenClosed(0, 1), "nucleus sampling mass");
+  r.Read("max_new_tokens", &c.max_new_tokens, Range::AtLeast(1), "longest response");
+  r.Read("max_slots", &c.max_slots, Range::AtLeast(1), "concurrent sequences per generator replica");
+  r.Read("stop_strings", &c.stop_strings, "texts that end a response");
+  r.Finish();
+  return c;
+}
+
+SftRecipe SftRecipe::FromJson(const Json& j, const std::string& path) {
+  SftRecipe c;
+  ConfigReader r(j, path);
+  r.Read("steps", &c.steps, Range::AtLeast(0), "warm-start steps on reference responses (0 = none)");
+  r.Read("batch_size", &c.batch_size, Range::AtLeast(1), "examples per warm-start step");
+  c.trainer = r.Raw("trainer");
+  LLAMARL_CHECK(c.trainer.is_null() || c.trainer.is_object(), r.PathOf("trainer"),
+                ": expected an object of trainer overrides such as {\"optimizer\": {\"lr\": 1e-3}}, got ",
+                DescribeJson(c.trainer));
+  r.Finish();
+  return c;
+}
+
+EvalRecipe EvalRecipe::FromJson(const Json& j, const std::string& path) {
+  EvalRecipe c;
+  ConfigReader r(j, path);
+  r.Read("every", &c.every, Range::AtLeast(0), "evaluate every N RL steps (0 = start and end only)");
+  r.Read("num_prompts", &c.num_prompts, Range::AtLeast(1), "held-out prompts per evaluation");
+  r.Read("max_new_tokens", &c.max_new_tokens, Range::AtLeast(0), "0 = rollout.max_new_tokens");
+  r.Finish();
+  return c;
+}
+
+CheckpointRecipe CheckpointRecipe::FromJson(const Json& j, const std::string& path) {
+  CheckpointRecipe c;
+  ConfigReader r(j, path);
+  r.Read("every", &c.every, Range::AtLeast(0), "save every N RL steps (0 = only at the end)");
+  r.Read("keep", &c.keep, Range::AtLeast(1), "newest checkpoints kept");
+  r.Finish();
+  return c;
+}
+
+TimeoutRecipe TimeoutRecipe::FromJson(const Json& j, const std::string& path) {
+  TimeoutRecipe c;
+  ConfigReader r(j, path);
+  r.Read("startup_s", &c.startup_s, Range::Positive(), "limit of waits before RL starts (seconds)");
+  r.Read("step_s", &c.step_s, Range::Positive(), "limit of any single wait during RL (seconds)");
+  r.Finish();
+  return c;
+}
+
+DebugRecipe DebugRecipe::FromJson(const Json& j, const std::string& path) {
+  DebugRecipe c;
+  ConfigReader r(j, path);
+  r.Read("kill_rank", &c.kill_rank, Range::AtLeast(-1), "test only: rank that SIGKILLs itself (-1 = none)");
+  r.Read("kill_at_step", &c.kill_at_step, Range::AtLeast(-1), "test only: RL step of the kill");
+  r.Finish();
+  return c;
+}
+
+namespace {
+
+// Cross-section rules, checked once every section parsed.
+void ValidateRecipe(const RecipeConfig& c) {
+  LLAMARL_CHECK(c.mode != "sync" || c.placement.mode == "colocated",
+                "mode 'sync' is the synchronous colocated baseline but placement.mode is '", c.placement.mode,
+                "'; set placement.mode to colocated, or mode to async");
+  LLAMARL_CHECK(c.tokenizer.source != "hf" || !c.tokenizer.path.empty() || c.model.source == "hf",
+                "tokenizer.source 'hf' needs tokenizer.path (or model.source 'hf' to read model.path)");
+  LLAMARL_CHECK(c.model.source != "tiny" || c.model.hidden_size % c.model.num_heads == 0,
+                "model.hidden_size (", c.model.hidden_size, ") must be a multiple of model.num_heads (",
+                c.model.num_heads, ")");
+  LLAMARL_CHECK(c.model.source != "tiny" || c.model.num_heads % c.model.num_kv_heads == 0,
+                "model.num_heads (", c.model.num_heads, ") must be a multiple of model.num_kv_heads (",
+                c.model.num_kv_heads, ")");
+  LLAMARL_CHECK(!c.run_dir.empty(), "run_dir: must name the run directory, e.g. runs/tiny_grpo");
+}
+
+}  // namespace
+
+RecipeConfig RecipeConfig::FromJson(const Json& j, const std::string& path) {
+  RecipeConfig c;
+  c.source = j;
+  ConfigReader r(j, path);
+  c.model = ModelRecipe::FromJson(r.Raw("model"), r.PathOf("model"));
+  c.tokenizer = TokenizerRecipe::FromJson(r.Raw("tokenizer"), r.PathOf("tokenizer"));
+  LLAMARL_CHECK(r.Has("data"), r.PathOf("data"), ": missing; a recipe needs a data section such as ",
+                "{\"source\": \"arithmetic\", \"arithmetic\": {...}}");
+  c.data = DatasetConfig::FromJson(r.Raw("data"), r.PathOf("data"));
+  c.reward = r.Raw("reward");
+  LLAMARL_CHECK(!c.reward.is_null(), r.PathOf("reward"), ": missing; name a reward, e.g. ",
+                "{\"name\": \"arithmetic\"}; known: ", [] {
+                  std::string s;
+                  for (const auto& n : reward::RewardRegistry::Global().Names()) s += (s.empty() ? "" : ", ") + n;
+                  return s;
+                }());
+  reward::MakeRewardFromSpec(c.reward, r.PathOf("reward"));  // validates the name and its config now
+  c.placement = PlacementRecipe::FromJson(r.Raw("placement"), r.PathOf("placement"));
+  r.Read("mode", &c.mode, {"async", "sync"}, "bounded-staleness async RL or the synchronous baseline");
+  r.Read("max_policy_lag", &c.max_policy_lag, Range::AtLeast(0), "staleness bound in policy versions");
+  c.rollout = RolloutRecipe::FromJson(r.Raw("rollout"), r.PathOf("rollout"));
+  c.trainer = r.Raw("trainer");
+  LLAMARL_CHECK(c.trainer.is_null() || c.trainer.is_object(), r.PathOf("trainer"),
+                ": expected the trainer config object, got ", DescribeJson(c.trainer));
+  c.sft = SftRecipe::FromJson(r.Raw("sft"), r.PathOf("sft"));
+  c.eval = EvalRecipe::FromJson(r.Raw("eval"), r.PathOf("eval"));
+  c.checkpoint = CheckpointRecipe::FromJson(r.Raw("checkpoint"), r.PathOf("checkpoint"));
+  c.timeouts = TimeoutRecipe::FromJson(r.Raw("timeouts"), r.PathOf("timeouts"));
+  c.debug = DebugRecipe::FromJson(r.Raw("debug"), r.PathOf("debug"));
+  r.Read("run_dir", &c.run_dir, {}, "where metrics, trace and checkpoints go");
+  r.Read("steps", &c.steps, Range::AtLeast(1), "RL steps");
+  r.Read("seed", &c.seed, Range::AtLeast(0), "sampling seed of the run");
+  r.Finish();
+  ValidateRecipe(c);
+  return c;
+}
+
+RecipeConfig LoadRecipe(const std::string& file, const std::vector<std::string>& overrides) {
+  Json j = ReadJsonFile(file);
+  LLAMARL_CHECK(j.is_object(), file, ": a recipe must be a JSON object, got ", DescribeJson(j));
+  for (const std::string& assignment : overrides) ApplyOverride(j, assignment);
+  return RecipeConfig::FromJson(j, "");
+}
+
+std::vector<int> Placement::ReplicaRanks(int replica) const {
+  LLAMARL_ASSERT(replica >= 0 && replica < NumReplicas(), "replica ", replica, " of ", NumReplicas());
+  std::vector<int> ranks;
+  for (int i = 0; i < tp_size; ++i) ranks.push_back(replica * tp_size + i);
+  return ranks;
+}
+
+int Placement::ReplicaOf(int rank) const {
+  return IsGenerator(rank) ? rank / tp_size : -1;
+}
+
+std::vector<int> Placement::TrainerRanks() const {
+  std::vector<int> ranks;
+  for (int r = FirstTrainer(); r < world_size; ++r) ranks.push_back(r);
+  return ranks;
+}
+
+Placement ResolvePlacement(const PlacementRecipe& recipe, int world_size) {
+  LLAMARL_CHECK(world_size >= 1, "world size ", world_size, " must be at least 1");
+  Placement p;
+  p.world_size = world_size;
+  p.split = recipe.mode == "split";
+  p.tp_size = recipe.tp_size;
+  if (p.split) {
+    LLAMARL_CHECK(world_size >= 2, "placement.mode 'split' needs at least 2 ranks (one generator, one ",
+                  "trainer) but the job has ", world_size, "; run under mpirun -np 2 or more, or set ",
+                  "placement.mode to colocated");
+    p.num_generators = recipe.generator_ranks > 0 ? recipe.generator_ranks : std::max(1, world_size / 2);
+    p.num_trainers = recipe.trainer_ranks > 0 ? recipe.trainer_ranks : world_size - p.num_generators;
+    LLAMARL_CHECK(p.num_generators + p.num_trainers == world_size, "placement.generator_ranks (",
+                  p.num_generators, ") + placement.trainer_ranks (", p.num_trainers,
+                  ") must equal the number of ranks (", world_size, "); change them or the mpirun -np");
+    LLAMARL_CHECK(p.num_trainers >= 1, "placement.generator_ranks (", p.num_generators,
+                  ") leaves no trainer rank among ", world_size, "; lower it below ", world_size);
+  } else {
+    LLAMARL_CHECK(recipe.generator_ranks == 0 && recipe.trainer_ranks == 0,
+                  "placement.generator_ranks/trainer_ranks apply to split placement only; with colocated ",
+                  "every rank does both: remove them");
+    p.num_generators = world_size;
+    p.num_trainers = world_size;
+  }
+  LLAMARL_CHECK(p.num_generators % p.tp_size == 0, "placement.tp_size (", p.tp_size,
+                ") must divide the number of generator ranks (", p.num_generators,
+                "); pick a tp_size among its divisors");
+  return p;
+}
+
+Json ResolvedRecipeJson(const RecipeConfig& recipe, const Placement& placement) {
+  Json j = recipe.source;
+  j["placement"] = {{"mode", placement.split ? "split" : "colocated"},
+                    {"generator_ranks", placement.split ? placement.num_generators : 0},
+                    {"trainer_ranks", placement.split ? placement.num_trainers : 0},
+                    {"tp_size", placement.tp_size}};
+  j["run_dir"] = recipe.run_dir;
+  return j;
+}
+
+}  // namespace llamarl::controller

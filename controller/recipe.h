@@ -1,0 +1,157 @@
+// A recipe: everything `llamarl train` needs to run one job, read from one JSON file (recipes/*.json,
+// schema in recipes/README.md) with `--set a.b=value` overrides applied before parsing. Every section
+// is parsed through core/config.h's ConfigReader, so an unknown key lists the known ones and a bad
+// value names its full path ("rollout.group_size: expected a number in [1, inf), got 0").
+//
+// Sections that belong to other components are kept as raw JSON here and validated by their owner
+// when the job is built: "trainer" by TrainerConfig::FromJson, "reward" by the reward registry (checked
+// eagerly in FromJson too), "data" by DatasetConfig::FromJson.
+//
+// LibTorch-free on purpose: `llamarl train --help` and recipe tests parse recipes without it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "controller/dataset.h"
+#include "core/config.h"
+
+namespace llamarl::controller {
+
+struct ModelRecipe {
+  std::string source = "tiny";  // "tiny": a random tiny Llama; "hf": an HF checkpoint directory
+  std::string path;             // the HF directory (source "hf")
+  int64_t hidden_size = 64;     // tiny model shape (source "tiny")
+  int64_t num_layers = 2;
+  int64_t num_heads = 4;
+  int64_t num_kv_heads = 2;
+  int64_t intermediate_size = 0;  // 0: Llama's 8/3 ratio
+  int64_t max_position_embeddings = 512;
+  int64_t init_seed = 0;  // seed of the random init (source "tiny")
+
+  static ModelRecipe FromJson(const Json& j, const std::string& path);
+};
+
+struct TokenizerRecipe {
+  std::string source = "tiny";  // "tiny": the 259-token byte tokenizer; "hf": tokenizer.json in `path`
+  std::string path;             // default: model.path
+
+  static TokenizerRecipe FromJson(const Json& j, const std::string& path);
+};
+
+struct PlacementRecipe {
+  std::string mode = "split";  // "split": disjoint generator and trainer ranks; "colocated": every rank does both
+  int generator_ranks = 0;     // split: ranks [0, G) generate; 0 = half of the world (at least 1)
+  int trainer_ranks = 0;       // split: the rest train; 0 = world - G
+  int tp_size = 1;             // tensor-parallel degree of each generator replica
+
+  static PlacementRecipe FromJson(const Json& j, const std::string& path);
+};
+
+struct RolloutRecipe {
+  int64_t prompts_per_step = 8;  // groups per training step (global)
+  int64_t group_size = 4;        // samples per prompt (the GRPO group)
+  double temperature = 1.0;
+  int64_t top_k = 0;
+  double top_p = 1.0;
+  int64_t max_new_tokens = 32;
+  int64_t max_slots = 64;  // concurrent sequences per generator replica
+  std::vector<std::string> stop_strings;
+
+  static RolloutRecipe FromJson(const Json& j, const std::string& path);
+};
+
+struct SftRecipe {
+  int64_t steps = 0;       // warm-start optimizer steps on reference responses before RL (0 = none)
+  int64_t batch_size = 16;  // examples per step (global)
+  Json trainer;            // overrides merged into the trainer section for the warm start (e.g. optimizer.lr)
+
+  static SftRecipe FromJson(const Json& j, const std::string& path);
+};
+
+struct EvalRecipe {
+  int64_t every = 0;           // evaluate every N RL steps, at the start and at the end (0 = start and end only)
+  int64_t num_prompts = 32;    // held-out prompts per evaluation (at most the eval split)
+  int64_t max_new_tokens = 0;  // 0 = rollout.max_new_tokens
+
+  static EvalRecipe FromJson(const Json& j, const std::string& path);
+};
+
+struct CheckpointRecipe {
+  int64_t every = 0;  // save every N RL steps and at the end (0 = only at the end)
+  int64_t keep = 2;   // newest checkpoints kept
+
+  static CheckpointRecipe FromJson(const Json& j, const std::string& path);
+};
+
+// Every wait of the job has one of these limits; an expired wait is an error naming the rank and the
+// phase (never a hang).
+struct TimeoutRecipe {
+  double startup_s = 600;  // waits before the first RL step (model load, SFT warm-start)
+  double step_s = 300;     // any single wait during RL (rollouts, weight pushes, commands)
+
+  static TimeoutRecipe FromJson(const Json& j, const std::string& path);
+};
+
+// Test-only fault injection (tests/controller): rank `kill_rank` raises SIGKILL on itself when it
+// reaches RL step `kill_at_step`. Off by default; no recipe under recipes/ sets it.
+struct DebugRecipe {
+  int kill_rank = -1;
+  int64_t kill_at_step = -1;
+
+  static DebugRecipe FromJson(const Json& j, const std::string& path);
+};
+
+struct RecipeConfig {
+  ModelRecipe model;
+  TokenizerRecipe tokenizer;
+  DatasetConfig data;
+  Json reward;  // {"name": ..., "config": {...}} (reward/registry.h)
+  PlacementRecipe placement;
+  std::string mode = "async";  // "async" (bounded staleness) or "sync" (the colocated baseline)
+  int64_t max_policy_lag = 1;  // trainer at version v trains on tokens sampled at >= v - lag
+  RolloutRecipe rollout;
+  Json trainer;  // TrainerConfig (trainer/trainer.h)
+  SftRecipe sft;
+  EvalRecipe eval;
+  CheckpointRecipe checkpoint;
+  TimeoutRecipe timeouts;
+  DebugRecipe debug;
+  std::string run_dir = "runs/run";
+  int64_t steps = 20;  // RL steps
+  int64_t seed = 0;    // sampling seed of the run (rollouts draw from (seed, step, group, sample))
+
+  Json source;  // the recipe JSON after overrides, as parsed (written to RUN_DIR/recipe.json)
+
+  static RecipeConfig FromJson(const Json& j, const std::string& path = "");
+};
+
+// Reads `file`, applies every `key=value` override in order, and parses the result.
+RecipeConfig LoadRecipe(const std::string& file, const std::vector<std::string>& overrides = {});
+
+// The roles of a world of `world_size` ranks under a placement, validated with errors that name the
+// recipe key, the value and the fix.
+struct Placement {
+  bool split = true;
+  int world_size = 1;
+  int num_generators = 0;  // split: ranks [0, num_generators); colocated: every rank
+  int num_trainers = 0;    // split: ranks [num_generators, world); colocated: every rank
+  int tp_size = 1;
+
+  int NumReplicas() const { return num_generators / tp_size; }
+  int FirstTrainer() const { return split ? num_generators : 0; }  // the controller's rank
+  bool IsGenerator(int rank) const { return !split || rank < num_generators; }
+  bool IsTrainer(int rank) const { return !split || rank >= num_generators; }
+  // World ranks of generator replica r (tp_size consecutive ranks).
+  std::vector<int> ReplicaRanks(int replica) const;
+  int ReplicaOf(int rank) const;  // -1 for a rank that does not generate
+  std::vector<int> TrainerRanks() const;
+};
+
+Placement ResolvePlacement(const PlacementRecipe& recipe, int world_size);
+
+// The resolved recipe: the parsed JSON plus what the job derived (placement, world size).
+Json ResolvedRecipeJson(const RecipeConfig& recipe, const Placement& placement);
+
+}  // namespace llamarl::controller

@@ -1,0 +1,150 @@
+#include "controller/recipe.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "tests/test_util.h"
+
+namespace llamarl::controller {
+namespace {
+
+
+#define EXPECT_CONTAINS(text, part)                                              \
+  do {                                                                           \
+    const std::string text_ = (text);                                            \
+    EXPECT_NE(text_.find(part), std::string::npos) << "'" << part << "' not in: " << text_; \
+  } while (0)
+
+// The error text of `f`, or "(no error)".
+template <typename F>
+std::string ErrorOf(F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+Json MinimalRecipe() {
+  return Json::parse(R"({
+    "data": {"source": "arithmetic", "arithmetic": {"num_items": 50}, "eval": {"num_items": 10}},
+    "reward": {"name": "arithmetic"},
+    "run_dir": "runs/x"
+  })");
+}
+
+TEST(RecipeConfig, DefaultsAndSections) {
+  Json j = MinimalRecipe();
+  j["rollout"] = {{"group_size", 8}, {"temperature", 0.7}};
+  j["placement"] = {{"mode", "colocated"}, {"tp_size", 2}};
+  j["trainer"] = {{"algorithm", "grpo"}};
+  RecipeConfig c = RecipeConfig::FromJson(j);
+  EXPECT_EQ(c.rollout.group_size, 8);
+  EXPECT_DOUBLE_EQ(c.rollout.temperature, 0.7);
+  EXPECT_EQ(c.rollout.prompts_per_step, 8);  // default kept
+  EXPECT_EQ(c.placement.mode, "colocated");
+  EXPECT_EQ(c.mode, "async");
+  EXPECT_EQ(c.max_policy_lag, 1);
+  EXPECT_EQ(c.data.source, "arithmetic");
+  EXPECT_EQ(c.trainer["algorithm"], "grpo");
+  EXPECT_EQ(c.run_dir, "runs/x");
+}
+
+TEST(RecipeConfig, ErrorsNameThePathAndListKnownKeys) {
+  Json j = MinimalRecipe();
+  j["rollout"] = {{"group_sise", 8}};
+  std::string e = ErrorOf([&] { RecipeConfig::FromJson(j); });
+  EXPECT_CONTAINS(e, "rollout: unknown key 'group_sise'");
+  EXPECT_CONTAINS(e, "group_size");
+
+  j = MinimalRecipe();
+  j["rollout"] = {{"group_size", 0}};
+  EXPECT_CONTAINS(ErrorOf([&] { RecipeConfig::FromJson(j); }), "rollout.group_size");
+
+  j = MinimalRecipe();
+  j["stepz"] = 3;
+  EXPECT_CONTAINS(ErrorOf([&] { RecipeConfig::FromJson(j); }), "unknown key 'stepz'");
+
+  j = MinimalRecipe();
+  j["reward"] = {{"name", "gsm9k"}};
+  e = ErrorOf([&] { RecipeConfig::FromJson(j); });
+  EXPECT_CONTAINS(e, "gsm9k");
+  EXPECT_CONTAINS(e, "gsm8k");
+
+  j = MinimalRecipe();
+  j.erase("reward");
+  EXPECT_CONTAINS(ErrorOf([&] { RecipeConfig::FromJson(j); }), "reward: missing");
+}
+
+TEST(RecipeConfig, SyncModeNeedsColocatedPlacement) {
+  Json j = MinimalRecipe();
+  j["mode"] = "sync";
+  EXPECT_CONTAINS(ErrorOf([&] { RecipeConfig::FromJson(j); }), "set placement.mode to colocated");
+  j["placement"] = {{"mode", "colocated"}};
+  EXPECT_EQ(RecipeConfig::FromJson(j).mode, "sync");
+}
+
+TEST(LoadRecipe, OverridesApplyBeforeParsing) {
+  std::string dir = testing::MakeTempDir("recipe");
+  std::string file = dir + "/r.json";
+  std::ofstream(file) << MinimalRecipe().dump();
+  RecipeConfig c = LoadRecipe(file, {"steps=7", "rollout.max_new_tokens=12", "placement.mode=colocated"});
+  EXPECT_EQ(c.steps, 7);
+  EXPECT_EQ(c.rollout.max_new_tokens, 12);
+  EXPECT_EQ(c.placement.mode, "colocated");
+  EXPECT_EQ(c.source["steps"], 7);
+  EXPECT_CONTAINS(ErrorOf([&] { LoadRecipe(file, {"rollout.top_p=2"}); }), "rollout.top_p");
+}
+
+TEST(ShippedRecipes, ParseAndResolveOnTwoRanks) {
+  for (const char* name : {"tiny_grpo.json", "tiny_ppo.json"}) {
+    SCOPED_TRACE(name);
+    RecipeConfig c = LoadRecipe(std::string(LLAMARL_SOURCE_DIR) + "/recipes/" + name);
+    Placement p = ResolvePlacement(c.placement, 2);
+    EXPECT_EQ(p.num_generators + (p.split ? p.num_trainers : 0), 2);
+  }
+}
+
+TEST(ResolvePlacement, SplitDefaultsAndValidation) {
+  PlacementRecipe r;
+  Placement p = ResolvePlacement(r, 3);
+  EXPECT_TRUE(p.split);
+  EXPECT_EQ(p.num_generators, 1);
+  EXPECT_EQ(p.num_trainers, 2);
+  EXPECT_EQ(p.FirstTrainer(), 1);
+  EXPECT_EQ(p.TrainerRanks(), (std::vector<int>{1, 2}));
+  EXPECT_TRUE(p.IsGenerator(0));
+  EXPECT_FALSE(p.IsGenerator(1));
+  EXPECT_EQ(p.ReplicaOf(2), -1);
+
+  EXPECT_CONTAINS(ErrorOf([&] { ResolvePlacement(r, 1); }), "needs at least 2 ranks");
+  r.generator_ranks = 2;
+  r.trainer_ranks = 2;
+  EXPECT_CONTAINS(ErrorOf([&] { ResolvePlacement(r, 3); }), "must equal the number of ranks (3)");
+  r.trainer_ranks = 0;
+  r.generator_ranks = 3;
+  EXPECT_CONTAINS(ErrorOf([&] { ResolvePlacement(r, 3); }), "leaves no trainer rank");
+  r.generator_ranks = 3;
+  r.tp_size = 2;
+  EXPECT_CONTAINS(ErrorOf([&] { ResolvePlacement(r, 4); }), "placement.tp_size (2) must divide");
+}
+
+TEST(ResolvePlacement, ColocatedReplicas) {
+  PlacementRecipe r;
+  r.mode = "colocated";
+  r.tp_size = 2;
+  Placement p = ResolvePlacement(r, 4);
+  EXPECT_FALSE(p.split);
+  EXPECT_EQ(p.NumReplicas(), 2);
+  EXPECT_EQ(p.ReplicaRanks(1), (std::vector<int>{2, 3}));
+  EXPECT_EQ(p.ReplicaOf(3), 1);
+  EXPECT_TRUE(p.IsTrainer(0) && p.IsGenerator(0));
+  EXPECT_EQ(ResolvePlacement(PlacementRecipe{"colocated"}, 1).num_trainers, 1);
+  r.generator_ranks = 1;
+  EXPECT_CONTAINS(ErrorOf([&] { ResolvePlacement(r, 4); }), "split placement only");
+}
+
+}  // namespace
+}  // namespace llamarl::controller
