@@ -1,0 +1,208 @@
+#include "generator/engine_model.h"
+
+#include "core/communicator.h"
+#include "generator/kv_cache.h"
+#include "model/attention.h"
+#include "weight_sync/shard_layout.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <c10/util/Exception.h>
+#include <torch/csrc/autograd/grad_mode.h>
+
+#include <cstring>
+#include <unordered_map>
+
+namespace llamarl {
+namespace {
+
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Dimension along which TP splits `name`: 0 column-parallel, 1 row-parallel, -1 replicated.
+int SplitDim(const std::string& name) {
+  for (const char* suffix : {"q_proj.weight", "k_proj.weight", "v_proj.weight", "q_proj.bias", "k_proj.bias",
+                             "v_proj.bias", "gate_proj.weight", "up_proj.weight"}) {
+    if (EndsWith(name, suffix)) return 0;
+  }
+  if (EndsWith(name, "o_proj.weight") || EndsWith(name, "down_proj.weight")) return 1;
+  return -1;
+}
+
+bool IsVocabParameter(const std::string& name) {
+  return name == "model.embed_tokens.weight" || name == "lm_head.weight";
+}
+
+void CheckDivides(int tp, int64_t value, const char* field) {
+  TORCH_CHECK(value % tp == 0, "generator tp_size (", tp, ") must divide ", field, " (", value,
+              "); choose a tp_size that divides the model's head counts and intermediate_size");
+}
+
+}  // namespace
+
+void CheckTensorParallel(const LlamaConfig& config, int tp_size) {
+  TORCH_CHECK(tp_size >= 1, "generator tp_size must be >= 1, got ", tp_size);
+  CheckDivides(tp_size, config.num_attention_heads, "num_attention_heads");
+  CheckDivides(tp_size, config.num_key_value_heads, "num_key_value_heads");
+  CheckDivides(tp_size, config.intermediate_size, "intermediate_size");
+}
+
+EngineModel::EngineModel(const LlamaConfig& config, LlamaForCausalLMImpl& full, Communicator* tp_group)
+    : config_(config), local_config_(config), tp_(tp_group && tp_group->Size() > 1 ? tp_group : nullptr) {
+  const int tp = TpSize();
+  CheckTensorParallel(config, tp);
+  local_config_.num_attention_heads /= tp;
+  local_config_.num_key_value_heads /= tp;
+  local_config_.intermediate_size /= tp;
+  const at::Tensor& any = full.LmHeadWeight();
+  local_ = LlamaForCausalLM(local_config_, at::TensorOptions().dtype(any.scalar_type()).device(any.device()));
+  std::unordered_map<std::string, at::Tensor> full_params;
+  for (const auto& item : full.named_parameters()) full_params[item.key()] = item.value();
+  torch::NoGradGuard no_grad;
+  for (auto& item : local_->named_parameters()) {
+    auto it = full_params.find(item.key());
+    TORCH_CHECK(it != full_params.end(), "the model passed to the engine has no parameter '", item.key(),
+                "' that its config implies; build it from the same config");
+    const at::Tensor shard = ShardOf(item.key(), it->second);
+    TORCH_CHECK(shard.sizes() == item.value().sizes(), "the model passed to the engine has '", item.key(),
+                "' of shape ", it->second.sizes(), ", which does not match the engine's config; build it from the ",
+                "same config");
+    item.value().copy_(shard);
+    item.value().set_requires_grad(false);
+    params_[item.key()] = item.value();
+  }
+}
+
+int EngineModel::TpSize() const { return tp_ ? tp_->Size() : 1; }
+int EngineModel::TpRank() const { return tp_ ? tp_->Rank() : 0; }
+
+at::TensorOptions EngineModel::options() const {
+  const at::Tensor& w = local_->LmHeadWeight();
+  return at::TensorOptions().dtype(w.scalar_type()).device(w.device());
+}
+
+at::Tensor EngineModel::ShardOf(const std::string& name, const at::Tensor& full) const {
+  const int dim = SplitDim(name);
+  if (dim < 0 || TpSize() == 1) return full;
+  TORCH_CHECK(full.dim() > dim, "parameter '", name, "' has shape ", full.sizes(), "; expected at least ",
+              dim + 1, " dimensions");
+  const int64_t width = full.size(dim) / TpSize();
+  return full.narrow(dim, TpRank() * width, width);
+}
+
+at::Tensor EngineModel::AllReduce(at::Tensor partial) {
+  if (!tp_) return partial;
+  partial = partial.contiguous();
+  tp_->AllReduce(partial)->Wait();
+  return partial;
+}
+
+template <typename Attend>
+at::Tensor EngineModel::RunLayer(int64_t index, const at::Tensor& x, const RopeCosSin& rope, Attend&& attend) {
+  // The same composition as LlamaDecoderLayerImpl::forward, with the row-parallel outputs reduced.
+  LlamaDecoderLayerImpl& layer = local_->Layer(index);
+  QkvStates qkv = layer.self_attn->ProjectQkv(layer.input_layernorm(x), rope);
+  at::Tensor h = x + AllReduce(layer.self_attn->ProjectOutput(attend(qkv)));
+  return h + AllReduce(layer.mlp(layer.post_attention_layernorm(h)));
+}
+
+at::Tensor EngineModel::Prefill(KvCache& cache, const PrefillBatch& batch) {
+  const int64_t rows = batch.input_ids.size(0), tokens = batch.input_ids.size(1);
+  at::Tensor h = local_->Embed(batch.input_ids);
+  const auto long_options = batch.input_ids.options().dtype(at::kLong);
+  at::Tensor positions = at::arange(tokens, long_options).expand({rows, tokens});
+  // Right padding: a real token never sees a padded key, since padding comes after it.
+  at::Tensor padding = positions.lt(batch.lengths.unsqueeze(1));
+  at::Tensor allowed = BuildAttentionMask({rows, tokens, padding, at::Tensor()}, h.device());
+  RopeCosSin rope = local_->Rope(positions, h.scalar_type());
+  for (int64_t l = 0; l < local_->NumLayers(); ++l) {
+    h = RunLayer(l, h, rope, [&](const QkvStates& s) {
+      cache.WriteRows(l, s.k, s.v, batch.slots, batch.rows);
+      return AttendEager(s.q, s.k, s.v, allowed);
+    });
+  }
+  at::Tensor last = (batch.lengths - 1).view({rows, 1, 1}).expand({rows, 1, h.size(2)});
+  return local_->LmHead(local_->FinalNorm(h.gather(1, last))).squeeze(1);
+}
+
+at::Tensor EngineModel::Decode(KvCache& cache, const at::Tensor& tokens, const at::Tensor& positions) {
+  const int64_t n = tokens.size(0);
+  // One query per slot at its cached length; it attends to positions [0, length].
+  const int64_t attended = positions.max().item<int64_t>() + 1;
+  at::Tensor h = local_->Embed(tokens.view({n, 1}));
+  RopeCosSin rope = local_->Rope(positions.view({n, 1}), h.scalar_type());
+  at::Tensor allowed = at::arange(attended, positions.options()).view({1, attended}).le(positions.view({n, 1}));
+  allowed = allowed.view({n, 1, 1, attended});
+  for (int64_t l = 0; l < local_->NumLayers(); ++l) {
+    h = RunLayer(l, h, rope, [&](const QkvStates& s) {
+      cache.WriteDecode(l, s.k.squeeze(2), s.v.squeeze(2), positions);
+      return AttendEager(s.q, cache.Keys(l, n, attended), cache.Values(l, n, attended), allowed);
+    });
+  }
+  return local_->LmHead(local_->FinalNorm(h)).squeeze(1);
+}
+
+void EngineModel::SyncSampled(std::vector<int64_t>& tokens, std::vector<float>& logprobs) {
+  if (!tp_ || tokens.empty()) return;
+  // One message: the tokens and the logprobs' bits, as int64.
+  const int64_t n = int64_t(tokens.size());
+  at::Tensor packed = at::empty({2 * n}, at::kLong);
+  int64_t* data = packed.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    data[i] = tokens[size_t(i)];
+    int32_t bits = 0;
+    std::memcpy(&bits, &logprobs[size_t(i)], sizeof bits);
+    data[n + i] = bits;
+  }
+  tp_->Broadcast(packed, {0})->Wait();
+  for (int64_t i = 0; i < n; ++i) {
+    tokens[size_t(i)] = data[i];
+    const int32_t bits = int32_t(data[n + i]);
+    std::memcpy(&logprobs[size_t(i)], &bits, sizeof bits);
+  }
+}
+
+at::Tensor EngineModel::GatherVocabRows(const at::Tensor& rows) const {
+  const std::vector<int64_t> bounds = EvenSplit(config_.vocab_size, TpSize());
+  at::Tensor full = at::empty({config_.vocab_size, config_.hidden_size}, options());
+  std::vector<at::Tensor> parts;
+  for (int r = 0; r < TpSize(); ++r) {
+    parts.push_back(full.narrow(0, bounds[size_t(r)], bounds[size_t(r) + 1] - bounds[size_t(r)]));
+  }
+  at::Tensor mine = rows.to(options()).contiguous();
+  tp_->AllGather(parts, mine)->Wait();
+  return full;
+}
+
+EngineModel::LoadTarget EngineModel::Resolve(const std::string& name, const at::Tensor& value) const {
+  auto it = params_.find(name);
+  const at::Tensor* param = it == params_.end() ? nullptr : &it->second;
+  TORCH_CHECK(param != nullptr, "UpdateWeights: unknown parameter '", name, "'; expected an HF name of this ",
+              "model such as model.layers.0.self_attn.q_proj.weight");
+  TORCH_CHECK(value.defined() && value.is_floating_point(), "UpdateWeights: parameter '", name,
+              "' must be a floating tensor, got ", value.defined() ? c10::toString(value.scalar_type()) : "undefined");
+  if (value.sizes() == param->sizes()) return {*param, LoadKind::kLocal};
+  const int dim = SplitDim(name);
+  if (TpSize() > 1 && IsVocabParameter(name) && value.dim() == 2 && value.size(1) == config_.hidden_size) {
+    const std::vector<int64_t> bounds = EvenSplit(config_.vocab_size, TpSize());
+    if (value.size(0) == bounds[size_t(TpRank()) + 1] - bounds[size_t(TpRank())]) return {*param, LoadKind::kVocabRows};
+  }
+  if (dim >= 0 && TpSize() > 1 && ShardOf(name, value).sizes() == param->sizes()) return {*param, LoadKind::kFull};
+  TORCH_CHECK(false, "UpdateWeights: parameter '", name, "' has shape ", value.sizes(), "; expected this rank's ",
+              "shard ", param->sizes(), " (tp ", TpSize(), ", rank ", TpRank(), ") or the full parameter");
+}
+
+void EngineModel::LoadParameter(const std::string& name, const at::Tensor& value) {
+  LoadTarget target = Resolve(name, value);
+  // Inference mode, like Step(): an engine built inside InferenceMode holds inference tensors, which
+  // may only be written in it.
+  c10::InferenceMode inference;
+  switch (target.kind) {
+    case LoadKind::kLocal: target.param.copy_(value); break;
+    case LoadKind::kVocabRows: target.param.copy_(GatherVocabRows(value)); break;
+    case LoadKind::kFull: target.param.copy_(ShardOf(name, value)); break;
+  }
+}
+
+}  // namespace llamarl

@@ -1,0 +1,87 @@
+// The decoder as the engine runs it: this rank's tensor-parallel shard of every layer, run piece by
+// piece (model/llama.h's Embed, Rope, Layer(i) pieces, model/attention.h's AttendEager) against the
+// KV cache instead of the full-sequence forward.
+//
+// Tensor parallelism (Megatron, the convention of weight_sync's TensorParallelLayout): q/k/v and
+// gate/up are column-parallel (rank r holds rows [r, r + 1) * out / tp of the [out, in] weight, whole
+// heads for q/k/v), o/down row-parallel (columns), followed by an all-reduce over the TP group;
+// norms, embeddings and the LM head are replicated. The local shard is itself a Llama module, built
+// from the config with heads, kv heads and intermediate_size divided by tp, so its layers run
+// unchanged; only the two all-reduces are added here.
+// Legend: R = prefill rows, T = tokens, N = decoding slots, D = hidden_size, V = vocab_size.
+#pragma once
+
+#include "model/llama.h"
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace llamarl {
+
+class Communicator;
+class KvCache;
+
+struct PrefillBatch {
+  at::Tensor input_ids;  // [R, T] int64, right-padded
+  at::Tensor lengths;    // [R] int64 in [1, T]: real tokens per row
+  at::Tensor slots;      // [S] int64: cache slots written ...
+  at::Tensor rows;       // [S] int64: ... from these rows (a GRPO group's one row fills n slots)
+};
+
+// Throws unless tp_size divides the attention heads, the kv heads and intermediate_size.
+void CheckTensorParallel(const LlamaConfig& config, int tp_size);
+
+class EngineModel {
+ public:
+  // Slices this rank's shard of `full` (same dtype and device); keeps no reference to `full`.
+  EngineModel(const LlamaConfig& config, LlamaForCausalLMImpl& full, Communicator* tp_group);
+
+  const LlamaConfig& local_config() const { return local_config_; }
+  int TpSize() const;
+  int TpRank() const;
+  at::TensorOptions options() const;
+  LlamaForCausalLMImpl& local() { return *local_; }
+
+  // Writes the K/V of every row's tokens into the cache and returns the logits [R, V] at each row's
+  // last real token (rows whose logits are not wanted still cost only their final norm + LM head).
+  at::Tensor Prefill(KvCache& cache, const PrefillBatch& batch);
+  // Slots [0, N) each append one token (tokens_N) at position positions_N (their cached length) and
+  // attend over their cache; returns logits [N, V].
+  at::Tensor Decode(KvCache& cache, const at::Tensor& tokens_N, const at::Tensor& positions_N);
+
+  // Under TP: makes every rank hold TP rank 0's sampled tokens and log-probs. The ranks compute the
+  // same logits, but an all-reduce is not promised to be bitwise identical everywhere, and ranks that
+  // disagreed on a token would decode different sequences from then on.
+  void SyncSampled(std::vector<int64_t>& tokens, std::vector<float>& logprobs);
+
+  // Copies a new value of the HF-named parameter into the local shard: `value` is this rank's shard,
+  // the full parameter (sliced here), or for embed_tokens / lm_head under TP this rank's vocab-row
+  // shard (all-gathered: collective). Throws naming the parameter and the expected shapes.
+  void LoadParameter(const std::string& name, const at::Tensor& value);
+  // Throws what LoadParameter would throw, without copying anything (and without communicating).
+  void CheckParameter(const std::string& name, const at::Tensor& value) const { Resolve(name, value); }
+
+ private:
+  // One decoder layer; `attend` maps (q, k, v) to attended [B, T, H * E] and fills the cache.
+  template <typename Attend>
+  at::Tensor RunLayer(int64_t index, const at::Tensor& x, const RopeCosSin& rope, Attend&& attend);
+  at::Tensor AllReduce(at::Tensor partial);
+  // Rank's shard of a full parameter (a view).
+  at::Tensor ShardOf(const std::string& name, const at::Tensor& full) const;
+  at::Tensor GatherVocabRows(const at::Tensor& rows) const;
+  enum class LoadKind { kLocal, kVocabRows, kFull };
+  struct LoadTarget {
+    at::Tensor param;
+    LoadKind kind;
+  };
+  LoadTarget Resolve(const std::string& name, const at::Tensor& value) const;
+
+  LlamaConfig config_;
+  LlamaConfig local_config_;
+  Communicator* tp_;  // null = tp 1
+  LlamaForCausalLM local_{nullptr};
+  std::unordered_map<std::string, at::Tensor> params_;  // local_'s parameters by HF name (shared storage)
+};
+
+}  // namespace llamarl

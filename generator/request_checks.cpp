@@ -1,0 +1,55 @@
+#include "generator/request_checks.h"
+
+#include <cmath>
+#include <sstream>
+
+namespace llamarl {
+namespace {
+
+template <typename... Parts>
+std::string Cat(const Parts&... parts) {
+  std::ostringstream out;
+  (out << ... << parts);
+  return out.str();
+}
+
+std::string SamplingError(const SamplingParams& s, const RequestLimits& limits) {
+  if (!std::isfinite(s.temperature) || s.temperature < 0)
+    return Cat("sampling.temperature must be a finite value >= 0 (0 = greedy), got ", s.temperature);
+  if (s.top_k < 0) return Cat("sampling.top_k must be >= 0 (0 = off), got ", s.top_k);
+  if (!(s.top_p > 0 && s.top_p <= 1)) return Cat("sampling.top_p must be in (0, 1] (1 = off), got ", s.top_p);
+  if (s.max_new_tokens < 1) return Cat("sampling.max_new_tokens must be >= 1, got ", s.max_new_tokens);
+  for (int64_t id : s.eos_ids) {
+    if (id < 0 || id >= limits.vocab_size)
+      return Cat("sampling.eos_ids holds ", id, ", outside the vocabulary [0, ", limits.vocab_size,
+                 "); use the model's eos token ids");
+  }
+  for (const std::string& stop : s.stop_strings) {
+    if (stop.empty()) return "sampling.stop_strings holds an empty string, which would stop at once; remove it";
+  }
+  if (!s.stop_strings.empty() && !limits.can_decode)
+    return "sampling.stop_strings needs a detokenizer: set EngineOptions::decode, or stop on eos_ids instead";
+  return "";
+}
+
+}  // namespace
+
+std::string RequestError(const GenerationRequest& r, const RequestLimits& limits) {
+  const int64_t prompt_len = int64_t(r.prompt.size());
+  if (prompt_len == 0) return "the prompt is empty; give at least one token (e.g. the BOS token)";
+  if (prompt_len >= limits.max_seq_len)
+    return Cat("the prompt has ", prompt_len, " tokens, leaving no room to generate within max_seq_len ",
+               limits.max_seq_len, "; shorten the prompt or raise EngineOptions::max_seq_len");
+  for (int64_t i = 0; i < prompt_len; ++i) {
+    const int64_t id = r.prompt[size_t(i)];
+    if (id < 0 || id >= limits.vocab_size)
+      return Cat("prompt token ", i, " is ", id, ", outside the vocabulary [0, ", limits.vocab_size,
+                 "); the tokenizer does not match this model");
+  }
+  if (r.num_samples < 1 || r.num_samples > limits.max_slots)
+    return Cat("num_samples must be in [1, max_slots ", limits.max_slots, "] (a group is admitted at once), got ",
+               r.num_samples, "; raise EngineOptions::max_slots or split the group");
+  return SamplingError(r.sampling, limits);
+}
+
+}  // namespace llamarl
