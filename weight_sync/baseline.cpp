@@ -22,6 +22,9 @@ GatherBroadcastSync::GatherBroadcastSync(Communicator& comm, std::shared_ptr<con
                                          TransferPlacement placement)
     : comm_(comm), plan_(std::move(plan)), placement_(std::move(placement)) {
   CheckPlacement(*plan_, placement_, comm_);
+  TORCH_CHECK(plan_->encoding() == TransferEncoding::kPlain, "gather-broadcast sync: the plan is ",
+              ToString(plan_->encoding()), "; the baseline moves plain dtypes only (build the plan with ",
+              "TransferEncoding::kPlain)");
   const int me = comm_.Rank(), root = placement_.src_ranks[0];
   my_src_ = LayoutRankOf(placement_.src_ranks, me);
   my_dst_ = LayoutRankOf(placement_.dst_ranks, me);

@@ -1,5 +1,7 @@
 #include "weight_sync/ddma.h"
 
+#include "weight_sync/fp8_scales.h"
+
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
@@ -12,6 +14,7 @@ namespace {
 // Tags of the weight-sync traffic; below 32767 (the least MPI_TAG_UB MPI guarantees).
 constexpr int kDataTag = 0x5700;
 constexpr int kChecksumTag = 0x5701;
+constexpr int kScaleTag = 0x5704;
 
 // One remote pair this rank takes part in, and where each block starts in the pair's stream.
 struct Stream {
@@ -81,22 +84,18 @@ int64_t Hash(const at::Tensor& wire) {
   return int64_t(Fnv1a64(host.data_ptr(), host.nbytes()) >> 1);
 }
 
-// The staging of one round: wire buffers of every stream (send or receive) and their checksums.
-struct Stage {
-  std::vector<at::Tensor> wire;      // per stream, sized to the bucket (narrowed per round)
-  std::vector<at::Tensor> checksum;  // per stream, one int64
-};
-
 class Executor {
  public:
   Executor(Communicator& comm, const TransferPlan& plan, const TransferPlacement& placement, TransferBuffers& buffers,
            const TransferOptions& options)
-      : comm_(comm), plan_(plan), buffers_(buffers), options_(options) {
+      : comm_(comm), plan_(plan), placement_(placement), buffers_(buffers), options_(options) {
     const int me = comm.Rank();
     my_src_ = LayoutRankOf(placement.src_ranks, me);
     my_dst_ = LayoutRankOf(placement.dst_ranks, me);
     if (my_src_ >= 0) CheckBuffers(plan.src(), my_src_, buffers.src, "source");
     if (my_dst_ >= 0) CheckBuffers(plan.dst(), my_dst_, buffers.dst, "destination");
+    fp8_ = plan.encoding() == TransferEncoding::kFp8E4m3;
+    if (my_dst_ >= 0 && fp8_) CheckScaleBuffers(plan, my_dst_, buffers.dst_scales);
     for (auto& t : buffers_.src) src_flat_.push_back(t.view(-1));
     for (auto& t : buffers_.dst) dst_flat_.push_back(t.view(-1));
     // Staging lives where the weights live (CPU for mpi, the GPU for nccl).
@@ -113,22 +112,24 @@ class Executor {
     }
   }
 
-  void Run() {
+  // Round k uses slot k % 2 of the staging.
+  void Run(TransferStaging& staging) {
     int64_t rounds = 0;
     for (const auto& s : streams_) rounds = std::max(rounds, s.NumRounds(bucket_));
-    Stage stages[2];
+    PrepareStaging(staging);
+    if (fp8_) SendScales();
     WorkPtr in_flight;
     if (rounds > 0) {
-      Pack(0, stages[0]);
-      in_flight = Post(0, stages[0]);
+      Pack(0, staging, 0);
+      in_flight = Post(0, staging, 0);
     }
     CopyLocal();  // overlaps with round 0
     for (int64_t k = 0; k < rounds; ++k) {
-      if (k + 1 < rounds) Pack(k + 1, stages[(k + 1) % 2]);
+      if (k + 1 < rounds) Pack(k + 1, staging, (k + 1) % 2);
       in_flight->Wait(options_.timeout);
-      Verify(k, stages[k % 2]);
-      if (k + 1 < rounds) in_flight = Post(k + 1, stages[(k + 1) % 2]);
-      Unpack(k, stages[k % 2]);
+      Verify(k, staging, k % 2);
+      if (k + 1 < rounds) in_flight = Post(k + 1, staging, (k + 1) % 2);
+      Unpack(k, staging, k % 2);
     }
   }
 
@@ -148,73 +149,80 @@ class Executor {
     return {begin, std::min(begin + bucket_, s.pair->numel)};
   }
 
-  at::Tensor Wire(Stage& stage, size_t i, int64_t n) {
-    if (stage.wire.empty()) {
-      stage.wire.resize(streams_.size());
-      stage.checksum.resize(streams_.size());
+  // Keeps the staging when it was sized for this very transfer (same plan, placement, rank, bucket and
+  // device: then the streams and their sizes are the same too); otherwise allocates it afresh.
+  void PrepareStaging(TransferStaging& staging) const {
+    std::string key = std::to_string(plan_.Id()) + "/" + std::to_string(comm_.Rank()) + "/" + std::to_string(bucket_) +
+                      "/" + device_.str() + "/";
+    for (const auto* ranks : {&placement_.src_ranks, &placement_.dst_ranks})
+      for (int r : *ranks) key += std::to_string(r) + (ranks == &placement_.src_ranks ? "," : ";");
+    if (staging.key == key) return;
+    staging.key = key;
+    const auto wire_options = at::TensorOptions().dtype(plan_.dst().dtype()).device(device_);
+    for (int slot = 0; slot < 2; ++slot) {
+      staging.wire[slot].clear();
+      staging.checksum[slot].clear();
+      for (const Stream& s : streams_) {
+        staging.wire[slot].push_back(at::empty({std::min(bucket_, s.pair->numel)}, wire_options));
+        staging.checksum[slot].push_back(at::zeros({1}, wire_options.dtype(at::kLong)));
+      }
     }
-    if (!stage.wire[i].defined()) {
-      const auto dtype = plan_.dst().dtype();
-      stage.wire[i] = at::empty({std::min(bucket_, streams_[i].pair->numel)}, at::TensorOptions().dtype(dtype).device(device_));
-      stage.checksum[i] = at::zeros({1}, at::TensorOptions().dtype(at::kLong).device(device_));
-    }
-    return stage.wire[i].narrow(0, 0, n);
   }
 
-  void Pack(int64_t round, Stage& stage) {
+  void Pack(int64_t round, TransferStaging& staging, int slot) {
     for (size_t i = 0; i < streams_.size(); ++i) {
       const Stream& s = streams_[i];
       const std::pair<int64_t, int64_t> range = Chunk(s, round);
       const int64_t begin = range.first, end = range.second;
       if (begin >= end) continue;
-      at::Tensor wire = Wire(stage, i, end - begin);
       if (!s.send) continue;
+      at::Tensor wire = staging.wire[slot][i].narrow(0, 0, end - begin);
       ForEachPiece(s, begin, end, [&](const TransferBlock& b, int64_t row, int64_t rows, int64_t col, int64_t cols,
                                       int64_t pos) {
-        wire.narrow(0, pos - begin, rows * cols).view({rows, cols}).copy_(SrcPiece(src_flat_, b, row, rows, col, cols));
+        wire.narrow(0, pos - begin, rows * cols).view({rows, cols}).copy_(Encoded(b, row, rows, col, cols));
       });
-      if (options_.checksum) stage.checksum[i].fill_(Hash(wire));
+      if (options_.checksum) staging.checksum[slot][i].fill_(Hash(wire));
     }
   }
 
-  WorkPtr Post(int64_t round, Stage& stage) {
+  WorkPtr Post(int64_t round, TransferStaging& staging, int slot) {
     std::vector<P2POp> ops;
     for (size_t i = 0; i < streams_.size(); ++i) {
       const Stream& s = streams_[i];
       const std::pair<int64_t, int64_t> range = Chunk(s, round);
       const int64_t begin = range.first, end = range.second;
       if (begin >= end) continue;
-      at::Tensor wire = stage.wire[i].narrow(0, 0, end - begin);
+      at::Tensor wire = staging.wire[slot][i].narrow(0, 0, end - begin);
       const auto kind = s.send ? P2POp::Kind::kSend : P2POp::Kind::kRecv;
       ops.push_back({kind, wire, s.peer, kDataTag});
-      if (options_.checksum) ops.push_back({kind, stage.checksum[i], s.peer, kChecksumTag});
+      if (options_.checksum) ops.push_back({kind, staging.checksum[slot][i], s.peer, kChecksumTag});
     }
     return comm_.SendRecvBatch(ops);
   }
 
-  void Verify(int64_t round, Stage& stage) {
+  void Verify(int64_t round, TransferStaging& staging, int slot) {
     if (!options_.checksum) return;
     for (size_t i = 0; i < streams_.size(); ++i) {
       const Stream& s = streams_[i];
       const std::pair<int64_t, int64_t> range = Chunk(s, round);
       const int64_t begin = range.first, end = range.second;
       if (s.send || begin >= end) continue;
-      at::Tensor wire = stage.wire[i].narrow(0, 0, end - begin);
+      at::Tensor wire = staging.wire[slot][i].narrow(0, 0, end - begin);
       const int64_t got = Hash(wire);
-      const int64_t sent = stage.checksum[i].item<int64_t>();
+      const int64_t sent = staging.checksum[slot][i].item<int64_t>();
       TORCH_CHECK(got == sent, "weight sync checksum mismatch: bucket ", round, " from source rank ",
                   s.pair->src_rank, " (communicator rank ", s.peer, ") to destination rank ", s.pair->dst_rank,
                   ": sent ", sent, ", received bytes hash to ", got, "; the transport corrupted data");
     }
   }
 
-  void Unpack(int64_t round, Stage& stage) {
+  void Unpack(int64_t round, TransferStaging& staging, int slot) {
     for (size_t i = 0; i < streams_.size(); ++i) {
       const Stream& s = streams_[i];
       const std::pair<int64_t, int64_t> range = Chunk(s, round);
       const int64_t begin = range.first, end = range.second;
       if (s.send || begin >= end) continue;
-      at::Tensor wire = stage.wire[i].narrow(0, 0, end - begin);
+      at::Tensor wire = staging.wire[slot][i].narrow(0, 0, end - begin);
       ForEachPiece(s, begin, end, [&](const TransferBlock& b, int64_t row, int64_t rows, int64_t col, int64_t cols,
                                       int64_t pos) {
         DstPiece(dst_flat_, b, row, rows, col, cols).copy_(wire.narrow(0, pos - begin, rows * cols).view({rows, cols}));
@@ -222,17 +230,48 @@ class Executor {
     }
   }
 
+  // The source piece as the wire carries it: cast by copy_ (plain) or encoded to e4m3 (fp8).
+  at::Tensor Encoded(const TransferBlock& b, int64_t row, int64_t rows, int64_t col, int64_t cols) const {
+    at::Tensor piece = SrcPiece(src_flat_, b, row, rows, col, cols);
+    if (!fp8_) return piece;
+    return EncodePiece(piece, plan_.src().params()[size_t(b.param)], scales_[size_t(b.param)], b.row_begin + row);
+  }
+
   void CopyLocal() {
-    for (const PairPlan* pair : local_)
-      for (const auto& b : pair->blocks)
-        DstPiece(dst_flat_, b, 0, b.rows, 0, b.cols).copy_(SrcPiece(src_flat_, b, 0, b.rows, 0, b.cols));
+    for (const PairPlan* pair : local_) {
+      for (const auto& b : pair->blocks) DstPiece(dst_flat_, b, 0, b.rows, 0, b.cols).copy_(Encoded(b, 0, b.rows, 0, b.cols));
+      if (fp8_) UnpackScales(plan_, *pair, PackScales(plan_, *pair, scales_), buffers_.dst_scales);
+    }
+  }
+
+  // fp8: the source ranks agree on the scales, then every remote pair's scales move in one message
+  // (a few KiB: one float per row) before the buckets, which are encoded with them.
+  void SendScales() {
+    if (my_src_ >= 0)
+      scales_ = ComputeSourceScales({&comm_, &plan_, &placement_.src_ranks, my_src_, &src_flat_, options_.timeout});
+    std::vector<P2POp> ops;
+    std::vector<std::pair<const PairPlan*, at::Tensor>> received;
+    for (const Stream& s : streams_) {
+      if (s.pair->num_scales == 0) continue;
+      if (s.send) {
+        ops.push_back(P2POp::Send(PackScales(plan_, *s.pair, scales_).to(device_), s.peer, kScaleTag));
+      } else {
+        received.push_back({s.pair, at::empty({s.pair->num_scales}, at::TensorOptions().device(device_))});
+        ops.push_back(P2POp::Recv(received.back().second, s.peer, kScaleTag));
+      }
+    }
+    if (!ops.empty()) comm_.SendRecvBatch(ops)->Wait(options_.timeout);
+    for (const auto& [pair, wire] : received) UnpackScales(plan_, *pair, wire, buffers_.dst_scales);
   }
 
   Communicator& comm_;
   const TransferPlan& plan_;
+  const TransferPlacement& placement_;
   TransferBuffers& buffers_;
   TransferOptions options_;
   int my_src_ = -1, my_dst_ = -1;
+  bool fp8_ = false;
+  std::vector<at::Tensor> scales_;  // fp8 sources: per parameter, the scales of the groups held
   int64_t bucket_ = 0;  // elements per bucket
   at::Device device_ = at::Device(at::kCPU);
   std::vector<at::Tensor> src_flat_, dst_flat_;
@@ -283,7 +322,8 @@ void CheckPlacement(const TransferPlan& plan, const TransferPlacement& placement
 void ExecuteTransfer(Communicator& comm, const TransferPlan& plan, const TransferPlacement& placement,
                      TransferBuffers& buffers, const TransferOptions& options) {
   CheckPlacement(plan, placement, comm);
-  Executor(comm, plan, placement, buffers, options).Run();
+  TransferStaging once;
+  Executor(comm, plan, placement, buffers, options).Run(options.staging ? *options.staging : once);
 }
 
 std::vector<at::Tensor> AllocateBuffers(const ShardLayout& layout, int rank, const at::TensorOptions& options) {

@@ -12,6 +12,10 @@
 // packing, so half the bytes move. A pair whose two ends are the same communicator rank (colocated
 // placement) is executed as in-process strided copies, with no communication.
 //
+// fp8 plans (TransferEncoding::kFp8E4m3): the source ranks first agree on the scale of every row they
+// share (weight_sync/fp8_scales.h), then each pair's scales travel in one message before round 0, and
+// the buckets carry e4m3fn bytes encoded on the sender with those scales.
+//
 // Optional checksum (debugging): the sender hashes every bucket (FNV-1a 64) and sends the hash next to
 // it; the receiver recomputes it and throws naming the pair and the round on a mismatch.
 //
@@ -24,6 +28,8 @@
 #include "weight_sync/transfer_plan.h"
 
 #include <chrono>
+#include <memory>
+#include <string>
 #include <vector>
 
 namespace llamarl {
@@ -39,10 +45,26 @@ struct TransferPlacement {
   static TransferPlacement Colocated(int world_size);
 };
 
+// The wire buffers of the two alternating rounds, kept between pushes. Why keep them: staging
+// allocated per push comes from fresh mmaps (glibc maps requests of >= 32 MiB and unmaps them on free),
+// and the first-touch page faults cost more than the copies (on the bench's VM, 32 MiB buckets took
+// 3.8 s per push in page faults against 0.2 s for the packing itself). ExecuteTransfer fills it on the
+// first call and reuses it while the plan, the rank, the bucket size and the device stay the same;
+// otherwise it is reallocated. Holds 2 x bucket_bytes per remote peer. Not thread-safe: one transfer
+// at a time per staging.
+struct TransferStaging {
+  std::string key;  // what the buffers were sized for (plan id, placement, rank, bucket, device)
+  std::vector<at::Tensor> wire[2];      // per stream of the executing rank
+  std::vector<at::Tensor> checksum[2];  // per stream, one int64
+};
+
 struct TransferOptions {
   int64_t bucket_bytes = int64_t(32) << 20;  // per (source, destination) pair and round, in wire bytes
   bool checksum = false;                     // hash every bucket and verify it at the receiver
   std::chrono::milliseconds timeout = std::chrono::milliseconds::max();  // per round
+  // Reused between calls when set (a caller that pushes every step keeps one); null: staging is
+  // allocated for the call only. See TransferStaging.
+  std::shared_ptr<TransferStaging> staging;
 };
 
 // The buffers of this rank's side(s), in the order of the layout's buffers for its layout rank, each
@@ -51,6 +73,9 @@ struct TransferOptions {
 struct TransferBuffers {
   std::vector<at::Tensor> src;
   std::vector<at::Tensor> dst;  // written in place
+  // fp8 plans: the destination's float32 scales, one per buffer (AllocateScaleBuffers in
+  // weight_sync/fp8_scales.h); written in place. Empty for plain plans.
+  std::vector<at::Tensor> dst_scales;
 };
 
 // Index of `comm_rank` in `ranks`, or -1.

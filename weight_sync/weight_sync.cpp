@@ -15,6 +15,7 @@ WeightReceiver::WeightReceiver(std::shared_ptr<const TransferPlan> plan, int dst
     : plan_(std::move(plan)), dst_rank_(dst_rank) {
   TORCH_CHECK(plan_ != nullptr, "WeightReceiver: the plan is null");
   staging_ = AllocateBuffers(plan_->dst(), dst_rank_, options);
+  if (plan_->encoding() == TransferEncoding::kFp8E4m3) staging_scales_ = AllocateScaleBuffers(*plan_, dst_rank_, options);
 }
 
 int64_t WeightReceiver::HeldVersion() const {
@@ -28,10 +29,23 @@ int64_t WeightReceiver::StagedVersion() const {
 }
 
 int64_t WeightReceiver::ApplyTo(const std::function<void(const std::string&, const at::Tensor&)>& apply) {
+  TORCH_CHECK(plan_->encoding() == TransferEncoding::kPlain, "WeightReceiver::ApplyTo: the plan is ",
+              ToString(plan_->encoding()), ", whose shards need their scales; use ApplyFp8To");
+  return ApplyStaged([&](const std::string& name, const at::Tensor& shard, const at::Tensor&) { apply(name, shard); });
+}
+
+int64_t WeightReceiver::ApplyFp8To(const Fp8ApplyFn& apply) {
+  TORCH_CHECK(plan_->encoding() == TransferEncoding::kFp8E4m3, "WeightReceiver::ApplyFp8To: the plan is ",
+              ToString(plan_->encoding()), " and has no scales; use ApplyTo");
+  return ApplyStaged(apply);
+}
+
+int64_t WeightReceiver::ApplyStaged(const Fp8ApplyFn& apply) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (staged_version_ < 0) return held_version_;
   const auto& specs = plan_->dst().Rank(dst_rank_).buffers;
-  for (size_t i = 0; i < specs.size(); ++i) apply(specs[i].name, staging_[i]);
+  for (size_t i = 0; i < specs.size(); ++i)
+    apply(specs[i].name, staging_[i], staging_scales_.empty() ? at::Tensor() : staging_scales_[i]);
   held_version_ = staged_version_;
   staged_version_ = -1;
   return held_version_;
@@ -64,13 +78,14 @@ int64_t PushWeights(Communicator& comm, const TransferPlan& plan, const Transfer
   TORCH_CHECK(plan_id == plan.Id(), "PushWeights: destination rank ", my_dst, " executes plan ", plan.Id(),
               " but source rank 0 sent plan ", plan_id, "; every rank must build the plan from the same layouts ",
               "(same model config, layouts and rank counts)");
-  TransferBuffers buffers{src_buffers, {}};
+  TransferBuffers buffers{src_buffers, {}, {}};
   std::unique_lock<std::mutex> lock;
   if (receiver) {
     TORCH_CHECK(receiver->plan().Id() == plan.Id(), "PushWeights: the receiver was built for plan ",
                 receiver->plan().Id(), ", not for plan ", plan.Id());
     lock = std::unique_lock<std::mutex>(receiver->mutex_);
     buffers.dst = receiver->staging_;
+    buffers.dst_scales = receiver->staging_scales_;
   }
   ExecuteTransfer(comm, plan, placement, buffers, options);
   if (receiver) receiver->staged_version_ = pushed;

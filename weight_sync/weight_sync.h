@@ -20,6 +20,7 @@
 #pragma once
 
 #include "weight_sync/ddma.h"
+#include "weight_sync/fp8_scales.h"
 
 #include <functional>
 #include <memory>
@@ -42,16 +43,23 @@ class WeightReceiver {
   // Hands every staged buffer to `apply` as (buffer name, shard) — for the tensor-parallel layouts the
   // name is the HF parameter name and the shard has this rank's local shape — then makes the staged
   // version the held one and returns it. Does nothing and returns HeldVersion() when nothing new is
-  // staged. `apply` copies what it needs: the shard is reused by the next push.
+  // staged. `apply` copies what it needs: the shard is reused by the next push. Plain plans only.
   int64_t ApplyTo(const std::function<void(const std::string& name, const at::Tensor& shard)>& apply);
+  // The same for fp8 plans (TransferEncoding::kFp8E4m3): the shard holds e4m3fn bits (uint8) and
+  // `scales` its float32 scales (per row, or [1] for 1-D parameters), ready for an fp8 GEMM or for
+  // kernels::CastFromFp8E4m3(shard, scales, dtype).
+  using Fp8ApplyFn = std::function<void(const std::string& name, const at::Tensor& shard, const at::Tensor& scales)>;
+  int64_t ApplyFp8To(const Fp8ApplyFn& apply);
 
  private:
+  int64_t ApplyStaged(const Fp8ApplyFn& apply);  // scales undefined for plain plans
   friend int64_t PushWeights(Communicator&, const TransferPlan&, const TransferPlacement&, int64_t,
                              const std::vector<at::Tensor>&, WeightReceiver*, const TransferOptions&);
   std::shared_ptr<const TransferPlan> plan_;
   int dst_rank_;
   mutable std::mutex mutex_;
   std::vector<at::Tensor> staging_;
+  std::vector<at::Tensor> staging_scales_;  // fp8 plans only
   int64_t held_version_ = -1;
   int64_t staged_version_ = -1;
 };

@@ -1,11 +1,13 @@
 // DDMA weight sync under mpirun (-np 2, 3 and 4): for every split of the world into trainers and
 // generators (2 -> 2, 3 -> 1, 1 -> 2, ...) and the colocated placement, every generator shard equals
 // the matching slice of the trainer's full parameters, bit for bit for f32 -> f32, and equal to a
-// reference cast for f32 -> bf16. The references are cut with at::chunk / narrow from the full
+// reference cast for f32 -> bf16, and for fp8 e4m3 equal to the slices of the kernel's quantisation of
+// the full weights (bytes and per-row scales). The references are cut with at::chunk / narrow from the full
 // parameters every rank builds from one seed (tests/weight_sync/weight_sync_test_util.h).
 #include "core/communicator.h"
 #include "tests/core/communicator_test_util.h"
 #include "tests/weight_sync/weight_sync_test_util.h"
+#include "kernels/fp8.h"
 #include "weight_sync/baseline.h"
 #include "weight_sync/weight_sync.h"
 
@@ -30,6 +32,7 @@ struct Case {
   int64_t bucket_bytes = 4096;  // small: many rounds, buckets split blocks and rows
   bool checksum = false;
   bool vocab_parallel = true;
+  bool fp8 = false;  // e4m3 with scales (dst_dtype is then ignored: the shards are Byte)
 };
 
 class DdmaTest : public ::testing::Test {
@@ -62,8 +65,9 @@ class DdmaTest : public ::testing::Test {
   // Pushes `version` with the case's layouts and checks every destination shard on this rank.
   void RunAndCheck(const Case& c, const TransferPlacement& placement, int64_t version) {
     const int num_src = int(placement.src_ranks.size()), tp = int(placement.dst_ranks.size());
-    ShardLayout dst = TensorParallelLayout(config_, {tp, c.dst_dtype, c.vocab_parallel});
-    auto plan = cache_.Get(SourceLayout(c, num_src), dst);
+    const auto encoding = c.fp8 ? TransferEncoding::kFp8E4m3 : TransferEncoding::kPlain;
+    ShardLayout dst = TensorParallelLayout(config_, {tp, c.fp8 ? at::kByte : c.dst_dtype, c.vocab_parallel});
+    auto plan = cache_.Get(SourceLayout(c, num_src), dst, encoding);
     const int my_src = LayoutRankOf(placement.src_ranks, rank_), my_dst = LayoutRankOf(placement.dst_ranks, rank_);
     std::unique_ptr<WeightReceiver> receiver;
     if (my_dst >= 0) receiver = std::make_unique<WeightReceiver>(plan, my_dst);
@@ -76,6 +80,7 @@ class DdmaTest : public ::testing::Test {
     EXPECT_EQ(PushWeights(*comm_, *plan, placement, version, src, receiver.get(), options), version);
     if (!receiver) return;
     EXPECT_EQ(receiver->StagedVersion(), version);
+    if (c.fp8) return CheckFp8Shards(c, *receiver, tp);
     int applied = 0;
     receiver->ApplyTo([&](const std::string& name, const at::Tensor& shard) {
       const int64_t i = plan->dst().ParamIndex(name);
@@ -86,6 +91,30 @@ class DdmaTest : public ::testing::Test {
     });
     EXPECT_EQ(applied, int(specs_.size()));
     EXPECT_EQ(receiver->HeldVersion(), version);
+  }
+
+  // Every shard and its scales equal the slices of the full weights' reference quantisation (bytes,
+  // scales, and so the dequantised values, bit for bit): rows that ZeRO shards cut got the scale of the
+  // whole row, whichever source rank held its largest value.
+  void CheckFp8Shards(const Case& c, WeightReceiver& receiver, int tp) {
+    const int64_t version = receiver.StagedVersion();
+    int applied = 0;
+    receiver.ApplyFp8To([&](const std::string& name, const at::Tensor& shard, const at::Tensor& scales) {
+      const at::Tensor& x = full_[size_t(receiver.plan().dst().ParamIndex(name))];
+      const kernels::Fp8Tensor ref = testing::ReferenceFp8(x);
+      const at::Tensor data = ExpectedTpShard(name, ref.data, receiver.dst_rank(), tp, c.vocab_parallel);
+      const at::Tensor ref_scales = testing::ExpectedTpScales(name, x, ref.scales, receiver.dst_rank(), tp, c.vocab_parallel);
+      ASSERT_EQ(shard.sizes(), data.sizes()) << name;
+      EXPECT_TRUE(at::equal(shard, data)) << name << " on destination rank " << receiver.dst_rank() << " of " << tp;
+      EXPECT_TRUE(at::equal(scales, ref_scales)) << name << " on destination rank " << receiver.dst_rank();
+      const int64_t rows = x.dim() < 2 ? shard.numel() : shard.size(0);
+      EXPECT_TRUE(at::equal(kernels::CastFromFp8E4m3(shard.reshape({rows, -1}), scales, at::kFloat),
+                            kernels::CastFromFp8E4m3(data.reshape({rows, -1}), ref_scales, at::kFloat)))
+          << name;
+      ++applied;
+    });
+    EXPECT_EQ(applied, int(specs_.size()));
+    EXPECT_EQ(receiver.HeldVersion(), version);
   }
 
   LlamaConfig config_ = SyncTestConfig();
@@ -110,6 +139,19 @@ TEST_F(DdmaTest, Bf16ConversionOnTheSenderMatchesAReferenceCast) {
   Case c{Source::kZeroFlat, at::kBFloat16};
   for (int generators = 1; generators < size_; ++generators)
     RunAndCheck(c, TransferPlacement::Split(size_, generators), 1);
+}
+
+TEST_F(DdmaTest, Fp8ShardsAndScalesEqualTheFullWeightsQuantisationInEveryPlacement) {
+  Case c{Source::kZeroFlat, at::kFloat, /*bucket_bytes=*/1001};  // buckets end mid-row everywhere
+  c.fp8 = true;
+  for (int generators = 1; generators < size_; ++generators)
+    RunAndCheck(c, TransferPlacement::Split(size_, generators), generators);
+  c.source = Source::kRowShard;
+  c.vocab_parallel = false;
+  c.checksum = true;
+  RunAndCheck(c, TransferPlacement::Split(size_, size_ / 2), 8);
+  c.source = Source::kZeroFlat;
+  RunAndCheck(c, TransferPlacement::Colocated(size_), 9);
 }
 
 TEST_F(DdmaTest, ChecksummedLargeBucketsAndReplicatedVocab) {

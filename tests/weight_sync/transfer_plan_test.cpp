@@ -179,7 +179,7 @@ TEST(LocalTransferTest, BadBuffersAndPlacementsNameTheValue) {
   const LlamaConfig config = SyncTestConfig();
   auto plan = TransferPlan::Build(ZeroFlatLayout(LlamaParamSpecs(config), 1, at::kFloat),
                                   TensorParallelLayout(config, {1}));
-  TransferBuffers buffers{{at::zeros({10}, at::kFloat)}, AllocateBuffers(plan->dst(), 0)};
+  TransferBuffers buffers{{at::zeros({10}, at::kFloat)}, AllocateBuffers(plan->dst(), 0), {}};
   ExpectThrowsWith([&] { ExecuteTransfer(*comm, *plan, TransferPlacement::Colocated(1), buffers); },
                    {"source buffer 0 ('flat_shard')", "Float tensor of", "got Float with 10 elements"});
   ExpectThrowsWith([&] { ExecuteTransfer(*comm, *plan, TransferPlacement{{0, 1}, {0}}, buffers); },

@@ -4,6 +4,7 @@
 // independently of the layout code they check.
 #pragma once
 
+#include "kernels/fp8.h"
 #include "model/llama_config.h"
 #include "weight_sync/shard_layout.h"
 
@@ -66,6 +67,25 @@ inline at::Tensor ExpectedTpShard(const std::string& name, const at::Tensor& ful
   if ((name == "model.embed_tokens.weight" || name == "lm_head.weight") && vocab_parallel)
     return NearEqualRows(full, rank, tp);
   return full;  // norms (and the vocab when replicated)
+}
+
+// The reference fp8 quantisation of a full parameter, independent of the weight-sync code: the
+// kernel's per-row cast of the whole [rows, cols] weight (per tensor for 1-D parameters). data has the
+// parameter's shape, scales are [rows] (or [1]).
+inline kernels::Fp8Tensor ReferenceFp8(const at::Tensor& full) {
+  kernels::Fp8Tensor q = full.dim() < 2
+                             ? kernels::CastToFp8E4m3(full.reshape({-1, 1}), kernels::Fp8Scaling::kPerTensor)
+                             : kernels::CastToFp8E4m3(full.reshape({full.size(0), -1}), kernels::Fp8Scaling::kPerRow);
+  return {q.data.view(full.sizes()), q.scales};
+}
+
+// The scales of a tensor-parallel shard: those of the rows the shard holds (every row for a
+// row-parallel split), cut like the data by spreading each row's scale over its row.
+inline at::Tensor ExpectedTpScales(const std::string& name, const at::Tensor& full, const at::Tensor& scales,
+                                   int rank, int tp, bool vocab_parallel = true) {
+  if (full.dim() < 2) return scales;
+  at::Tensor spread = scales.view({-1, 1}).expand({full.size(0), full.size(1)});
+  return ExpectedTpShard(name, spread, rank, tp, vocab_parallel).select(1, 0).contiguous();
 }
 
 }  // namespace llamarl::testing
