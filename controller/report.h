@@ -1,0 +1,36 @@
+// `llamarl report RUN_DIR`: one self-contained HTML page about a run (inline CSS and SVG, no scripts,
+// no network, no external fonts): the recipe summary, the reward curve with its band and held-out
+// evaluations, staleness, importance weights, loss/KL/entropy, the step-time breakdown per role,
+// throughput, and the timeline of every rank's phases from the trace.
+//
+// Input, all under RUN_DIR: metrics.jsonl (required, controller/metrics.h), recipe.json (optional:
+// the summary says "no recipe.json" without it), trace.json or trace/rank_<r>.jsonl (optional; when
+// only the per-rank files exist they are merged into trace.json first, as MergeTrace does).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+namespace llamarl {
+
+struct RunData {
+  std::string run_dir;
+  nlohmann::json recipe;              // null without recipe.json
+  std::vector<nlohmann::json> rows;   // one per (phase, step): SFT rows first, then RL rows, by step
+  std::vector<nlohmann::json> trace;  // Chrome trace events; empty without a trace
+  std::string trace_note;             // why there is no timeline (shown in its place)
+};
+
+// Reads a run directory. Errors (naming the path and the fix): RUN_DIR missing or not a directory,
+// no metrics.jsonl, no metrics rows, a malformed recipe.json or metrics line.
+RunData LoadRun(const std::string& run_dir);
+
+// The HTML page. Every string from the run (recipe values, phase and rank names) is escaped.
+std::string RenderReport(const RunData& run);
+
+// LoadRun + RenderReport, written to `out` ("" = RUN_DIR/report.html). Returns the path written.
+std::string WriteReport(const std::string& run_dir, const std::string& out = "");
+
+}  // namespace llamarl
