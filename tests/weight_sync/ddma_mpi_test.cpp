@@ -200,6 +200,39 @@ TEST_F(DdmaTest, VersionsAdvanceAndOnlyTheNewestStagedPushIsApplied) {
   EXPECT_EQ(calls, 0) << "nothing new was staged";
 }
 
+TEST_F(DdmaTest, KeptStagingIsReusedAcrossPushesAndResizedForAnotherPlan) {
+  TransferOptions options;
+  options.timeout = kTestTimeout;
+  options.bucket_bytes = 3000;
+  options.staging = std::make_shared<TransferStaging>();
+  const int generators = size_ / 2;
+  for (int num_src : {size_ - generators, size_ - 1}) {  // the second plan has other streams and sizes
+    TransferPlacement placement = TransferPlacement::Split(size_, size_ - num_src);
+    auto plan = cache_.Get(ZeroFlatLayout(specs_, num_src, at::kFloat),
+                           TensorParallelLayout(config_, {size_ - num_src, at::kBFloat16}));
+    const int my_src = LayoutRankOf(placement.src_ranks, rank_), my_dst = LayoutRankOf(placement.dst_ranks, rank_);
+    std::vector<const void*> first_wire;
+    for (double shift : {0.0, 3.0}) {
+      TransferBuffers buffers;
+      if (my_src >= 0) buffers.src = {ExpectedFlatShard(full_, my_src, num_src).add(shift)};
+      if (my_dst >= 0) buffers.dst = AllocateBuffers(plan->dst(), my_dst);
+      ExecuteTransfer(*comm_, *plan, placement, buffers, options);
+      // The second push of a plan reuses the very buffers of the first (no new allocation).
+      std::vector<const void*> wire;
+      for (const auto& t : options.staging->wire[0]) wire.push_back(t.data_ptr());
+      if (shift == 0.0) first_wire = wire;
+      else EXPECT_EQ(wire, first_wire);
+      if (my_dst < 0) continue;
+      const auto& specs = plan->dst().Rank(my_dst).buffers;
+      for (size_t i = 0; i < specs.size(); ++i) {
+        const at::Tensor& full = full_[size_t(plan->dst().ParamIndex(specs[i].name))];
+        at::Tensor expected = ExpectedTpShard(specs[i].name, full + shift, my_dst, size_ - num_src).to(at::kBFloat16);
+        EXPECT_TRUE(at::equal(buffers.dst[i], expected)) << specs[i].name << " with " << num_src << " sources";
+      }
+    }
+  }
+}
+
 TEST_F(DdmaTest, GatherBroadcastBaselineDeliversTheSameShards) {
   const int generators = size_ / 2;
   TransferPlacement placement = TransferPlacement::Split(size_, generators);
