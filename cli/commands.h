@@ -13,5 +13,6 @@ int RunTokenize(const CommandArgs& args);
 int RunGenerate(const CommandArgs& args);
 int RunBench(const CommandArgs& args);
 int RunPlan(const CommandArgs& args);
+int RunReport(const CommandArgs& args);
 
 }  // namespace llamarl::cli

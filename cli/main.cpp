@@ -23,6 +23,7 @@ const Command kCommands[] = {
     {"generate", llamarl::cli::RunGenerate, "sample a continuation from a checkpoint"},
     {"bench", llamarl::cli::RunBench, "measure a figure and its baseline in the same run (logprobs, ...)"},
     {"plan", llamarl::cli::RunPlan, "placement, memory and step time of a model on a GPU cluster"},
+    {"report", llamarl::cli::RunReport, "write a self-contained HTML report of a run directory (curves, step times, timeline)"},
 };
 
 void PrintUsage(FILE* out) {

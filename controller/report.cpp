@@ -226,9 +226,12 @@ std::string RenderReport(const RunData& run) {
   std::ostringstream out;
   out << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>llamarl report — "
       << Escape(name) << "</title><style>" << kCss << "</style></head><body>\n";
-  out << "<h1>llamarl run <code>" << Escape(name) << "</code></h1><div class=\"sub\">" << Escape(run.run_dir)
-      << " · algorithm " << Escape(Str(run.recipe, "/trainer/algorithm")) << " · " << Escape(Str(run.recipe, "/mode"))
-      << " · " << Escape(Str(run.recipe, "/placement/mode")) << " placement</div>\n";
+  out << "<h1>llamarl run <code>" << Escape(name) << "</code></h1><div class=\"sub\">" << Escape(run.run_dir);
+  if (run.recipe.is_object()) {
+    out << " · algorithm " << Escape(Str(run.recipe, "/trainer/algorithm")) << " · " << Escape(Str(run.recipe, "/mode"))
+        << " · " << Escape(Str(run.recipe, "/placement/mode")) << " placement";
+  }
+  out << "</div>\n";
   out << Cards(c) << SummaryTable(run, c) << "\n";
   out << "<h2 id=\"reward\">Reward</h2><div class=\"grid\">" << report::RewardFigure(c, run.recipe) << "</div>\n";
   out << "<h2 id=\"off-policy\">Off-policy: staleness and importance weights</h2><div class=\"grid\">"

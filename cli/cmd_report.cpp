@@ -1,0 +1,25 @@
+// llamarl report RUN_DIR [--out FILE]
+// Writes one self-contained HTML page about a run (controller/report.h): open it in any browser,
+// offline. Merges RUN_DIR/trace/rank_<r>.jsonl into RUN_DIR/trace.json first when that is missing.
+#include <cstdio>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "controller/report.h"
+#include "core/check.h"
+
+namespace llamarl::cli {
+
+int RunReport(const CommandArgs& argv) {
+  Args args("report", "llamarl report RUN_DIR [--out FILE]");
+  args.Option("out", "where to write the HTML page (default RUN_DIR/report.html)");
+  if (!args.Parse(argv)) return 0;
+  const auto& positional = args.Positional();
+  LLAMARL_CHECK(positional.size() == 1, "expected one RUN_DIR (the directory `llamarl train` wrote), "
+                "got ", positional.size(), " positional arguments; usage: llamarl report RUN_DIR [--out FILE]");
+  std::string path = WriteReport(positional[0], args.Has("out") ? args.Get("out") : "");
+  std::printf("wrote %s\n", path.c_str());
+  return 0;
+}
+
+}  // namespace llamarl::cli
