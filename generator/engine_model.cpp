@@ -10,7 +10,9 @@
 #include <c10/util/Exception.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <unordered_map>
 
 namespace llamarl {
@@ -37,6 +39,23 @@ bool IsVocabParameter(const std::string& name) {
 void CheckDivides(int tp, int64_t value, const char* field) {
   TORCH_CHECK(value % tp == 0, "generator tp_size (", tp, ") must divide ", field, " (", value,
               "); choose a tp_size that divides the model's head counts and intermediate_size");
+}
+
+// Attention of one query per slot over its cache: q [N, H, 1, E], k and v [N, K, L, E] (strided views
+// of the cache), allowed [N, 1, 1, L]. The math of AttendEager (scale in the activations' dtype,
+// masked softmax in f32), but as broadcast multiply-reduce: on the CPU, bmm over N * H single-row
+// matrices runs one GEMM call per (slot, head), and that loop dominated a decode step.
+// Returns [N, 1, H * E].
+at::Tensor DecodeAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& allowed) {
+  const int64_t n = q.size(0), heads = q.size(1), head_dim = q.size(3);
+  const int64_t kv_heads = k.size(1), length = k.size(2), groups = heads / kv_heads;
+  at::Tensor q_NKG1E = q.reshape({n, kv_heads, groups, 1, head_dim});
+  at::Tensor scores = (q_NKG1E * k.unsqueeze(2)).sum(-1) * (1.0 / std::sqrt(double(head_dim)));  // [N, K, G, L]
+  scores = scores.to(at::kFloat).masked_fill(allowed.view({n, 1, 1, length}).logical_not(),
+                                             std::numeric_limits<float>::lowest());
+  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  at::Tensor out = (probs.unsqueeze(-1) * v.unsqueeze(2)).sum(3);  // [N, K, G, E]
+  return out.reshape({n, 1, heads * head_dim});
 }
 
 }  // namespace
@@ -137,7 +156,7 @@ at::Tensor EngineModel::Decode(KvCache& cache, const at::Tensor& tokens, const a
   for (int64_t l = 0; l < local_->NumLayers(); ++l) {
     h = RunLayer(l, h, rope, [&](const QkvStates& s) {
       cache.WriteDecode(l, s.k.squeeze(2), s.v.squeeze(2), positions);
-      return AttendEager(s.q, cache.Keys(l, n, attended), cache.Values(l, n, attended), allowed);
+      return DecodeAttention(s.q, cache.Keys(l, n, attended), cache.Values(l, n, attended), allowed);
     });
   }
   return local_->LmHead(local_->FinalNorm(h)).squeeze(1);
