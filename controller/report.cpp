@@ -28,9 +28,9 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans",
 h1 { font-size: 22px; margin: 0 0 4px; } h1 code { font-size: 19px; }
 h2 { font-size: 17px; margin: 26px 0 10px; border-bottom: 1px solid #dde; padding-bottom: 4px; }
 .sub { color: #5f6368; font-size: 13px; margin-bottom: 14px; }
-.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)); gap: 12px; margin: 12px 0; }
-.card { background: #fff; border: 1px solid #dadce0; border-radius: 8px; padding: 10px 14px; min-width: 150px; }
-.card .v { font-size: 21px; font-weight: 600; } .card .k { font-size: 12px; color: #5f6368; margin-top: 2px; }
+.cards { display: flex; flex-wrap: wrap; gap: 12px; margin: 12px 0; }
+.card { flex: 1 1 auto; background: #fff; border: 1px solid #dadce0; border-radius: 8px; padding: 10px 14px; }
+.card .v { font-size: 20px; font-weight: 600; white-space: nowrap; } .card .k { font-size: 12px; color: #5f6368; margin-top: 2px; }
 .up { color: #188038; } .down { color: #c5221f; }
 table { border-collapse: collapse; font-size: 13px; background: #fff; }
 td, th { border: 1px solid #e0e0e0; padding: 4px 10px; text-align: left; }
