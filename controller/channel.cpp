@@ -77,9 +77,7 @@ std::vector<uint8_t> RecvBytes(Communicator& comm, int src, int tag, std::chrono
   return TensorBytes(payload);
 }
 
-MessagePoller::MessagePoller(Communicator& comm, int src, int tag) : comm_(comm), src_(src), tag_(tag) {
-  PostHeader();
-}
+MessagePoller::MessagePoller(Communicator& comm, int src, int tag) : comm_(comm), src_(src), tag_(tag) {}
 
 void MessagePoller::PostHeader() {
   header_ = at::empty({1}, at::kLong);
@@ -88,23 +86,20 @@ void MessagePoller::PostHeader() {
 
 std::optional<std::vector<uint8_t>> MessagePoller::Poll() {
   if (!payload_work_) {
+    if (!header_work_) PostHeader();
     if (!header_work_->IsCompleted()) return std::nullopt;
     header_work_->Wait();  // rethrows a failed receive
+    header_work_.reset();
     const int64_t n = header_.item<int64_t>();
     LLAMARL_CHECK(n >= 0, "rank ", comm_.Rank(), ": message from rank ", src_, " announces ", n, " bytes");
-    if (n == 0) {
-      PostHeader();
-      return std::vector<uint8_t>();
-    }
+    if (n == 0) return std::vector<uint8_t>();
     payload_ = at::empty({n}, at::kByte);
     payload_work_ = comm_.Recv(payload_, src_, {tag_});
   }
   if (!payload_work_->IsCompleted()) return std::nullopt;
   payload_work_->Wait();
   payload_work_.reset();
-  std::vector<uint8_t> bytes = TensorBytes(payload_);
-  PostHeader();
-  return bytes;
+  return TensorBytes(payload_);
 }
 
 std::vector<uint8_t> MessagePoller::Wait(std::chrono::milliseconds timeout, const std::string& what) {

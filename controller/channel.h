@@ -51,8 +51,9 @@ std::vector<uint8_t> RecvBytes(Communicator& comm, int src, int tag, std::chrono
                                const std::string& what);
 
 // Non-blocking receipt of a stream of messages from one peer: Poll() never blocks and returns a
-// message once both of its parts arrived. Keeps one header receive posted at all times, so a message
-// is matched as soon as it is sent.
+// message once both of its parts arrived. A receive is posted by Poll() and stays posted until its
+// message arrives, so an owner that stops polling right after the last message of a protocol (stop,
+// summary) leaves nothing posted that a later job on the same communicator could match.
 class MessagePoller {
  public:
   MessagePoller(Communicator& comm, int src, int tag);

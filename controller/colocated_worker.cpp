@@ -1,0 +1,157 @@
+#include "controller/colocated_worker.h"
+
+#include <ATen/ATen.h>
+
+#include <csignal>
+#include <map>
+
+#include "controller/metrics.h"
+#include "controller/progress.h"
+#include "controller/trace.h"
+#include "core/logging.h"
+#include "reward/registry.h"
+
+namespace llamarl::controller {
+namespace {
+using Clock = std::chrono::steady_clock;
+}  // namespace
+
+ColocatedWorker::ColocatedWorker(JobContext& job, LlamaForCausalLMImpl& model, ReplicaWeightSync& sync,
+                                 std::unique_ptr<Communicator> tp_group)
+    : job_(job), sync_(sync), model_(model), tp_(std::move(tp_group)), prompts_(job.data.train, job.recipe),
+      buffer_(job.recipe.max_policy_lag) {
+  replica_ = job.placement.ReplicaOf(job.world.Rank());
+  reward_ = reward::MakeRewardFromSpec(job.recipe.reward);
+}
+
+ColocatedWorker::~ColocatedWorker() = default;
+
+std::vector<RolloutGroup> ColocatedWorker::Generate(int64_t step, StepTimings* timings) {
+  const auto t = Clock::now();
+  const std::vector<DatasetItem>& items = prompts_.ForStep(step);
+  const int64_t offset = job_.routing.Offset(replica_), share = job_.routing.Share(replica_);
+  std::map<uint64_t, std::vector<Completion>> by_group;
+  {
+    ScopedPhase phase(job_, "generate");
+    for (int64_t k = offset; k < offset + share; ++k) {
+      const uint64_t id = uint64_t(step * job_.routing.groups_per_step + k);
+      engine_->Submit(GenerationRequest{id, job_.tokenizer.Encode(items[size_t(k)].prompt),
+                                        RolloutSampling(job_.recipe, job_.config, GroupSeed(job_.recipe.seed, int64_t(id))),
+                                        job_.recipe.rollout.group_size});
+    }
+    for (Completion& c : engine_->RunUntilDone()) by_group[c.request_id].push_back(std::move(c));
+  }
+  timings->gen_s = SecondsSince(t);
+  const auto ts = Clock::now();
+  std::vector<RolloutGroup> groups;
+  int64_t i = 0;
+  for (auto& [id, completions] : by_group) {
+    // TP ranks of a replica hold the same groups; each trains on a disjoint subset of them.
+    if (i++ % tp_->Size() != tp_->Rank()) continue;
+    const int64_t k = int64_t(id) - step * job_.routing.groups_per_step;
+    RolloutGroup g = ScoreGroup(completions, items[size_t(k)], *reward_, job_.tokenizer, job_.eos_ids());
+    g.group_id = int64_t(id);
+    g.step = step;
+    g.generator_rank = job_.world.Rank();
+    g.gen_s = timings->gen_s;
+    groups.push_back(std::move(g));
+  }
+  timings->score_s = SecondsSince(ts);
+  return groups;
+}
+
+double ColocatedWorker::Evaluate() {
+  ScopedPhase phase(job_, "eval");
+  const int64_t n = std::min<int64_t>(job_.recipe.eval.num_prompts, int64_t(job_.data.eval.size()));
+  auto bounds = EvenSplit(n, job_.placement.NumReplicas());
+  std::vector<DatasetItem> items(job_.data.eval.begin() + bounds[size_t(replica_)],
+                                 job_.data.eval.begin() + bounds[size_t(replica_) + 1]);
+  for (size_t i = 0; i < items.size(); ++i)
+    engine_->Submit(GenerationRequest{i, job_.tokenizer.Encode(items[i].prompt), EvalSampling(job_.recipe, job_.config), 1});
+  std::vector<Completion> done = engine_->RunUntilDone();
+  std::sort(done.begin(), done.end(), [](const Completion& a, const Completion& b) { return a.request_id < b.request_id; });
+  const bool leader = tp_->Rank() == 0;
+  const double mean = items.empty() ? 0.0 : ScoreEval(done, items, *reward_, job_.tokenizer, job_.eos_ids());
+  at::Tensor tally = at::tensor({leader ? mean * double(items.size()) : 0.0, leader ? double(items.size()) : 0.0}, at::kDouble);
+  job_.world.AllReduce(tally)->Wait(job_.timeouts.step);
+  return tally[1].item<double>() > 0 ? tally[0].item<double>() / tally[1].item<double>() : 0.0;
+}
+
+void ColocatedWorker::SyncWeights() {
+  ScopedPhase phase(job_, "sync");
+  const int64_t version = start_.trainer->PolicyVersion();
+  for (int r = 0; r < job_.placement.NumReplicas(); ++r)
+    sync_.PushReplica(r, version, &start_.trainer->FlatShard(), r == replica_ ? engine_.get() : nullptr);
+}
+
+void ColocatedWorker::RunStep(int64_t step, int64_t end_step) {
+  const DebugRecipe& d = job_.recipe.debug;
+  if (d.kill_rank == job_.world.Rank() && d.kill_at_step >= 0 && step >= d.kill_at_step) std::raise(SIGKILL);
+  const auto step_start = Clock::now();
+  StepTimings timings;
+  std::vector<RolloutGroup> generated = Generate(step, &timings);
+  auto t = Clock::now();
+  {
+    ScopedPhase phase(job_, "wait");
+    job_.world.Barrier()->Wait(job_.timeouts.step);  // idle time of the ranks whose groups were short
+  }
+  timings.wait_s = SecondsSince(t);
+  for (auto& g : generated) buffer_.Offer(std::move(g), start_.trainer->PolicyVersion());
+  StalenessStats staleness;
+  std::vector<RolloutGroup> groups = buffer_.Take(&staleness);
+  t = Clock::now();
+  TrainStepMetrics metrics;
+  {
+    ScopedPhase phase(job_, "train");
+    metrics = start_.trainer->Step(ToTrainBatch(groups));
+  }
+  timings.train_s = SecondsSince(t);
+  t = Clock::now();
+  SyncWeights();
+  timings.sync_s = SecondsSince(t);
+  gen_total_s_ += timings.gen_s;
+  idle_total_s_ += timings.wait_s;
+  Json row = StepMetricsRow(job_.world, groups, staleness, metrics, timings);
+  const bool last = step + 1 == end_step;
+  const EvalRecipe& e = job_.recipe.eval;
+  if (last || (e.every > 0 && (step + 1 - start_.rl_step) % e.every == 0)) {
+    row["eval_reward_mean"] = Evaluate();
+    row["eval_policy_version"] = start_.trainer->PolicyVersion();
+    last_eval_ = row["eval_reward_mean"];
+  }
+  const CheckpointRecipe& c = job_.recipe.checkpoint;
+  if (last || (c.every > 0 && (step + 1) % c.every == 0)) {
+    ScopedPhase phase(job_, "checkpoint");
+    SaveRunCheckpoint(job_, *start_.trainer, step + 1, prompts_.CursorAt(step + 1));
+  }
+  if (!job_.IsController()) return;
+  row.update({{"step", job_.recipe.sft.steps + step}, {"rl_step", step}, {"phase", "rl"},
+              {"policy_version", start_.trainer->PolicyVersion()}, {"time_s", job_.ElapsedS()},
+              {"step_s", SecondsSince(step_start)}, {"idle_s_generator", timings.wait_s}});
+  row["tokens_per_s"] = double(row.value("tokens", int64_t(0))) / std::max(1e-9, SecondsSince(step_start));
+  if (step == start_.rl_step) row["eval_start_reward_mean"] = first_eval_;
+  if (job_.metrics) job_.metrics->Write(row);
+  ReportProgress(row, step + 1, end_step);
+}
+
+Json ColocatedWorker::Run() {
+  start_ = StartTraining(job_, job_.world, model_);
+  const int64_t end_step = job_.recipe.steps;
+  TORCH_CHECK(start_.rl_step < end_step, "the run in ", job_.resume_dir, " already finished its ", end_step,
+              " steps; raise steps (--set steps=N) to continue it");
+  prompts_.Restore(start_.resumed ? start_.cursor : prompts_.CursorAt(0), start_.rl_step);
+  EngineOptions options;
+  options.max_slots = job_.recipe.rollout.max_slots;
+  options.tp_group = tp_.get();
+  const Tokenizer* tokenizer = &job_.tokenizer;
+  options.decode = [tokenizer](const std::vector<int64_t>& ids) { return tokenizer->Decode(ids); };
+  engine_ = std::make_unique<Engine>(job_.config, model_, options, 0);
+  SyncWeights();
+  first_eval_ = Evaluate();
+  for (int64_t step = start_.rl_step; step < end_step; ++step) RunStep(step, end_step);
+  return Json{{"eval_start", {{"eval_reward_mean", first_eval_}}}, {"eval_end", {{"eval_reward_mean", last_eval_}}},
+              {"generate_s_total", gen_total_s_}, {"idle_s_total", idle_total_s_},
+              {"dropped_stale_total", buffer_.TotalDropped()}};
+}
+
+}  // namespace llamarl::controller

@@ -1,0 +1,243 @@
+#include "controller/generator_worker.h"
+
+#include <ATen/ATen.h>
+
+#include <csignal>
+
+#include "controller/trace.h"
+#include "core/logging.h"
+#include "reward/registry.h"
+
+namespace llamarl::controller {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr uint64_t kEvalBit = uint64_t(1) << 62;  // request ids of evaluation prompts
+
+
+}  // namespace
+
+struct GeneratorWorker::InFlight {
+  DatasetItem item;
+  Clock::time_point start;
+  std::vector<Completion> done;
+};
+
+struct GeneratorWorker::EvalJob {
+  int64_t seq = 0, step = 0, version = 0;
+  std::vector<DatasetItem> items;
+  std::vector<Completion> done;
+  int64_t remaining = 0;
+};
+
+Json GeneratorSummary::ToJson() const {
+  return {{"kind", "summary"}, {"gen_s", gen_s}, {"score_s", score_s}, {"sync_s", sync_s},
+          {"idle_s", idle_s}, {"total_s", total_s}, {"groups_sent", groups_sent}};
+}
+
+GeneratorWorker::GeneratorWorker(JobContext& job, LlamaForCausalLMImpl& model, ReplicaWeightSync& sync,
+                                 std::unique_ptr<Communicator> tp_group)
+    : job_(job), sync_(sync), tp_(std::move(tp_group)), prompts_(job.data.train, job.recipe) {
+  replica_ = job.placement.ReplicaOf(job.world.Rank());
+  tp_rank_ = tp_->Rank();
+  EngineOptions options;
+  options.max_slots = job.recipe.rollout.max_slots;
+  options.tp_group = tp_.get();
+  const Tokenizer* tokenizer = &job.tokenizer;
+  options.decode = [tokenizer](const std::vector<int64_t>& ids) { return tokenizer->Decode(ids); };
+  engine_ = std::make_unique<Engine>(job.config, model, options, 0);
+  reward_ = reward::MakeRewardFromSpec(job.recipe.reward);
+  if (IsLeader()) commands_ = std::make_unique<MessagePoller>(job.world, job.placement.FirstTrainer(), kCommandTag);
+}
+
+GeneratorWorker::~GeneratorWorker() = default;
+
+GeneratorSummary GeneratorWorker::Run() {
+  const auto t0 = Clock::now();
+  for (;;) {
+    // Pending commands first (a weight push or an eval request must not queue behind new groups);
+    // block only when there is nothing to decode and nothing the bound lets us start.
+    std::optional<Command> command = NextCommand(/*block=*/!engine_->HasWork() && !CanSubmit());
+    if (command) {
+      if (!Handle(*command)) break;
+      continue;
+    }
+    SubmitAllowed();
+    if (engine_->HasWork()) StepEngine();
+    while (!sends_.empty() && sends_.front().IsCompleted()) sends_.pop_front();
+  }
+  for (auto& s : sends_) s.Wait(job_.timeouts.step, "the last rollouts to the trainers");
+  summary_.total_s = SecondsSince(t0);
+  if (IsLeader()) {
+    Json j = summary_.ToJson();
+    std::string text = j.dump();
+    SendBytes(job_.world, std::vector<uint8_t>(text.begin(), text.end()), job_.placement.FirstTrainer(), kEvalTag)
+        .Wait(job_.timeouts.step, "the generator summary to the controller");
+  }
+  return summary_;
+}
+
+std::optional<Command> GeneratorWorker::NextCommand(bool block) {
+  const auto timeout = known_step_ < 0 ? job_.timeouts.startup : job_.timeouts.step;
+  const auto t = Clock::now();
+  std::optional<std::vector<uint8_t>> bytes;
+  if (IsLeader()) {
+    if (block) {
+      ScopedPhase phase(job_, "wait");
+      bytes = commands_->Wait(timeout, "a command from the controller");
+    } else {
+      bytes = commands_->Poll();
+    }
+  }
+  if (tp_->Size() > 1) {
+    // The leader's decision reaches every TP rank in the same loop turn (SPMD engine calls).
+    at::Tensor header = at::full({1}, bytes ? int64_t(bytes->size()) : int64_t(-1), at::kLong);
+    tp_->Broadcast(header)->Wait(timeout);
+    const int64_t n = header.item<int64_t>();
+    at::Tensor payload = IsLeader() && n > 0 ? at::from_blob(bytes->data(), {n}, at::kByte).clone()
+                                             : at::empty({std::max<int64_t>(n, 0)}, at::kByte);
+    if (n > 0) tp_->Broadcast(payload)->Wait(timeout);
+    if (n >= 0 && !IsLeader()) bytes = std::vector<uint8_t>(payload.data_ptr<uint8_t>(), payload.data_ptr<uint8_t>() + n);
+  }
+  if (block) summary_.idle_s += SecondsSince(t);
+  if (!bytes) return std::nullopt;
+  return Command::Decode(*bytes);
+}
+
+bool GeneratorWorker::Handle(const Command& c) {
+  switch (c.kind) {
+    case Command::Kind::kStart:
+      first_step_ = c.payload.at("first_step").get<int64_t>();
+      end_step_ = c.payload.at("end_step").get<int64_t>();
+      prompts_.Restore(Cursor::FromJson(c.payload.at("cursor"), "start command cursor"), first_step_);
+      return true;
+    case Command::Kind::kWeights: {
+      const auto t = Clock::now();
+      ScopedPhase phase(job_, "sync");
+      sync_.PushReplica(replica_, c.version, nullptr, engine_.get());
+      summary_.sync_s += SecondsSince(t);
+      known_step_ = c.step;
+      MaybeKillSelf();
+      return true;
+    }
+    case Command::Kind::kEval: {
+      EvalJob e;
+      e.seq = c.payload.at("seq").get<int64_t>();
+      e.step = c.step;
+      e.version = c.version;
+      const int64_t n = std::min<int64_t>(job_.recipe.eval.num_prompts, int64_t(job_.data.eval.size()));
+      auto bounds = EvenSplit(n, job_.placement.NumReplicas());
+      e.items.assign(job_.data.eval.begin() + bounds[size_t(replica_)], job_.data.eval.begin() + bounds[size_t(replica_) + 1]);
+      e.done.resize(e.items.size());
+      e.remaining = int64_t(e.items.size());
+      for (size_t i = 0; i < e.items.size(); ++i) {
+        GenerationRequest r{kEvalBit | (uint64_t(e.seq) << 24) | i, job_.tokenizer.Encode(e.items[i].prompt),
+                            EvalSampling(job_.recipe, job_.config), 1};
+        engine_->Submit(std::move(r));
+      }
+      evals_.push_back(std::move(e));
+      if (evals_.back().remaining == 0) FinishEval(evals_.back());
+      return true;
+    }
+    case Command::Kind::kStop:
+      return false;
+  }
+  return true;
+}
+
+bool GeneratorWorker::CanSubmit() const {
+  const int64_t share = job_.routing.Share(replica_);
+  if (share == 0 || known_step_ < 0) return false;
+  const int64_t step = first_step_ + next_group_ / share;
+  return step < end_step_ && step <= known_step_ + job_.recipe.max_policy_lag;
+}
+
+void GeneratorWorker::SubmitAllowed() {
+  const int64_t share = job_.routing.Share(replica_);
+  while (CanSubmit()) {
+    const int64_t step = first_step_ + next_group_ / share;
+    const int64_t k = job_.routing.Offset(replica_) + next_group_ % share;
+    const DatasetItem& item = prompts_.ForStep(step)[size_t(k)];
+    const uint64_t id = uint64_t(step * job_.routing.groups_per_step + k);
+    GenerationRequest r{id, job_.tokenizer.Encode(item.prompt),
+                        RolloutSampling(job_.recipe, job_.config, GroupSeed(job_.recipe.seed, int64_t(id))),
+                        job_.recipe.rollout.group_size};
+    engine_->Submit(std::move(r));
+    in_flight_[id] = InFlight{item, Clock::now(), {}};
+    ++next_group_;
+  }
+}
+
+void GeneratorWorker::StepEngine() {
+  const auto t = Clock::now();
+  std::vector<Completion> finished;
+  {
+    ScopedPhase phase(job_, "generate");
+    finished = engine_->Step();
+  }
+  summary_.gen_s += SecondsSince(t);
+  for (Completion& c : finished) OnCompletion(std::move(c));
+}
+
+void GeneratorWorker::OnCompletion(Completion c) {
+  if (c.request_id & kEvalBit) {
+    const int64_t seq = int64_t((c.request_id & ~kEvalBit) >> 24);
+    const size_t index = size_t(c.request_id & ((uint64_t(1) << 24) - 1));
+    for (auto& e : evals_) {
+      if (e.seq != seq) continue;
+      e.done[index] = std::move(c);
+      if (--e.remaining == 0) FinishEval(e);
+    }
+    while (!evals_.empty() && evals_.front().remaining == 0) evals_.pop_front();
+    return;
+  }
+  auto it = in_flight_.find(c.request_id);
+  TORCH_INTERNAL_ASSERT(it != in_flight_.end(), "completion of unknown request ", c.request_id);
+  it->second.done.push_back(std::move(c));
+  if (int64_t(it->second.done.size()) < job_.recipe.rollout.group_size) return;
+  if (IsLeader()) {
+    const auto t = Clock::now();
+    RolloutGroup g = ScoreGroup(it->second.done, it->second.item, *reward_, job_.tokenizer, job_.eos_ids());
+    summary_.score_s += SecondsSince(t);
+    g.group_id = int64_t(it->first);
+    g.gen_s = SecondsSince(it->second.start);
+    g.generator_rank = job_.world.Rank();
+    SendGroup(std::move(g));
+  }
+  in_flight_.erase(it);
+}
+
+void GeneratorWorker::SendGroup(RolloutGroup g) {
+  const int64_t share = job_.routing.Share(replica_);
+  const int64_t k = job_.routing.Offset(replica_) + sent_ % share;
+  g.step = first_step_ + sent_ / share;
+  const int dst = job_.placement.TrainerRanks()[size_t(job_.routing.TrainerOf(k))];
+  sends_.push_back(SendBytes(job_.world, EncodeRolloutGroup(g), dst, kRolloutTag));
+  ++sent_;
+  ++summary_.groups_sent;
+}
+
+void GeneratorWorker::FinishEval(EvalJob& e) {
+  if (!IsLeader()) return;
+  const double mean = ScoreEval(e.done, e.items, *reward_, job_.tokenizer, job_.eos_ids());
+  int64_t oldest = INT64_MAX;
+  for (const auto& c : e.done) {
+    for (int64_t v : c.versions) oldest = std::min(oldest, v);
+  }
+  Json j = {{"kind", "eval"}, {"seq", e.seq}, {"step", e.step}, {"version", e.version},
+            {"sum", mean * double(e.items.size())}, {"count", int64_t(e.items.size())},
+            {"oldest_version", oldest == INT64_MAX ? e.version : oldest}};
+  std::string text = j.dump();
+  sends_.push_back(SendBytes(job_.world, std::vector<uint8_t>(text.begin(), text.end()),
+                             job_.placement.FirstTrainer(), kEvalTag));
+}
+
+void GeneratorWorker::MaybeKillSelf() const {
+  const DebugRecipe& d = job_.recipe.debug;
+  if (d.kill_rank == job_.world.Rank() && d.kill_at_step >= 0 && known_step_ >= d.kill_at_step) {
+    LogWarning("debug.kill_rank: rank ", d.kill_rank, " raises SIGKILL at step ", known_step_);
+    std::raise(SIGKILL);
+  }
+}
+
+}  // namespace llamarl::controller

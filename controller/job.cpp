@@ -1,0 +1,198 @@
+#include "controller/job.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "controller/dataset_random.h"
+#include "model/llama_checkpoint.h"
+#include "model/tiny_tokenizer.h"
+#include "weight_sync/shard_layout.h"
+
+namespace llamarl::controller {
+
+LlamaConfig BuildModelConfig(const RecipeConfig& recipe) {
+  const ModelRecipe& m = recipe.model;
+  if (m.source == "hf") return LlamaConfig::FromFile(m.path);
+  TinyLlamaOptions o;
+  o.vocab_size = TinyTokenizerIds::kVocabSize;
+  o.hidden_size = m.hidden_size;
+  o.num_layers = m.num_layers;
+  o.num_heads = m.num_heads;
+  o.num_kv_heads = m.num_kv_heads;
+  o.intermediate_size = m.intermediate_size;
+  o.max_position_embeddings = m.max_position_embeddings;
+  o.eos_token_ids = {TinyTokenizerIds::kEndOfText, TinyTokenizerIds::kImEnd};
+  return TinyLlamaConfig(o);
+}
+
+LlamaForCausalLM BuildModel(const RecipeConfig& recipe, const LlamaConfig& config) {
+  if (recipe.model.source == "hf") return LoadLlama(recipe.model.path);
+  LlamaForCausalLM model(config);
+  InitLlamaWeights(*model, uint64_t(recipe.model.init_seed));
+  return model;
+}
+
+Tokenizer BuildTokenizer(const RecipeConfig& recipe) {
+  if (recipe.tokenizer.source == "tiny") {
+    return Tokenizer::FromTokenizerJson(MakeTinyTokenizerJson().dump(), MakeTinyTokenizerConfigJson().dump());
+  }
+  return Tokenizer::FromDirectory(recipe.tokenizer.path.empty() ? recipe.model.path : recipe.tokenizer.path);
+}
+
+StepPrompts::StepPrompts(std::vector<DatasetItem> train, const RecipeConfig& recipe)
+    : sampler_(std::move(train), SamplerOptions{recipe.data.seed, recipe.data.shuffle, recipe.data.num_epochs}),
+      per_step_(recipe.rollout.prompts_per_step) {}
+
+const std::vector<DatasetItem>& StepPrompts::ForStep(int64_t step) {
+  if (step == cached_step_) return cached_;
+  TORCH_CHECK(step >= next_step_, "prompts of step ", step, " asked after step ", next_step_ - 1);
+  while (next_step_ < step) {
+    sampler_.Next(size_t(per_step_));
+    ++next_step_;
+  }
+  cached_ = sampler_.Next(size_t(per_step_));
+  TORCH_CHECK(int64_t(cached_.size()) == per_step_, "the dataset ran out at step ", step, " (data.num_epochs = ",
+              "a bounded number of epochs); raise data.num_epochs, set it to 0 (unbounded), or lower steps");
+  cached_step_ = step;
+  ++next_step_;
+  return cached_;
+}
+
+Cursor StepPrompts::CursorAt(int64_t step) {
+  TORCH_CHECK(step >= next_step_, "cursor of step ", step, " asked after step ", next_step_ - 1);
+  while (next_step_ < step) {
+    sampler_.Next(size_t(per_step_));
+    ++next_step_;
+  }
+  return sampler_.cursor();
+}
+
+void StepPrompts::Restore(const Cursor& cursor, int64_t step) {
+  sampler_.Restore(cursor);
+  next_step_ = step;
+  cached_step_ = -1;
+}
+
+int64_t GroupRouting::Offset(int replica) const {
+  return EvenSplit(groups_per_step, num_replicas)[size_t(replica)];
+}
+
+int64_t GroupRouting::Share(int replica) const {
+  auto bounds = EvenSplit(groups_per_step, num_replicas);
+  return bounds[size_t(replica) + 1] - bounds[size_t(replica)];
+}
+
+int64_t GroupRouting::Expected(int replica, int trainer) const {
+  int64_t n = 0;
+  for (int64_t k = Offset(replica); k < Offset(replica) + Share(replica); ++k) n += TrainerOf(k) == trainer;
+  return n;
+}
+
+SamplingParams RolloutSampling(const RecipeConfig& recipe, const LlamaConfig& config, uint64_t seed) {
+  SamplingParams p;
+  p.temperature = recipe.rollout.temperature;
+  p.top_k = recipe.rollout.top_k;
+  p.top_p = recipe.rollout.top_p;
+  p.seed = seed;
+  p.max_new_tokens = recipe.rollout.max_new_tokens;
+  p.eos_ids = config.eos_token_ids;
+  p.stop_strings = recipe.rollout.stop_strings;
+  return p;
+}
+
+SamplingParams EvalSampling(const RecipeConfig& recipe, const LlamaConfig& config) {
+  SamplingParams p = RolloutSampling(recipe, config, 0);
+  p.temperature = 0;
+  p.top_k = 0;
+  p.top_p = 1.0;
+  if (recipe.eval.max_new_tokens > 0) p.max_new_tokens = recipe.eval.max_new_tokens;
+  return p;
+}
+
+uint64_t GroupSeed(int64_t run_seed, int64_t group_id) {
+  return MixSeed(MixSeed(uint64_t(run_seed)) ^ uint64_t(group_id));
+}
+
+std::string ResponseText(const Tokenizer& tokenizer, const std::vector<int64_t>& tokens,
+                         const std::vector<int64_t>& eos_ids) {
+  std::vector<int64_t> body = tokens;
+  if (!body.empty() && std::count(eos_ids.begin(), eos_ids.end(), body.back())) body.pop_back();
+  return tokenizer.Decode(body, DecodeOptions{/*skip_special_tokens=*/true});
+}
+
+RolloutGroup ScoreGroup(const std::vector<Completion>& completions, const DatasetItem& item,
+                        reward::Reward& reward, const Tokenizer& tokenizer, const std::vector<int64_t>& eos_ids) {
+  std::vector<reward::RewardItem> items;
+  RolloutGroup g;
+  g.prompt_id = item.id;
+  for (const Completion& c : completions) {
+    TORCH_CHECK(c.finish_reason != FinishReason::kRejected, "the generator rejected prompt ", item.id, ": ",
+                c.error, "; check rollout.max_new_tokens against model.max_position_embeddings");
+    items.push_back({item.prompt, ResponseText(tokenizer, c.tokens, eos_ids), item.answer});
+    RolloutSample s;
+    s.response = c.tokens;
+    s.logprobs = c.logprobs;
+    s.versions = c.versions;
+    s.finish_reason = FinishReasonName(c.finish_reason);
+    g.samples.push_back(std::move(s));
+  }
+  if (!completions.empty()) g.prompt = completions.front().prompt;
+  reward::RewardResult scored = reward.Score(items);
+  for (size_t i = 0; i < g.samples.size(); ++i) g.samples[i].reward = scored.scores[i];
+  return g;
+}
+
+double ScoreEval(const std::vector<Completion>& completions, const std::vector<DatasetItem>& items,
+                 reward::Reward& reward, const Tokenizer& tokenizer, const std::vector<int64_t>& eos_ids) {
+  TORCH_INTERNAL_ASSERT(completions.size() == items.size(), completions.size(), " completions for ",
+                        items.size(), " eval items");
+  if (items.empty()) return 0.0;
+  std::vector<reward::RewardItem> scored_items;
+  for (size_t i = 0; i < items.size(); ++i) {
+    scored_items.push_back({items[i].prompt, ResponseText(tokenizer, completions[i].tokens, eos_ids), items[i].answer});
+  }
+  double sum = 0;
+  for (double s : reward.Score(scored_items).scores) sum += s;
+  return sum / double(items.size());
+}
+
+TrainBatch ToTrainBatch(const std::vector<RolloutGroup>& groups) {
+  TrainBatch batch;
+  for (const RolloutGroup& g : groups) {
+    for (const RolloutSample& s : g.samples) {
+      TrainSample t;
+      t.prompt = g.prompt;
+      t.response = s.response;
+      t.behaviour_logprobs = s.logprobs;
+      t.versions = s.versions;
+      t.reward = s.reward;
+      t.group_id = g.group_id;
+      batch.samples.push_back(std::move(t));
+    }
+  }
+  return batch;
+}
+
+TrainBatch SftBatch(const std::vector<DatasetItem>& items, const Tokenizer& tokenizer,
+                    const std::vector<int64_t>& eos_ids) {
+  TORCH_CHECK(!eos_ids.empty(), "the model config names no EOS token; SFT responses need one to learn to stop");
+  TrainBatch batch;
+  for (const DatasetItem& item : items) {
+    TORCH_CHECK(!item.reference_response.empty(), "sft: dataset item ", item.id, " has no reference response; ",
+                "the warm start needs a generated task (arithmetic, countdown) or set sft.steps to 0");
+    TrainSample t;
+    t.prompt = tokenizer.Encode(item.prompt);
+    t.response = tokenizer.Encode(item.reference_response);
+    t.response.push_back(eos_ids.front());
+    t.group_id = item.id;
+    batch.samples.push_back(std::move(t));
+  }
+  return batch;
+}
+
+JobTimeouts TimeoutsOf(const RecipeConfig& recipe) {
+  auto ms = [](double s) { return std::chrono::milliseconds(int64_t(std::ceil(s * 1000))); };
+  return {ms(recipe.timeouts.startup_s), ms(recipe.timeouts.step_s)};
+}
+
+}  // namespace llamarl::controller

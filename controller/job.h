@@ -1,0 +1,96 @@
+// The parts of a training job that every role builds the same way from the recipe: the model and its
+// tokenizer, the prompts of each step, the generation requests of a group, scoring, and the training
+// samples made from rollouts. Each function is a pure function of the recipe (and the step), so that
+// every rank computes the same prompts and the same seeds without talking to the others.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "controller/dataset.h"
+#include "controller/recipe.h"
+#include "controller/rollout.h"
+#include "generator/engine.h"
+#include "model/llama.h"
+#include "model/tokenizer.h"
+#include "reward/reward.h"
+#include "trainer/train_batch.h"
+
+namespace llamarl::controller {
+
+// The model config: a tiny Llama over the 259-token byte tokenizer (EOS = <|endoftext|> and
+// <|im_end|>), or the HF directory's config.json.
+LlamaConfig BuildModelConfig(const RecipeConfig& recipe);
+// The initial weights: InitLlamaWeights(model.init_seed) or the HF checkpoint, in float32. Every rank
+// builds the same weights.
+LlamaForCausalLM BuildModel(const RecipeConfig& recipe, const LlamaConfig& config);
+Tokenizer BuildTokenizer(const RecipeConfig& recipe);
+
+// The groups of every RL step: step s takes the next prompts_per_step items of the epoch sampler, so
+// step s's prompts depend only on (data, seed, s) and a resumed run continues where it stopped.
+class StepPrompts {
+ public:
+  StepPrompts(std::vector<DatasetItem> train, const RecipeConfig& recipe);
+  // Items of step `step`; steps must be asked for in increasing order (skipping is allowed).
+  const std::vector<DatasetItem>& ForStep(int64_t step);
+  // The cursor at the start of `step` (after ForStep(step - 1) or Restore).
+  Cursor CursorAt(int64_t step);
+  // Continues from a checkpoint: `cursor` is the cursor at the start of `step`.
+  void Restore(const Cursor& cursor, int64_t step);
+
+ private:
+  EpochSampler sampler_;
+  int64_t per_step_;
+  int64_t next_step_ = 0;  // the step whose items the sampler hands out next
+  int64_t cached_step_ = -1;
+  std::vector<DatasetItem> cached_;
+};
+
+// Which replica produces and which trainer rank consumes each group of a step: step s has
+// prompts_per_step groups k = 0..B-1; replica r owns k in [offset(r), offset(r) + share(r)) (EvenSplit);
+// group k goes to trainer index k % num_trainers.
+struct GroupRouting {
+  int64_t groups_per_step = 0;
+  int num_replicas = 1;
+  int num_trainers = 1;
+
+  int64_t Offset(int replica) const;
+  int64_t Share(int replica) const;
+  int TrainerOf(int64_t k) const { return int(k % num_trainers); }
+  // Groups trainer `t` receives from replica `r` in one step.
+  int64_t Expected(int replica, int trainer) const;
+};
+
+// The sampling parameters of a rollout group or of a greedy evaluation.
+SamplingParams RolloutSampling(const RecipeConfig& recipe, const LlamaConfig& config, uint64_t seed);
+SamplingParams EvalSampling(const RecipeConfig& recipe, const LlamaConfig& config);
+// A distinct, reproducible seed for each group of a run.
+uint64_t GroupSeed(int64_t run_seed, int64_t group_id);
+
+// Response text for the reward: the tokens without a trailing EOS, decoded.
+std::string ResponseText(const Tokenizer& tokenizer, const std::vector<int64_t>& tokens,
+                         const std::vector<int64_t>& eos_ids);
+// Scores `completions` (the samples of one prompt) and packs them into a rollout group.
+RolloutGroup ScoreGroup(const std::vector<Completion>& completions, const DatasetItem& item,
+                        reward::Reward& reward, const Tokenizer& tokenizer, const std::vector<int64_t>& eos_ids);
+// Mean reward of evaluation completions (one per item, in item order).
+double ScoreEval(const std::vector<Completion>& completions, const std::vector<DatasetItem>& items,
+                 reward::Reward& reward, const Tokenizer& tokenizer, const std::vector<int64_t>& eos_ids);
+
+// Training samples of accepted groups (group_id kept, so GRPO groups stay together).
+TrainBatch ToTrainBatch(const std::vector<RolloutGroup>& groups);
+// SFT samples: prompt -> reference_response + EOS.
+TrainBatch SftBatch(const std::vector<DatasetItem>& items, const Tokenizer& tokenizer,
+                    const std::vector<int64_t>& eos_ids);
+
+// Every wait's limit, from the recipe.
+struct JobTimeouts {
+  std::chrono::milliseconds startup, step;
+};
+JobTimeouts TimeoutsOf(const RecipeConfig& recipe);
+
+}  // namespace llamarl::controller

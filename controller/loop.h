@@ -1,0 +1,40 @@
+// RunTraining: one recipe, start to end, on every rank of the job (DESIGN.md's process model).
+//
+//   load the recipe -> resolve the placement -> build (model, tokenizer, data, sub-communicators,
+//   weight sync) -> run this rank's role -> close (merge the trace).
+//
+// Roles: split placement runs GeneratorWorker on ranks [0, G) and TrainerWorker on the rest (the
+// first of them is the controller); colocated placement runs ColocatedWorker everywhere, with the
+// synchronous baseline when recipe.mode is "sync".
+//
+// Run directory (written by the controller): recipe.json (resolved), metrics.jsonl, checkpoints/,
+// trace/rank_<r>.jsonl (each rank) and trace.json (merged at the end).
+//
+// Failures: every wait has the recipe's timeout; any exception on a rank is rethrown as
+// TrainingFailure naming the rank, its role and its phase. The caller (llamarl train) prints it and
+// aborts the whole MPI job, so no rank waits forever for a dead peer. Checkpoints are atomic, so the
+// last one stays intact.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+#include "controller/recipe.h"
+#include "core/communicator.h"
+
+namespace llamarl::controller {
+
+class TrainingFailure : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct RunOptions {
+  std::string resume_dir;  // continue the run in this directory from its latest checkpoint
+};
+
+// Collective over `world`. Returns the run summary on the controller ({"eval_start", "eval_end", ...}),
+// an empty object on other ranks.
+Json RunTraining(Communicator& world, RecipeConfig recipe, const RunOptions& options = {});
+
+}  // namespace llamarl::controller

@@ -1,0 +1,111 @@
+// What the training side of every placement shares: the job context, building the Trainer (SFT warm
+// start or resume from a checkpoint), checkpoints with the controller's state, and the per-step
+// metrics row aggregated over the trainer ranks.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "controller/dataset.h"
+#include "controller/job.h"
+#include "controller/recipe.h"
+#include "controller/rollout.h"
+#include "core/communicator.h"
+#include "controller/trace.h"
+#include "trainer/trainer.h"
+
+namespace llamarl {
+class MetricsWriter;
+}  // namespace llamarl
+
+namespace llamarl::controller {
+
+inline double SecondsSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+// Everything a role needs, built identically on every rank from the recipe.
+struct JobContext {
+  Communicator& world;
+  RecipeConfig recipe;
+  Placement placement;
+  LlamaConfig config;
+  Tokenizer tokenizer;
+  DatasetSplits data;
+  JobTimeouts timeouts;
+  GroupRouting routing;
+  std::string resume_dir;  // non-empty: continue from its latest checkpoint
+  MetricsWriter* metrics = nullptr;  // the controller's (null on other ranks)
+  Tracer* tracer = nullptr;          // this rank's
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+
+  double ElapsedS() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+
+  const std::vector<int64_t>& eos_ids() const { return config.eos_token_ids; }
+  bool IsController() const { return world.Rank() == placement.FirstTrainer(); }
+};
+
+// The phase this thread is in ("generate", "train", "sync", "wait", ...), for failure messages; the
+// scope also records a trace span when the job has a tracer.
+class ScopedPhase {
+ public:
+  ScopedPhase(JobContext& job, const char* phase);
+  ~ScopedPhase();
+  ScopedPhase(const ScopedPhase&) = delete;
+  ScopedPhase& operator=(const ScopedPhase&) = delete;
+
+ private:
+  const char* previous_;
+  int uncaught_;
+  std::unique_ptr<Tracer::Span> span_;
+};
+// The innermost phase an exception escaped from, else the current one.
+const char* CurrentPhase();
+// Forgets the phase a previous run failed in (RunTraining calls it first).
+void ResetPhase();
+
+// Where RL starts: a fresh run after its warm start, or the step after a checkpoint.
+struct TrainingStart {
+  std::unique_ptr<Trainer> trainer;
+  int64_t rl_step = 0;  // first RL step to run
+  Cursor cursor;        // the dataset cursor at the start of rl_step
+  bool resumed = false;
+};
+
+// Collective over `dp` (the trainer ranks). Resumes from the latest checkpoint under
+// job.resume_dir when set; otherwise runs recipe.sft.steps of SFT (written to metrics with phase
+// "sft") and builds the RL trainer from the warm-started weights.
+TrainingStart StartTraining(JobContext& job, Communicator& dp, LlamaForCausalLMImpl& model);
+
+// RUN_DIR/checkpoints/step_<rl_step>: the trainer's atomic checkpoint with {"rl_step", "cursor"} as
+// extra. Collective over dp; the controller deletes all but the newest recipe.checkpoint.keep.
+void SaveRunCheckpoint(JobContext& job, Trainer& trainer, int64_t next_rl_step, const Cursor& cursor);
+// The newest complete checkpoint directory under run_dir, or "" when there is none.
+std::string LatestCheckpoint(const std::string& run_dir);
+
+// Per-step training-side timings of one rank (seconds).
+struct StepTimings {
+  double wait_s = 0;   // waiting for rollouts (split) / generating (colocated)
+  double gen_s = 0;    // generation (colocated) or mean group latency (split)
+  double score_s = 0;
+  double train_s = 0;
+  double sync_s = 0;
+};
+
+// The metrics row of one RL step (contract in controller/metrics.h), aggregated over dp; collective.
+Json StepMetricsRow(Communicator& dp, const std::vector<RolloutGroup>& groups, const StalenessStats& staleness,
+                    const TrainStepMetrics& train, const StepTimings& timings);
+
+// Mean of per-replica (sum, count) evaluation results.
+struct EvalTally {
+  double sum = 0;
+  int64_t count = 0;
+  int64_t replicas = 0;
+  double Mean() const { return count > 0 ? sum / double(count) : 0.0; }
+};
+
+}  // namespace llamarl::controller

@@ -1,0 +1,176 @@
+#include "controller/trainer_worker.h"
+
+#include <ATen/ATen.h>
+
+#include <csignal>
+#include <thread>
+
+#include "controller/metrics.h"
+#include "controller/progress.h"
+#include "controller/trace.h"
+#include "core/logging.h"
+
+namespace llamarl::controller {
+namespace {
+using Clock = std::chrono::steady_clock;
+}  // namespace
+
+TrainerWorker::TrainerWorker(JobContext& job, LlamaForCausalLMImpl& model, ReplicaWeightSync& sync,
+                             std::unique_ptr<Communicator> dp)
+    : job_(job), sync_(sync), dp_(std::move(dp)), model_(model), prompts_(job.data.train, job.recipe),
+      buffer_(job.recipe.max_policy_lag) {
+  if (job.IsController()) {
+    for (int r = 0; r < job.placement.NumReplicas(); ++r)
+      from_leaders_.push_back(std::make_unique<MessagePoller>(job.world, job.placement.ReplicaRanks(r)[0], kEvalTag));
+    finished_.assign(from_leaders_.size(), false);
+  }
+}
+
+TrainerWorker::~TrainerWorker() = default;
+
+void TrainerWorker::SendCommand(const Command& command) {
+  std::vector<PendingSend> sends;
+  for (int r = 0; r < job_.placement.NumReplicas(); ++r)
+    sends.push_back(SendBytes(job_.world, command.Encode(), job_.placement.ReplicaRanks(r)[0], kCommandTag));
+  for (auto& s : sends) s.Wait(job_.timeouts.step, std::string("the ") + CommandKindName(command.kind) + " command");
+}
+
+void TrainerWorker::Push(int64_t step) {
+  ScopedPhase phase(job_, "sync");
+  const int64_t version = start_.trainer->PolicyVersion();
+  if (job_.IsController()) SendCommand(Command{Command::Kind::kWeights, step, version, Json()});
+  for (int r = 0; r < job_.placement.NumReplicas(); ++r)
+    sync_.PushReplica(r, version, &start_.trainer->FlatShard(), nullptr);
+}
+
+std::vector<RolloutGroup> TrainerWorker::Receive(int64_t step, StalenessStats* stats) {
+  ScopedPhase phase(job_, "wait");
+  const int me = dp_->Rank();
+  for (int r = 0; r < job_.placement.NumReplicas(); ++r) {
+    const int leader = job_.placement.ReplicaRanks(r)[0];
+    for (int64_t i = job_.routing.Expected(r, me); i > 0; --i) {
+      std::vector<uint8_t> bytes = RecvBytes(job_.world, leader, kRolloutTag, job_.timeouts.step,
+                                             "rollouts of step " + std::to_string(step));
+      buffer_.Offer(DecodeRolloutGroup(bytes.data(), bytes.size()), start_.trainer->PolicyVersion());
+    }
+  }
+  return buffer_.Take(stats);
+}
+
+void TrainerWorker::RequestEval(int64_t step) {
+  if (!job_.IsController()) return;
+  const int64_t seq = eval_seq_++;
+  eval_meta_[seq] = {step, start_.trainer->PolicyVersion()};
+  evals_[seq] = EvalTally();
+  SendCommand(Command{Command::Kind::kEval, step, start_.trainer->PolicyVersion(), Json{{"seq", seq}}});
+}
+
+void TrainerWorker::CollectMessages(bool block_for_evals) {
+  if (!job_.IsController()) return;
+  const auto deadline = Clock::now() + job_.timeouts.step;
+  for (;;) {
+    for (int r = 0; r < int(from_leaders_.size()); ++r) {
+      // A leader's summary is its last message: stop polling it so no receive stays posted.
+      while (!finished_[size_t(r)]) {
+        auto bytes = from_leaders_[size_t(r)]->Poll();
+        if (!bytes) break;
+        Json m = Json::parse(bytes->begin(), bytes->end());
+        if (m.at("kind") == "summary") {
+          summaries_.push_back(m);
+          finished_[size_t(r)] = true;
+          continue;
+        }
+        EvalTally& t = evals_[m.at("seq").get<int64_t>()];
+        t.sum += m.at("sum").get<double>();
+        t.count += m.at("count").get<int64_t>();
+        ++t.replicas;
+      }
+    }
+    for (auto it = evals_.begin(); it != evals_.end();) {
+      if (it->second.replicas < job_.placement.NumReplicas()) break;  // in order of request
+      auto [step, version] = eval_meta_[it->first];
+      pending_eval_ = {{"eval_reward_mean", it->second.Mean()}, {"eval_policy_version", version}, {"eval_step", step}};
+      if (first_eval_.is_null()) first_eval_ = pending_eval_;
+      last_eval_ = pending_eval_;
+      it = evals_.erase(it);
+    }
+    if (!block_for_evals || evals_.empty()) return;
+    TORCH_CHECK(Clock::now() < deadline, "rank ", job_.world.Rank(), " (controller) timed out after ",
+                job_.recipe.timeouts.step_s, " s waiting for evaluation results from the generators");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+void TrainerWorker::RunStep(int64_t step) {
+  const DebugRecipe& d = job_.recipe.debug;
+  if (d.kill_rank == job_.world.Rank() && d.kill_at_step >= 0 && step >= d.kill_at_step) std::raise(SIGKILL);
+  StepTimings timings;
+  StalenessStats staleness;
+  const auto step_start = Clock::now();
+  auto t = step_start;
+  std::vector<RolloutGroup> groups = Receive(step, &staleness);
+  timings.wait_s = SecondsSince(t);
+  t = Clock::now();
+  TrainStepMetrics metrics;
+  {
+    ScopedPhase phase(job_, "train");
+    metrics = start_.trainer->Step(ToTrainBatch(groups));
+  }
+  timings.train_s = SecondsSince(t);
+  t = Clock::now();
+  Push(step + 1);
+  timings.sync_s = SecondsSince(t);
+  Json row = StepMetricsRow(*dp_, groups, staleness, metrics, timings);
+  const bool last = step + 1 == end_step_;
+  const EvalRecipe& e = job_.recipe.eval;
+  if (last || (e.every > 0 && (step + 1 - start_.rl_step) % e.every == 0)) RequestEval(step + 1);
+  CollectMessages(/*block_for_evals=*/last);
+  const CheckpointRecipe& c = job_.recipe.checkpoint;
+  if (last || (c.every > 0 && (step + 1) % c.every == 0)) {
+    ScopedPhase phase(job_, "checkpoint");
+    SaveRunCheckpoint(job_, *start_.trainer, step + 1, prompts_.CursorAt(step + 1));
+  }
+  if (!job_.IsController()) return;
+  row.update({{"step", job_.recipe.sft.steps + step}, {"rl_step", step}, {"phase", "rl"},
+              {"policy_version", start_.trainer->PolicyVersion()}, {"time_s", job_.ElapsedS()}});
+  row["step_s"] = SecondsSince(step_start);
+  row["tokens_per_s"] = double(row.value("tokens", int64_t(0))) / std::max(1e-9, SecondsSince(step_start));
+  if (!pending_eval_.is_null()) row.update(pending_eval_), pending_eval_ = Json();
+  if (job_.metrics) job_.metrics->Write(row);
+  ReportProgress(row, step + 1, end_step_);
+}
+
+Json TrainerWorker::Run() {
+  start_ = StartTraining(job_, *dp_, model_);
+  end_step_ = job_.recipe.steps;
+  TORCH_CHECK(start_.rl_step < end_step_, "the run in ", job_.resume_dir, " already finished its ", end_step_,
+              " steps; raise steps (--set steps=N) to continue it");
+  prompts_.Restore(start_.resumed ? start_.cursor : prompts_.CursorAt(0), start_.rl_step);
+  const Cursor cursor = prompts_.CursorAt(start_.rl_step);
+  if (job_.IsController()) {
+    SendCommand(Command{Command::Kind::kStart, start_.rl_step, start_.trainer->PolicyVersion(),
+                        Json{{"first_step", start_.rl_step}, {"end_step", end_step_}, {"cursor", cursor.ToJson()}}});
+  }
+  Push(start_.rl_step);
+  RequestEval(start_.rl_step);
+  CollectMessages(/*block_for_evals=*/true);
+  for (int64_t step = start_.rl_step; step < end_step_; ++step) RunStep(step);
+  Finish();
+  return run_;
+}
+
+void TrainerWorker::Finish() {
+  if (!job_.IsController()) return;
+  SendCommand(Command{Command::Kind::kStop, end_step_, start_.trainer->PolicyVersion(), Json()});
+  const auto deadline = Clock::now() + job_.timeouts.step;
+  while (int(summaries_.size()) < job_.placement.NumReplicas()) {
+    TORCH_CHECK(Clock::now() < deadline, "rank ", job_.world.Rank(), " timed out waiting for the generators' ",
+                "summaries after the stop command (", summaries_.size(), " of ", job_.placement.NumReplicas(), ")");
+    CollectMessages(false);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  run_ = {{"eval_start", first_eval_}, {"eval_end", last_eval_}, {"generators", summaries_},
+          {"dropped_stale_total", buffer_.TotalDropped()}};
+}
+
+}  // namespace llamarl::controller

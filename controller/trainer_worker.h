@@ -1,0 +1,64 @@
+// A trainer rank of the split placement; the first one is also the controller.
+//
+// Per RL step s (trainer at policy version v):
+//   1. receive this rank's groups of step s straight from the generator replicas (GroupRouting says
+//      how many from which replica), offering each to the RolloutBuffer: groups with a token older
+//      than v - max_policy_lag are dropped and counted, never trained on;
+//   2. Trainer::Step on the kept groups (collective over the trainer ranks) -> version v + 1;
+//   3. the controller sends "weights(step s + 1, v + 1)" to every replica leader, then all trainer
+//      ranks push the new weights to each replica in turn (DDMA); the generators join between two
+//      decode steps;
+//   4. metrics (aggregated over the trainer ranks, written by the controller), evaluation requests,
+//      checkpoints.
+// Evaluations run on the generators (greedy, held-out prompts) and report to the controller; the
+// one before RL and the one after the last step are waited for, the periodic ones are written into
+// the row of the step during which their result arrived (with eval_policy_version).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "controller/channel.h"
+#include "controller/trainer_side.h"
+#include "controller/weight_push.h"
+
+namespace llamarl::controller {
+
+class TrainerWorker {
+ public:
+  TrainerWorker(JobContext& job, LlamaForCausalLMImpl& model, ReplicaWeightSync& sync,
+                std::unique_ptr<Communicator> dp);
+  ~TrainerWorker();
+  // Runs the RL steps; returns the run summary on the controller (empty elsewhere).
+  Json Run();
+
+ private:
+  void SendCommand(const Command& command);  // controller: to every replica leader
+  void Push(int64_t step);
+  std::vector<RolloutGroup> Receive(int64_t step, StalenessStats* stats);
+  void RequestEval(int64_t step);
+  void CollectMessages(bool block_for_evals);  // controller: eval results and summaries
+  void RunStep(int64_t step);
+  void Finish();
+
+  JobContext& job_;
+  ReplicaWeightSync& sync_;
+  std::unique_ptr<Communicator> dp_;
+  LlamaForCausalLMImpl& model_;
+  TrainingStart start_;
+  StepPrompts prompts_;
+  RolloutBuffer buffer_;
+  std::vector<std::unique_ptr<MessagePoller>> from_leaders_;  // controller: kEvalTag per replica
+  std::vector<bool> finished_;  // the replica's summary (its last message) arrived
+  int64_t end_step_ = 0;
+  int64_t eval_seq_ = 0;
+  std::map<int64_t, EvalTally> evals_;  // by seq, until every replica answered
+  std::map<int64_t, std::pair<int64_t, int64_t>> eval_meta_;  // seq -> (step, version)
+  Json pending_eval_;                   // completed evaluation for the next metrics row
+  Json first_eval_, last_eval_;
+  std::vector<Json> summaries_;
+  Json run_;  // totals for the summary
+};
+
+}  // namespace llamarl::controller

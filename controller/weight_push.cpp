@@ -1,0 +1,50 @@
+#include "controller/weight_push.h"
+
+#include <ATen/ATen.h>
+
+#include "generator/engine.h"
+#include "model/llama_config.h"
+
+namespace llamarl::controller {
+
+ReplicaWeightSync::ReplicaWeightSync(Communicator& world, const LlamaConfig& config, const Placement& placement,
+                                     bool baseline, std::chrono::milliseconds timeout)
+    : world_(world), placement_(placement), baseline_(baseline), timeout_(timeout) {
+  ShardLayout src = ZeroFlatLayout(LlamaParamSpecs(config), placement.num_trainers, at::kFloat);
+  ShardLayout dst = TensorParallelLayout(config, TensorParallelOptions{placement.tp_size, at::kFloat, true});
+  plan_ = TransferPlan::Build(src, dst);
+  for (int r = 0; r < placement.NumReplicas(); ++r) {
+    replica_placements_.push_back(TransferPlacement{placement.TrainerRanks(), placement.ReplicaRanks(r)});
+    if (baseline_) baselines_.push_back(std::make_unique<GatherBroadcastSync>(world, plan_, replica_placements_.back()));
+  }
+  const int replica = placement.ReplicaOf(world.Rank());
+  if (replica >= 0) receiver_ = std::make_unique<WeightReceiver>(plan_, world.Rank() - replica * placement.tp_size);
+}
+
+ReplicaWeightSync::~ReplicaWeightSync() = default;
+
+int64_t ReplicaWeightSync::PushReplica(int replica, int64_t version, const at::Tensor* flat_shard, Engine* engine) {
+  const TransferPlacement& where = replica_placements_[size_t(replica)];
+  if (!baseline_) {
+    TransferOptions options;
+    options.timeout = timeout_;
+    std::vector<at::Tensor> src;
+    if (flat_shard) src.push_back(*flat_shard);
+    PushWeights(world_, *plan_, where, version, src, engine ? receiver_.get() : nullptr, options);
+    return engine ? engine->UpdateFrom(*receiver_) : version;
+  }
+  TransferBuffers buffers;
+  if (flat_shard) buffers.src.push_back(*flat_shard);
+  const int dst_rank = LayoutRankOf(where.dst_ranks, world_.Rank());
+  if (engine) buffers.dst = AllocateBuffers(plan_->dst(), dst_rank);
+  baselines_[size_t(replica)]->Run(buffers, timeout_);
+  if (!engine) return version;
+  // The baseline carries no version header: every rank of the synchronous loop knows it.
+  std::vector<std::pair<std::string, at::Tensor>> shards;
+  const auto& specs = plan_->dst().Rank(dst_rank).buffers;
+  for (size_t i = 0; i < specs.size(); ++i) shards.emplace_back(specs[i].name, buffers.dst[i]);
+  engine->UpdateWeights(shards, version);
+  return engine->Version();
+}
+
+}  // namespace llamarl::controller

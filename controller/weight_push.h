@@ -1,0 +1,55 @@
+// Weight pushes from the trainer ranks to every generator replica: the trainers' ZeRO flat shards
+// (ZeroFlatLayout over the trainer ranks, f32) to each replica's tensor-parallel shards
+// (TensorParallelLayout, f32), one push per replica in replica order.
+//   DDMA (weight_sync/weight_sync.h): every trainer shard writes straight into the generator shards
+//   that need its bytes; the generator applies the staged push between two decode steps.
+//   Baseline (weight_sync/baseline.h, the synchronous colocated mode): gather every parameter on the
+//   first trainer rank and broadcast it, then apply.
+//
+// Ordering: a push of version v happens after Trainer::Step returned v on every trainer rank and
+// before the next Step (weight_sync/weight_sync.h); the engine stamps every later token with v.
+// Collective: the trainer ranks and the replica's ranks call PushReplica(r) together.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <chrono>
+#include <memory>
+#include <vector>
+
+#include "controller/recipe.h"
+#include "core/communicator.h"
+#include "weight_sync/baseline.h"
+#include "weight_sync/weight_sync.h"
+
+namespace llamarl {
+class Engine;
+struct LlamaConfig;
+}  // namespace llamarl
+
+namespace llamarl::controller {
+
+class ReplicaWeightSync {
+ public:
+  // Collective over `world` (the baseline splits broadcast groups). `baseline` picks gather-broadcast.
+  ReplicaWeightSync(Communicator& world, const LlamaConfig& config, const Placement& placement, bool baseline,
+                    std::chrono::milliseconds timeout);
+  ~ReplicaWeightSync();
+
+  // `flat_shard`: this rank's trainer shard (null on generator-only ranks); `engine`: this rank's
+  // engine when it belongs to replica `replica` (null otherwise). Returns the engine's version after
+  // applying (or `version` on trainer-only ranks).
+  int64_t PushReplica(int replica, int64_t version, const at::Tensor* flat_shard, Engine* engine);
+
+ private:
+  Communicator& world_;
+  Placement placement_;
+  bool baseline_;
+  std::chrono::milliseconds timeout_;
+  std::shared_ptr<const TransferPlan> plan_;
+  std::vector<TransferPlacement> replica_placements_;
+  std::vector<std::unique_ptr<GatherBroadcastSync>> baselines_;  // one per replica (baseline mode)
+  std::unique_ptr<WeightReceiver> receiver_;  // this rank's, when it generates
+};
+
+}  // namespace llamarl::controller
