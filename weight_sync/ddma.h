@@ -47,8 +47,9 @@ struct TransferPlacement {
 
 // The wire buffers of the two alternating rounds, kept between pushes. Why keep them: staging
 // allocated per push comes from fresh mmaps (glibc maps requests of >= 32 MiB and unmaps them on free),
-// and the first-touch page faults cost more than the copies (on the bench's VM, 32 MiB buckets took
-// 3.8 s per push in page faults against 0.2 s for the packing itself). ExecuteTransfer fills it on the
+// and the first-touch page faults cost more than the copies (on the bench's VM at 4 ranks, packing
+// into fresh 32 MiB buckets took 3.8 s per push, mostly page faults, against 0.2 s into 1 MiB ones that
+// malloc recycles; with kept staging the whole push took 0.3 s). ExecuteTransfer fills it on the
 // first call and reuses it while the plan, the rank, the bucket size and the device stay the same;
 // otherwise it is reallocated. Holds 2 x bucket_bytes per remote peer. Not thread-safe: one transfer
 // at a time per staging.
