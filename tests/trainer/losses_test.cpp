@@ -1,0 +1,256 @@
+// Losses, advantages, schedule and AdamW against hand-worked values, the python3-torch fixture
+// (tests/fixtures/trainer/losses.json, scripts/fixtures/trainer_losses.py) for the general case with
+// gradients, and torch::optim::AdamW itself.
+#include "core/config.h"
+#include "kernels/token_logprobs.h"
+#include "tests/test_util.h"
+#include "trainer/adamw.h"
+#include "trainer/advantages.h"
+#include "trainer/losses.h"
+#include "trainer/lr_schedule.h"
+#include "trainer/packing.h"
+#include "trainer/ppo.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/optim/adamw.h>
+
+#include <cmath>
+
+namespace llamarl {
+namespace {
+
+at::Tensor T(std::vector<float> v, bool grad = false) {
+  return at::tensor(v, at::kFloat).requires_grad_(grad);
+}
+
+TEST(Advantages, GroupMeanAndStdByHand) {
+  // group 7: {1, 2, 3}: mean 2, unbiased std 1; group 9: {5} alone -> 0.
+  const std::vector<double> r{1, 5, 2, 3};
+  const std::vector<int64_t> g{7, 9, 7, 7};
+  auto a = GroupAdvantages(r, g, /*normalize_std=*/true, 0.0);
+  EXPECT_DOUBLE_EQ(a[0], -1.0);
+  EXPECT_DOUBLE_EQ(a[1], 0.0);
+  EXPECT_DOUBLE_EQ(a[2], 0.0);
+  EXPECT_DOUBLE_EQ(a[3], 1.0);
+  auto centred = GroupAdvantages({0, 4, 1, 1}, {1, 1, 2, 2}, /*normalize_std=*/false, 0.0);
+  EXPECT_EQ(centred, (std::vector<double>{-2, 2, 0, 0}));
+  // Equal rewards: std 0, advantage 0 (not NaN) with std_eps.
+  auto flat = GroupAdvantages({1, 1}, {0, 0}, true, 1e-6);
+  EXPECT_EQ(flat, (std::vector<double>{0, 0}));
+}
+
+TEST(Advantages, RlooAndBaselineByHand) {
+  auto a = RlooAdvantages({1, 2, 3, 10}, {0, 0, 0, 1});
+  EXPECT_DOUBLE_EQ(a[0], 1 - 2.5);
+  EXPECT_DOUBLE_EQ(a[1], 2 - 2.0);
+  EXPECT_DOUBLE_EQ(a[2], 3 - 1.5);
+  EXPECT_DOUBLE_EQ(a[3], 0.0);
+  EXPECT_EQ(BaselineAdvantages({1, 2, 6}), (std::vector<double>{-2, -1, 3}));
+}
+
+TEST(Advantages, GaeByHand) {
+  // gamma 0.9, lambda 0.5, rewards [0, 1], values [0.5, 0.5]:
+  //   delta_1 = 1 - 0.5 = 0.5, A_1 = 0.5; delta_0 = 0 + 0.9 * 0.5 - 0.5 = -0.05, A_0 = -0.05 + 0.45 * 0.5 = 0.175
+  GaeResult r = Gae({0, 1}, {0.5, 0.5}, 0.9, 0.5);
+  EXPECT_NEAR(r.advantages[0], 0.175, 1e-12);
+  EXPECT_NEAR(r.advantages[1], 0.5, 1e-12);
+  EXPECT_NEAR(r.returns[0], 0.675, 1e-12);
+  EXPECT_NEAR(r.returns[1], 1.0, 1e-12);
+  std::vector<double> x{1, 3};
+  Whiten(x, 2.0, 1.0, 0.0);
+  EXPECT_EQ(x, (std::vector<double>{-1, 1}));
+  EXPECT_THROW(Gae({0}, {0, 1}, 1, 1), std::exception);
+}
+
+TEST(Losses, GrpoClipsAndItsGradientVanishesPastTheClip) {
+  ClipConfig clip{0.2, 0.2};
+  // r = 1.5 > 1.2 with A = 1: loss -1.2, no gradient. With A = -1: loss 1.5, gradient -A r = 1.5.
+  at::Tensor logp = T({float(std::log(1.5)), float(std::log(1.5))}, true);
+  at::Tensor loss = GrpoTokenLoss(logp, T({0, 0}), T({1, -1}), clip);
+  EXPECT_NEAR(loss[0].item<float>(), -1.2, 1e-6);
+  EXPECT_NEAR(loss[1].item<float>(), 1.5, 1e-6);
+  loss.sum().backward();
+  EXPECT_EQ(logp.grad()[0].item<float>(), 0.0f);
+  EXPECT_NEAR(logp.grad()[1].item<float>(), 1.5, 1e-6);
+}
+
+TEST(Losses, AipoGradientDoesNotVanishPastRho) {
+  // pi/mu = 6 > rho = 4, A = 1: weight 4, value -4, gradient -4 (PPO's clip would give 0 here).
+  at::Tensor logp = T({float(std::log(6.0)), float(std::log(0.5))}, true);
+  at::Tensor loss = AipoTokenLoss(logp, T({0, 0}), T({1, 2}), AipoConfig{4.0});
+  EXPECT_NEAR(loss[0].item<float>(), -4.0, 1e-5);
+  EXPECT_NEAR(loss[1].item<float>(), -1.0, 1e-6);  // weight 0.5 * A 2
+  loss.sum().backward();
+  EXPECT_NEAR(logp.grad()[0].item<float>(), -4.0, 1e-5);
+  EXPECT_NEAR(logp.grad()[1].item<float>(), -1.0, 1e-6);
+}
+
+TEST(Losses, TruncatedIsAndDecoupledPpoByHand) {
+  // prox/mu = 3, cap 2: weight 2; logp = prox so r = 1: loss -2 A, gradient -2 A.
+  const float prox = float(std::log(3.0));
+  at::Tensor logp = T({prox}, true);
+  at::Tensor loss = DecoupledTokenLoss(logp, T({prox}), T({0}), T({0.5}), 2.0, ClipConfig{0.2, 0.2});
+  EXPECT_NEAR(loss.item<float>(), -1.0, 1e-6);
+  loss.sum().backward();
+  EXPECT_NEAR(logp.grad().item<float>(), -1.0, 1e-6);
+  // No cap (decoupled PPO): weight 3; r = 1.5 past the clip with A > 0: value -3 * 1.2, no gradient.
+  at::Tensor logp2 = T({float(std::log(4.5))}, true);
+  at::Tensor loss2 = DecoupledTokenLoss(logp2, T({prox}), T({0}), T({1}), 0.0, ClipConfig{0.2, 0.2});
+  EXPECT_NEAR(loss2.item<float>(), -3.6, 1e-5);
+  loss2.backward();
+  EXPECT_EQ(logp2.grad().item<float>(), 0.0f);
+}
+
+TEST(Losses, PolicyGradientSftAndKlByHand) {
+  at::Tensor logp = T({-1.0f, -2.0f}, true);
+  at::Tensor pg = PolicyGradientTokenLoss(logp, T({2, -1}));
+  EXPECT_NEAR(pg[0].item<float>(), -2.0, 1e-6);
+  pg.sum().backward();
+  EXPECT_NEAR(logp.grad()[0].item<float>(), -2.0, 1e-6);
+  EXPECT_NEAR(logp.grad()[1].item<float>(), 1.0, 1e-6);
+  EXPECT_NEAR(SftTokenLoss(T({-0.25f})).item<float>(), 0.25, 1e-7);
+  // logp 0, ref log 0.5: d = -log 2; k1 = log 2, k3 = 0.5 + log 2 - 1.
+  at::Tensor k1 = KlEstimate(T({0}), T({float(std::log(0.5))}), "k1");
+  at::Tensor k3 = KlEstimate(T({0}), T({float(std::log(0.5))}), "k3");
+  EXPECT_NEAR(k1.item<float>(), std::log(2.0), 1e-6);
+  EXPECT_NEAR(k3.item<float>(), 0.5 + std::log(2.0) - 1.0, 1e-6);
+  EXPECT_THROW(KlEstimate(T({0}), T({0}), "k2"), std::exception);
+}
+
+TEST(Losses, ValueLossClipsByHand) {
+  // V 1.5, V_old 1.0, R 0, c 0.2: unclipped 2.25, clipped (1.2)^2 = 1.44; max -> 0.5 * 2.25.
+  EXPECT_NEAR(ValueTokenLoss(T({1.5}), T({1.0}), T({0}), 0.2).item<float>(), 1.125, 1e-6);
+  // V 0.5, V_old 1.0, R 0: unclipped 0.25, clipped (0.8)^2 = 0.64 -> 0.32.
+  EXPECT_NEAR(ValueTokenLoss(T({0.5}), T({1.0}), T({0}), 0.2).item<float>(), 0.32, 1e-6);
+  EXPECT_NEAR(ValueTokenLoss(T({0.5}), T({1.0}), T({0}), 0.0).item<float>(), 0.125, 1e-6);
+}
+
+TEST(Losses, ImportanceStatsByHand) {
+  ImportanceStats s;
+  s.Add(T({1, 2}), 3.0);
+  s.Add(T({4}), 3.0);
+  EXPECT_DOUBLE_EQ(s.Mean(), 7.0 / 3.0);
+  EXPECT_DOUBLE_EQ(s.max, 4.0);
+  EXPECT_DOUBLE_EQ(s.TruncatedFraction(), 1.0 / 3.0);
+  EXPECT_DOUBLE_EQ(s.Ess(), 49.0 / (3.0 * 21.0));
+}
+
+// The general case against python3-torch: TokenLogprobs (tiled) + each loss + KL + entropy, loss
+// value and gradients in hidden and weight.
+TEST(Losses, MatchPythonReferenceWithGradients) {
+  const Json fx = ReadJsonFile(testing::FixturePath("trainer/losses.json"));
+  const int64_t n = fx["N"], d = fx["D"], v = fx["V"];
+  auto f32 = [&](const char* key) { return at::tensor(fx[key].get<std::vector<float>>(), at::kFloat); };
+  const at::Tensor hidden0 = f32("hidden").view({n, d}), weight0 = f32("weight").view({v, d});
+  const at::Tensor targets = at::tensor(fx["targets"].get<std::vector<int64_t>>(), at::kLong);
+  const at::Tensor mu = f32("mu"), prox = f32("prox"), ref = f32("ref"), adv = f32("adv"), w = f32("w");
+  for (const Json& result : fx["results"]) {
+    const Json& c = result["case"];
+    const std::string alg = c["algorithm"].get<std::string>();
+    SCOPED_TRACE(c.dump());
+    at::Tensor hidden = hidden0.clone().requires_grad_(true), weight = weight0.clone().requires_grad_(true);
+    kernels::TokenLogprobsOptions tiles;
+    tiles.token_chunk = 4, tiles.vocab_chunk = 5;  // several tiles in both directions
+    auto lp = kernels::TokenLogprobsAndEntropy(hidden, weight, targets, tiles);
+    const ClipConfig clip{c["eps_low"].get<double>(), c["eps_high"].get<double>()};
+    at::Tensor l;
+    if (alg == "grpo") l = GrpoTokenLoss(lp.logprobs, mu, adv, clip);
+    else if (alg == "aipo") l = AipoTokenLoss(lp.logprobs, mu, adv, AipoConfig{c["rho"].get<double>()});
+    else if (alg == "tis" || alg == "decoupled_ppo") l = DecoupledTokenLoss(lp.logprobs, prox, mu, adv, c["cap"].get<double>(), clip);
+    else if (alg == "reinforce") l = PolicyGradientTokenLoss(lp.logprobs, adv);
+    else l = SftTokenLoss(lp.logprobs);
+    l = l + c["kl_coef"].get<double>() * KlEstimate(lp.logprobs, ref, c["kl_estimator"].get<std::string>()) -
+        c["entropy_coef"].get<double>() * lp.entropy;
+    at::Tensor total = (l * w).sum();
+    total.backward();
+    EXPECT_NEAR(total.item<double>(), result["loss"].get<double>(), 1e-5);
+    const auto gh = at::tensor(result["grad_hidden"].get<std::vector<float>>()).view({n, d});
+    const auto gw = at::tensor(result["grad_weight"].get<std::vector<float>>()).view({v, d});
+    EXPECT_TRUE(at::allclose(hidden.grad(), gh, 1e-4, 1e-6)) << (hidden.grad() - gh).abs().max().item<float>();
+    EXPECT_TRUE(at::allclose(weight.grad(), gw, 1e-4, 1e-6)) << (weight.grad() - gw).abs().max().item<float>();
+  }
+}
+
+TEST(LrSchedule, WarmupThenCosineByHand) {
+  LrScheduleConfig c;
+  c.warmup_steps = 2, c.kind = "cosine", c.total_steps = 6, c.min_lr_ratio = 0.1;
+  EXPECT_DOUBLE_EQ(LearningRateAt(c, 1.0, 0), 0.5);
+  EXPECT_DOUBLE_EQ(LearningRateAt(c, 1.0, 1), 1.0);
+  EXPECT_DOUBLE_EQ(LearningRateAt(c, 1.0, 2), 1.0);
+  EXPECT_NEAR(LearningRateAt(c, 1.0, 4), 0.55, 1e-12);  // half-way: 0.1 + 0.9 * 0.5
+  EXPECT_NEAR(LearningRateAt(c, 1.0, 6), 0.1, 1e-12);
+  EXPECT_NEAR(LearningRateAt(c, 1.0, 100), 0.1, 1e-12);
+  c.kind = "constant";
+  EXPECT_DOUBLE_EQ(LearningRateAt(c, 2.0, 50), 2.0);
+  EXPECT_THROW(LrScheduleConfig::FromJson(Json{{"kind", "cosine"}, {"warmup_steps", 5}, {"total_steps", 5}}, "s"),
+               std::exception);
+}
+
+TEST(AdamW, MatchesTorchOptimAdamW) {
+  AdamWConfig c;
+  c.lr = 0.01, c.beta1 = 0.8, c.beta2 = 0.95, c.eps = 1e-6, c.weight_decay = 0.1;
+  at::manual_seed(3);
+  at::Tensor init = at::randn({37});
+  at::Tensor ours = init.clone();
+  FlatAdamW adam(c, 37, ours.options());
+  at::Tensor theirs = init.clone().requires_grad_(true);
+  torch::optim::AdamW ref({theirs}, torch::optim::AdamWOptions(c.lr).betas({c.beta1, c.beta2}).eps(c.eps)
+                                        .weight_decay(c.weight_decay));
+  for (int step = 0; step < 6; ++step) {
+    at::Tensor g = at::randn({37});
+    theirs.mutable_grad() = g.clone();
+    ref.step();
+    adam.Step(ours, g, c.lr);
+  }
+  EXPECT_EQ(adam.step(), 6);
+  EXPECT_TRUE(at::allclose(ours, theirs.detach(), 1e-6, 1e-7)) << (ours - theirs).abs().max().item<float>();
+}
+
+TEST(AdamW, ConfigParsesBetasAndNamesBadValues) {
+  AdamWConfig c = AdamWConfig::FromJson(Json{{"lr", 0.5}, {"betas", {0.7, 0.9}}}, "trainer.optimizer");
+  EXPECT_EQ(c.beta1, 0.7);
+  EXPECT_EQ(c.beta2, 0.9);
+  try {
+    AdamWConfig::FromJson(Json{{"betas", {0.7, 1.5}}}, "trainer.optimizer");
+    FAIL() << "expected an error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("trainer.optimizer.betas"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(AdamWConfig::FromJson(Json{{"lr", 0.5}, {"momentum", 0.9}}, "o"), std::exception);
+}
+
+TEST(Packing, PacksSequencesUnderTheBudgetWithSegmentsAndPredictionPositions) {
+  std::vector<TrainSample> samples(4);
+  samples[0].prompt = {1, 2}, samples[0].response = {3, 4, 5};  // input 1 2 3 4 (4 tokens)
+  samples[1].prompt = {6}, samples[1].response = {};             // no response: left out
+  samples[2].prompt = {7}, samples[2].response = {8, 9};         // input 7 8 (2 tokens)
+  samples[3].prompt = {10, 11, 12}, samples[3].response = {13};  // input 10 11 12 (3 tokens)
+  auto mbs = PackSamples(samples, 6);
+  ASSERT_EQ(mbs.size(), 2u);
+  EXPECT_TRUE(at::equal(mbs[0].input_ids, at::tensor(std::vector<int64_t>{1, 2, 3, 4, 7, 8}).unsqueeze(0)));
+  EXPECT_TRUE(at::equal(mbs[0].segment_ids, at::tensor(std::vector<int64_t>{0, 0, 0, 0, 2, 2}).unsqueeze(0)));
+  // Response token j of a sample starting at s is predicted at s + |prompt| - 1 + j.
+  EXPECT_TRUE(at::equal(mbs[0].positions, at::tensor(std::vector<int64_t>{1, 2, 3, 4, 5})));
+  EXPECT_TRUE(at::equal(mbs[0].targets, at::tensor(std::vector<int64_t>{3, 4, 5, 8, 9})));
+  EXPECT_EQ(mbs[0].sample_index, (std::vector<int64_t>{0, 0, 0, 2, 2}));
+  EXPECT_EQ(mbs[0].token_index, (std::vector<int64_t>{0, 1, 2, 0, 1}));
+  EXPECT_TRUE(at::equal(mbs[1].input_ids, at::tensor(std::vector<int64_t>{10, 11, 12}).unsqueeze(0)));
+  EXPECT_TRUE(at::equal(mbs[1].positions, at::tensor(std::vector<int64_t>{2})));
+  // A sequence longer than the budget gets a micro-batch of its own.
+  EXPECT_EQ(PackSamples(samples, 1).size(), 3u);
+  std::vector<std::vector<float>> per_token{{0.5f, 1.5f, 2.5f}, {}, {3.5f, 4.5f}, {5.5f}};
+  EXPECT_TRUE(at::equal(GatherPerToken(mbs[0], per_token), T({0.5, 1.5, 2.5, 3.5, 4.5})));
+  EXPECT_TRUE(at::equal(BroadcastPerSample(mbs[0], {1, 0, 2, 3}), T({1, 1, 1, 2, 2})));
+  samples[1].response = {4};
+  samples[1].prompt.clear();
+  try {
+    PackSamples(samples, 6);
+    FAIL();
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("sample 1"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace llamarl

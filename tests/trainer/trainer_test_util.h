@@ -1,0 +1,84 @@
+// Shared by the trainer suites: a tiny Llama and a seeded batch of rollouts with groups, behaviour
+// log-probs and rewards, identical on every rank that builds it.
+#pragma once
+
+#include "model/llama_checkpoint.h"
+#include "model/llama_config.h"
+#include "trainer/train_batch.h"
+#include "trainer/trainer_config.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <random>
+
+namespace llamarl::testing {
+
+inline LlamaConfig TrainerTestConfig() {
+  TinyLlamaOptions o;
+  o.vocab_size = 61, o.hidden_size = 32, o.num_layers = 2, o.num_heads = 4, o.num_kv_heads = 2;
+  return TinyLlamaConfig(o);
+}
+
+inline LlamaForCausalLM TrainerTestModel(const LlamaConfig& config, uint64_t seed = 11) {
+  LlamaForCausalLM model(config, at::TensorOptions().dtype(at::kFloat));
+  InitLlamaWeights(*model, seed);
+  return model;
+}
+
+// `groups` prompts with `group_size` samples each; lengths vary (packing), behaviour log-probs in
+// [-4, -0.5], rewards in {0, 0.5, 1} so that group statistics are non-trivial.
+inline TrainBatch TrainerTestBatch(const LlamaConfig& config, int groups, int group_size, uint32_t seed) {
+  std::mt19937 rng(seed);
+  auto uniform = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  TrainBatch batch;
+  for (int g = 0; g < groups; ++g) {
+    std::vector<int64_t> prompt(size_t(uniform(1, 6)));
+    for (auto& t : prompt) t = uniform(0, int(config.vocab_size) - 1);
+    for (int k = 0; k < group_size; ++k) {
+      TrainSample s;
+      s.prompt = prompt;
+      s.response.resize(size_t(uniform(1, 9)));
+      for (auto& t : s.response) t = uniform(0, int(config.vocab_size) - 1);
+      for (size_t j = 0; j < s.response.size(); ++j)
+        s.behaviour_logprobs.push_back(-0.5f - 3.5f * float(uniform(0, 1000)) / 1000.0f);
+      s.versions.assign(s.response.size(), 0);
+      s.reward = 0.5 * uniform(0, 2);
+      s.group_id = 100 + g;
+      batch.samples.push_back(std::move(s));
+    }
+  }
+  return batch;
+}
+
+inline TrainerConfig TrainerTestTrainerConfig(const std::string& algorithm) {
+  TrainerConfig c;
+  c.algorithm = algorithm;
+  c.optimizer.lr = 1e-3;
+  c.optimizer.weight_decay = 0.01;
+  c.micro_batch_tokens = 24;  // several packed micro-batches per step
+  c.max_grad_norm = 1.0;
+  c.logprob_token_chunk = 16, c.logprob_vocab_chunk = 16;
+  return c;
+}
+
+// Largest relative Frobenius error ||a - b|| / ||b|| over the parameter tensors. Elementwise
+// relative errors are not used: Adam divides by sqrt(v), so an element whose gradient is close to
+// rounding noise moves by a visibly different fraction of lr under any change of summation order.
+inline double MaxRelDiff(LlamaForCausalLMImpl& a, LlamaForCausalLMImpl& b) {
+  double worst = 0;
+  auto pa = a.parameters(), pb = b.parameters();
+  for (size_t i = 0; i < pa.size(); ++i)
+    worst = std::max(worst, (pa[i] - pb[i]).norm().item<double>() / (pb[i].norm().item<double>() + 1e-12));
+  return worst;
+}
+
+// Largest elementwise difference, to compare with one learning-rate step.
+inline double MaxAbsDiff(LlamaForCausalLMImpl& a, LlamaForCausalLMImpl& b) {
+  double worst = 0;
+  auto pa = a.parameters(), pb = b.parameters();
+  for (size_t i = 0; i < pa.size(); ++i) worst = std::max(worst, (pa[i] - pb[i]).abs().max().item<double>());
+  return worst;
+}
+
+}  // namespace llamarl::testing

@@ -1,0 +1,52 @@
+#include "trainer/adamw.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#include <cmath>
+
+namespace llamarl {
+
+AdamWConfig AdamWConfig::FromJson(const Json& j, const std::string& path) {
+  AdamWConfig c;
+  ConfigReader r(j, path);
+  r.Read("lr", &c.lr, Range::Positive(), "peak learning rate");
+  const Json& betas = r.Raw("betas");
+  if (!betas.is_null()) {
+    TORCH_CHECK(betas.is_array() && betas.size() == 2 && betas[0].is_number() && betas[1].is_number(),
+                r.PathOf("betas"), ": expected [beta1, beta2] with each in [0, 1), got ", DescribeJson(betas));
+    c.beta1 = betas[0].get<double>();
+    c.beta2 = betas[1].get<double>();
+    TORCH_CHECK(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1, r.PathOf("betas"),
+                ": expected [beta1, beta2] with each in [0, 1), got ", DescribeJson(betas));
+  }
+  r.Read("eps", &c.eps, Range::Positive(), "added to sqrt(v) in the denominator");
+  r.Read("weight_decay", &c.weight_decay, Range::AtLeast(0), "decoupled weight decay");
+  r.Finish();
+  return c;
+}
+
+FlatAdamW::FlatAdamW(const AdamWConfig& config, int64_t numel, const at::TensorOptions& options)
+    : config_(config),
+      exp_avg_(at::zeros({numel}, options.dtype(at::kFloat))),
+      exp_avg_sq_(at::zeros({numel}, options.dtype(at::kFloat))) {}
+
+void FlatAdamW::Step(at::Tensor& param, const at::Tensor& grad, double lr) {
+  TORCH_CHECK(param.sizes() == exp_avg_.sizes() && grad.sizes() == exp_avg_.sizes(),
+              "FlatAdamW::Step: parameter ", param.sizes(), " and gradient ", grad.sizes(),
+              " must match the optimizer state ", exp_avg_.sizes());
+  TORCH_CHECK(param.scalar_type() == at::kFloat && grad.scalar_type() == at::kFloat,
+              "FlatAdamW::Step expects float32 parameters and gradients, got ", param.scalar_type(), " and ",
+              grad.scalar_type());
+  ++step_;
+  // The order of operations is torch::optim::AdamW's, so that results agree to the last bit or two.
+  param.mul_(1.0 - lr * config_.weight_decay);
+  exp_avg_.mul_(config_.beta1).add_(grad, 1.0 - config_.beta1);
+  exp_avg_sq_.mul_(config_.beta2).addcmul_(grad, grad, 1.0 - config_.beta2);
+  const double bias_correction1 = 1.0 - std::pow(config_.beta1, double(step_));
+  const double bias_correction2 = 1.0 - std::pow(config_.beta2, double(step_));
+  at::Tensor denom = (exp_avg_sq_.sqrt() / std::sqrt(bias_correction2)).add_(config_.eps);
+  param.addcdiv_(exp_avg_, denom, -lr / bias_correction1);
+}
+
+}  // namespace llamarl

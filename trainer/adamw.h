@@ -1,0 +1,40 @@
+// AdamW over a flat float32 parameter shard, the same arithmetic as torch::optim::AdamW (decoupled
+// weight decay p *= 1 - lr*wd first, then the bias-corrected Adam update), so that a ZeRO shard and a
+// full parameter update element for element alike. The state is two flat tensors and a step count.
+#pragma once
+
+#include "core/config.h"
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+namespace llamarl {
+
+struct AdamWConfig {
+  double lr = 1e-6;
+  double beta1 = 0.9, beta2 = 0.999;  // JSON: "betas": [beta1, beta2]
+  double eps = 1e-8;
+  double weight_decay = 0.01;
+  static AdamWConfig FromJson(const Json& j, const std::string& path);
+};
+
+class FlatAdamW {
+ public:
+  // `numel` elements of float32 state, zeroed, on `options`' device.
+  FlatAdamW(const AdamWConfig& config, int64_t numel, const at::TensorOptions& options);
+  // One update at learning rate `lr` (the schedule's value); `param` and `grad` are [numel] float32.
+  void Step(at::Tensor& param, const at::Tensor& grad, double lr);
+
+  int64_t step() const { return step_; }
+  void set_step(int64_t step) { step_ = step; }
+  at::Tensor& exp_avg() { return exp_avg_; }
+  at::Tensor& exp_avg_sq() { return exp_avg_sq_; }
+
+ private:
+  AdamWConfig config_;
+  at::Tensor exp_avg_, exp_avg_sq_;
+  int64_t step_ = 0;
+};
+
+}  // namespace llamarl

@@ -1,0 +1,33 @@
+// Advantage estimators over the GLOBAL batch (the trainer all-gathers rewards and group ids first),
+// plain double arithmetic: they are cheap, and tests check them by hand.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace llamarl {
+
+// GRPO: A_i = R_i - mean_g, divided by (std_g + std_eps) when normalize_std (std unbiased; a group of
+// one has std 0 and advantage 0). Groups are the samples that share a group id, wherever they sit.
+std::vector<double> GroupAdvantages(const std::vector<double>& rewards, const std::vector<int64_t>& group_ids,
+                                    bool normalize_std, double std_eps);
+
+// RLOO: A_i = R_i - mean of the other samples of its group = n/(n-1) (R_i - mean_g); 0 for a group of one.
+std::vector<double> RlooAdvantages(const std::vector<double>& rewards, const std::vector<int64_t>& group_ids);
+
+// REINFORCE with the batch-mean baseline: A_i = R_i - mean_i R.
+std::vector<double> BaselineAdvantages(const std::vector<double>& rewards);
+
+// GAE over one sequence: delta_t = r_t + gamma V_{t+1} - V_t (V after the last token = 0),
+// A_t = delta_t + gamma lambda A_{t+1}; returns R_t = A_t + V_t are the value targets.
+struct GaeResult {
+  std::vector<double> advantages, returns;
+};
+GaeResult Gae(const std::vector<double>& token_rewards, const std::vector<double>& values, double gamma,
+              double lambda);
+
+// (x - mean) / (std + eps) with the biased std over all entries, in place; the mean and std may come
+// from a larger (global) population.
+void Whiten(std::vector<double>& x, double mean, double std, double eps = 1e-8);
+
+}  // namespace llamarl

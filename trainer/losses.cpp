@@ -1,0 +1,120 @@
+#include "trainer/losses.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <limits>
+
+namespace llamarl {
+namespace {
+
+// exp(logp - sg(logp)): value 1, gradient grad logp.
+at::Tensor UnitWithLogGrad(const at::Tensor& logp) { return at::exp(logp - logp.detach()); }
+
+at::Tensor ClippedSurrogate(const at::Tensor& ratio, const at::Tensor& advantages, const ClipConfig& clip) {
+  at::Tensor clipped = at::clamp(ratio, 1.0 - clip.eps_low, 1.0 + clip.eps_high);
+  return -at::min(ratio * advantages, clipped * advantages);
+}
+
+void CheckSameShape(const at::Tensor& a, const at::Tensor& b, const char* what) {
+  TORCH_CHECK(a.sizes() == b.sizes(), what, " must have the shape of the log-probs ", a.sizes(), ", got ",
+              b.sizes());
+}
+
+}  // namespace
+
+ClipConfig ClipConfig::Read(ConfigReader& r) {
+  ClipConfig c;
+  r.Read("eps_low", &c.eps_low, Range::Closed(0, 1), "ratio clip below: 1 - eps_low");
+  r.Read("eps_high", &c.eps_high, Range::AtLeast(0), "ratio clip above: 1 + eps_high (DAPO's clip-higher)");
+  return c;
+}
+
+GrpoConfig GrpoConfig::FromJson(const Json& j, const std::string& path) {
+  GrpoConfig c;
+  ConfigReader r(j, path);
+  r.Read("normalize_std", &c.normalize_std, "divide group-centred rewards by the group's std");
+  r.Read("std_eps", &c.std_eps, Range::AtLeast(0), "added to the group std before dividing");
+  c.clip = ClipConfig::Read(r);
+  r.Finish();
+  return c;
+}
+
+AipoConfig AipoConfig::FromJson(const Json& j, const std::string& path) {
+  AipoConfig c;
+  ConfigReader r(j, path);
+  r.Read("rho", &c.rho, Range::Positive(), "truncation of the importance weight pi/mu");
+  r.Finish();
+  return c;
+}
+
+TruncatedIsConfig TruncatedIsConfig::FromJson(const Json& j, const std::string& path, double default_cap) {
+  TruncatedIsConfig c{default_cap};
+  ConfigReader r(j, path);
+  r.Read("cap", &c.cap, Range::AtLeast(0), "truncation of the behaviour weight pi_prox/mu; 0 = none");
+  r.Finish();
+  return c;
+}
+
+KlConfig KlConfig::FromJson(const Json& j, const std::string& path) {
+  KlConfig c;
+  ConfigReader r(j, path);
+  r.Read("coef", &c.coef, Range::AtLeast(0), "weight of the KL to the frozen reference; 0 = off");
+  r.Read("estimator", &c.estimator, {"k1", "k3"}, "per-token KL estimator");
+  r.Read("mode", &c.mode, {"loss", "reward"}, "a loss term, or subtracted from the reward");
+  r.Finish();
+  return c;
+}
+
+at::Tensor GrpoTokenLoss(const at::Tensor& logp, const at::Tensor& mu, const at::Tensor& advantages,
+                         const ClipConfig& clip) {
+  CheckSameShape(logp, mu, "behaviour log-probs");
+  CheckSameShape(logp, advantages, "advantages");
+  return ClippedSurrogate(at::exp(logp - mu), advantages, clip);
+}
+
+at::Tensor AipoTokenLoss(const at::Tensor& logp, const at::Tensor& mu, const at::Tensor& advantages,
+                         const AipoConfig& config) {
+  CheckSameShape(logp, mu, "behaviour log-probs");
+  CheckSameShape(logp, advantages, "advantages");
+  at::Tensor weight = at::clamp_max(at::exp(logp.detach() - mu), config.rho);
+  return -weight * advantages * UnitWithLogGrad(logp);
+}
+
+at::Tensor DecoupledTokenLoss(const at::Tensor& logp, const at::Tensor& prox, const at::Tensor& mu,
+                              const at::Tensor& advantages, double cap, const ClipConfig& clip) {
+  CheckSameShape(logp, prox, "proximal log-probs");
+  CheckSameShape(logp, mu, "behaviour log-probs");
+  CheckSameShape(logp, advantages, "advantages");
+  at::Tensor behaviour_weight = at::exp(prox.detach() - mu);
+  if (cap > 0) behaviour_weight = at::clamp_max(behaviour_weight, cap);
+  return behaviour_weight * ClippedSurrogate(at::exp(logp - prox.detach()), advantages, clip);
+}
+
+at::Tensor PolicyGradientTokenLoss(const at::Tensor& logp, const at::Tensor& advantages) {
+  CheckSameShape(logp, advantages, "advantages");
+  return -advantages * UnitWithLogGrad(logp);
+}
+
+at::Tensor SftTokenLoss(const at::Tensor& logp) { return -logp; }
+
+at::Tensor KlEstimate(const at::Tensor& logp, const at::Tensor& ref_logp, const std::string& estimator) {
+  CheckSameShape(logp, ref_logp, "reference log-probs");
+  at::Tensor d = ref_logp.detach() - logp;
+  if (estimator == "k1") return -d;
+  TORCH_CHECK(estimator == "k3", "kl.estimator must be 'k1' or 'k3', got '", estimator, "'");
+  return at::exp(d) - d - 1.0;
+}
+
+void ImportanceStats::Add(const at::Tensor& weights, double truncation_threshold) {
+  if (weights.numel() == 0) return;
+  at::Tensor w = weights.detach().to(at::kDouble);
+  sum += w.sum().item<double>();
+  sum_sq += (w * w).sum().item<double>();
+  max = std::max(max, w.max().item<double>());
+  truncated += (w > truncation_threshold).sum().item<double>();
+  count += double(w.numel());
+}
+
+}  // namespace llamarl

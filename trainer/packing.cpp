@@ -1,0 +1,83 @@
+#include "trainer/packing.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+namespace llamarl {
+namespace {
+
+int64_t InputLength(const TrainSample& s) { return int64_t(s.prompt.size() + s.response.size()) - 1; }
+
+// Appends sample `index` to the micro-batch under construction.
+void AppendSample(const TrainSample& s, int64_t index, std::vector<int64_t>& ids, std::vector<int64_t>& segments,
+                  std::vector<int64_t>& positions, std::vector<int64_t>& targets, PackedMicroBatch& mb) {
+  const int64_t start = int64_t(ids.size());
+  ids.insert(ids.end(), s.prompt.begin(), s.prompt.end());
+  ids.insert(ids.end(), s.response.begin(), s.response.end() - 1);
+  segments.resize(ids.size(), index);
+  const int64_t first = start + int64_t(s.prompt.size()) - 1;
+  for (size_t j = 0; j < s.response.size(); ++j) {
+    positions.push_back(first + int64_t(j));
+    targets.push_back(s.response[j]);
+    mb.sample_index.push_back(index);
+    mb.token_index.push_back(int64_t(j));
+  }
+}
+
+at::Tensor LongTensor(const std::vector<int64_t>& v) {
+  return at::tensor(v, at::TensorOptions().dtype(at::kLong));
+}
+
+}  // namespace
+
+std::vector<PackedMicroBatch> PackSamples(const std::vector<TrainSample>& samples, int64_t max_tokens) {
+  TORCH_CHECK(max_tokens >= 1, "micro_batch_tokens must be >= 1, got ", max_tokens);
+  std::vector<PackedMicroBatch> out;
+  PackedMicroBatch mb;
+  std::vector<int64_t> ids, segments, positions, targets;
+  auto flush = [&] {
+    if (ids.empty()) return;
+    mb.input_ids = LongTensor(ids).unsqueeze(0);
+    mb.segment_ids = LongTensor(segments).unsqueeze(0);
+    mb.positions = LongTensor(positions);
+    mb.targets = LongTensor(targets);
+    out.push_back(std::move(mb));
+    mb = PackedMicroBatch();
+    ids.clear(), segments.clear(), positions.clear(), targets.clear();
+  };
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const TrainSample& s = samples[i];
+    if (s.response.empty()) continue;
+    TORCH_CHECK(!s.prompt.empty(), "train sample ", i, " (group ", s.group_id,
+                ") has an empty prompt; every sample needs at least one prompt token (e.g. BOS)");
+    if (!ids.empty() && int64_t(ids.size()) + InputLength(s) > max_tokens) flush();
+    AppendSample(s, int64_t(i), ids, segments, positions, targets, mb);
+  }
+  flush();
+  return out;
+}
+
+PackedMicroBatch PaddingMicroBatch() {
+  PackedMicroBatch mb;
+  mb.input_ids = at::zeros({1, 1}, at::kLong);
+  mb.segment_ids = at::zeros({1, 1}, at::kLong);
+  mb.positions = at::zeros({1}, at::kLong);
+  mb.targets = at::zeros({1}, at::kLong);
+  mb.padding = true;
+  return mb;
+}
+
+at::Tensor GatherPerToken(const PackedMicroBatch& batch, const std::vector<std::vector<float>>& per_sample) {
+  std::vector<float> values(batch.sample_index.size());
+  for (size_t t = 0; t < values.size(); ++t)
+    values[t] = per_sample.at(size_t(batch.sample_index[t])).at(size_t(batch.token_index[t]));
+  return at::tensor(values, at::TensorOptions().dtype(at::kFloat));
+}
+
+at::Tensor BroadcastPerSample(const PackedMicroBatch& batch, const std::vector<double>& per_sample) {
+  std::vector<float> values(batch.sample_index.size());
+  for (size_t t = 0; t < values.size(); ++t) values[t] = float(per_sample.at(size_t(batch.sample_index[t])));
+  return at::tensor(values, at::TensorOptions().dtype(at::kFloat));
+}
+
+}  // namespace llamarl

@@ -1,0 +1,28 @@
+// What the trainer consumes: scored rollouts, one TrainSample per sampled response. The controller
+// builds them from generator Completions and rewards and splits a global batch across the trainer
+// ranks; each rank passes its part to Trainer::Step. Groups (the samples of one prompt) may straddle
+// ranks: group statistics are computed over the global batch (Trainer::Step all-gathers rewards).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace llamarl {
+
+struct TrainSample {
+  std::vector<int64_t> prompt, response;   // prompt must be non-empty; an empty response trains nothing
+  std::vector<float> behaviour_logprobs;   // generator's log-prob of each response token (mu), same length as response
+  std::vector<int64_t> versions;           // policy version per response token (empty = unknown)
+  double reward = 0.0;
+  int64_t group_id = 0;                    // samples of one prompt share it (GRPO/RLOO groups)
+  // Optional: log-probs of a proximal policy (AReaL's decoupled PPO, TIS), one per response token.
+  // Empty = the trainer's current policy at the start of the step (detached).
+  std::vector<float> proximal_logprobs;
+};
+
+// The samples THIS rank trains on.
+struct TrainBatch {
+  std::vector<TrainSample> samples;
+};
+
+}  // namespace llamarl

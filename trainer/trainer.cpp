@@ -1,0 +1,240 @@
+#include "trainer/trainer.h"
+
+#include "core/communicator.h"
+#include "model/attention.h"
+#include "trainer/adamw.h"
+#include "trainer/flat_params.h"
+#include "weight_sync/shard_layout.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/util/Exception.h>
+#include <torch/autograd.h>
+
+#include <cmath>
+
+namespace llamarl {
+
+nlohmann::json TrainStepMetrics::ToJson() const {
+  return nlohmann::json{{"loss", loss},
+                        {"kl", kl},
+                        {"entropy", entropy},
+                        {"grad_norm", grad_norm},
+                        {"lr", lr},
+                        {"iw_mean", iw_mean},
+                        {"iw_max", iw_max},
+                        {"iw_truncated_fraction", iw_truncated_fraction},
+                        {"iw_ess", iw_ess},
+                        {"value_loss", value_loss},
+                        {"tokens", tokens},
+                        {"samples", samples},
+                        {"skipped", skipped},
+                        {"skipped_steps", skipped_steps}};
+}
+
+namespace {
+
+at::ScalarType ComputeDtype(const std::string& name) {
+  if (name == "float32") return at::kFloat;
+  TORCH_CHECK(name == "bfloat16", "trainer.compute_dtype must be 'float32' or 'bfloat16', got '", name, "'");
+  return at::kBFloat16;
+}
+
+void CheckAlgorithm(const std::string& algorithm) {
+  static const char* kKnown[] = {"grpo", "aipo", "tis", "decoupled_ppo", "rloo", "reinforce", "ppo", "sft"};
+  for (const char* k : kKnown)
+    if (algorithm == k) return;
+  TORCH_CHECK(false, "trainer.algorithm: unknown '", algorithm,
+              "'; known: grpo, aipo, tis, decoupled_ppo, rloo, reinforce, ppo, sft");
+}
+
+}  // namespace
+
+Trainer::Trainer(Communicator& dp, const LlamaConfig& config, LlamaForCausalLMImpl& model, TrainerConfig cfg,
+                 int64_t version)
+    : dp_(dp), model_config_(config), cfg_(std::move(cfg)), version_(version) {
+  CheckAlgorithm(cfg_.algorithm);
+  TORCH_CHECK(cfg_.sharding == "zero3" || cfg_.sharding == "replicated",
+              "trainer.sharding must be 'zero3' or 'replicated', got '", cfg_.sharding, "'");
+  zero3_ = cfg_.sharding == "zero3";
+  const at::ScalarType compute = ComputeDtype(cfg_.compute_dtype);
+  specs_ = LlamaParamSpecs(model_config_);
+  at::Tensor full = FlattenParameters(model, specs_);
+  total_numel_ = full.numel();
+  bounds_ = EvenSplit(total_numel_, dp_.Size());
+  const int64_t lo = ShardBegin(), hi = ShardEnd();
+  if (zero3_) {
+    master_ = full.narrow(0, lo, hi - lo).clone();
+    shard_ = master_;
+  } else {
+    master_ = full;
+    shard_ = master_.narrow(0, lo, hi - lo);
+  }
+  adam_ = std::make_unique<FlatAdamW>(cfg_.optimizer, master_.numel(), master_.options());
+  work_ = LlamaForCausalLM(model_config_, at::TensorOptions().dtype(compute));
+  for (auto& p : work_->parameters()) p.set_requires_grad(true);
+  if (cfg_.kl.coef > 0) {
+    reference_ = LlamaForCausalLM(model_config_, at::TensorOptions().dtype(compute));
+    AssignFlat(*reference_, specs_, full, /*bind=*/false);
+    for (auto& p : reference_->parameters()) p.set_requires_grad(false);
+  }
+  if (cfg_.algorithm == "ppo") InitValueHead();
+  if (zero3_) {
+    BuildShardedGroups();
+    ReleaseParameters(*work_);
+  } else {
+    BindParams(master_);
+  }
+}
+
+void Trainer::BuildShardedGroups() {
+  // Parameters of "model.layers.<i>." are contiguous in named_parameters() order; what precedes the
+  // first layer (the embedding) and what follows the last (final norm, LM head) form the edge groups.
+  std::vector<at::Tensor> params = work_->parameters();
+  auto layer_of = [](const std::string& name) -> int64_t {
+    const std::string prefix = "model.layers.";
+    if (name.rfind(prefix, 0) != 0) return -1;
+    return std::stoll(name.substr(prefix.size()));
+  };
+  int64_t offset = 0, current = -2;
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    int64_t layer = layer_of(specs_[i].name);
+    // Group keys: -1 = before the first layer, i >= 0 = layer i, -3 = after the last layer.
+    if (layer < 0) layer = (current == -2 || current == -1) ? -1 : -3;
+    if (layer != current) {
+      ShardedLayer g;
+      g.comm = &dp_;
+      g.layer = layer >= 0 ? &work_->Layer(layer) : nullptr;
+      g.begin = g.end = offset;
+      g.bounds = &bounds_;
+      g.shard = &shard_;
+      g.grad_shard = &grad_;
+      groups_.push_back(std::move(g));
+      current = layer;
+    }
+    groups_.back().params.push_back(params[i]);
+    groups_.back().shapes.push_back(specs_[i].shape);
+    offset += specs_[i].Numel();
+    groups_.back().end = offset;
+  }
+  TORCH_INTERNAL_ASSERT(groups_.size() == size_t(work_->NumLayers()) + 2 && !groups_.front().layer &&
+                            !groups_.back().layer,
+                        "expected embedding, ", work_->NumLayers(), " layers, norm/head groups; got ", groups_.size());
+}
+
+Trainer::~Trainer() = default;
+
+int64_t Trainer::StepCount() const { return adam_->step(); }
+int64_t Trainer::ShardBegin() const { return bounds_[size_t(dp_.Rank())]; }
+int64_t Trainer::ShardEnd() const { return bounds_[size_t(dp_.Rank()) + 1]; }
+
+void Trainer::InitValueHead() {
+  const int64_t d = model_config_.hidden_size;
+  // A small random head (std 1/sqrt(D)) drawn from the trainer's seed: identical on every rank, so
+  // the replicated head needs no broadcast.
+  at::Generator gen = at::detail::createCPUGenerator(cfg_.seed);
+  value_master_ = at::zeros({d + 1}, at::kFloat);
+  value_master_.narrow(0, 0, d).normal_(0.0, 1.0 / std::sqrt(double(d)), gen);
+  value_adam_ = std::make_unique<FlatAdamW>(cfg_.optimizer, d + 1, value_master_.options());
+}
+
+at::Tensor Trainer::GatherFull() {
+  if (!zero3_) return master_;
+  at::Tensor full = at::empty({total_numel_}, at::kFloat);
+  std::vector<at::Tensor> outputs;
+  for (int r = 0; r < dp_.Size(); ++r)
+    outputs.push_back(full.narrow(0, bounds_[size_t(r)], bounds_[size_t(r) + 1] - bounds_[size_t(r)]));
+  dp_.AllGather(outputs, shard_)->Wait();
+  return full;
+}
+
+void Trainer::BindParams(const at::Tensor& full) {
+  // float32 parameters become views of `full` (no copy); bfloat16 ones get a converted copy.
+  AssignFlat(*work_, specs_, full, /*bind=*/true);
+}
+
+void Trainer::GatherParams() {
+  if (zero3_) {
+    GatherLayer(groups_.front());
+    GatherLayer(groups_.back());
+  } else if (work_->parameters()[0].scalar_type() != at::kFloat) {
+    BindParams(master_);
+  }
+}
+
+void Trainer::ReleaseParams() {
+  if (!zero3_) return;
+  ReleaseLayer(groups_.front());
+  ReleaseLayer(groups_.back());
+}
+
+at::Tensor Trainer::Hidden(const LlamaInputs& inputs) {
+  if (!zero3_) return work_->Hidden(inputs);
+  // LlamaForCausalLMImpl::Hidden with each decoder layer run through ShardedLayerForward.
+  at::Tensor h = work_->Embed(inputs.input_ids);
+  const int64_t batch = inputs.input_ids.size(0), tokens = inputs.input_ids.size(1);
+  at::Tensor positions = PackedPositionIds(inputs.segment_ids);
+  at::Tensor allowed = BuildAttentionMask({batch, tokens, at::Tensor(), inputs.segment_ids}, h.device());
+  RopeCosSin rope = work_->Rope(positions, h.scalar_type());
+  for (size_t i = 1; i + 1 < groups_.size(); ++i) h = ShardedLayerForward(&groups_[i], h, rope, allowed);
+  return work_->FinalNorm(h);
+}
+
+at::Tensor Trainer::FlattenGrads() {
+  std::vector<at::Tensor> parts;
+  for (auto& p : work_->parameters()) {
+    at::Tensor g = p.grad();
+    parts.push_back(g.defined() ? g.reshape({-1}).to(at::kFloat) : at::zeros({p.numel()}, at::kFloat));
+    p.mutable_grad() = at::Tensor();
+  }
+  return at::cat(parts);
+}
+
+double Trainer::ReduceGrads() {
+  double sq = 0;
+  if (zero3_) {
+    // The layers' gradients are already in grad_ (reduce-scattered during backward); the edges' now.
+    for (ShardedLayer* g : {&groups_.front(), &groups_.back()}) {
+      std::vector<at::Tensor> grads;
+      for (at::Tensor& p : g->params) {
+        grads.push_back(p.grad());
+        p.mutable_grad() = at::Tensor();
+      }
+      ReduceScatterLayerGrads(*g, grads);
+    }
+    at::Tensor local = grad_.to(at::kDouble).pow(2).sum().reshape({1});
+    dp_.AllReduce(local)->Wait();
+    sq = local.item<double>();
+  } else {
+    grad_ = FlattenGrads();
+    dp_.AllReduce(grad_)->Wait();
+    sq = grad_.to(at::kDouble).pow(2).sum().item<double>();
+  }
+  if (value_master_.defined()) {
+    dp_.AllReduce(value_grad_)->Wait();
+    sq += value_grad_.to(at::kDouble).pow(2).sum().item<double>();
+  }
+  return std::sqrt(sq);
+}
+
+void Trainer::ApplyUpdate(double lr, double clip_coef) {
+  if (clip_coef < 1.0) grad_.mul_(clip_coef);
+  adam_->Step(master_, grad_, lr);
+  if (value_master_.defined()) {
+    if (clip_coef < 1.0) value_grad_.mul_(clip_coef);
+    value_adam_->Step(value_master_, value_grad_, lr);
+  }
+  grad_ = at::Tensor();
+  value_grad_ = at::Tensor();
+}
+
+void Trainer::GatherInto(LlamaForCausalLMImpl& model) {
+  at::Tensor full = GatherFull();
+  AssignFlat(model, specs_, full, /*bind=*/false);
+}
+
+TrainStepMetrics Trainer::Step(const TrainBatch& local_batch) { return RunStep(local_batch, cfg_.algorithm); }
+
+TrainStepMetrics Trainer::SftStep(const TrainBatch& local_batch) { return RunStep(local_batch, "sft"); }
+
+}  // namespace llamarl

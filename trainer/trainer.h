@@ -1,0 +1,150 @@
+// The trainer: turns scored rollouts into policy updates, on one rank or sharded ZeRO-3 style across
+// the data-parallel group `dp`.
+//
+// State per rank: a flat float32 shard of the master parameters (all parameters in named_parameters()
+// order concatenated and split with weight_sync's EvenSplit, i.e. ZeroFlatLayout(LlamaParamSpecs(
+// config), dp.Size(), kFloat32)), the matching gradient shard and AdamW state. One Step:
+//   1. all-gather rewards and group ids (groups may straddle ranks) and the token/sample counts that
+//      normalise the loss, compute advantages over the global batch;
+//   2. all-gather the embedding, final norm and LM head (the edges) for the step;
+//   3. per packed micro-batch (every rank runs as many as the busiest, padding with empty ones):
+//      forward with each decoder layer's parameters all-gathered just before it and freed after it
+//      (trainer/zero3_layers.h), token log-probs from the final hidden states with the tiled
+//      kernels::TokenLogprobs (never a [T, V] log-softmax), loss, backward, in which each layer is
+//      gathered again, recomputed, and its gradient reduce-scattered into the shards;
+//   4. reduce-scatter the edges' gradients, global grad norm, skip on a non-finite loss or gradient
+//      (counted, weights and optimizer state untouched), clip, AdamW on the shard, free the edges,
+//      bump the policy version.
+// Under "replicated" every rank keeps the full parameters and optimizer state, runs its own
+// micro-batches with no communication and all-reduces the full gradient once (the DDP baseline); FlatShard() still returns the ZeRO range so weight sync can use one
+// plan for both.
+//
+// Ordering: all methods marked collective must be called by every rank of `dp` in the same order.
+// PolicyVersion() is bumped at the end of Step()/SftStep(), after the optimizer update: weights read
+// through FlatShard() after Step() returns are those of the new version. Not thread-safe.
+#pragma once
+
+#include "trainer/train_batch.h"
+#include "trainer/trainer_config.h"
+
+#include "model/llama.h"
+#include "trainer/zero3_layers.h"
+#include "weight_sync/shard_layout.h"
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace llamarl {
+
+class Communicator;
+class FlatAdamW;
+struct PackedMicroBatch;
+namespace trainer_detail {
+struct StepContext;
+struct MicroBatchOutput;
+struct StepAccumulators;
+}  // namespace trainer_detail
+
+struct TrainStepMetrics {
+  double loss = 0, kl = 0, entropy = 0, grad_norm = 0, lr = 0;
+  double iw_mean = 0, iw_max = 0, iw_truncated_fraction = 0, iw_ess = 0;
+  double value_loss = 0;      // ppo only
+  int64_t tokens = 0;         // response tokens trained on, over all ranks
+  int64_t samples = 0;        // samples over all ranks
+  bool skipped = false;       // non-finite loss or gradient: the update was not applied
+  int64_t skipped_steps = 0;  // running count of skipped steps
+  nlohmann::json ToJson() const;
+};
+
+class Trainer {
+ public:
+  // Collective over `dp` (the trainer ranks). `model` holds the full initial weights on every trainer
+  // rank (each keeps only its flat shard under zero3); it is not referenced after construction.
+  // Policy version starts at `version`.
+  Trainer(Communicator& dp, const LlamaConfig& config, LlamaForCausalLMImpl& model, TrainerConfig cfg,
+          int64_t version = 0);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // One optimizer step with the configured algorithm; collective; bumps PolicyVersion() unless skipped.
+  TrainStepMetrics Step(const TrainBatch& local_batch);
+  // One optimizer step of cross-entropy on response tokens (warm start); bumps the version too.
+  TrainStepMetrics SftStep(const TrainBatch& local_batch);
+
+  int64_t PolicyVersion() const { return version_; }
+  int64_t StepCount() const;
+  const TrainerConfig& config() const { return cfg_; }
+  const LlamaConfig& model_config() const { return model_config_; }
+
+  // This rank's ZeRO flat shard of the master parameters (float32).
+  const at::Tensor& FlatShard() const { return shard_; }
+  // [begin, end) of FlatShard() in the flattened parameter vector.
+  int64_t ShardBegin() const;
+  int64_t ShardEnd() const;
+
+  // Collective: full parameters assembled into `model` (HF names, converted to its dtype).
+  void GatherInto(LlamaForCausalLMImpl& model);
+  // Collective; atomic (a temporary directory renamed into place); `extra` = the controller's state
+  // (dataset cursor ...), returned by LoadCheckpoint. Overwrites an existing checkpoint at `dir`.
+  void SaveCheckpoint(const std::string& dir, const nlohmann::json& extra = {});
+  // Collective; the checkpoint may come from a different number of ranks (flat shards re-split).
+  nlohmann::json LoadCheckpoint(const std::string& dir);
+  // Collective; rank 0 writes an HF checkpoint (config.json, safetensors, generation_config.json)
+  // and copies the tokenizer files found in `tokenizer_dir` ("" = none).
+  void ExportHf(const std::string& dir, const std::string& tokenizer_dir);
+
+ private:
+  using StepContext = trainer_detail::StepContext;
+  TrainStepMetrics RunStep(const TrainBatch& batch, const std::string& algorithm);
+  void PrepareStep(const TrainBatch& batch, StepContext& ctx);  // collective: advantages, weights
+  void PreparePpo(const std::vector<TrainSample>& samples, const std::vector<std::vector<float>>& kl_tokens,
+                  StepContext& ctx);  // collective (whitening)
+  // One no-grad pass over the step's micro-batches: per local sample and token, the value head's V_t
+  // (values) or k1 against the reference policy.
+  std::vector<std::vector<float>> PerTokenNoGrad(const StepContext& ctx, const std::vector<TrainSample>& samples,
+                                                 bool values);
+  trainer_detail::MicroBatchOutput ForwardMicroBatch(const PackedMicroBatch& mb, const at::Tensor& value_param);
+  at::Tensor ReferenceLogprobs(const PackedMicroBatch& mb);
+  // Unweighted per-token loss of the step's algorithm (+ KL term, - entropy bonus, + value loss);
+  // adds the micro-batch's diagnostics to `acc`.
+  at::Tensor TokenLoss(const StepContext& ctx, const PackedMicroBatch& mb, const trainer_detail::MicroBatchOutput& out,
+                       trainer_detail::StepAccumulators& acc);
+  void InitValueHead();
+  at::Tensor GatherFull();               // collective under zero3: the full f32 parameter vector
+  void BindParams(const at::Tensor& full);
+  void GatherParams();                   // collective under zero3
+  void ReleaseParams();
+  at::Tensor FlattenGrads();             // the working module's gradients as one f32 vector; clears them
+  double ReduceGrads();                  // collective; returns the global gradient norm
+  at::Tensor Hidden(const LlamaInputs& inputs);  // final-norm hidden states (per-layer gathers under zero3)
+  void BuildShardedGroups();
+  void ApplyUpdate(double lr, double clip_coef);
+  nlohmann::json LoadCheckpointShards(const std::string& dir);  // this rank's part of LoadCheckpoint
+
+  Communicator& dp_;
+  LlamaConfig model_config_;
+  TrainerConfig cfg_;
+  int64_t version_ = 0;
+  int64_t skipped_steps_ = 0;
+  std::vector<ParamSpec> specs_;  // named_parameters() order: the flat vector's layout
+  std::vector<int64_t> bounds_;  // EvenSplit of the flat parameter vector over dp ranks
+  int64_t total_numel_ = 0;
+  bool zero3_ = true;
+  at::Tensor master_;            // replicated: full f32 parameters; zero3: == shard_
+  at::Tensor shard_;             // this rank's flat f32 shard (a view of master_ under replicated)
+  at::Tensor grad_;              // gradient of master_ (same extent)
+  // zero3: [embedding, layer 0 .. layer L-1, final norm + LM head] as gatherable groups.
+  std::vector<ShardedLayer> groups_;
+  std::unique_ptr<FlatAdamW> adam_;
+  LlamaForCausalLM work_{nullptr};       // the working module, compute dtype, full parameters
+  LlamaForCausalLM reference_{nullptr};  // frozen reference policy (kl.coef > 0)
+  std::unique_ptr<FlatAdamW> value_adam_;
+  at::Tensor value_master_;               // ppo critic head [w (D), b (1)] f32, replicated
+  at::Tensor value_grad_;
+};
+
+}  // namespace llamarl

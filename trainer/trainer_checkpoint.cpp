@@ -1,0 +1,176 @@
+// Trainer checkpoints and HF export.
+//
+// Checkpoint directory (written into DIR.tmp, then renamed to DIR; a previous DIR is moved to DIR.old
+// first and removed after, so an interrupted save leaves either the old or the new checkpoint whole):
+//   trainer_state.json                 step, policy version, schedule, extra, shard geometry
+//   shard-<r>-of-<n>.safetensors       rank r's flat ranges: param, exp_avg, exp_avg_sq (float32), rng
+//                                      (the rank's CPU generator state); shard 0 also the ppo value head
+// Shards follow the ZeRO flat layout whatever the sharding mode, so a checkpoint saved by n ranks
+// loads on any number of ranks (each reads the old shards overlapping its new range).
+#include "trainer/trainer.h"
+
+#include "core/communicator.h"
+#include "model/llama_checkpoint.h"
+#include "model/safetensors.h"
+#include "trainer/adamw.h"
+#include "trainer/flat_params.h"
+#include "trainer/step_context.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/util/Exception.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+namespace llamarl {
+namespace {
+
+namespace fs = std::filesystem;
+using trainer_detail::CollectiveTry;
+constexpr int kCheckpointFormat = 1;
+
+std::string ShardFile(const std::string& dir, int rank, int ranks) {
+  return dir + "/shard-" + std::to_string(rank) + "-of-" + std::to_string(ranks) + ".safetensors";
+}
+
+// DIR.tmp -> DIR, keeping the previous DIR until the new one is in place.
+void SwapIntoPlace(const std::string& tmp, const std::string& dir) {
+  const std::string old = dir + ".old";
+  fs::remove_all(old);
+  if (fs::exists(dir)) fs::rename(dir, old);
+  fs::rename(tmp, dir);
+  fs::remove_all(old);
+}
+
+void WriteJson(const std::string& path, const Json& j) {
+  std::ofstream f(path);
+  TORCH_CHECK(f, "cannot write ", path, "; check that the directory is writable");
+  f << j.dump(2) << "\n";
+  TORCH_CHECK(f.good(), "writing ", path, " failed (disk full?)");
+}
+
+const char* kTokenizerFiles[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                 "vocab.json",     "merges.txt",            "encoder.json",
+                                 "vocab.bpe",      "added_tokens.json",     "chat_template.jinja"};
+
+void CopyTokenizerFiles(const std::string& from, const std::string& to) {
+  TORCH_CHECK(fs::is_directory(from), "tokenizer directory '", from,
+              "' does not exist; pass the model directory that holds tokenizer.json, or \"\" for none");
+  int copied = 0;
+  for (const char* name : kTokenizerFiles) {
+    const fs::path src = fs::path(from) / name;
+    if (!fs::exists(src)) continue;
+    fs::copy_file(src, fs::path(to) / name, fs::copy_options::overwrite_existing);
+    ++copied;
+  }
+  TORCH_CHECK(copied > 0, "tokenizer directory '", from,
+              "' holds no tokenizer files (tokenizer.json, or GPT-2's encoder.json + vocab.bpe)");
+}
+
+}  // namespace
+
+void Trainer::SaveCheckpoint(const std::string& dir, const nlohmann::json& extra) {
+  TORCH_CHECK(!dir.empty(), "SaveCheckpoint: the checkpoint directory is empty; pass a path");
+  const std::string tmp = dir + ".tmp";
+  const int rank = dp_.Rank(), ranks = dp_.Size();
+  CollectiveTry(dp_, rank == 0, [&] {
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
+  }, "creating " + tmp);
+  CollectiveTry(dp_, true, [&] {
+    const int64_t lo = ShardBegin(), hi = ShardEnd();
+    const int64_t off = zero3_ ? 0 : lo;  // where this rank's range starts in its own master/state
+    NamedTensors tensors{{"param", master_.narrow(0, off, hi - lo)},
+                         {"exp_avg", adam_->exp_avg().narrow(0, off, hi - lo)},
+                         {"exp_avg_sq", adam_->exp_avg_sq().narrow(0, off, hi - lo)},
+                         {"rng", at::detail::getDefaultCPUGenerator().get_state()}};
+    if (rank == 0 && value_master_.defined()) {
+      tensors.push_back({"value_head", value_master_});
+      tensors.push_back({"value_exp_avg", value_adam_->exp_avg()});
+      tensors.push_back({"value_exp_avg_sq", value_adam_->exp_avg_sq()});
+    }
+    SaveSafetensors(ShardFile(tmp, rank, ranks), tensors);
+    if (rank != 0) return;
+    Json state{{"format", kCheckpointFormat},
+               {"step", adam_->step()},
+               {"value_step", value_adam_ ? value_adam_->step() : 0},
+               {"policy_version", version_},
+               {"skipped_steps", skipped_steps_},
+               {"num_shards", ranks},
+               {"total_numel", total_numel_},
+               {"lr", LearningRateAt(cfg_.schedule, cfg_.optimizer.lr, adam_->step())},
+               {"trainer", cfg_.ToJson()},
+               {"model", model_config_.ToJson()},
+               {"extra", extra}};
+    WriteJson(tmp + "/trainer_state.json", state);
+  }, "writing checkpoint shards into " + tmp);
+  CollectiveTry(dp_, rank == 0, [&] { SwapIntoPlace(tmp, dir); }, "moving " + tmp + " to " + dir);
+}
+
+nlohmann::json Trainer::LoadCheckpoint(const std::string& dir) {
+  Json extra;
+  CollectiveTry(dp_, true, [&] { extra = LoadCheckpointShards(dir); }, "loading checkpoint " + dir);
+  return extra;
+}
+
+nlohmann::json Trainer::LoadCheckpointShards(const std::string& dir) {
+  // A save interrupted between its two renames leaves the previous checkpoint at DIR.old.
+  std::string path = dir;
+  if (!fs::exists(path) && fs::exists(dir + ".old")) path = dir + ".old";
+  TORCH_CHECK(fs::exists(path + "/trainer_state.json"), "no trainer checkpoint at '", dir,
+              "' (trainer_state.json missing); pass a directory written by SaveCheckpoint");
+  const Json state = ReadJsonFile(path + "/trainer_state.json");
+  TORCH_CHECK(state.value("format", 0) == kCheckpointFormat, path, "/trainer_state.json: format ",
+              state.value("format", 0), " is not the supported ", kCheckpointFormat);
+  const int64_t total = state.at("total_numel").get<int64_t>();
+  TORCH_CHECK(total == total_numel_, "checkpoint '", dir, "' holds ", total, " parameters but this model has ",
+              total_numel_, "; it was saved for another model config");
+  const int shards = state.at("num_shards").get<int>();
+  const std::vector<int64_t> old_bounds = EvenSplit(total, shards);
+  const int64_t lo = zero3_ ? ShardBegin() : 0, hi = zero3_ ? ShardEnd() : total_numel_;
+  const char* names[] = {"param", "exp_avg", "exp_avg_sq"};
+  at::Tensor* targets[] = {&master_, &adam_->exp_avg(), &adam_->exp_avg_sq()};
+  const int rng_shard = std::min(dp_.Rank(), shards - 1);
+  for (int s = 0; s < shards; ++s) {
+    const int64_t a = std::max(lo, old_bounds[size_t(s)]), b = std::min(hi, old_bounds[size_t(s) + 1]);
+    if (a >= b && s != 0 && s != rng_shard) continue;
+    auto file = SafetensorsFile::Open(ShardFile(path, s, shards));
+    for (int k = 0; k < 3 && a < b; ++k)
+      targets[k]->narrow(0, a - lo, b - a).copy_(file->Get(names[k]).narrow(0, a - old_bounds[size_t(s)], b - a));
+    if (s == rng_shard) {
+      at::Generator generator = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
+      generator.set_state(file->Get("rng").clone());
+    }
+    if (s == 0 && value_master_.defined()) {
+      TORCH_CHECK(file->Has("value_head"), "checkpoint '", dir, "' has no value head; it was not saved by a ppo trainer");
+      value_master_.copy_(file->Get("value_head"));
+      value_adam_->exp_avg().copy_(file->Get("value_exp_avg"));
+      value_adam_->exp_avg_sq().copy_(file->Get("value_exp_avg_sq"));
+      value_adam_->set_step(state.value("value_step", int64_t(0)));
+    }
+  }
+  adam_->set_step(state.at("step").get<int64_t>());
+  version_ = state.at("policy_version").get<int64_t>();
+  skipped_steps_ = state.value("skipped_steps", int64_t(0));
+  if (!zero3_ && work_->parameters()[0].scalar_type() == at::kFloat) BindParams(master_);
+  return state.value("extra", Json());
+}
+
+void Trainer::ExportHf(const std::string& dir, const std::string& tokenizer_dir) {
+  TORCH_CHECK(!dir.empty(), "ExportHf: the export directory is empty; pass a path");
+  at::Tensor full = GatherFull();
+  CollectiveTry(dp_, dp_.Rank() == 0, [&] {
+    const std::string tmp = dir + ".tmp";
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
+    LlamaForCausalLM model(model_config_, at::TensorOptions().dtype(at::kFloat));
+    AssignFlat(*model, specs_, full, /*bind=*/false);
+    SaveLlama(tmp, *model, model_config_);
+    if (!tokenizer_dir.empty()) CopyTokenizerFiles(tokenizer_dir, tmp);
+    SwapIntoPlace(tmp, dir);
+  }, "exporting the policy to " + dir);
+}
+
+}  // namespace llamarl

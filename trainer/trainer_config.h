@@ -1,0 +1,47 @@
+// The trainer's configuration (recipe section "trainer"): algorithm, loss sub-configs, optimizer,
+// schedule, micro-batching, clipping, sharding and precision. FromJson rejects unknown keys and
+// names the path of a bad value.
+#pragma once
+
+#include "trainer/adamw.h"
+#include "trainer/losses.h"
+#include "trainer/lr_schedule.h"
+#include "trainer/ppo.h"
+
+#include <cstdint>
+#include <string>
+
+namespace llamarl {
+
+struct TrainerConfig {
+  // grpo | aipo | tis | decoupled_ppo | rloo | reinforce | ppo | sft
+  std::string algorithm = "grpo";
+  GrpoConfig grpo;               // also the clip of tis, decoupled_ppo and ppo
+  AipoConfig aipo;
+  TruncatedIsConfig tis{2.0};
+  TruncatedIsConfig decoupled_ppo{0.0};
+  PpoConfig ppo;
+  KlConfig kl;
+  double entropy_coef = 0.0;     // loss -= entropy_coef * H_t (a bonus for exploration)
+  // How per-token losses become one number, normalised over the whole global batch (all micro-batches
+  // and ranks, so the gradient does not depend on how the batch is split):
+  //   token_mean           sum_t l_t / (tokens in the batch)                          (DAPO)
+  //   seq_mean_token_mean  mean over samples of (sum of the sample's l_t / its tokens)  (GRPO)
+  //   seq_sum_constant     sum_t l_t / (samples * norm_constant)                      (Dr.GRPO)
+  std::string aggregation = "token_mean";
+  double norm_constant = 1024.0;  // seq_sum_constant: typically the maximum response length
+  AdamWConfig optimizer;
+  LrScheduleConfig schedule;
+  int64_t micro_batch_tokens = 4096;  // input tokens per packed micro-batch (gradient accumulation)
+  double max_grad_norm = 1.0;         // global-norm clipping over all shards; 0 = off
+  std::string sharding = "zero3";     // zero3 | replicated
+  std::string compute_dtype = "float32";  // float32 | bfloat16 (master weights and Adam state stay f32)
+  uint64_t seed = 0;
+  int64_t logprob_token_chunk = 1024;  // TokenLogprobs tiles
+  int64_t logprob_vocab_chunk = 8192;
+
+  static TrainerConfig FromJson(const Json& j, const std::string& path = "trainer");
+  Json ToJson() const;
+};
+
+}  // namespace llamarl

@@ -1,0 +1,121 @@
+#include "trainer/zero3_layers.h"
+
+#include "core/communicator.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+#include <torch/autograd.h>
+
+#include <algorithm>
+
+namespace llamarl {
+namespace {
+
+// The part [lo, hi) of rank r's shard that falls inside [begin, end).
+std::pair<int64_t, int64_t> Overlap(const ShardedLayer& s, int r) {
+  // Clamped into [begin, end] so that an empty overlap is still a valid (empty) narrow.
+  const int64_t lo = std::min(s.end, std::max(s.begin, (*s.bounds)[size_t(r)]));
+  const int64_t hi = std::max(lo, std::min(s.end, (*s.bounds)[size_t(r) + 1]));
+  return {lo, hi};
+}
+
+// This rank's overlap with the group as a view of `shard` (empty when they do not overlap).
+at::Tensor LocalPart(const ShardedLayer& s, const at::Tensor& shard) {
+  auto [lo, hi] = Overlap(s, s.comm->Rank());
+  if (hi == lo) return shard.narrow(0, 0, 0);
+  return shard.narrow(0, lo - (*s.bounds)[size_t(s.comm->Rank())], hi - lo);
+}
+
+class LayerFunction : public torch::autograd::Function<LayerFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& cos,
+                            const at::Tensor& sin, const at::Tensor& allowed, int64_t state) {
+    auto* s = reinterpret_cast<ShardedLayer*>(state);
+    ctx->saved_data["state"] = state;
+    ctx->save_for_backward({x, cos, sin, allowed});
+    GatherLayer(*s);
+    at::Tensor out;
+    {
+      at::NoGradGuard no_grad;
+      out = s->layer->forward(x, RopeCosSin{cos, sin}, allowed);
+    }
+    ReleaseLayer(*s);
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto* s = reinterpret_cast<ShardedLayer*>(ctx->saved_data["state"].toInt());
+    auto saved = ctx->get_saved_variables();
+    GatherLayer(*s);
+    at::Tensor x = saved[0].detach().requires_grad_(true);
+    std::vector<at::Tensor> inputs{x};
+    inputs.insert(inputs.end(), s->params.begin(), s->params.end());
+    std::vector<at::Tensor> g;
+    {
+      at::AutoGradMode enable(true);
+      at::Tensor out = s->layer->forward(x, RopeCosSin{saved[1], saved[2]}, saved[3]);
+      g = torch::autograd::grad({out}, inputs, {grads[0]}, /*retain_graph=*/false, /*create_graph=*/false,
+                                /*allow_unused=*/true);
+    }
+    ReduceScatterLayerGrads(*s, std::vector<at::Tensor>(g.begin() + 1, g.end()));
+    ReleaseLayer(*s);
+    return {g[0], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+void GatherLayer(const ShardedLayer& s) {
+  const int ranks = s.comm->Size();
+  at::Tensor full = at::empty({s.end - s.begin}, at::kFloat);
+  std::vector<at::Tensor> outputs;
+  for (int r = 0; r < ranks; ++r) {
+    auto [lo, hi] = Overlap(s, r);
+    outputs.push_back(full.narrow(0, lo - s.begin, hi - lo));
+  }
+  s.comm->AllGather(outputs, LocalPart(s, *s.shard))->Wait();
+  at::NoGradGuard no_grad;
+  const auto& params = s.params;
+  int64_t offset = 0;
+  for (size_t i = 0; i < params.size(); ++i) {
+    int64_t numel = 1;
+    for (int64_t d : s.shapes[i]) numel *= d;
+    at::Tensor view = full.narrow(0, offset, numel).view(s.shapes[i]);
+    // float32 parameters alias the gathered buffer; others get a converted copy.
+    at::Tensor p = params[i];
+    p.set_data(p.scalar_type() == at::kFloat ? view : view.to(p.scalar_type()));
+    offset += numel;
+  }
+}
+
+void ReleaseLayer(const ShardedLayer& s) {
+  for (at::Tensor p : s.params) p.set_data(at::empty({0}, p.options()));
+}
+
+void ReduceScatterLayerGrads(const ShardedLayer& s, const std::vector<at::Tensor>& grads) {
+  std::vector<at::Tensor> flat;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    int64_t numel = 1;
+    for (int64_t d : s.shapes[i]) numel *= d;
+    flat.push_back(grads[i].defined() ? grads[i].reshape({-1}).to(at::kFloat) : at::zeros({numel}, at::kFloat));
+  }
+  at::Tensor full = at::cat(flat);
+  TORCH_INTERNAL_ASSERT(full.numel() == s.end - s.begin, "layer gradient has ", full.numel(), " elements, range ",
+                        s.end - s.begin);
+  std::vector<at::Tensor> inputs;
+  for (int r = 0; r < s.comm->Size(); ++r) {
+    auto [lo, hi] = Overlap(s, r);
+    inputs.push_back(full.narrow(0, lo - s.begin, hi - lo));
+  }
+  at::Tensor local = LocalPart(s, *s.grad_shard);
+  at::Tensor out = at::empty({local.numel()}, at::kFloat);
+  s.comm->ReduceScatter(out, inputs)->Wait();
+  local.add_(out);
+}
+
+at::Tensor ShardedLayerForward(ShardedLayer* s, const at::Tensor& x, const RopeCosSin& rope, const at::Tensor& allowed) {
+  return LayerFunction::apply(x, rope.cos, rope.sin, allowed, reinterpret_cast<int64_t>(s));
+}
+
+}  // namespace llamarl

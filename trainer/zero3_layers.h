@@ -1,0 +1,50 @@
+// ZeRO-3 per-layer parameter gathering. The flat parameter vector (named_parameters() order) holds
+// every decoder layer's parameters as one contiguous range, so a layer is gathered with one uneven
+// all-gather of that range (each rank contributes the part of its shard that falls inside it).
+//
+// ShardedLayerForward runs one decoder layer as a custom autograd function:
+//   forward:  gather the layer, run it without recording the graph, free the layer; keep the input.
+//   backward: gather the layer again, recompute its forward with the graph (activation
+//             recomputation), backpropagate, reduce-scatter the layer's gradient into the ranks' grad
+//             shards (accumulated across micro-batches), free the layer.
+// So at any time a rank holds the full parameters of at most one decoder layer (plus the embedding,
+// final norm and LM head, which the step gathers once), and the activations of layer inputs only.
+// Collective: every rank must run the same sequence of layer forwards and backwards (the trainer
+// pads ranks with fewer micro-batches with empty ones).
+#pragma once
+
+#include "model/llama.h"
+
+#include <cstdint>
+#include <vector>
+
+namespace llamarl {
+
+class Communicator;
+struct ParamSpec;
+
+// A contiguous group of parameters (one decoder layer; or the embedding, or the final norm and LM
+// head), where they lie in the flat vector, and the shards they are cut from.
+struct ShardedLayer {
+  Communicator* comm = nullptr;
+  LlamaDecoderLayerImpl* layer = nullptr;    // null for the groups outside the decoder layers
+  std::vector<at::Tensor> params;            // the module's parameter tensors (set_data swaps storage)
+  std::vector<std::vector<int64_t>> shapes;  // of the parameters, in order
+  int64_t begin = 0, end = 0;                // the layer's flat range
+  const std::vector<int64_t>* bounds = nullptr;  // EvenSplit of the flat vector over the ranks
+  at::Tensor* shard = nullptr;               // this rank's master shard (float32)
+  at::Tensor* grad_shard = nullptr;          // this rank's gradient shard (float32), accumulated into
+};
+
+// Collective: fills the group's parameters from the shards (converted to their dtype).
+void GatherLayer(const ShardedLayer& s);
+// Frees the group's parameter storage.
+void ReleaseLayer(const ShardedLayer& s);
+// Collective: the group's gradients (in parameter order) reduce-scattered and added into the shards.
+void ReduceScatterLayerGrads(const ShardedLayer& s, const std::vector<at::Tensor>& grads);
+
+// Collective: one decoder layer with per-layer gathered parameters (see above). x [B, T, D].
+at::Tensor ShardedLayerForward(ShardedLayer* s, const at::Tensor& x_BTD, const RopeCosSin& rope,
+                               const at::Tensor& allowed);
+
+}  // namespace llamarl
