@@ -1,16 +1,20 @@
 // llamarl generate --model DIR (--prompt TEXT | --prompt-tokens 1,2,3) [--max-new-tokens N]
-//                  [--temperature T] [--top-p P] [--top-k K] [--seed S] [--json]
-// The full-recompute reference decode (model/reference_generate.h), which stays the oracle of the
-// batched engine. Log-probs are those of the chosen tokens under the temperature-1 distribution, f32.
+//                  [--temperature T] [--top-p P] [--top-k K] [--seed S] [--samples N] [--reference] [--json]
+// Runs the batched engine (generator/engine.h): one request of N samples, prompt prefilled once.
+// --reference runs the full-recompute decode (model/reference_generate.h) instead: the engine's
+// oracle in tests, kept here so a user can compare the two on a checkpoint. Log-probs are those of the
+// chosen tokens under softmax(logits / temperature) (temperature 1 when greedy), f32.
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/check.h"
 #include "core/config.h"
+#include "generator/engine.h"
 #include "model/llama.h"
 #include "model/llama_checkpoint.h"
 #include "model/reference_generate.h"
 #include "model/tokenizer.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
@@ -38,6 +42,34 @@ ReferenceGenerateOptions ReadSamplingOptions(const Args& args) {
   return o;
 }
 
+// One request of `samples` samples through the engine, sized to the request. A request the engine
+// rejects (a token outside the vocabulary, a prompt longer than the context) is the user's error.
+std::vector<Completion> GenerateWithEngine(LlamaForCausalLMImpl& model, const std::vector<int64_t>& prompt,
+                                           const ReferenceGenerateOptions& options, int64_t samples) {
+  const LlamaConfig& config = model.config();
+  EngineOptions engine_options;
+  engine_options.max_slots = samples;
+  engine_options.max_seq_len = std::min<int64_t>(config.max_position_embeddings,
+                                                 int64_t(prompt.size()) + options.max_new_tokens);
+  Engine engine(config, model, engine_options);
+  GenerationRequest request;
+  request.prompt = prompt;
+  request.num_samples = samples;
+  request.sampling.temperature = options.sampling.temperature;
+  request.sampling.top_k = options.sampling.top_k;
+  request.sampling.top_p = options.sampling.top_p;
+  request.sampling.seed = options.seed;
+  request.sampling.max_new_tokens = options.max_new_tokens;
+  request.sampling.eos_ids = options.eos_ids.value_or(config.eos_token_ids);
+  engine.Submit(std::move(request));
+  std::vector<Completion> done = engine.RunUntilDone();
+  for (const Completion& c : done)
+    LLAMARL_CHECK(c.finish_reason != FinishReason::kRejected, "the request was rejected: ", c.error);
+  std::sort(done.begin(), done.end(),
+            [](const Completion& a, const Completion& b) { return a.sample_index < b.sample_index; });
+  return done;
+}
+
 }  // namespace
 
 int RunGenerate(const CommandArgs& argv) {
@@ -53,7 +85,9 @@ int RunGenerate(const CommandArgs& argv) {
       .Option("top-k", "keep the k most likely tokens; 0 = all", "0")
       .Option("seed", "sampling seed", "0")
       .Flag("ignore-eos", "do not stop at the end-of-sequence tokens of config.json")
-      .Flag("json", "print {\"tokens\", \"logprobs\", \"text\", \"finish_reason\"} as JSON");
+      .Option("samples", "independent samples of the prompt (a GRPO-style group, prefilled once)", "1")
+      .Flag("reference", "decode with the full-recompute reference instead of the engine")
+      .Flag("json", "print one JSON object per sample: tokens, logprobs, versions, text, finish_reason");
   if (!args.Parse(argv)) return 0;
   std::filesystem::path dir = args.Get("model");
   ReferenceGenerateOptions options = ReadSamplingOptions(args);
@@ -71,20 +105,34 @@ int RunGenerate(const CommandArgs& argv) {
 
   LlamaForCausalLM model = LoadLlama(dir.string());
   if (args.GetFlag("ignore-eos")) options.eos_ids = std::vector<int64_t>{};
-  GenerationResult result = ReferenceGenerate(*model, prompt, options);
-
-  Json text = nullptr;
-  if (tokenizer) text = tokenizer->Decode(result.tokens);
-  if (args.GetFlag("json")) {
-    Json out = {{"tokens", result.tokens}, {"logprobs", result.logprobs}, {"text", text},
-                {"finish_reason", result.finish_reason}};
-    std::printf("%s\n", out.dump().c_str());
-  } else if (tokenizer) {
-    std::printf("%s\n", text.get<std::string>().c_str());
+  const int64_t samples = args.GetInt("samples");
+  LLAMARL_CHECK(samples >= 1, "--samples must be >= 1, got ", samples);
+  LLAMARL_CHECK(samples == 1 || !args.GetFlag("reference"), "--reference decodes one sample; drop --samples ",
+                samples);
+  std::vector<Json> outputs;
+  if (args.GetFlag("reference")) {
+    GenerationResult r = ReferenceGenerate(*model, prompt, options);
+    outputs.push_back({{"tokens", r.tokens}, {"logprobs", r.logprobs}, {"finish_reason", r.finish_reason}});
   } else {
-    for (size_t i = 0; i < result.tokens.size(); ++i)
-      std::printf(i ? " %lld" : "%lld", static_cast<long long>(result.tokens[i]));
-    std::printf("\n");
+    for (const Completion& c : GenerateWithEngine(*model, prompt, options, samples))
+      outputs.push_back({{"tokens", c.tokens},
+                         {"logprobs", c.logprobs},
+                         {"versions", c.versions},
+                         {"finish_reason", FinishReasonName(c.finish_reason)}});
+  }
+  for (Json& out : outputs) {
+    Json text = nullptr;
+    if (tokenizer) text = tokenizer->Decode(out["tokens"].get<std::vector<int64_t>>());
+    out["text"] = text;
+    if (args.GetFlag("json")) {
+      std::printf("%s\n", out.dump().c_str());
+    } else if (tokenizer) {
+      std::printf("%s\n", text.get<std::string>().c_str());
+    } else {
+      const auto tokens = out["tokens"].get<std::vector<int64_t>>();
+      for (size_t i = 0; i < tokens.size(); ++i) std::printf(i ? " %lld" : "%lld", static_cast<long long>(tokens[i]));
+      std::printf("\n");
+    }
   }
   return 0;
 }
