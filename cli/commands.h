@@ -13,6 +13,7 @@ int RunTokenize(const CommandArgs& args);
 int RunGenerate(const CommandArgs& args);
 int RunBench(const CommandArgs& args);
 int RunPlan(const CommandArgs& args);
+int RunTrain(const CommandArgs& args);
 int RunReport(const CommandArgs& args);
 
 }  // namespace llamarl::cli

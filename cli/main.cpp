@@ -18,6 +18,7 @@ struct Command {
 };
 
 const Command kCommands[] = {
+    {"train", llamarl::cli::RunTrain, "run a recipe: SFT warm start, then async or sync RL (under mpirun for split placement)"},
     {"init", llamarl::cli::RunInit, "write a small random HF-format checkpoint (config, safetensors, tokenizer)"},
     {"tokenize", llamarl::cli::RunTokenize, "print the token ids of a text"},
     {"generate", llamarl::cli::RunGenerate, "sample a continuation from a checkpoint"},

@@ -1,0 +1,61 @@
+// `llamarl train` as a user runs it: under mpirun with 2 ranks, a rank that dies (debug.kill_rank
+// makes it SIGKILL itself at an RL step) ends the whole job with a non-zero status within 60 s, with
+// the checkpoints written before it intact; a bad recipe value fails before anything starts, naming
+// the key. Needs the built llamarl program (tests/CMakeLists.txt builds it before the suite).
+#include "controller/trainer_side.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "tests/test_util.h"
+
+namespace llamarl::controller {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string TrainCommand(const std::string& run_dir, const std::string& extra) {
+  return "cd " + std::string(LLAMARL_SOURCE_DIR) +
+         " && mpirun -np 2 --oversubscribe --allow-run-as-root --bind-to none -x LLAMARL_TORCH_THREADS=1 " +
+         testing::LlamarlBinary() + " train recipes/tiny_grpo.json --set run_dir=" + run_dir +
+         " --set model.hidden_size=32 --set model.num_layers=1 --set sft.steps=2 --set rollout.prompts_per_step=4"
+         " --set rollout.group_size=2 --set eval.num_prompts=4 --set steps=8 --set checkpoint.every=1 " + extra;
+}
+
+TEST(TrainCli, KilledRankEndsTheJobWithinAMinute) {
+  ASSERT_TRUE(fs::exists(testing::LlamarlBinary())) << "build llamarl first: " << testing::LlamarlBinary();
+  for (int victim : {0, 1}) {  // the generator, then the trainer (the controller)
+    SCOPED_TRACE(victim);
+    const std::string dir = testing::MakeTempDir("train_kill");
+    std::string output;
+    const auto start = std::chrono::steady_clock::now();
+    // `timeout` only guards the test itself against a hang; the job must end long before it.
+    const int status = testing::RunCommand(
+        "timeout 240 " + TrainCommand(dir, "--set debug.kill_rank=" + std::to_string(victim) +
+                                               " --set debug.kill_at_step=3"),
+        &output, /*merge_stderr=*/true);
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_NE(status, 0) << output;
+    EXPECT_LT(elapsed, 60.0) << output;
+    // Steps 0-2 finished and were checkpointed before the kill; the newest checkpoint is complete.
+    const std::string latest = LatestCheckpoint(dir);
+    ASSERT_FALSE(latest.empty()) << output;
+    const int64_t saved = std::stoll(fs::path(latest).filename().string().substr(5));
+    EXPECT_GE(saved, 2) << output;
+    EXPECT_LE(saved, 3) << output;
+  }
+}
+
+TEST(TrainCli, BadRecipeValueIsNamedBeforeAnythingRuns) {
+  ASSERT_TRUE(fs::exists(testing::LlamarlBinary())) << "build llamarl first";
+  const std::string dir = testing::MakeTempDir("train_bad");
+  std::string output;
+  const int status = testing::RunCommand(TrainCommand(dir, "--set rollout.top_p=2"), &output, true);
+  EXPECT_NE(status, 0);
+  EXPECT_NE(output.find("rollout.top_p: expected a number in (0, 1], got 2"), std::string::npos) << output;
+}
+
+}  // namespace
+}  // namespace llamarl::controller
