@@ -1,6 +1,9 @@
 // llamarl bench NAME [options] [--json]: each benchmark measures its figure and the baseline in the
 // same run and prints both with their ratio (the machine is shared; absolute times drift).
+#include "bench/async_bench.h"
+#include "bench/generate_bench.h"
 #include "bench/logprobs_bench.h"
+#include "bench/train_bench.h"
 #include "bench/weight_sync_bench.h"
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -73,6 +76,86 @@ int BenchWeightSync(const CommandArgs& argv) {
   return 0;
 }
 
+int BenchGenerate(const CommandArgs& argv) {
+  bench::GenerateBenchOptions d;
+  Args args("bench generate", "llamarl bench generate [--model DIR] [--batches 1,8,32,64] [--new-tokens N] [--json]");
+  args.Option("model", "HF checkpoint directory (default: a ~20M-parameter random Llama)", "")
+      .Option("batches", "batch sizes, comma-separated", "1,8,32,64")
+      .Option("prompt-len", "tokens per prompt", std::to_string(d.prompt_len))
+      .Option("new-tokens", "tokens generated per sequence", std::to_string(d.new_tokens))
+      .Option("recompute-steps", "full-recompute steps timed (at their true lengths)", std::to_string(d.recompute_steps))
+      .Option("seed", "seed of the weights and prompts", std::to_string(d.seed))
+      .Flag("json", "print one JSON object");
+  if (!args.Parse(argv)) return 0;
+  bench::GenerateBenchOptions o = d;
+  o.model_dir = args.Get("model");
+  o.batches = args.GetIntList("batches");
+  o.prompt_len = args.GetInt("prompt-len");
+  o.new_tokens = args.GetInt("new-tokens");
+  o.recompute_steps = args.GetInt("recompute-steps");
+  o.seed = uint64_t(args.GetInt("seed"));
+  // Progress on stderr so that --json output stays one parseable line.
+  o.progress = [](const std::string& line) { std::fprintf(stderr, "[bench generate] %s\n", line.c_str()); };
+  PrintResult(bench::RunGenerateBench(o), args.GetFlag("json"));
+  return 0;
+}
+
+// Runs on one rank or under mpirun (every rank is a trainer rank); rank 0 prints.
+int BenchTrain(const CommandArgs& argv) {
+  bench::TrainBenchOptions d;
+  Args args("bench train", "[mpirun -np N] llamarl bench train [--model DIR] [--algorithm grpo] [--json]");
+  args.Option("model", "HF checkpoint directory (default: a ~20M-parameter random Llama)", "")
+      .Option("algorithm", "trainer algorithm (grpo, aipo, sft, ...)", d.algorithm)
+      .Option("samples-per-rank", "rollouts per rank per step", std::to_string(d.samples_per_rank))
+      .Option("prompt-len", "prompt tokens per rollout", std::to_string(d.prompt_len))
+      .Option("response-len", "response tokens per rollout", std::to_string(d.response_len))
+      .Option("micro-batch-tokens", "tokens per micro-batch", std::to_string(d.micro_batch_tokens))
+      .Option("steps", "timed steps per variant (the fastest counts)", std::to_string(d.steps))
+      .Option("gemm-size", "n of the n x n x n matmul that measures the peak", std::to_string(d.gemm_size))
+      .Option("seed", "seed of the weights and rollouts", std::to_string(d.seed))
+      .Flag("json", "print one JSON object");
+  if (!args.Parse(argv)) return 0;
+  bench::TrainBenchOptions o = d;
+  o.model_dir = args.Get("model");
+  o.algorithm = args.Get("algorithm");
+  o.samples_per_rank = args.GetInt("samples-per-rank");
+  o.prompt_len = args.GetInt("prompt-len");
+  o.response_len = args.GetInt("response-len");
+  o.micro_batch_tokens = args.GetInt("micro-batch-tokens");
+  o.steps = args.GetInt("steps");
+  o.gemm_size = args.GetInt("gemm-size");
+  o.seed = uint64_t(args.GetInt("seed"));
+  auto world = CreateCommunicator(DefaultCommunicatorName());
+  SetLogRank(world->Rank());
+  nlohmann::json result = bench::RunTrainBench(*world, o);
+  if (world->Rank() == 0) PrintResult(result, args.GetFlag("json"));
+  return 0;
+}
+
+// Collective: mpirun -np 2 (or more); rank 0 prints.
+int BenchAsync(const CommandArgs& argv) {
+  bench::AsyncBenchOptions d;
+  Args args("bench async", "mpirun -np 2 llamarl bench async [--recipe FILE] [--steps N] [--set key=value]... [--json]");
+  args.Option("recipe", "recipe run in both modes", d.recipe)
+      .Option("steps", "RL steps per mode (0 = the recipe's)", std::to_string(d.steps))
+      .Option("run-dir", "the runs go to RUN_DIR/sync and RUN_DIR/async", d.run_dir)
+      .Repeated("set", "key=value override applied to both runs")
+      .Flag("json", "print one JSON object");
+  if (!args.Parse(argv)) return 0;
+  bench::AsyncBenchOptions o = d;
+  o.recipe = args.Get("recipe");
+  o.steps = args.GetInt("steps");
+  o.run_dir = args.Get("run-dir");
+  o.overrides = args.GetAll("set");
+  auto world = CreateCommunicator(DefaultCommunicatorName());
+  LLAMARL_CHECK(world->Size() >= 2, "llamarl bench async needs 2 ranks or more; run it under mpirun -np 2 ",
+                "(as root add --allow-run-as-root)");
+  SetLogRank(world->Rank());
+  nlohmann::json result = bench::RunAsyncBench(*world, o);
+  if (world->Rank() == 0) PrintResult(result, args.GetFlag("json"));
+  return 0;
+}
+
 struct Bench {
   const char* name;
   int (*run)(const CommandArgs&);
@@ -81,6 +164,9 @@ struct Bench {
 const Bench kBenches[] = {
     {"logprobs", BenchLogprobs},
     {"weight-sync", BenchWeightSync},
+    {"generate", BenchGenerate},
+    {"train", BenchTrain},
+    {"async", BenchAsync},
 };
 
 }  // namespace

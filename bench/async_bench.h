@@ -1,0 +1,35 @@
+// `llamarl bench async`: the same recipe for the same number of RL steps, run twice on the same ranks
+// in one process:
+//   sync   the synchronous colocated baseline (every rank generates its share of the batch, waits
+//          for the slowest, trains, then gather-and-broadcast weight sync: DeepSpeed-Chat's design);
+//   async  asynchronous split placement (generators never wait for a training step unless the
+//          staleness bound forces them; DDMA weight pushes).
+// The default recipe (recipes/bench_async.json) has long-tailed generation lengths (a fraction of
+// the arithmetic items asks to show every step, and operand counts have a geometric tail), which is
+// what makes synchronous batches wait.
+#pragma once
+
+#include "core/communicator.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace llamarl::bench {
+
+struct AsyncBenchOptions {
+  std::string recipe = "recipes/bench_async.json";  // relative to the working directory
+  std::vector<std::string> overrides;  // --set key=value, applied to both runs
+  int64_t steps = 0;                   // > 0 replaces the recipe's steps
+  std::string run_dir = "runs/bench_async";  // the two runs go to RUN_DIR/sync and RUN_DIR/async
+};
+
+// Collective over `world` (2 ranks or more). Print-free; rank 0 returns
+// {"steps", "ranks", "sync": {"step_s", "samples_per_s", "reward_end", "idle_fraction_trainer",
+//  "idle_fraction_generator", ...}, "async": {...the same...}, "speedup" (sync step_s / async step_s)};
+// other ranks return an empty object.
+nlohmann::json RunAsyncBench(Communicator& world, const AsyncBenchOptions& options = {});
+
+}  // namespace llamarl::bench
