@@ -1,20 +1,18 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: installs what is missing, builds llamarl, writes a tiny Llama
-# checkpoint with a real tokenizer.json, and generates from it (greedy, then sampled).
+# The main job on a fresh machine: installs what is missing, builds llamarl, then trains a tiny Llama
+# on 1-digit addition: a short SFT warm start, then asynchronous GRPO-style RL with split placement
+# on 2 ranks (rank 0 generates, rank 1 trains and is the controller). The held-out reward (greedy,
+# 64 prompts) is printed at the start and the end of RL; the run directory gets metrics.jsonl,
+# trace.json and checkpoints (`llamarl report runs/tiny_grpo` renders them).
+# Extra arguments go to `llamarl train` (e.g. --set steps=30).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 export BUILD_DIR=${BUILD_DIR:-$root/build}
 "$root/scripts/build.sh" llamarl
 llamarl=$BUILD_DIR/cli/llamarl
-out=${DEMO_DIR:-$root/runs/demo}
-mkdir -p "$out"
-
-"$llamarl" init --model tiny --out "$out/tiny-model" --seed 1
-echo "== tokenize"
-"$llamarl" tokenize --model "$out/tiny-model" --text "Natalia sold 48 clips in April." --json
-echo "== generate (greedy)"
-"$llamarl" generate --model "$out/tiny-model" --prompt "Natalia sold 48 clips in April." --max-new-tokens 24 \
-  --temperature 0 --json
-echo "== generate (sampled, seed 7)"
-"$llamarl" generate --model "$out/tiny-model" --prompt-tokens 78,97,116 --max-new-tokens 24 \
-  --temperature 0.8 --top-p 0.95 --seed 7 --json
+cd "$root"
+run_dir=${DEMO_DIR:-runs/tiny_grpo}
+rm -rf "$run_dir"
+mpi_flags=(--oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -x LLAMARL_TORCH_THREADS=1)
+[[ $(id -u) -ne 0 ]] || mpi_flags+=(--allow-run-as-root)
+time mpirun -np 2 "${mpi_flags[@]}" "$llamarl" train recipes/tiny_grpo.json --set "run_dir=$run_dir" "$@"
