@@ -18,7 +18,8 @@ namespace fs = std::filesystem;
 
 std::string TrainCommand(const std::string& run_dir, const std::string& extra) {
   return "cd " + std::string(LLAMARL_SOURCE_DIR) +
-         " && mpirun -np 2 --oversubscribe --allow-run-as-root --bind-to none -x LLAMARL_TORCH_THREADS=1 " +
+         // `timeout` only guards the test itself against a hang; a job must end long before it.
+         " && timeout 240 mpirun -np 2 --oversubscribe --allow-run-as-root --bind-to none -x LLAMARL_TORCH_THREADS=1 " +
          testing::LlamarlBinary() + " train recipes/tiny_grpo.json --set run_dir=" + run_dir +
          " --set model.hidden_size=32 --set model.num_layers=1 --set sft.steps=2 --set rollout.prompts_per_step=4"
          " --set rollout.group_size=2 --set eval.num_prompts=4 --set steps=8 --set checkpoint.every=1 " + extra;
@@ -31,9 +32,8 @@ TEST(TrainCli, KilledRankEndsTheJobWithinAMinute) {
     const std::string dir = testing::MakeTempDir("train_kill");
     std::string output;
     const auto start = std::chrono::steady_clock::now();
-    // `timeout` only guards the test itself against a hang; the job must end long before it.
     const int status = testing::RunCommand(
-        "timeout 240 " + TrainCommand(dir, "--set debug.kill_rank=" + std::to_string(victim) +
+        TrainCommand(dir, "--set debug.kill_rank=" + std::to_string(victim) +
                                                " --set debug.kill_at_step=3"),
         &output, /*merge_stderr=*/true);
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
