@@ -79,7 +79,7 @@ int BenchWeightSync(const CommandArgs& argv) {
 int BenchGenerate(const CommandArgs& argv) {
   bench::GenerateBenchOptions d;
   Args args("bench generate", "llamarl bench generate [--model DIR] [--batches 1,8,32,64] [--new-tokens N] [--json]");
-  args.Option("model", "HF checkpoint directory (default: a ~20M-parameter random Llama)", "")
+  args.Option("model", "HF checkpoint directory (default: a ~20M-parameter random Llama)")
       .Option("batches", "batch sizes, comma-separated", "1,8,32,64")
       .Option("prompt-len", "tokens per prompt", std::to_string(d.prompt_len))
       .Option("new-tokens", "tokens generated per sequence", std::to_string(d.new_tokens))
@@ -88,7 +88,7 @@ int BenchGenerate(const CommandArgs& argv) {
       .Flag("json", "print one JSON object");
   if (!args.Parse(argv)) return 0;
   bench::GenerateBenchOptions o = d;
-  o.model_dir = args.Get("model");
+  o.model_dir = args.Has("model") ? args.Get("model") : "";
   o.batches = args.GetIntList("batches");
   o.prompt_len = args.GetInt("prompt-len");
   o.new_tokens = args.GetInt("new-tokens");
@@ -104,7 +104,7 @@ int BenchGenerate(const CommandArgs& argv) {
 int BenchTrain(const CommandArgs& argv) {
   bench::TrainBenchOptions d;
   Args args("bench train", "[mpirun -np N] llamarl bench train [--model DIR] [--algorithm grpo] [--json]");
-  args.Option("model", "HF checkpoint directory (default: a ~20M-parameter random Llama)", "")
+  args.Option("model", "HF checkpoint directory (default: a ~20M-parameter random Llama)")
       .Option("algorithm", "trainer algorithm (grpo, aipo, sft, ...)", d.algorithm)
       .Option("samples-per-rank", "rollouts per rank per step", std::to_string(d.samples_per_rank))
       .Option("prompt-len", "prompt tokens per rollout", std::to_string(d.prompt_len))
@@ -116,7 +116,7 @@ int BenchTrain(const CommandArgs& argv) {
       .Flag("json", "print one JSON object");
   if (!args.Parse(argv)) return 0;
   bench::TrainBenchOptions o = d;
-  o.model_dir = args.Get("model");
+  o.model_dir = args.Has("model") ? args.Get("model") : "";
   o.algorithm = args.Get("algorithm");
   o.samples_per_rank = args.GetInt("samples-per-rank");
   o.prompt_len = args.GetInt("prompt-len");
