@@ -2,7 +2,6 @@
 
 #include <ATen/ATen.h>
 
-#include <csignal>
 #include <map>
 
 #include "controller/metrics.h"
@@ -85,8 +84,7 @@ void ColocatedWorker::SyncWeights() {
 }
 
 void ColocatedWorker::RunStep(int64_t step, int64_t end_step) {
-  const DebugRecipe& d = job_.recipe.debug;
-  if (d.kill_rank == job_.world.Rank() && d.kill_at_step >= 0 && step >= d.kill_at_step) std::raise(SIGKILL);
+  MaybeKillForTest(job_.recipe.debug, job_.world.Rank(), step);
   const auto step_start = Clock::now();
   StepTimings timings;
   std::vector<RolloutGroup> generated = Generate(step, &timings);

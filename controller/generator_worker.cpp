@@ -2,7 +2,6 @@
 
 #include <ATen/ATen.h>
 
-#include <csignal>
 
 #include "controller/trace.h"
 #include "core/logging.h"
@@ -117,7 +116,7 @@ bool GeneratorWorker::Handle(const Command& c) {
       sync_.PushReplica(replica_, c.version, nullptr, engine_.get());
       summary_.sync_s += SecondsSince(t);
       known_step_ = c.step;
-      MaybeKillSelf();
+      MaybeKillForTest(job_.recipe.debug, job_.world.Rank(), known_step_);
       return true;
     }
     case Command::Kind::kEval: {
@@ -230,14 +229,6 @@ void GeneratorWorker::FinishEval(EvalJob& e) {
   std::string text = j.dump();
   sends_.push_back(SendBytes(job_.world, std::vector<uint8_t>(text.begin(), text.end()),
                              job_.placement.FirstTrainer(), kEvalTag));
-}
-
-void GeneratorWorker::MaybeKillSelf() const {
-  const DebugRecipe& d = job_.recipe.debug;
-  if (d.kill_rank == job_.world.Rank() && d.kill_at_step >= 0 && known_step_ >= d.kill_at_step) {
-    LogWarning("debug.kill_rank: rank ", d.kill_rank, " raises SIGKILL at step ", known_step_);
-    std::raise(SIGKILL);
-  }
 }
 
 }  // namespace llamarl::controller

@@ -56,7 +56,6 @@ class GeneratorWorker {
   void OnCompletion(Completion completion);
   void SendGroup(RolloutGroup group);
   void FinishEval(EvalJob& job);
-  void MaybeKillSelf() const;
   bool IsLeader() const { return tp_rank_ == 0; }
 
   JobContext& job_;

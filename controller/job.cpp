@@ -1,9 +1,11 @@
 #include "controller/job.h"
 
 #include <algorithm>
+#include <csignal>
 #include <cmath>
 
 #include "controller/dataset_random.h"
+#include "core/logging.h"
 #include "model/llama_checkpoint.h"
 #include "model/tiny_tokenizer.h"
 #include "weight_sync/shard_layout.h"
@@ -193,6 +195,12 @@ TrainBatch SftBatch(const std::vector<DatasetItem>& items, const Tokenizer& toke
 JobTimeouts TimeoutsOf(const RecipeConfig& recipe) {
   auto ms = [](double s) { return std::chrono::milliseconds(int64_t(std::ceil(s * 1000))); };
   return {ms(recipe.timeouts.startup_s), ms(recipe.timeouts.step_s)};
+}
+
+void MaybeKillForTest(const DebugRecipe& debug, int rank, int64_t step) {
+  if (debug.kill_rank != rank || debug.kill_at_step < 0 || step < debug.kill_at_step) return;
+  LogWarning("debug.kill_rank: rank ", rank, " raises SIGKILL at step ", step);
+  std::raise(SIGKILL);
 }
 
 }  // namespace llamarl::controller

@@ -87,6 +87,10 @@ TrainBatch ToTrainBatch(const std::vector<RolloutGroup>& groups);
 TrainBatch SftBatch(const std::vector<DatasetItem>& items, const Tokenizer& tokenizer,
                     const std::vector<int64_t>& eos_ids);
 
+// Test only (recipe debug.kill_rank / debug.kill_at_step): this rank SIGKILLs itself once `step`
+// reaches kill_at_step, so tests can check that a dead rank ends the job instead of hanging it.
+void MaybeKillForTest(const DebugRecipe& debug, int rank, int64_t step);
+
 // Every wait's limit, from the recipe.
 struct JobTimeouts {
   std::chrono::milliseconds startup, step;

@@ -2,7 +2,6 @@
 
 #include <ATen/ATen.h>
 
-#include <csignal>
 #include <thread>
 
 #include "controller/metrics.h"
@@ -102,8 +101,7 @@ void TrainerWorker::CollectMessages(bool block_for_evals) {
 }
 
 void TrainerWorker::RunStep(int64_t step) {
-  const DebugRecipe& d = job_.recipe.debug;
-  if (d.kill_rank == job_.world.Rank() && d.kill_at_step >= 0 && step >= d.kill_at_step) std::raise(SIGKILL);
+  MaybeKillForTest(job_.recipe.debug, job_.world.Rank(), step);
   StepTimings timings;
   StalenessStats staleness;
   const auto step_start = Clock::now();
