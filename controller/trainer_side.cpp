@@ -16,8 +16,16 @@ namespace llamarl::controller {
 namespace fs = std::filesystem;
 namespace {
 
+// The trainer scores tokens at the temperature they were sampled at (greedy rollouts record log-probs at 1).
 TrainerConfig RlTrainerConfig(const RecipeConfig& recipe) {
-  return TrainerConfig::FromJson(recipe.trainer.is_null() ? Json::object() : recipe.trainer, "trainer");
+  TrainerConfig c = TrainerConfig::FromJson(recipe.trainer.is_null() ? Json::object() : recipe.trainer, "trainer");
+  const double sampled_at = recipe.rollout.temperature > 0 ? recipe.rollout.temperature : 1.0;
+  LLAMARL_CHECK(!recipe.trainer.is_object() || !recipe.trainer.contains("temperature") ||
+                    c.temperature == sampled_at,
+                "trainer.temperature (", c.temperature, ") differs from the temperature the rollouts are sampled at (",
+                sampled_at, "); leave trainer.temperature out: it follows rollout.temperature");
+  c.temperature = sampled_at;
+  return c;
 }
 
 TrainerConfig SftTrainerConfig(const RecipeConfig& recipe) {

@@ -20,6 +20,7 @@ namespace llamarl::trainer_detail {
 // What a step knows about each local sample before the micro-batch loop.
 struct StepContext {
   std::string algorithm;
+  double temperature = 1.0;  // logits are divided by it before scoring (1 for sft)
   std::vector<PackedMicroBatch> micro;
   std::vector<double> token_weight;                     // aggregation weight of each token of a sample
   std::vector<double> advantage;                        // per sample (all algorithms but ppo and sft)

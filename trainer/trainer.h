@@ -107,8 +107,9 @@ class Trainer {
   // (values) or k1 against the reference policy.
   std::vector<std::vector<float>> PerTokenNoGrad(const StepContext& ctx, const std::vector<TrainSample>& samples,
                                                  bool values);
-  trainer_detail::MicroBatchOutput ForwardMicroBatch(const PackedMicroBatch& mb, const at::Tensor& value_param);
-  at::Tensor ReferenceLogprobs(const PackedMicroBatch& mb);
+  trainer_detail::MicroBatchOutput ForwardMicroBatch(const trainer_detail::StepContext& ctx, const PackedMicroBatch& mb,
+                                                     const at::Tensor& value_param);
+  at::Tensor ReferenceLogprobs(const trainer_detail::StepContext& ctx, const PackedMicroBatch& mb);
   // Unweighted per-token loss of the step's algorithm (+ KL term, - entropy bonus, + value loss);
   // adds the micro-batch's diagnostics to `acc`.
   at::Tensor TokenLoss(const StepContext& ctx, const PackedMicroBatch& mb, const trainer_detail::MicroBatchOutput& out,

@@ -13,6 +13,7 @@ TrainerConfig TrainerConfig::FromJson(const Json& j, const std::string& path) {
   c.decoupled_ppo = TruncatedIsConfig::FromJson(r.Raw("decoupled_ppo"), r.PathOf("decoupled_ppo"), 0.0);
   c.ppo = PpoConfig::FromJson(r.Raw("ppo"), r.PathOf("ppo"));
   c.kl = KlConfig::FromJson(r.Raw("kl"), r.PathOf("kl"));
+  r.Read("temperature", &c.temperature, Range::Positive(), "the sampling temperature the log-probs are scored at");
   r.Read("entropy_coef", &c.entropy_coef, Range::AtLeast(0), "entropy bonus weight");
   r.Read("aggregation", &c.aggregation, {"token_mean", "seq_mean_token_mean", "seq_sum_constant"},
          "how per-token losses are normalised over the global batch");
@@ -47,6 +48,7 @@ Json TrainerConfig::ToJson() const {
        {{"gamma", ppo.gamma}, {"lambda", ppo.lambda}, {"value_clip", ppo.value_clip},
         {"value_coef", ppo.value_coef}, {"whiten_advantages", ppo.whiten_advantages}}},
       {"kl", {{"coef", kl.coef}, {"estimator", kl.estimator}, {"mode", kl.mode}}},
+      {"temperature", temperature},
       {"entropy_coef", entropy_coef},
       {"aggregation", aggregation},
       {"norm_constant", norm_constant},

@@ -22,6 +22,10 @@ struct TrainerConfig {
   TruncatedIsConfig decoupled_ppo{0.0};
   PpoConfig ppo;
   KlConfig kl;
+  // The sampler's temperature. Log-probs, entropy and the KL reference are scored under
+  // softmax(logits / temperature), the distribution the behaviour log-probs came from, so importance
+  // weights compare like with like. SftStep always scores at 1.
+  double temperature = 1.0;
   double entropy_coef = 0.0;     // loss -= entropy_coef * H_t (a bonus for exploration)
   // How per-token losses become one number, normalised over the whole global batch (all micro-batches
   // and ranks, so the gradient does not depend on how the batch is split):

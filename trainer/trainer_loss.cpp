@@ -77,7 +77,7 @@ at::Tensor Trainer::TokenLoss(const StepContext& ctx, const PackedMicroBatch& mb
   }
   if (iw.defined()) acc.iw.Add(iw, threshold);
   if (cfg_.kl.coef > 0) {
-    at::Tensor kl = KlEstimate(logp, ReferenceLogprobs(mb), cfg_.kl.estimator);
+    at::Tensor kl = KlEstimate(logp, ReferenceLogprobs(ctx, mb), cfg_.kl.estimator);
     acc.kl += kl.detach().to(at::kDouble).sum().item<double>();
     if (cfg_.kl.mode == "loss" && a != "sft") loss = loss + cfg_.kl.coef * kl;
   }

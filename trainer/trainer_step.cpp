@@ -108,6 +108,7 @@ TrainStepMetrics Trainer::RunStep(const TrainBatch& batch, const std::string& al
   GatherParams();
   StepContext ctx;
   ctx.algorithm = algorithm;
+  ctx.temperature = algorithm == "sft" ? 1.0 : cfg_.temperature;
   ctx.micro = PackSamples(batch.samples, cfg_.micro_batch_tokens);
   if (zero3_) {
     // Per-layer gathers are collective: every rank runs as many micro-batches as the busiest one.
@@ -121,7 +122,7 @@ TrainStepMetrics Trainer::RunStep(const TrainBatch& batch, const std::string& al
   at::Tensor value_param;
   if (value_master_.defined()) value_param = value_master_.detach().requires_grad_(true);
   for (const PackedMicroBatch& mb : ctx.micro) {
-    MicroBatchOutput out = ForwardMicroBatch(mb, value_param);
+    MicroBatchOutput out = ForwardMicroBatch(ctx, mb, value_param);
     if (mb.padding) {  // zero loss; the backward still runs every layer's collectives
       at::Tensor zero = out.logp.sum() * 0.0;
       if (out.values.defined()) zero = zero + out.values.sum() * 0.0;
@@ -254,16 +255,17 @@ std::vector<std::vector<float>> Trainer::PerTokenNoGrad(const StepContext& ctx,
   for (size_t i = 0; i < samples.size(); ++i) out[i].resize(samples[i].response.size());
   at::Tensor value_param = values ? value_master_ : at::Tensor();
   for (const PackedMicroBatch& mb : ctx.micro) {
-    MicroBatchOutput o = ForwardMicroBatch(mb, value_param);
+    MicroBatchOutput o = ForwardMicroBatch(ctx, mb, value_param);
     if (mb.padding) continue;
-    at::Tensor per_token = values ? o.values : KlEstimate(o.logp, ReferenceLogprobs(mb), "k1");
+    at::Tensor per_token = values ? o.values : KlEstimate(o.logp, ReferenceLogprobs(ctx, mb), "k1");
     const auto v = ToVector<float>(per_token.to(at::kFloat));
     for (size_t t = 0; t < v.size(); ++t) out[size_t(mb.sample_index[t])][size_t(mb.token_index[t])] = v[t];
   }
   return out;
 }
 
-MicroBatchOutput Trainer::ForwardMicroBatch(const PackedMicroBatch& mb, const at::Tensor& value_param) {
+MicroBatchOutput Trainer::ForwardMicroBatch(const StepContext& ctx, const PackedMicroBatch& mb,
+                                            const at::Tensor& value_param) {
   LlamaInputs inputs;
   inputs.input_ids = mb.input_ids;
   inputs.segment_ids = mb.segment_ids;
@@ -271,6 +273,7 @@ MicroBatchOutput Trainer::ForwardMicroBatch(const PackedMicroBatch& mb, const at
   kernels::TokenLogprobsOptions options;
   options.token_chunk = cfg_.logprob_token_chunk;
   options.vocab_chunk = cfg_.logprob_vocab_chunk;
+  options.temperature = ctx.temperature;
   kernels::TokenLogprobsResult r = kernels::TokenLogprobsAndEntropy(hidden, work_->LmHeadWeight(), mb.targets, options);
   MicroBatchOutput out{r.logprobs, r.entropy, at::Tensor()};
   if (value_param.defined()) {
@@ -280,7 +283,7 @@ MicroBatchOutput Trainer::ForwardMicroBatch(const PackedMicroBatch& mb, const at
   return out;
 }
 
-at::Tensor Trainer::ReferenceLogprobs(const PackedMicroBatch& mb) {
+at::Tensor Trainer::ReferenceLogprobs(const StepContext& ctx, const PackedMicroBatch& mb) {
   at::NoGradGuard no_grad;
   LlamaInputs inputs;
   inputs.input_ids = mb.input_ids;
@@ -289,6 +292,7 @@ at::Tensor Trainer::ReferenceLogprobs(const PackedMicroBatch& mb) {
   kernels::TokenLogprobsOptions options;
   options.token_chunk = cfg_.logprob_token_chunk;
   options.vocab_chunk = cfg_.logprob_vocab_chunk;
+  options.temperature = ctx.temperature;
   return kernels::TokenLogprobs(hidden, reference_->LmHeadWeight(), mb.targets, options);
 }
 

@@ -22,12 +22,14 @@ using testing::TrainerTestConfig;
 using testing::TrainerTestModel;
 using testing::TrainerTestTrainerConfig;
 
-// Per-sample log-probs of the response tokens through the full [T, V] logits (the path the trainer avoids).
-at::Tensor ReferenceLogprobs(LlamaForCausalLMImpl& model, const TrainSample& s) {
+// Per-sample log-probs of the response tokens through the full [T, V] logits (the path the trainer avoids),
+// under softmax(logits / temperature).
+at::Tensor ReferenceLogprobs(LlamaForCausalLMImpl& model, const TrainSample& s, double temperature) {
   std::vector<int64_t> ids = s.prompt;
   ids.insert(ids.end(), s.response.begin(), s.response.end() - 1);
   at::Tensor logits = model.forward(at::tensor(ids, at::kLong).unsqueeze(0)).squeeze(0);
-  at::Tensor logsm = at::log_softmax(logits.narrow(0, int64_t(s.prompt.size()) - 1, int64_t(s.response.size())), -1);
+  logits = logits.narrow(0, int64_t(s.prompt.size()) - 1, int64_t(s.response.size())) / temperature;
+  at::Tensor logsm = at::log_softmax(logits, -1);
   return logsm.gather(1, at::tensor(s.response, at::kLong).unsqueeze(1)).squeeze(1);
 }
 
@@ -51,7 +53,7 @@ void ReferenceStep(LlamaForCausalLMImpl& model, torch::optim::AdamW& opt, const 
   at::Tensor loss = at::zeros({}, at::kFloat);
   for (size_t i = 0; i < b.samples.size(); ++i) {
     const TrainSample& s = b.samples[i];
-    at::Tensor logp = ReferenceLogprobs(model, s);
+    at::Tensor logp = ReferenceLogprobs(model, s, c.algorithm == "sft" ? 1.0 : c.temperature);
     at::Tensor l;
     if (c.algorithm == "sft") {
       l = -logp;
@@ -74,8 +76,10 @@ class TrainerTest : public ::testing::Test {
   LlamaConfig config_ = TrainerTestConfig();
 };
 
-void ExpectMatchesReference(Communicator& comm, const LlamaConfig& config, const std::string& algorithm) {
+void ExpectMatchesReference(Communicator& comm, const LlamaConfig& config, const std::string& algorithm,
+                            double temperature = 1.0) {
   TrainerConfig c = TrainerTestTrainerConfig(algorithm);
+  c.temperature = temperature;
   LlamaForCausalLM init = TrainerTestModel(config);
   Trainer trainer(comm, config, *init, c);
   LlamaForCausalLM ref = TrainerTestModel(config);
@@ -101,6 +105,12 @@ void ExpectMatchesReference(Communicator& comm, const LlamaConfig& config, const
 TEST_F(TrainerTest, GrpoStepsMatchTorchReference) { ExpectMatchesReference(*comm_, config_, "grpo"); }
 
 TEST_F(TrainerTest, SftStepsMatchTorchReference) { ExpectMatchesReference(*comm_, config_, "sft"); }
+
+// Rollouts sampled at temperature 0.7 carry log-probs under logits / 0.7; the trainer's ratio must use the same.
+TEST_F(TrainerTest, GrpoScoresAtTheSamplingTemperature) { ExpectMatchesReference(*comm_, config_, "grpo", 0.7); }
+
+// SFT learns the data distribution itself: the temperature of a shared config does not apply to it.
+TEST_F(TrainerTest, SftIgnoresTheSamplingTemperature) { ExpectMatchesReference(*comm_, config_, "sft", 0.7); }
 
 TEST_F(TrainerTest, MicroBatchSizeDoesNotChangeTheUpdate) {
   TrainBatch b = TrainerTestBatch(config_, 3, 4, 7);
