@@ -112,7 +112,30 @@ bool Engine::HasWork() const { return !queue_.empty() || !running_.empty(); }
 int64_t Engine::NumRunning() const { return int64_t(running_.size()); }
 int64_t Engine::NumQueued() const { return int64_t(queue_.size()); }
 
+void Engine::ReleaseCache() {
+  if (!running_.empty()) {
+    std::string ids;
+    for (const auto& seq : running_) {
+      if (ids.size() > 60) {
+        ids += ", ...";
+        break;
+      }
+      ids += (ids.empty() ? "" : ", ") + std::to_string(seq->request->id) + "/" + std::to_string(seq->sample_index);
+    }
+    TORCH_CHECK(false, "Engine::ReleaseCache: ", running_.size(), " sequences are still running (request/sample ",
+                ids, ") and their KV would be lost; finish them (RunUntilDone) before releasing the cache");
+  }
+  cache_->Release();
+}
+
+void Engine::ReserveCache() { cache_->Allocate(); }
+
+int64_t Engine::CacheBytes() const { return cache_->Bytes(); }
+
 std::vector<Completion> Engine::Step() {
+  // After a ReleaseCache(); outside inference mode, so that the cache is an ordinary tensor as
+  // when the constructor allocated it.
+  if (HasWork()) cache_->Allocate();
   c10::InferenceMode inference;
   std::vector<Completion> done = TakeRejected();
   if (kv_stale_) RefreshKv();

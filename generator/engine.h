@@ -111,6 +111,17 @@ class Engine {
   const LlamaConfig& config() const { return config_; }
   int64_t MaxSeqLen() const { return max_seq_len_; }
 
+  // Colocated placement frees the KV cache while the rank trains. ReleaseCache() needs no running
+  // sequence (their KV would be lost; queued requests hold none) and throws naming the running
+  // requests otherwise. The next Step() that has work, or ReserveCache(), allocates it again with
+  // the same shape, zeroed: what is generated afterwards is exactly what an engine that never
+  // released its cache generates. ReserveCache() on an allocated cache does nothing; it exists so
+  // that the caller can time the allocation outside generation.
+  void ReleaseCache();
+  void ReserveCache();
+  // Bytes the KV cache holds now: all of it (EngineOptions::max_seq_len) while allocated, 0 released.
+  int64_t CacheBytes() const;
+
   // In-flight update, between two Step() calls: each tensor is this rank's TP shard of the HF-named
   // parameter (for tp=1 the full tensor; embed_tokens / lm_head may be either the full matrix or
   // this rank's vocab-row shard of weight_sync's TensorParallelLayout), any dtype (converted); a

@@ -5,20 +5,39 @@
 
 namespace llamarl {
 
-KvCache::KvCache(const KvCacheShape& shape, const at::TensorOptions& options) : shape_(shape) {
+KvCache::KvCache(const KvCacheShape& shape, const at::TensorOptions& options) : shape_(shape), options_(options) {
   TORCH_CHECK(shape.num_layers > 0 && shape.num_slots > 0 && shape.num_kv_heads > 0 && shape.max_len > 0 &&
                   shape.head_dim > 0,
               "KV cache sizes must be positive, got layers ", shape.num_layers, ", slots ", shape.num_slots,
               ", kv heads ", shape.num_kv_heads, ", max_len ", shape.max_len, ", head_dim ", shape.head_dim);
-  for (int64_t l = 0; l < shape.num_layers; ++l) {
-    const std::vector<int64_t> sizes{shape.num_slots, shape.num_kv_heads, shape.max_len, shape.head_dim};
-    keys_.push_back(at::zeros(sizes, options));
-    values_.push_back(at::zeros(sizes, options));
+  Allocate();
+}
+
+void KvCache::Allocate() {
+  if (allocated()) return;
+  // Zeroed, not empty: attention multiplies masked positions by a zero weight, and 0 * NaN from
+  // uninitialised memory would poison the row.
+  const std::vector<int64_t> sizes{shape_.num_slots, shape_.num_kv_heads, shape_.max_len, shape_.head_dim};
+  for (int64_t l = 0; l < shape_.num_layers; ++l) {
+    keys_.push_back(at::zeros(sizes, options_));
+    values_.push_back(at::zeros(sizes, options_));
   }
+}
+
+void KvCache::Release() {
+  keys_.clear();
+  values_.clear();
+}
+
+int64_t KvCache::Bytes() const {
+  int64_t n = 0;
+  for (size_t l = 0; l < keys_.size(); ++l) n += int64_t(keys_[l].nbytes() + values_[l].nbytes());
+  return n;
 }
 
 void KvCache::WriteRows(int64_t layer, const at::Tensor& k, const at::Tensor& v, const at::Tensor& slots,
                         const at::Tensor& rows) {
+  TORCH_INTERNAL_ASSERT(allocated(), "prefill into a released KV cache; Allocate() it first");
   const int64_t tokens = k.size(2);
   TORCH_INTERNAL_ASSERT(tokens <= shape_.max_len, "prefill of ", tokens, " tokens exceeds the cache's ",
                         shape_.max_len);
@@ -27,6 +46,7 @@ void KvCache::WriteRows(int64_t layer, const at::Tensor& k, const at::Tensor& v,
 }
 
 void KvCache::WriteDecode(int64_t layer, const at::Tensor& k, const at::Tensor& v, const at::Tensor& positions) {
+  TORCH_INTERNAL_ASSERT(allocated(), "decode into a released KV cache; Allocate() it first");
   const int64_t n = k.size(0);
   const at::Tensor slots = at::arange(n, positions.options());
   // Advanced indices on dims 0 and 2 around a slice: the indexed shape is [N, K, E].
@@ -37,10 +57,12 @@ void KvCache::WriteDecode(int64_t layer, const at::Tensor& k, const at::Tensor& 
 }
 
 at::Tensor KvCache::Keys(int64_t layer, int64_t num_slots, int64_t length) const {
+  TORCH_INTERNAL_ASSERT(allocated(), "attention over a released KV cache; Allocate() it first");
   return keys_[size_t(layer)].narrow(0, 0, num_slots).narrow(2, 0, length);
 }
 
 at::Tensor KvCache::Values(int64_t layer, int64_t num_slots, int64_t length) const {
+  TORCH_INTERNAL_ASSERT(allocated(), "attention over a released KV cache; Allocate() it first");
   return values_[size_t(layer)].narrow(0, 0, num_slots).narrow(2, 0, length);
 }
 

@@ -1,6 +1,7 @@
 // The engine's KV cache: one pre-allocated [slots, kv_heads, max_len, head_dim] tensor per layer for
 // keys and one for values. A slot holds one sequence; positions [0, length) of a slot are valid and
-// everything after is stale (masked by the caller). Nothing is allocated after construction.
+// everything after is stale (masked by the caller). Nothing is allocated after construction, except
+// by Allocate() after a Release().
 //
 // Why slots and not paged blocks: on the CPU the attention reads a dense [n, K, L, E] view of the
 // first n slots (the engine keeps running sequences dense in [0, n)), so no gather of blocks is needed
@@ -41,8 +42,19 @@ class KvCache {
   // Copies positions [0, length) of slot `from` to slot `to` in every layer.
   void MoveSlot(int64_t from, int64_t to, int64_t length);
 
+  // Colocated placement frees the cache while the rank trains. Release() drops every tensor (the
+  // contents are lost: the caller must hold no sequence in it); Allocate() gives a released cache
+  // fresh zeroed tensors of the same shape, dtype and device, and does nothing on an allocated one.
+  // Reads and writes of a released cache are internal errors.
+  void Release();
+  void Allocate();
+  bool allocated() const { return !keys_.empty(); }
+  // Bytes the keys and values hold now (0 when released).
+  int64_t Bytes() const;
+
  private:
   KvCacheShape shape_;
+  at::TensorOptions options_;
   std::vector<at::Tensor> keys_;    // [layers] of [slots, K, max_len, E]
   std::vector<at::Tensor> values_;
 };
