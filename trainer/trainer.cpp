@@ -4,6 +4,7 @@
 #include "model/attention.h"
 #include "trainer/adamw.h"
 #include "trainer/flat_params.h"
+#include "weight_sync/offload.h"
 #include "weight_sync/shard_layout.h"
 
 #include <ATen/ATen.h>
@@ -52,7 +53,11 @@ void CheckAlgorithm(const std::string& algorithm) {
 
 Trainer::Trainer(Communicator& dp, const LlamaConfig& config, LlamaForCausalLMImpl& model, TrainerConfig cfg,
                  int64_t version)
-    : dp_(dp), model_config_(config), cfg_(std::move(cfg)), version_(version) {
+    : dp_(dp),
+      model_config_(config),
+      cfg_(std::move(cfg)),
+      version_(version),
+      offload_(std::make_unique<HostOffload>()) {
   CheckAlgorithm(cfg_.algorithm);
   TORCH_CHECK(cfg_.sharding == "zero3" || cfg_.sharding == "replicated",
               "trainer.sharding must be 'zero3' or 'replicated', got '", cfg_.sharding, "'");
@@ -229,12 +234,84 @@ void Trainer::ApplyUpdate(double lr, double clip_coef) {
 }
 
 void Trainer::GatherInto(LlamaForCausalLMImpl& model) {
+  CheckResident("GatherInto");
   at::Tensor full = GatherFull();
   AssignFlat(model, specs_, full, /*bind=*/false);
 }
 
-TrainStepMetrics Trainer::Step(const TrainBatch& local_batch) { return RunStep(local_batch, cfg_.algorithm); }
+TrainStepMetrics Trainer::Step(const TrainBatch& local_batch) {
+  CheckResident("Step");
+  return RunStep(local_batch, cfg_.algorithm);
+}
 
-TrainStepMetrics Trainer::SftStep(const TrainBatch& local_batch) { return RunStep(local_batch, "sft"); }
+TrainStepMetrics Trainer::SftStep(const TrainBatch& local_batch) {
+  CheckResident("SftStep");
+  return RunStep(local_batch, "sft");
+}
+
+const at::Tensor& Trainer::FlatShard() const {
+  CheckResident("FlatShard");
+  return shard_;
+}
+
+void Trainer::CheckResident(const char* what) const {
+  TORCH_CHECK(!offload_->offloaded(), "Trainer::", what, ": the trainer state (", offload_->HostBytes(),
+              " bytes) is offloaded to host memory by OffloadState(); call RestoreState() first");
+}
+
+bool Trainer::StateOffloaded() const { return offload_->offloaded(); }
+
+std::vector<at::Tensor> Trainer::OffloadableState() {
+  std::vector<at::Tensor> state{master_, adam_->exp_avg(), adam_->exp_avg_sq()};
+  for (const at::Tensor& t : {grad_, value_master_, value_grad_})
+    if (t.defined()) state.push_back(t);
+  if (value_adam_) state.insert(state.end(), {value_adam_->exp_avg(), value_adam_->exp_avg_sq()});
+  if (reference_) {
+    for (const at::Tensor& p : reference_->parameters()) state.push_back(p);
+  }
+  return state;
+}
+
+int64_t Trainer::OffloadState() {
+  TORCH_CHECK(!offload_->offloaded(), "Trainer::OffloadState: the state is already offloaded (",
+              offload_->HostBytes(), " bytes); call RestoreState() before offloading again");
+  offloaded_ = OffloadableState();
+  offload_->Offload(offloaded_);
+  // The working module's parameters are views (float32) or copies (bfloat16) of the replicated
+  // master, and the replicated shard_ is a view of it: both would keep the master's storage alive.
+  ReleaseParameters(*work_);
+  if (!zero3_) shard_ = at::Tensor();
+  return offload_->HostBytes();
+}
+
+int64_t Trainer::RestoreState() {
+  TORCH_CHECK(offload_->offloaded(), "Trainer::RestoreState: the state is resident; nothing was offloaded ",
+              "(call OffloadState() first)");
+  const int64_t bytes = offload_->HostBytes();
+  offload_->Restore(offloaded_);
+  offloaded_.clear();
+  if (!zero3_) {  // what the constructor set up, now over the restored storage
+    shard_ = master_.narrow(0, ShardBegin(), ShardEnd() - ShardBegin());
+    BindParams(master_);
+  }
+  return bytes;
+}
+
+int64_t Trainer::ResidentStateBytes() const {
+  int64_t n = 0;
+  auto add = [&n](const at::Tensor& t) { n += t.defined() ? int64_t(t.nbytes()) : 0; };
+  for (const at::Tensor& t : {master_, adam_->exp_avg(), adam_->exp_avg_sq(), grad_, value_master_, value_grad_})
+    add(t);
+  if (value_adam_) {
+    add(value_adam_->exp_avg());
+    add(value_adam_->exp_avg_sq());
+  }
+  if (reference_) {
+    for (const at::Tensor& p : reference_->parameters()) add(p);
+  }
+  for (const at::Tensor& p : work_->parameters())
+    if (!master_.defined() || master_.numel() == 0 || !p.is_alias_of(master_)) add(p);
+  return n;
+}
 
 }  // namespace llamarl

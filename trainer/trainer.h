@@ -21,7 +21,9 @@
 //
 // Ordering: all methods marked collective must be called by every rank of `dp` in the same order.
 // PolicyVersion() is bumped at the end of Step()/SftStep(), after the optimizer update: weights read
-// through FlatShard() after Step() returns are those of the new version. Not thread-safe.
+// through FlatShard() after Step() returns are those of the new version. A weight push reads
+// FlatShard(), so it must happen while the state is resident (between RestoreState() and
+// OffloadState()). Not thread-safe.
 #pragma once
 
 #include "trainer/train_batch.h"
@@ -41,6 +43,7 @@ namespace llamarl {
 
 class Communicator;
 class FlatAdamW;
+class HostOffload;
 struct PackedMicroBatch;
 namespace trainer_detail {
 struct StepContext;
@@ -80,8 +83,8 @@ class Trainer {
   const TrainerConfig& config() const { return cfg_; }
   const LlamaConfig& model_config() const { return model_config_; }
 
-  // This rank's ZeRO flat shard of the master parameters (float32).
-  const at::Tensor& FlatShard() const { return shard_; }
+  // This rank's ZeRO flat shard of the master parameters (float32). Throws while offloaded.
+  const at::Tensor& FlatShard() const;
   // [begin, end) of FlatShard() in the flattened parameter vector.
   int64_t ShardBegin() const;
   int64_t ShardEnd() const;
@@ -96,6 +99,24 @@ class Trainer {
   // Collective; rank 0 writes an HF checkpoint (config.json, safetensors, generation_config.json)
   // and copies the tokenizer files found in `tokenizer_dir` ("" = none).
   void ExportHf(const std::string& dir, const std::string& tokenizer_dir);
+
+  // Colocated placement: the trainer's state is idle while its rank generates. OffloadState()
+  // moves it to host memory with HostOffload (weight_sync/offload.h: the tensors are emptied in
+  // place, pinned host buffers for CUDA tensors): the float32 master parameters (this rank's flat
+  // shard under zero3, the full vector under replicated), the AdamW moments, any gradient buffer
+  // left defined (none between two steps), the ppo value head and its moments, and the frozen KL
+  // reference policy. The working module's parameters are freed instead of copied: they are
+  // rebuilt from the master (under zero3 they are freed between steps anyway). Returns the bytes
+  // copied to host. RestoreState() copies them back bit-exactly and returns the same count; the
+  // weights after further steps are then bit-identical to those of a trainer that never offloaded.
+  // Not collective. While offloaded, Step, SftStep, FlatShard, GatherInto, SaveCheckpoint,
+  // LoadCheckpoint and ExportHf throw, naming RestoreState; offloading twice or restoring a
+  // resident trainer throws too.
+  int64_t OffloadState();
+  int64_t RestoreState();
+  bool StateOffloaded() const;
+  // Bytes of that state (working module included) held in device memory now: 0 while offloaded.
+  int64_t ResidentStateBytes() const;
 
  private:
   using StepContext = trainer_detail::StepContext;
@@ -125,6 +146,9 @@ class Trainer {
   void BuildShardedGroups();
   void ApplyUpdate(double lr, double clip_coef);
   nlohmann::json LoadCheckpointShards(const std::string& dir);  // this rank's part of LoadCheckpoint
+  // Throws, naming `what` and RestoreState, while the state is offloaded.
+  void CheckResident(const char* what) const;
+  std::vector<at::Tensor> OffloadableState();  // what OffloadState() copies to host
 
   Communicator& dp_;
   LlamaConfig model_config_;
@@ -146,6 +170,8 @@ class Trainer {
   std::unique_ptr<FlatAdamW> value_adam_;
   at::Tensor value_master_;               // ppo critic head [w (D), b (1)] f32, replicated
   at::Tensor value_grad_;
+  std::unique_ptr<HostOffload> offload_;
+  std::vector<at::Tensor> offloaded_;  // the tensors in offload_, in its order (same TensorImpls)
 };
 
 }  // namespace llamarl

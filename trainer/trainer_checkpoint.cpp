@@ -72,6 +72,7 @@ void CopyTokenizerFiles(const std::string& from, const std::string& to) {
 }  // namespace
 
 void Trainer::SaveCheckpoint(const std::string& dir, const nlohmann::json& extra) {
+  CheckResident("SaveCheckpoint");
   TORCH_CHECK(!dir.empty(), "SaveCheckpoint: the checkpoint directory is empty; pass a path");
   const std::string tmp = dir + ".tmp";
   const int rank = dp_.Rank(), ranks = dp_.Size();
@@ -110,6 +111,7 @@ void Trainer::SaveCheckpoint(const std::string& dir, const nlohmann::json& extra
 }
 
 nlohmann::json Trainer::LoadCheckpoint(const std::string& dir) {
+  CheckResident("LoadCheckpoint");
   Json extra;
   CollectiveTry(dp_, true, [&] { extra = LoadCheckpointShards(dir); }, "loading checkpoint " + dir);
   return extra;
@@ -159,6 +161,7 @@ nlohmann::json Trainer::LoadCheckpointShards(const std::string& dir) {
 }
 
 void Trainer::ExportHf(const std::string& dir, const std::string& tokenizer_dir) {
+  CheckResident("ExportHf");
   TORCH_CHECK(!dir.empty(), "ExportHf: the export directory is empty; pass a path");
   at::Tensor full = GatherFull();
   CollectiveTry(dp_, dp_.Rank() == 0, [&] {
