@@ -9,6 +9,7 @@
 #include "controller/trace.h"
 #include "core/logging.h"
 #include "reward/registry.h"
+#include "trainer/flat_params.h"
 
 namespace llamarl::controller {
 namespace {
@@ -83,11 +84,50 @@ void ColocatedWorker::SyncWeights() {
     sync_.PushReplica(r, version, &start_.trainer->FlatShard(), r == replica_ ? engine_.get() : nullptr);
 }
 
+void ColocatedWorker::EnterGeneration(OffloadTally* tally) {
+  if (!job_.placement.offload) return;
+  const auto t = Clock::now();
+  {
+    ScopedPhase phase(job_, "offload");
+    tally->host_bytes += start_.trainer->OffloadState();
+    engine_->ReserveCache();
+  }
+  tally->offload_s += SecondsSince(t);
+}
+
+void ColocatedWorker::EnterTraining(OffloadTally* tally) {
+  if (!job_.placement.offload) return;
+  const auto t = Clock::now();
+  {
+    ScopedPhase phase(job_, "offload");
+    engine_->ReleaseCache();
+    start_.trainer->RestoreState();
+  }
+  tally->offload_s += SecondsSince(t);
+}
+
+Json ColocatedWorker::OffloadMetrics(const OffloadTally& tally) {
+  at::Tensor m = at::tensor({tally.offload_s, double(tally.host_bytes), double(tally.gen_trainer_state_bytes),
+                             double(tally.gen_kv_cache_bytes), double(tally.train_trainer_state_bytes),
+                             double(tally.train_kv_cache_bytes)},
+                            at::kDouble);
+  job_.world.AllReduce(m, {ReduceOp::kMax})->Wait(job_.timeouts.step);
+  auto v = m.accessor<double, 1>();
+  Json row{{"gen_trainer_state_bytes", int64_t(v[2])}, {"gen_kv_cache_bytes", int64_t(v[3])},
+           {"train_trainer_state_bytes", int64_t(v[4])}, {"train_kv_cache_bytes", int64_t(v[5])}};
+  if (job_.placement.offload) row.update({{"offload_s", v[0]}, {"offload_bytes", int64_t(v[1])}});
+  return row;
+}
+
 void ColocatedWorker::RunStep(int64_t step, int64_t end_step) {
   MaybeKillForTest(job_.recipe.debug, job_.world.Rank(), step);
   const auto step_start = Clock::now();
   StepTimings timings;
+  OffloadTally tally;
   std::vector<RolloutGroup> generated = Generate(step, &timings);
+  tally.gen_trainer_state_bytes = start_.trainer->ResidentStateBytes();
+  tally.gen_kv_cache_bytes = engine_->CacheBytes();
+  EnterTraining(&tally);
   auto t = Clock::now();
   {
     ScopedPhase phase(job_, "wait");
@@ -104,24 +144,29 @@ void ColocatedWorker::RunStep(int64_t step, int64_t end_step) {
     metrics = start_.trainer->Step(ToTrainBatch(groups));
   }
   timings.train_s = SecondsSince(t);
+  tally.train_trainer_state_bytes = start_.trainer->ResidentStateBytes();
+  tally.train_kv_cache_bytes = engine_->CacheBytes();
   t = Clock::now();
-  SyncWeights();
+  SyncWeights();  // reads the trainer state: before it goes back to host
   timings.sync_s = SecondsSince(t);
   gen_total_s_ += timings.gen_s;
   idle_total_s_ += timings.wait_s;
   Json row = StepMetricsRow(job_.world, groups, staleness, metrics, timings);
   const bool last = step + 1 == end_step;
+  const CheckpointRecipe& c = job_.recipe.checkpoint;
+  if (last || (c.every > 0 && (step + 1) % c.every == 0)) {
+    ScopedPhase phase(job_, "checkpoint");
+    SaveRunCheckpoint(job_, *start_.trainer, step + 1, prompts_.CursorAt(step + 1));
+  }
+  EnterGeneration(&tally);
   const EvalRecipe& e = job_.recipe.eval;
   if (last || (e.every > 0 && (step + 1 - start_.rl_step) % e.every == 0)) {
     row["eval_reward_mean"] = Evaluate();
     row["eval_policy_version"] = start_.trainer->PolicyVersion();
     last_eval_ = row["eval_reward_mean"];
   }
-  const CheckpointRecipe& c = job_.recipe.checkpoint;
-  if (last || (c.every > 0 && (step + 1) % c.every == 0)) {
-    ScopedPhase phase(job_, "checkpoint");
-    SaveRunCheckpoint(job_, *start_.trainer, step + 1, prompts_.CursorAt(step + 1));
-  }
+  offload_total_s_ += tally.offload_s;
+  row.update(OffloadMetrics(tally));
   if (!job_.IsController()) return;
   row.update({{"step", job_.recipe.sft.steps + step}, {"rl_step", step}, {"phase", "rl"},
               {"policy_version", start_.trainer->PolicyVersion()}, {"time_s", job_.ElapsedS()},
@@ -145,11 +190,17 @@ Json ColocatedWorker::Run() {
   options.decode = [tokenizer](const std::vector<int64_t>& ids) { return tokenizer->Decode(ids); };
   engine_ = std::make_unique<Engine>(job_.config, model_, options, 0);
   SyncWeights();
+  if (job_.placement.offload) {
+    // The engine sliced its weights and the trainer flattened its master; nothing reads `model_` again.
+    ReleaseParameters(model_);
+    OffloadTally unused;
+    EnterGeneration(&unused);
+  }
   first_eval_ = Evaluate();
   for (int64_t step = start_.rl_step; step < end_step; ++step) RunStep(step, end_step);
   return Json{{"eval_start", {{"eval_reward_mean", first_eval_}}}, {"eval_end", {{"eval_reward_mean", last_eval_}}},
               {"generate_s_total", gen_total_s_}, {"idle_s_total", idle_total_s_},
-              {"dropped_stale_total", buffer_.TotalDropped()}};
+              {"offload_s_total", offload_total_s_}, {"dropped_stale_total", buffer_.TotalDropped()}};
 }
 
 }  // namespace llamarl::controller

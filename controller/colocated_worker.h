@@ -6,6 +6,14 @@
 // rank); mode "sync" is the synchronous baseline that LlamaRL compares against: the same phases with
 // gather-and-broadcast weight sync. Rollouts are always on-policy here (staleness 0): a rank never
 // generates while it trains.
+//
+// With placement.offload (the default) each rank swaps between the phases, timed as "offload":
+//   generate -> offload (KV cache freed, trainer state back from host) -> wait -> train -> sync ->
+//   checkpoint -> offload (trainer state to host, KV cache allocated) -> eval -> next generate.
+// The swap before training precedes the wait, so a rank that finished generating early swaps while
+// the others still generate. The weight push and checkpoints read the trainer state, so they run
+// while it is resident; evaluation and generation only need the engine. Once the engine and the
+// trainer hold their copies, the worker also frees the parameters of the `model` it was given.
 #pragma once
 
 #include <memory>
@@ -28,8 +36,22 @@ class ColocatedWorker {
   std::vector<RolloutGroup> Generate(int64_t step, StepTimings* timings);
   // Collective: greedy mean reward over the held-out prompts, each replica evaluating its slice.
   double Evaluate();
+  // Device bytes of this rank, and what the swaps of one step cost (see OffloadMetrics).
+  struct OffloadTally {
+    double offload_s = 0;
+    int64_t host_bytes = 0;  // copied to host by this step's OffloadState
+    int64_t gen_trainer_state_bytes = 0, gen_kv_cache_bytes = 0;      // resident while generating
+    int64_t train_trainer_state_bytes = 0, train_kv_cache_bytes = 0;  // resident while training
+  };
+
   void SyncWeights();
   void RunStep(int64_t step, int64_t end_step);
+  // The swaps around the phases (no-ops without placement.offload). EnterGeneration: trainer state to
+  // host, KV cache allocated; EnterTraining: KV cache freed, trainer state back. Not collective.
+  void EnterGeneration(OffloadTally* tally);
+  void EnterTraining(OffloadTally* tally);
+  // Collective: the tally's figures, each the largest over the ranks, as metrics keys.
+  Json OffloadMetrics(const OffloadTally& tally);
 
   JobContext& job_;
   ReplicaWeightSync& sync_;
@@ -42,7 +64,7 @@ class ColocatedWorker {
   StepPrompts prompts_;
   RolloutBuffer buffer_;
   Json first_eval_, last_eval_;
-  double gen_total_s_ = 0, idle_total_s_ = 0;
+  double gen_total_s_ = 0, idle_total_s_ = 0, offload_total_s_ = 0;  // this rank's
 };
 
 }  // namespace llamarl::controller

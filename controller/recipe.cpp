@@ -39,7 +39,13 @@ PlacementRecipe PlacementRecipe::FromJson(const Json& j, const std::string& path
   r.Read("generator_ranks", &c.generator_ranks, Range::AtLeast(0), "split: generating ranks (0 = half)");
   r.Read("trainer_ranks", &c.trainer_ranks, Range::AtLeast(0), "split: training ranks (0 = the rest)");
   r.Read("tp_size", &c.tp_size, Range::AtLeast(1), "tensor-parallel degree of a generator replica");
+  const bool offload_set = r.Has("offload");
+  c.offload = c.mode == "colocated";
+  r.Read("offload", &c.offload, "colocated: trainer state to host while generating, KV cache freed while training");
   r.Finish();
+  LLAMARL_CHECK(!(offload_set && c.offload && c.mode == "split"), r.PathOf("offload"),
+                ": true applies to colocated placement only (a split rank never holds both a trainer state and a ",
+                "KV cache); remove it, or set ", r.PathOf("mode"), " to colocated");
   return c;
 }
 
@@ -212,6 +218,7 @@ Placement ResolvePlacement(const PlacementRecipe& recipe, int world_size) {
                   "every rank does both: remove them");
     p.num_generators = world_size;
     p.num_trainers = world_size;
+    p.offload = recipe.offload;
   }
   LLAMARL_CHECK(p.num_generators % p.tp_size == 0, "placement.tp_size (", p.tp_size,
                 ") must divide the number of generator ranks (", p.num_generators,
@@ -224,7 +231,8 @@ Json ResolvedRecipeJson(const RecipeConfig& recipe, const Placement& placement) 
   j["placement"] = {{"mode", placement.split ? "split" : "colocated"},
                     {"generator_ranks", placement.split ? placement.num_generators : 0},
                     {"trainer_ranks", placement.split ? placement.num_trainers : 0},
-                    {"tp_size", placement.tp_size}};
+                    {"tp_size", placement.tp_size},
+                    {"offload", placement.offload}};
   j["run_dir"] = recipe.run_dir;
   return j;
 }

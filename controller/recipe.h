@@ -45,6 +45,10 @@ struct PlacementRecipe {
   int generator_ranks = 0;     // split: ranks [0, G) generate; 0 = half of the world (at least 1)
   int trainer_ranks = 0;       // split: the rest train; 0 = world - G
   int tp_size = 1;             // tensor-parallel degree of each generator replica
+  // Colocated: the trainer state goes to host memory while the rank generates and the KV cache is
+  // freed while it trains. Defaults to true for colocated and false for split (where no rank holds
+  // both); true with split is an error.
+  bool offload = false;
 
   static PlacementRecipe FromJson(const Json& j, const std::string& path);
 };
@@ -138,6 +142,7 @@ struct Placement {
   int num_generators = 0;  // split: ranks [0, num_generators); colocated: every rank
   int num_trainers = 0;    // split: ranks [num_generators, world); colocated: every rank
   int tp_size = 1;
+  bool offload = false;  // colocated only: see PlacementRecipe::offload
 
   int NumReplicas() const { return num_generators / tp_size; }
   int FirstTrainer() const { return split ? num_generators : 0; }  // the controller's rank
