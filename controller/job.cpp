@@ -158,6 +158,36 @@ double ScoreEval(const std::vector<Completion>& completions, const std::vector<D
   return sum / double(items.size());
 }
 
+namespace {
+
+// A schedule without total_steps decays over the steps of the phase it drives.
+Json WithScheduleSteps(Json trainer, int64_t steps) {
+  if (trainer.contains("schedule") && trainer["schedule"].is_object() && !trainer["schedule"].contains("total_steps")) {
+    trainer["schedule"]["total_steps"] = steps;
+  }
+  return trainer;
+}
+
+}  // namespace
+
+TrainerConfig RlTrainerConfig(const RecipeConfig& recipe) {
+  Json j = WithScheduleSteps(recipe.trainer.is_null() ? Json::object() : recipe.trainer, recipe.steps);
+  TrainerConfig c = TrainerConfig::FromJson(j, "trainer");
+  const double sampled_at = recipe.rollout.temperature > 0 ? recipe.rollout.temperature : 1.0;
+  LLAMARL_CHECK(!recipe.trainer.is_object() || !recipe.trainer.contains("temperature") ||
+                    c.temperature == sampled_at,
+                "trainer.temperature (", c.temperature, ") differs from the temperature the rollouts are sampled at (",
+                sampled_at, "); leave trainer.temperature out: it follows rollout.temperature");
+  c.temperature = sampled_at;
+  return c;
+}
+
+TrainerConfig SftTrainerConfig(const RecipeConfig& recipe) {
+  Json merged = recipe.trainer.is_null() ? Json::object() : recipe.trainer;
+  if (!recipe.sft.trainer.is_null()) merged.merge_patch(recipe.sft.trainer);
+  return TrainerConfig::FromJson(WithScheduleSteps(merged, recipe.sft.steps), "trainer (with sft.trainer applied)");
+}
+
 TrainBatch ToTrainBatch(const std::vector<RolloutGroup>& groups) {
   TrainBatch batch;
   for (const RolloutGroup& g : groups) {

@@ -19,6 +19,7 @@
 #include "model/tokenizer.h"
 #include "reward/reward.h"
 #include "trainer/train_batch.h"
+#include "trainer/trainer_config.h"
 
 namespace llamarl::controller {
 
@@ -80,6 +81,13 @@ RolloutGroup ScoreGroup(const std::vector<Completion>& completions, const Datase
 // Mean reward of evaluation completions (one per item, in item order).
 double ScoreEval(const std::vector<Completion>& completions, const std::vector<DatasetItem>& items,
                  reward::Reward& reward, const Tokenizer& tokenizer, const std::vector<int64_t>& eos_ids);
+
+// The trainer's config for RL: recipe.trainer, scoring at the temperature the rollouts are sampled at
+// (greedy rollouts record log-probs at 1; a trainer.temperature that differs is an error), a schedule
+// without total_steps decaying over recipe.steps.
+TrainerConfig RlTrainerConfig(const RecipeConfig& recipe);
+// The warm start's: recipe.trainer with sft.trainer merged over it, a schedule over sft.steps.
+TrainerConfig SftTrainerConfig(const RecipeConfig& recipe);
 
 // Training samples of accepted groups (group_id kept, so GRPO groups stay together).
 TrainBatch ToTrainBatch(const std::vector<RolloutGroup>& groups);

@@ -17,23 +17,6 @@ namespace fs = std::filesystem;
 namespace {
 
 // The trainer scores tokens at the temperature they were sampled at (greedy rollouts record log-probs at 1).
-TrainerConfig RlTrainerConfig(const RecipeConfig& recipe) {
-  TrainerConfig c = TrainerConfig::FromJson(recipe.trainer.is_null() ? Json::object() : recipe.trainer, "trainer");
-  const double sampled_at = recipe.rollout.temperature > 0 ? recipe.rollout.temperature : 1.0;
-  LLAMARL_CHECK(!recipe.trainer.is_object() || !recipe.trainer.contains("temperature") ||
-                    c.temperature == sampled_at,
-                "trainer.temperature (", c.temperature, ") differs from the temperature the rollouts are sampled at (",
-                sampled_at, "); leave trainer.temperature out: it follows rollout.temperature");
-  c.temperature = sampled_at;
-  return c;
-}
-
-TrainerConfig SftTrainerConfig(const RecipeConfig& recipe) {
-  Json merged = recipe.trainer.is_null() ? Json::object() : recipe.trainer;
-  if (!recipe.sft.trainer.is_null()) merged.merge_patch(recipe.sft.trainer);
-  return TrainerConfig::FromJson(merged, "trainer (with sft.trainer applied)");
-}
-
 // This rank's slice of a global batch of items (near-equal, in order).
 std::vector<DatasetItem> LocalSlice(const std::vector<DatasetItem>& items, const Communicator& dp) {
   auto bounds = EvenSplit(int64_t(items.size()), dp.Size());

@@ -128,5 +128,36 @@ TEST(GroupSeed, DistinctPerGroupAndRun) {
   EXPECT_EQ(GroupSeed(4, 9), GroupSeed(4, 9));
 }
 
+TEST(RlTrainerConfig, ScoresAtTheSamplingTemperatureAndRejectsAnotherOne) {
+  RecipeConfig recipe = Recipe();
+  recipe.rollout.temperature = 0.7;
+  EXPECT_DOUBLE_EQ(RlTrainerConfig(recipe).temperature, 0.7);
+  recipe.rollout.temperature = 0;  // greedy rollouts record log-probs at temperature 1
+  EXPECT_DOUBLE_EQ(RlTrainerConfig(recipe).temperature, 1.0);
+  recipe.rollout.temperature = 0.7;
+  recipe.trainer = Json{{"temperature", 0.7}};
+  EXPECT_DOUBLE_EQ(RlTrainerConfig(recipe).temperature, 0.7);
+  recipe.trainer = Json{{"temperature", 1.0}};
+  try {
+    RlTrainerConfig(recipe);
+    ADD_FAILURE() << "a trainer.temperature unlike rollout.temperature was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("rollout.temperature"), std::string::npos) << e.what();
+  }
+}
+
+TEST(RlTrainerConfig, CosineScheduleDecaysOverThePhaseItDrives) {
+  RecipeConfig recipe = Recipe();
+  recipe.steps = 500;
+  recipe.sft.steps = 80;
+  recipe.trainer = Json{{"schedule", {{"kind", "cosine"}}}};
+  EXPECT_EQ(RlTrainerConfig(recipe).schedule.total_steps, 500);
+  EXPECT_EQ(SftTrainerConfig(recipe).schedule.total_steps, 80);
+  EXPECT_DOUBLE_EQ(SftTrainerConfig(recipe).temperature, 1.0);
+  recipe.trainer["schedule"]["total_steps"] = 300;  // an explicit value wins
+  EXPECT_EQ(RlTrainerConfig(recipe).schedule.total_steps, 300);
+  EXPECT_EQ(SftTrainerConfig(recipe).schedule.total_steps, 300);
+}
+
 }  // namespace
 }  // namespace llamarl::controller
