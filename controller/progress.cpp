@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 
@@ -15,6 +16,11 @@ void Field(std::ostringstream& out, const Json& row, const char* key, const char
 }
 
 }  // namespace
+
+bool ShouldLogStep(const Json& row, int64_t done, int64_t total) {
+  const int64_t every = std::max<int64_t>(1, total / 20);
+  return done == 1 || done == total || done % every == 0 || row.contains("eval_reward_mean");
+}
 
 std::string ProgressText(const Json& row, int64_t done, int64_t total) {
   std::ostringstream out;
@@ -31,7 +37,7 @@ std::string ProgressText(const Json& row, int64_t done, int64_t total) {
 void ReportProgress(const Json& row, int64_t done, int64_t total) {
   const std::string text = ProgressText(row, done, total);
   if (!isatty(STDERR_FILENO)) {
-    LogInfo(text);
+    if (ShouldLogStep(row, done, total)) LogInfo(text);
     return;
   }
   constexpr int kWidth = 30;
