@@ -1,13 +1,16 @@
 #include "bench/async_bench.h"
 
+#include "controller/length_histogram.h"
 #include "controller/loop.h"
 #include "controller/metrics.h"
 #include "core/config.h"
 
+#include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <thread>
 
 namespace llamarl::bench {
 namespace {
@@ -20,38 +23,67 @@ double SumOf(const std::vector<json>& rows, const char* key) {
   return s;
 }
 
-// One mode's figures from its run directory. The first RL step is left out of the timings: it pays
-// for start-up (the generators' first prefill, allocator warm-up) in both modes alike.
+// Where each role's time went. Colocated ranks play both roles: their idle time is the barrier wait
+// for the slowest rank's generation. Split generators report idle time since the start of RL.
+void AddIdleFractions(const json& summary, const std::vector<json>& timed, double step_total, json* out) {
+  (*out)["idle_fraction_trainer"] = SumOf(timed, "idle_s_trainer") / step_total;
+  if (!summary.contains("generators")) {
+    (*out)["idle_fraction_generator"] = SumOf(timed, "idle_s_generator") / step_total;
+    return;
+  }
+  double idle = 0, total = 0;
+  for (const auto& g : summary["generators"]) idle += g.value("idle_s", 0.0), total += g.value("total_s", 0.0);
+  (*out)["idle_fraction_generator"] = total > 0 ? idle / total : 0.0;
+}
+
+// Generated-length statistics of every rollout sample, when the mode's summary carries histograms
+// (controller/length_histogram.h): the generators' (split) or the run's own "response_lengths".
+json LengthStats(const json& summary, const std::string& run_dir) {
+  controller::LengthHistogram all;
+  bool found = false;
+  if (summary.contains("response_lengths")) {
+    all.Merge(controller::LengthHistogram::FromJson(summary["response_lengths"], run_dir + "/summary.json response_lengths"));
+    found = true;
+  }
+  const json generators = summary.value("generators", json::array());
+  for (size_t i = 0; i < generators.size(); ++i) {
+    if (!generators[i].contains("response_lengths")) continue;
+    const std::string what = run_dir + "/summary.json generators[" + std::to_string(i) + "].response_lengths";
+    all.Merge(controller::LengthHistogram::FromJson(generators[i]["response_lengths"], what));
+    found = true;
+  }
+  return found ? all.Stats() : json(nullptr);
+}
+
+// One mode's figures from its run directory. The timings are the steady state: the first RL step
+// pays for start-up (the generators' first prefill, allocator warm-up) and the last one for the final
+// evaluation and checkpoint, in both modes alike, so both are left out when there are 3 steps or more.
 json Summarise(const std::string& run_dir) {
   std::vector<json> rl;
   for (const json& row : ReadMetrics(run_dir + "/metrics.jsonl"))
     if (row.value("phase", std::string()) == "rl") rl.push_back(row);
   TORCH_CHECK(!rl.empty(), "bench async: no RL step in ", run_dir, "/metrics.jsonl");
   const json summary = ReadJsonFile(run_dir + "/summary.json");
-  std::vector<json> timed(rl.size() > 1 ? rl.begin() + 1 : rl.begin(), rl.end());
+  const ptrdiff_t skip = rl.size() >= 3 ? 1 : 0;
+  std::vector<json> timed(rl.begin() + skip, rl.end() - skip);
   const double step_total = SumOf(timed, "step_s");
   const double n = double(timed.size());
   std::vector<json> tail(rl.end() - std::min<ptrdiff_t>(5, ptrdiff_t(rl.size())), rl.end());
   json out = {{"step_s", step_total / n},
+              {"timed_steps", int64_t(timed.size())},
               {"samples_per_s", SumOf(timed, "samples") / step_total},
               {"tokens_per_s", SumOf(timed, "tokens") / step_total},
               {"reward_start", summary["eval_start"].value("eval_reward_mean", 0.0)},
               {"reward_end", summary["eval_end"].value("eval_reward_mean", 0.0)},
               {"train_reward_last5", SumOf(tail, "reward_mean") / double(tail.size())},
               {"response_len_mean", SumOf(timed, "response_len_mean") / n},
-              {"idle_fraction_trainer", SumOf(timed, "idle_s_trainer") / step_total},
+              {"response_lengths", LengthStats(summary, run_dir)},
               {"gen_s", SumOf(timed, "gen_s") / n},
               {"train_s", SumOf(timed, "train_s") / n},
               {"sync_s", SumOf(timed, "sync_s") / n},
               {"staleness_mean", SumOf(timed, "staleness_mean") / n},
               {"dropped_stale", SumOf(rl, "dropped_stale")}};
-  if (summary.contains("generators")) {
-    double idle = 0, total = 0;
-    for (const auto& g : summary["generators"]) idle += g.value("idle_s", 0.0), total += g.value("total_s", 0.0);
-    out["idle_fraction_generator"] = total > 0 ? idle / total : 0.0;
-  } else {
-    out["idle_fraction_generator"] = SumOf(timed, "idle_s_generator") / step_total;
-  }
+  AddIdleFractions(summary, timed, step_total, &out);
   return out;
 }
 
@@ -74,6 +106,12 @@ json RunAsyncBench(Communicator& world, const AsyncBenchOptions& options) {
   for (const auto* r : {&sync, &async}) {
     if (world.Rank() == 0) std::filesystem::remove_all(r->run_dir);  // fresh runs, not resumed ones
   }
+  TORCH_CHECK(options.threads >= 0, "bench async: threads per rank must be >= 0 (0 = the machine's cores / ranks), got ",
+              options.threads);
+  // Both modes get the same intra-op threads per rank: the ranks' share of the machine's cores.
+  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = options.threads > 0 ? options.threads : std::max(1, cores / world.Size());
+  at::set_num_threads(threads);
   world.Barrier()->Wait();
   controller::RunTraining(world, sync);
   controller::RunTraining(world, async);
@@ -81,9 +119,12 @@ json RunAsyncBench(Communicator& world, const AsyncBenchOptions& options) {
   json s = Summarise(sync.run_dir), a = Summarise(async.run_dir);
   return {{"steps", sync.steps},
           {"ranks", world.Size()},
+          {"threads_per_rank", threads},
           {"recipe", options.recipe},
           {"sync", s},
           {"async", a},
+          // The share of a synchronous step spent generating: what asynchrony can hide.
+          {"sync_generate_fraction", s["gen_s"].get<double>() / s["step_s"].get<double>()},
           {"speedup", s["step_s"].get<double>() / a["step_s"].get<double>()}};
 }
 

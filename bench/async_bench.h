@@ -24,12 +24,14 @@ struct AsyncBenchOptions {
   std::vector<std::string> overrides;  // --set key=value, applied to both runs
   int64_t steps = 0;                   // > 0 replaces the recipe's steps
   std::string run_dir = "runs/bench_async";  // the two runs go to RUN_DIR/sync and RUN_DIR/async
+  int threads = 0;  // intra-op threads per rank in both modes; 0 = the machine's cores / ranks
 };
 
 // Collective over `world` (2 ranks or more). Print-free; rank 0 returns
-// {"steps", "ranks", "sync": {"step_s", "samples_per_s", "reward_end", "idle_fraction_trainer",
-//  "idle_fraction_generator", ...}, "async": {...the same...}, "speedup" (sync step_s / async step_s)};
-// other ranks return an empty object.
+// {"steps", "ranks", "threads_per_rank", "sync": {"step_s", "samples_per_s", "reward_end",
+//  "idle_fraction_trainer", "idle_fraction_generator", "response_lengths": {"count", "mean", "p50",
+//  "p90", "p99", "max"} or null when the mode does not report them, ...}, "async": {...the same...},
+//  "speedup" (sync step_s / async step_s)}; other ranks return an empty object.
 nlohmann::json RunAsyncBench(Communicator& world, const AsyncBenchOptions& options = {});
 
 }  // namespace llamarl::bench

@@ -139,6 +139,7 @@ int BenchAsync(const CommandArgs& argv) {
   args.Option("recipe", "recipe run in both modes", d.recipe)
       .Option("steps", "RL steps per mode (0 = the recipe's)", std::to_string(d.steps))
       .Option("run-dir", "the runs go to RUN_DIR/sync and RUN_DIR/async", d.run_dir)
+      .Option("threads", "intra-op threads per rank in both modes (0 = cores / ranks)", std::to_string(d.threads))
       .Repeated("set", "key=value override applied to both runs")
       .Flag("json", "print one JSON object");
   if (!args.Parse(argv)) return 0;
@@ -146,6 +147,7 @@ int BenchAsync(const CommandArgs& argv) {
   o.recipe = args.Get("recipe");
   o.steps = args.GetInt("steps");
   o.run_dir = args.Get("run-dir");
+  o.threads = int(args.GetInt("threads"));
   o.overrides = args.GetAll("set");
   auto world = CreateCommunicator(DefaultCommunicatorName());
   LLAMARL_CHECK(world->Size() >= 2, "llamarl bench async needs 2 ranks or more; run it under mpirun -np 2 ",

@@ -31,7 +31,8 @@ struct GeneratorWorker::EvalJob {
 
 Json GeneratorSummary::ToJson() const {
   return {{"kind", "summary"}, {"gen_s", gen_s}, {"score_s", score_s}, {"sync_s", sync_s},
-          {"idle_s", idle_s}, {"total_s", total_s}, {"groups_sent", groups_sent}};
+          {"idle_s", idle_s}, {"total_s", total_s}, {"groups_sent", groups_sent},
+          {"response_lengths", response_lengths.ToJson()}};
 }
 
 GeneratorWorker::GeneratorWorker(JobContext& job, LlamaForCausalLMImpl& model, ReplicaWeightSync& sync,
@@ -42,6 +43,14 @@ GeneratorWorker::GeneratorWorker(JobContext& job, LlamaForCausalLMImpl& model, R
   EngineOptions options;
   options.max_slots = job.recipe.rollout.max_slots;
   options.tp_group = tp_.get();
+  // New weights apply to the running sequences' next tokens without recomputing their KV caches.
+  // The refresh is a padded prefill of every running sequence after each push: with long-tailed
+  // responses it cost 2-3 s per push on 2 CPU ranks, more than a whole synchronous step, while the
+  // rollouts stay sound without it: a group's oldest token version (RolloutGroup::MinVersion, what
+  // the staleness bound checks) is also the oldest weights any of its KV entries came from, and the
+  // recorded log-probs are those the tokens were actually sampled with, which is what the trainer's
+  // importance weights divide by.
+  options.refresh_kv_on_update = false;
   const Tokenizer* tokenizer = &job.tokenizer;
   options.decode = [tokenizer](const std::vector<int64_t>& ids) { return tokenizer->Decode(ids); };
   engine_ = std::make_unique<Engine>(job.config, model, options, 0);
@@ -52,7 +61,6 @@ GeneratorWorker::GeneratorWorker(JobContext& job, LlamaForCausalLMImpl& model, R
 GeneratorWorker::~GeneratorWorker() = default;
 
 GeneratorSummary GeneratorWorker::Run() {
-  const auto t0 = Clock::now();
   for (;;) {
     // Pending commands first (a weight push or an eval request must not queue behind new groups);
     // block only when there is nothing to decode and nothing the bound lets us start.
@@ -66,7 +74,7 @@ GeneratorSummary GeneratorWorker::Run() {
     while (!sends_.empty() && sends_.front().IsCompleted()) sends_.pop_front();
   }
   for (auto& s : sends_) s.Wait(job_.timeouts.step, "the last rollouts to the trainers");
-  summary_.total_s = SecondsSince(t0);
+  if (rl_start_) summary_.total_s = SecondsSince(*rl_start_);
   if (IsLeader()) {
     Json j = summary_.ToJson();
     std::string text = j.dump();
@@ -98,7 +106,7 @@ std::optional<Command> GeneratorWorker::NextCommand(bool block) {
     if (n > 0) tp_->Broadcast(payload)->Wait(timeout);
     if (n >= 0 && !IsLeader()) bytes = std::vector<uint8_t>(payload.data_ptr<uint8_t>(), payload.data_ptr<uint8_t>() + n);
   }
-  if (block) summary_.idle_s += SecondsSince(t);
+  if (block && rl_start_) summary_.idle_s += SecondsSince(t);
   if (!bytes) return std::nullopt;
   return Command::Decode(*bytes);
 }
@@ -112,6 +120,7 @@ bool GeneratorWorker::Handle(const Command& c) {
       return true;
     case Command::Kind::kWeights: {
       const auto t = Clock::now();
+      if (!rl_start_) rl_start_ = t;
       ScopedPhase phase(job_, "sync");
       sync_.PushReplica(replica_, c.version, nullptr, engine_.get());
       summary_.sync_s += SecondsSince(t);
@@ -192,6 +201,7 @@ void GeneratorWorker::OnCompletion(Completion c) {
   }
   auto it = in_flight_.find(c.request_id);
   TORCH_INTERNAL_ASSERT(it != in_flight_.end(), "completion of unknown request ", c.request_id);
+  summary_.response_lengths.Add(int64_t(c.tokens.size()));
   it->second.done.push_back(std::move(c));
   if (int64_t(it->second.done.size()) < job_.recipe.rollout.group_size) return;
   if (IsLeader()) {

@@ -21,6 +21,7 @@
 #include <optional>
 
 #include "controller/channel.h"
+#include "controller/length_histogram.h"
 #include "controller/trainer_side.h"
 #include "controller/weight_push.h"
 #include "generator/engine.h"
@@ -28,10 +29,12 @@
 
 namespace llamarl::controller {
 
-// What a generator rank reports at the end (sent to the controller by each replica leader).
+// What a generator rank reports at the end (sent to the controller by each replica leader). Times
+// count from the first weight push (the start of RL), so the trainers' warm start is not idle time.
 struct GeneratorSummary {
   double gen_s = 0, score_s = 0, sync_s = 0, idle_s = 0, total_s = 0;
   int64_t groups_sent = 0;
+  LengthHistogram response_lengths;  // every rollout sample generated (evaluations excluded)
   Json ToJson() const;
 };
 
@@ -71,6 +74,7 @@ class GeneratorWorker {
   std::map<uint64_t, InFlight> in_flight_;
   std::deque<EvalJob> evals_;
   std::deque<PendingSend> sends_;
+  std::optional<std::chrono::steady_clock::time_point> rl_start_;  // the first weight push
   GeneratorSummary summary_;
 };
 

@@ -1,10 +1,12 @@
 #include "controller/report.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <numeric>
 #include <sstream>
 
 #include "controller/metrics.h"
@@ -65,17 +67,24 @@ std::string Duration(double seconds) {
   return buf;
 }
 
-// First and last finite values of a column among RL rows.
-bool FirstLast(const report::Columns& c, const std::string& key, double* first, double* last) {
-  std::vector<double> v = c.Get(key);
-  bool found = false;
+// Finite values of a column among RL rows, in step order.
+std::vector<double> RlValues(const report::Columns& c, const std::string& key) {
+  std::vector<double> v = c.Get(key), out;
   for (size_t i = 0; i < v.size(); ++i) {
-    if (!std::isfinite(v[i]) || c.row(i).value("phase", "rl") == "sft") continue;
-    if (!found) *first = v[i];
-    *last = v[i];
-    found = true;
+    if (std::isfinite(v[i]) && c.row(i).value("phase", "rl") != "sft") out.push_back(v[i]);
   }
-  return found;
+  return out;
+}
+
+// Means of the first and the last `fraction` of a column's RL values (at least one value each):
+// one step's training reward is a noisy sample, a tenth of the run is not.
+bool FirstLast(const report::Columns& c, const std::string& key, double fraction, double* first, double* last) {
+  const std::vector<double> v = RlValues(c, key);
+  if (v.empty()) return false;
+  const auto n = std::ptrdiff_t(std::max<size_t>(1, size_t(double(v.size()) * fraction)));
+  *first = std::accumulate(v.begin(), v.begin() + n, 0.0) / double(n);
+  *last = std::accumulate(v.end() - n, v.end(), 0.0) / double(n);
+  return true;
 }
 
 double MeanOf(const std::vector<double>& v) {
@@ -95,13 +104,13 @@ std::string Cards(const report::Columns& c) {
   std::ostringstream out;
   out << "<div class=\"cards\">";
   double first, last;
-  if (FirstLast(c, "eval_reward_mean", &first, &last)) {
+  if (FirstLast(c, "eval_reward_mean", 0.0, &first, &last)) {
     double d = last - first;
     out << Card(FormatNumber(first) + " → " + FormatNumber(last), "held-out reward, start of RL → end")
         << Card((d >= 0 ? "+" : "") + FormatNumber(d), "held-out reward change", d >= 0 ? "up" : "down");
   }
-  if (FirstLast(c, "reward_mean", &first, &last))
-    out << Card(FormatNumber(first) + " → " + FormatNumber(last), "training reward, first → last RL step");
+  if (FirstLast(c, "reward_mean", 0.1, &first, &last))
+    out << Card(FormatNumber(first) + " → " + FormatNumber(last), "training reward, first → last tenth of RL");
   std::vector<double> t = c.Get("time_s");
   double wall = NAN;
   for (double v : t)

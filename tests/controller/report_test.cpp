@@ -109,6 +109,18 @@ TEST(Report, HeldOutRewardCardMatchesTheMetrics) {
   EXPECT_NE(html.find("+" + svg::FormatNumber(last - first)), std::string::npos);
 }
 
+TEST(Report, TrainingRewardCardAveragesATenthOfTheRunAtEachEnd) {
+  std::string dir = CopyFixtureRun();
+  {
+    std::ofstream metrics(dir + "/metrics.jsonl", std::ios::trunc);
+    for (int step = 0; step < 40; ++step) {  // rewards 0..39: first tenth 0..3, last tenth 36..39
+      metrics << json{{"step", step}, {"phase", "rl"}, {"reward_mean", step}, {"time_s", step}}.dump() << "\n";
+    }
+  }
+  std::string html = RenderReport(LoadRun(dir));
+  EXPECT_NE(html.find(svg::FormatNumber(1.5) + " → " + svg::FormatNumber(37.5)), std::string::npos);
+}
+
 TEST(Report, EscapesStringsFromTheRun) {
   std::string dir = CopyFixtureRun("a<b>&c");
   json recipe = json::parse(testing::ReadFileText(dir + "/recipe.json"));
