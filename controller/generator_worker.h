@@ -6,7 +6,9 @@
 // run's first RL step, `share` groups per step) belongs to step first_step + j / share and is only
 // started once the trainer has announced step >= that step - max_policy_lag. With lag L the replica
 // therefore runs up to L steps ahead of the trainer and waits only when it is that far ahead (or when
-// the run's last step is fully generated). Sent groups fill the trainers' slots in sending order, so
+// the run's last step is fully generated). Weight pushes apply between two decode steps; running
+// sequences continue on the new weights with the KV caches they have (no refresh prefill; the
+// constructor says why). Sent groups fill the trainers' slots in sending order, so
 // a long group started early may land in a later step; the trainer's RolloutBuffer drops it when its
 // tokens are then too old.
 //
