@@ -55,10 +55,12 @@ json LengthStats(const json& summary, const std::string& run_dir) {
   return found ? all.Stats() : json(nullptr);
 }
 
-// One mode's figures from its run directory. The timings are the steady state: the first RL step
-// pays for start-up (the generators' first prefill, allocator warm-up) and the last one for the final
-// evaluation and checkpoint, in both modes alike, so both are left out when there are 3 steps or more.
-json Summarise(const std::string& run_dir) {
+}  // namespace
+
+// The timings are the steady state: the first RL step pays for start-up (the generators' first
+// prefill, allocator warm-up) and the last one for the final evaluation and checkpoint, in both
+// modes alike, so both are left out when there are 3 steps or more.
+json SummariseBenchRun(const std::string& run_dir) {
   std::vector<json> rl;
   for (const json& row : ReadMetrics(run_dir + "/metrics.jsonl"))
     if (row.value("phase", std::string()) == "rl") rl.push_back(row);
@@ -86,6 +88,8 @@ json Summarise(const std::string& run_dir) {
   AddIdleFractions(summary, timed, step_total, &out);
   return out;
 }
+
+namespace {
 
 controller::RecipeConfig ModeRecipe(const AsyncBenchOptions& options, bool async) {
   std::vector<std::string> overrides = options.overrides;
@@ -116,7 +120,7 @@ json RunAsyncBench(Communicator& world, const AsyncBenchOptions& options) {
   controller::RunTraining(world, sync);
   controller::RunTraining(world, async);
   if (world.Rank() != 0) return json::object();
-  json s = Summarise(sync.run_dir), a = Summarise(async.run_dir);
+  json s = SummariseBenchRun(sync.run_dir), a = SummariseBenchRun(async.run_dir);
   return {{"steps", sync.steps},
           {"ranks", world.Size()},
           {"threads_per_rank", threads},

@@ -34,4 +34,8 @@ struct AsyncBenchOptions {
 //  "speedup" (sync step_s / async step_s)}; other ranks return an empty object.
 nlohmann::json RunAsyncBench(Communicator& world, const AsyncBenchOptions& options = {});
 
+// One mode's figures from a finished run directory (metrics.jsonl and summary.json): the "sync" or
+// "async" object above. Throws naming the file when the run has no RL step.
+nlohmann::json SummariseBenchRun(const std::string& run_dir);
+
 }  // namespace llamarl::bench
