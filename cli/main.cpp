@@ -2,6 +2,7 @@
 // (DESIGN.md, "The command line"); every error a user can cause ends here as one line on stderr
 // and exit status 1.
 #include "cli/commands.h"
+#include "core/host_allocator.h"
 
 #include <c10/util/Exception.h>
 
@@ -35,6 +36,7 @@ void PrintUsage(FILE* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  llamarl::TuneHostAllocator();
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     PrintUsage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 1 : 0;

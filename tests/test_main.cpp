@@ -2,6 +2,7 @@
 // thread per rank (several ranks share 2 cores), and keeps the report of ranks other than 0 quiet
 // unless they fail, so that a failure on any rank is seen and fails the run (mpirun exits non-zero).
 #include "core/communicator.h"
+#include "core/host_allocator.h"
 #include "core/mpi.h"
 
 #include <ATen/Parallel.h>
@@ -27,6 +28,7 @@ class FailureOnlyPrinter : public ::testing::EmptyTestEventListener {
 }  // namespace
 
 int main(int argc, char** argv) {
+  llamarl::TuneHostAllocator();  // as the CLI does: the suites run the same allocation patterns
   ::testing::InitGoogleTest(&argc, argv);
   if (const char* threads = std::getenv("LLAMARL_TORCH_THREADS")) at::set_num_threads(std::atoi(threads));
   if (llamarl::DefaultCommunicatorName() == "mpi") {
