@@ -172,7 +172,14 @@ void ColocatedWorker::RunStep(int64_t step, int64_t end_step) {
               {"policy_version", start_.trainer->PolicyVersion()}, {"time_s", job_.ElapsedS()},
               {"step_s", SecondsSince(step_start)}, {"idle_s_generator", timings.wait_s}});
   row["tokens_per_s"] = double(row.value("tokens", int64_t(0))) / std::max(1e-9, SecondsSince(step_start));
-  if (step == start_.rl_step) row["eval_start_reward_mean"] = first_eval_;
+  if (step == start_.rl_step) {
+    row["eval_start_reward_mean"] = first_eval_;
+    // The start of RL on the reward curve (as split placement shows it), unless this step evaluated.
+    if (!row.contains("eval_reward_mean")) {
+      row["eval_reward_mean"] = first_eval_;
+      row["eval_policy_version"] = first_eval_version_;
+    }
+  }
   if (job_.metrics) job_.metrics->Write(row);
   ReportProgress(row, step + 1, end_step);
 }
@@ -197,6 +204,7 @@ Json ColocatedWorker::Run() {
     EnterGeneration(&unused);
   }
   first_eval_ = Evaluate();
+  first_eval_version_ = start_.trainer->PolicyVersion();
   for (int64_t step = start_.rl_step; step < end_step; ++step) RunStep(step, end_step);
   return Json{{"eval_start", {{"eval_reward_mean", first_eval_}}}, {"eval_end", {{"eval_reward_mean", last_eval_}}},
               {"generate_s_total", gen_total_s_}, {"idle_s_total", idle_total_s_},

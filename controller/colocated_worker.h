@@ -64,6 +64,7 @@ class ColocatedWorker {
   StepPrompts prompts_;
   RolloutBuffer buffer_;
   Json first_eval_, last_eval_;
+  int64_t first_eval_version_ = 0;  // policy version the start-of-RL eval ran at
   double gen_total_s_ = 0, idle_total_s_ = 0, offload_total_s_ = 0;  // this rank's
 };
 

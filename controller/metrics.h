@@ -8,7 +8,8 @@
 //   staleness_mean, staleness_max, dropped_stale,
 //   iw_mean, iw_max, iw_truncated_fraction, iw_ess,
 //   tokens, tokens_per_s, samples, response_len_mean,
-//   gen_s, score_s, train_s, sync_s, idle_s_trainer, idle_s_generator.
+//   gen_s, score_s, train_s, sync_s, idle_s_trainer, idle_s_generator,
+//   colocated: offload_s, offload_bytes, {gen,train}_{trainer_state,kv_cache}_bytes (resident per phase).
 // Non-finite numbers are written as null (JSON has no NaN); readers treat null as "no value".
 // `llamarl report` reads these keys; a key it does not know is kept and ignored.
 #pragma once

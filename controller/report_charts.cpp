@@ -101,7 +101,7 @@ const char* PhaseColor(const std::string& phase) {
   static const std::pair<const char*, const char*> kColors[] = {
       {"generate", "#4e79a7"}, {"score", "#f28e2b"}, {"train", "#59a14f"},      {"sync", "#e15759"},
       {"wait", "#c9c9c9"},     {"idle", "#c9c9c9"},  {"eval", "#b07aa1"},       {"checkpoint", "#9c755f"},
-      {"sft", "#76b7b2"},      {"reward", "#4e79a7"}, {"eval_reward", "#e15759"},
+      {"sft", "#76b7b2"},      {"offload", "#ff9da7"}, {"reward", "#4e79a7"},    {"eval_reward", "#e15759"},
   };
   for (const auto& [name, color] : kColors)
     if (phase == name) return color;

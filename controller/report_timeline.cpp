@@ -28,7 +28,8 @@ std::vector<RoleStack> Roles(const Columns& c, const json& recipe) {
   bool colocated = recipe.is_object() && recipe.value("/placement/mode"_json_pointer, std::string()) == "colocated";
   if (colocated) {
     return {{"every rank (colocated)",
-             {{"gen_s", "generate"}, {"score_s", "score"}, {"train_s", "train"}, {"sync_s", "sync"}, {"idle_s_trainer", "idle"}}}};
+             {{"gen_s", "generate"}, {"score_s", "score"}, {"train_s", "train"}, {"sync_s", "sync"},
+              {"offload_s", "offload"}, {"idle_s_trainer", "idle"}}}};
   }
   // Split: the weight push involves both sides, so sync appears in both stacks.
   return {{"generator ranks", {{"gen_s", "generate"}, {"score_s", "score"}, {"sync_s", "sync"}, {"idle_s_generator", "idle"}}},
@@ -72,7 +73,7 @@ struct Box {
 std::string TimelineFigure(const std::string& title, const std::vector<Box>& boxes,
                            const std::map<int64_t, std::string>& lanes, double lo, double hi,
                            const std::string& caption) {
-  static const char* kOrder[] = {"generate", "score", "train", "sync", "wait", "eval", "checkpoint", "sft"};
+  static const char* kOrder[] = {"generate", "score", "train", "sync", "offload", "wait", "eval", "checkpoint", "sft"};
   std::map<std::string, bool> present;
   std::map<int64_t, size_t> lane_of;
   std::vector<svg::TimelineLane> out_lanes;

@@ -115,6 +115,8 @@ TEST_F(TrainingTest, ColocatedAsyncAndSyncBaselineTrainTheSameSteps) {
     std::vector<Json> rl = Run(recipe);
     ExpectConsecutiveSteps(rl, 2, 3);
     for (const Json& row : rl) EXPECT_EQ(row["staleness_max"], 0) << "colocated rollouts are on-policy";
+    EXPECT_TRUE(rl.front().contains("eval_reward_mean")) << "the evaluation before RL lands in the first row";
+    EXPECT_EQ(rl.front()["eval_reward_mean"], rl.front()["eval_start_reward_mean"]);
     EXPECT_TRUE(rl.back().contains("eval_reward_mean"));
   }
 }
