@@ -137,13 +137,7 @@ void ColocatedWorker::RunStep(int64_t step, int64_t end_step) {
   for (auto& g : generated) buffer_.Offer(std::move(g), start_.trainer->PolicyVersion());
   StalenessStats staleness;
   std::vector<RolloutGroup> groups = buffer_.Take(&staleness);
-  t = Clock::now();
-  TrainStepMetrics metrics;
-  {
-    ScopedPhase phase(job_, "train");
-    metrics = start_.trainer->Step(ToTrainBatch(groups));
-  }
-  timings.train_s = SecondsSince(t);
+  const TrainStepMetrics metrics = TrainOnGroups(job_, *start_.trainer, groups, &timings);
   tally.train_trainer_state_bytes = start_.trainer->ResidentStateBytes();
   tally.train_kv_cache_bytes = engine_->CacheBytes();
   t = Clock::now();

@@ -157,4 +157,16 @@ Json StepMetricsRow(Communicator& dp, const std::vector<RolloutGroup>& groups, c
   return row;
 }
 
+TrainStepMetrics TrainOnGroups(JobContext& job, Trainer& trainer, const std::vector<RolloutGroup>& groups,
+                               StepTimings* timings) {
+  const auto start = std::chrono::steady_clock::now();
+  TrainStepMetrics metrics;
+  {
+    ScopedPhase phase(job, "train");
+    metrics = trainer.Step(ToTrainBatch(groups));
+  }
+  timings->train_s += SecondsSince(start);
+  return metrics;
+}
+
 }  // namespace llamarl::controller

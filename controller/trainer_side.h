@@ -96,6 +96,10 @@ struct StepTimings {
   double sync_s = 0;
 };
 
+// One optimizer step on the groups, traced as the "train" phase; adds its seconds to timings->train_s.
+TrainStepMetrics TrainOnGroups(JobContext& job, Trainer& trainer, const std::vector<RolloutGroup>& groups,
+                               StepTimings* timings);
+
 // The metrics row of one RL step (contract in controller/metrics.h), aggregated over dp; collective.
 Json StepMetricsRow(Communicator& dp, const std::vector<RolloutGroup>& groups, const StalenessStats& staleness,
                     const TrainStepMetrics& train, const StepTimings& timings);

@@ -108,13 +108,7 @@ void TrainerWorker::RunStep(int64_t step) {
   auto t = step_start;
   std::vector<RolloutGroup> groups = Receive(step, &staleness);
   timings.wait_s = SecondsSince(t);
-  t = Clock::now();
-  TrainStepMetrics metrics;
-  {
-    ScopedPhase phase(job_, "train");
-    metrics = start_.trainer->Step(ToTrainBatch(groups));
-  }
-  timings.train_s = SecondsSince(t);
+  const TrainStepMetrics metrics = TrainOnGroups(job_, *start_.trainer, groups, &timings);
   t = Clock::now();
   Push(step + 1);
   timings.sync_s = SecondsSince(t);
