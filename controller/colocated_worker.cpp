@@ -26,6 +26,23 @@ ColocatedWorker::ColocatedWorker(JobContext& job, LlamaForCausalLMImpl& model, R
 
 ColocatedWorker::~ColocatedWorker() = default;
 
+void ColocatedWorker::CountLength(int64_t length) {
+  const int64_t max_len = job_.recipe.rollout.max_new_tokens;
+  if (length_counts_.empty()) length_counts_.assign(size_t(max_len + 1), 0);
+  TORCH_INTERNAL_ASSERT(length >= 0 && length <= max_len, "a response of ", length, " tokens under max_new_tokens ",
+                        max_len);
+  ++length_counts_[size_t(length)];
+}
+
+// Every rank's counts summed (collective): the lengths of all samples the run trained on.
+LengthHistogram ColocatedWorker::GatherLengths() {
+  if (length_counts_.empty()) length_counts_.assign(size_t(job_.recipe.rollout.max_new_tokens + 1), 0);
+  at::Tensor counts = at::tensor(length_counts_, at::kLong);
+  job_.world.AllReduce(counts)->Wait(job_.timeouts.step);
+  const int64_t* c = counts.data_ptr<int64_t>();
+  return LengthHistogram::FromJson(Json(std::vector<int64_t>(c, c + counts.numel())), "colocated response lengths");
+}
+
 std::vector<RolloutGroup> ColocatedWorker::Generate(int64_t step, StepTimings* timings) {
   const auto t = Clock::now();
   const std::vector<DatasetItem>& items = prompts_.ForStep(step);
@@ -49,6 +66,7 @@ std::vector<RolloutGroup> ColocatedWorker::Generate(int64_t step, StepTimings* t
     // TP ranks of a replica hold the same groups; each trains on a disjoint subset of them.
     if (i++ % tp_->Size() != tp_->Rank()) continue;
     const int64_t k = int64_t(id) - step * job_.routing.groups_per_step;
+    for (const Completion& c : completions) CountLength(int64_t(c.tokens.size()));
     RolloutGroup g = ScoreGroup(completions, items[size_t(k)], *reward_, job_.tokenizer, job_.eos_ids());
     g.group_id = int64_t(id);
     g.step = step;
@@ -200,7 +218,9 @@ Json ColocatedWorker::Run() {
   first_eval_ = Evaluate();
   first_eval_version_ = start_.trainer->PolicyVersion();
   for (int64_t step = start_.rl_step; step < end_step; ++step) RunStep(step, end_step);
+  const LengthHistogram lengths = GatherLengths();
   return Json{{"eval_start", {{"eval_reward_mean", first_eval_}}}, {"eval_end", {{"eval_reward_mean", last_eval_}}},
+              {"response_lengths", lengths.ToJson()},
               {"generate_s_total", gen_total_s_}, {"idle_s_total", idle_total_s_},
               {"offload_s_total", offload_total_s_}, {"dropped_stale_total", buffer_.TotalDropped()}};
 }

@@ -18,6 +18,7 @@
 
 #include <memory>
 
+#include "controller/length_histogram.h"
 #include "controller/trainer_side.h"
 #include "controller/weight_push.h"
 #include "generator/engine.h"
@@ -34,6 +35,8 @@ class ColocatedWorker {
 
  private:
   std::vector<RolloutGroup> Generate(int64_t step, StepTimings* timings);
+  void CountLength(int64_t length);  // one trained sample of this rank
+  LengthHistogram GatherLengths();   // collective over the world
   // Collective: greedy mean reward over the held-out prompts, each replica evaluating its slice.
   double Evaluate();
   // Device bytes of this rank, and what the swaps of one step cost (see OffloadMetrics).
@@ -65,6 +68,7 @@ class ColocatedWorker {
   RolloutBuffer buffer_;
   Json first_eval_, last_eval_;
   int64_t first_eval_version_ = 0;  // policy version the start-of-RL eval ran at
+  std::vector<int64_t> length_counts_;  // [max_new_tokens + 1]: this rank's trained samples per response length
   double gen_total_s_ = 0, idle_total_s_ = 0, offload_total_s_ = 0;  // this rank's
 };
 

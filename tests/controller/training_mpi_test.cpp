@@ -1,6 +1,7 @@
 // End-to-end training runs under mpirun -np 2 and -np 3 with a tiny model and a few steps: split and
 // colocated placement, the synchronous baseline, the staleness bound and resume. Each checks what
 // the run wrote (metrics.jsonl, checkpoints, trace) against what the recipe asked for.
+#include "controller/length_histogram.h"
 #include "controller/loop.h"
 #include "controller/metrics.h"
 #include "controller/trace.h"
@@ -118,6 +119,15 @@ TEST_F(TrainingTest, ColocatedAsyncAndSyncBaselineTrainTheSameSteps) {
     EXPECT_TRUE(rl.front().contains("eval_reward_mean")) << "the evaluation before RL lands in the first row";
     EXPECT_EQ(rl.front()["eval_reward_mean"], rl.front()["eval_start_reward_mean"]);
     EXPECT_TRUE(rl.back().contains("eval_reward_mean"));
+    if (world_->Rank() == 0) {  // the controller's summary counts every rank's trained samples by length
+      int64_t samples = 0;
+      for (const Json& row : rl) samples += row["samples"].get<int64_t>();
+      const Json summary = ReadJsonFile(recipe.run_dir + "/summary.json");
+      const LengthHistogram lengths = LengthHistogram::FromJson(summary.at("response_lengths"), "summary");
+      EXPECT_EQ(lengths.Count(), samples);
+      EXPECT_LE(lengths.Max(), 4) << "rollout.max_new_tokens is 4";
+      EXPECT_GT(lengths.Mean(), 0.0);
+    }
   }
 }
 
