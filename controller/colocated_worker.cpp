@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <map>
 
 #include "controller/metrics.h"
@@ -26,18 +27,15 @@ ColocatedWorker::ColocatedWorker(JobContext& job, LlamaForCausalLMImpl& model, R
 
 ColocatedWorker::~ColocatedWorker() = default;
 
-void ColocatedWorker::CountLength(int64_t length) {
-  const int64_t max_len = job_.recipe.rollout.max_new_tokens;
-  if (length_counts_.empty()) length_counts_.assign(size_t(max_len + 1), 0);
-  TORCH_INTERNAL_ASSERT(length >= 0 && length <= max_len, "a response of ", length, " tokens under max_new_tokens ",
-                        max_len);
-  ++length_counts_[size_t(length)];
-}
-
-// Every rank's counts summed (collective): the lengths of all samples the run trained on.
+// Every rank's histogram summed (collective): the lengths of all samples the run trained on. The
+// counts travel as a fixed-size tensor, [max_new_tokens + 1], the longest a response can be.
 LengthHistogram ColocatedWorker::GatherLengths() {
-  if (length_counts_.empty()) length_counts_.assign(size_t(job_.recipe.rollout.max_new_tokens + 1), 0);
-  at::Tensor counts = at::tensor(length_counts_, at::kLong);
+  const std::vector<int64_t> local = lengths_.ToJson().get<std::vector<int64_t>>();
+  std::vector<int64_t> padded(size_t(job_.recipe.rollout.max_new_tokens + 1), 0);
+  TORCH_INTERNAL_ASSERT(local.size() <= padded.size(), "a response of ", local.size() - 1,
+                        " tokens under max_new_tokens ", padded.size() - 1);
+  std::copy(local.begin(), local.end(), padded.begin());
+  at::Tensor counts = at::tensor(padded, at::kLong);
   job_.world.AllReduce(counts)->Wait(job_.timeouts.step);
   const int64_t* c = counts.data_ptr<int64_t>();
   return LengthHistogram::FromJson(Json(std::vector<int64_t>(c, c + counts.numel())), "colocated response lengths");
@@ -66,7 +64,7 @@ std::vector<RolloutGroup> ColocatedWorker::Generate(int64_t step, StepTimings* t
     // TP ranks of a replica hold the same groups; each trains on a disjoint subset of them.
     if (i++ % tp_->Size() != tp_->Rank()) continue;
     const int64_t k = int64_t(id) - step * job_.routing.groups_per_step;
-    for (const Completion& c : completions) CountLength(int64_t(c.tokens.size()));
+    for (const Completion& c : completions) lengths_.Add(int64_t(c.tokens.size()));
     RolloutGroup g = ScoreGroup(completions, items[size_t(k)], *reward_, job_.tokenizer, job_.eos_ids());
     g.group_id = int64_t(id);
     g.step = step;

@@ -35,7 +35,6 @@ class ColocatedWorker {
 
  private:
   std::vector<RolloutGroup> Generate(int64_t step, StepTimings* timings);
-  void CountLength(int64_t length);  // one trained sample of this rank
   LengthHistogram GatherLengths();   // collective over the world
   // Collective: greedy mean reward over the held-out prompts, each replica evaluating its slice.
   double Evaluate();
@@ -68,7 +67,7 @@ class ColocatedWorker {
   RolloutBuffer buffer_;
   Json first_eval_, last_eval_;
   int64_t first_eval_version_ = 0;  // policy version the start-of-RL eval ran at
-  std::vector<int64_t> length_counts_;  // [max_new_tokens + 1]: this rank's trained samples per response length
+  LengthHistogram lengths_;  // this rank's trained samples by response length
   double gen_total_s_ = 0, idle_total_s_ = 0, offload_total_s_ = 0;  // this rank's
 };
 

@@ -16,7 +16,6 @@ namespace llamarl::controller {
 namespace fs = std::filesystem;
 namespace {
 
-// The trainer scores tokens at the temperature they were sampled at (greedy rollouts record log-probs at 1).
 // This rank's slice of a global batch of items (near-equal, in order).
 std::vector<DatasetItem> LocalSlice(const std::vector<DatasetItem>& items, const Communicator& dp) {
   auto bounds = EvenSplit(int64_t(items.size()), dp.Size());
