@@ -123,10 +123,12 @@ class LocalCommunicator final : public Communicator {
  private:
   static WorkPtr Done() { return std::make_shared<DoneWork>(); }
 
-  // The mpi backend's rule: dense contiguous CPU tensors of a supported dtype.
+  // The mpi backend's rule for dtypes; any device, since a message here is a copy (a single-GPU
+  // job runs its tensors through this backend).
   static void CheckTensor(const at::Tensor& t, const std::string& what) {
     comm_detail::CheckDenseContiguous(t, what);
-    TORCH_CHECK(t.device().is_cpu(), what, ": the local backend moves CPU tensors, got a tensor on ", t.device());
+    TORCH_CHECK(t.device().is_cpu() || t.device().is_cuda(), what, ": the local backend moves CPU or CUDA tensors, ",
+                "got a tensor on ", t.device());
     auto type = t.scalar_type();
     TORCH_CHECK(type == at::kFloat || type == at::kDouble || type == at::kBFloat16 || type == at::kHalf ||
                     type == at::kLong || type == at::kInt || type == at::kByte || type == at::kBool,

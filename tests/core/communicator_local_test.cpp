@@ -8,8 +8,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <optional>
 
 namespace llamarl {
 namespace {
@@ -41,20 +39,6 @@ TEST(CommunicatorRegistryTest, ARegisteredFactoryIsFoundByName) {
   auto names = CommunicatorNames();
   EXPECT_NE(std::find(names.begin(), names.end(), "test-local"), names.end());
 }
-
-// Sets or clears an environment variable for one scope, restoring it afterwards.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    value ? setenv(name, value, 1) : unsetenv(name);
-  }
-  ~ScopedEnv() { old_ ? setenv(name_, old_->c_str(), 1) : unsetenv(name_); }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
 
 TEST(CommunicatorRegistryTest, DefaultIsMpiOnlyWhenTheLauncherStartedSeveralRanks) {
   ScopedEnv ompi("OMPI_COMM_WORLD_SIZE", nullptr), pmi("PMI_SIZE", nullptr), pmix("PMIX_SIZE", nullptr);
