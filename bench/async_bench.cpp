@@ -36,23 +36,37 @@ void AddIdleFractions(const json& summary, const std::vector<json>& timed, doubl
   (*out)["idle_fraction_generator"] = total > 0 ? idle / total : 0.0;
 }
 
-// Generated-length statistics of every rollout sample, when the mode's summary carries histograms
-// (controller/length_histogram.h): the generators' (split) or the run's own "response_lengths".
-json LengthStats(const json& summary, const std::string& run_dir) {
+// Statistics of a histogram in the summary ("response_lengths": the trained samples by length), or
+// null when the mode does not report it.
+json HistogramStats(const json& summary, const char* key, const std::string& run_dir) {
+  if (!summary.contains(key)) return nullptr;
+  return controller::LengthHistogram::FromJson(summary[key], run_dir + "/summary.json " + key).Stats();
+}
+
+// The generators' histograms of every sample they generated (split only), merged.
+json GeneratedLengthStats(const json& summary, const std::string& run_dir) {
   controller::LengthHistogram all;
-  bool found = false;
-  if (summary.contains("response_lengths")) {
-    all.Merge(controller::LengthHistogram::FromJson(summary["response_lengths"], run_dir + "/summary.json response_lengths"));
-    found = true;
-  }
   const json generators = summary.value("generators", json::array());
   for (size_t i = 0; i < generators.size(); ++i) {
     if (!generators[i].contains("response_lengths")) continue;
     const std::string what = run_dir + "/summary.json generators[" + std::to_string(i) + "].response_lengths";
     all.Merge(controller::LengthHistogram::FromJson(generators[i]["response_lengths"], what));
-    found = true;
   }
-  return found ? all.Stats() : json(nullptr);
+  return all.Count() > 0 ? all.Stats() : json(nullptr);
+}
+
+// Reward against wall-clock seconds since the start of RL: [seconds, training reward mean] per step,
+// and [seconds, held-out reward] at each evaluation.
+json RewardCurves(const std::vector<json>& rl) {
+  const double rl_start = rl.front().value("time_s", 0.0) - rl.front().value("step_s", 0.0);
+  json train = json::array(), eval = json::array();
+  for (const json& row : rl) {
+    const double t = row.value("time_s", 0.0) - rl_start;
+    train.push_back({t, row.value("reward_mean", 0.0)});
+    if (row.contains("eval_reward_mean") && row["eval_reward_mean"].is_number())
+      eval.push_back({t, row["eval_reward_mean"].get<double>()});
+  }
+  return {{"train", train}, {"eval", eval}};
 }
 
 }  // namespace
@@ -73,18 +87,25 @@ json SummariseBenchRun(const std::string& run_dir) {
   std::vector<json> tail(rl.end() - std::min<ptrdiff_t>(5, ptrdiff_t(rl.size())), rl.end());
   json out = {{"step_s", step_total / n},
               {"timed_steps", int64_t(timed.size())},
+              {"trained_samples", int64_t(SumOf(rl, "samples"))},
+              {"trained_tokens", int64_t(SumOf(rl, "tokens"))},
               {"samples_per_s", SumOf(timed, "samples") / step_total},
               {"tokens_per_s", SumOf(timed, "tokens") / step_total},
               {"reward_start", summary["eval_start"].value("eval_reward_mean", 0.0)},
               {"reward_end", summary["eval_end"].value("eval_reward_mean", 0.0)},
               {"train_reward_last5", SumOf(tail, "reward_mean") / double(tail.size())},
               {"response_len_mean", SumOf(timed, "response_len_mean") / n},
-              {"response_lengths", LengthStats(summary, run_dir)},
+              {"response_lengths", HistogramStats(summary, "response_lengths", run_dir)},
+              {"generated_lengths", GeneratedLengthStats(summary, run_dir)},
+              {"staleness_tokens", summary.value("staleness_tokens", json(nullptr))},
               {"gen_s", SumOf(timed, "gen_s") / n},
               {"train_s", SumOf(timed, "train_s") / n},
               {"sync_s", SumOf(timed, "sync_s") / n},
               {"staleness_mean", SumOf(timed, "staleness_mean") / n},
-              {"dropped_stale", SumOf(rl, "dropped_stale")}};
+              {"dropped_stale", int64_t(SumOf(rl, "dropped_stale"))},
+              {"stale_trained", int64_t(SumOf(rl, "stale_trained"))},
+              {"stale_recomputed", int64_t(SumOf(rl, "stale_recomputed"))},
+              {"reward_curve", RewardCurves(rl)}};
   AddIdleFractions(summary, timed, step_total, &out);
   return out;
 }
@@ -129,7 +150,10 @@ json RunAsyncBench(Communicator& world, const AsyncBenchOptions& options) {
           {"async", a},
           // The share of a synchronous step spent generating: what asynchrony can hide.
           {"sync_generate_fraction", s["gen_s"].get<double>() / s["step_s"].get<double>()},
-          {"speedup", s["step_s"].get<double>() / a["step_s"].get<double>()}};
+          {"step_speedup", s["step_s"].get<double>() / a["step_s"].get<double>()},
+          // What the user gets: trained tokens per second (a mode that trained on shorter responses
+          // or fewer samples per step cannot look faster this way).
+          {"speedup", a["tokens_per_s"].get<double>() / s["tokens_per_s"].get<double>()}};
 }
 
 }  // namespace llamarl::bench

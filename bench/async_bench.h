@@ -27,11 +27,19 @@ struct AsyncBenchOptions {
   int threads = 0;  // intra-op threads per rank in both modes; 0 = the machine's cores / ranks
 };
 
+// Both modes train full batches (rollout.prompts_per_step groups every step), so they train the same
+// number of samples; what differs is how long it takes and, if a mode were biased, which responses.
+//
 // Collective over `world` (2 ranks or more). Print-free; rank 0 returns
-// {"steps", "ranks", "threads_per_rank", "sync": {"step_s", "samples_per_s", "reward_end",
-//  "idle_fraction_trainer", "idle_fraction_generator", "response_lengths": {"count", "mean", "p50",
-//  "p90", "p99", "max"} or null when the mode does not report them, ...}, "async": {...the same...},
-//  "speedup" (sync step_s / async step_s)}; other ranks return an empty object.
+// {"steps", "ranks", "threads_per_rank", "sync": {"step_s", "trained_samples", "trained_tokens",
+//  "tokens_per_s" (trained), "samples_per_s", "reward_start", "reward_end", "idle_fraction_trainer",
+//  "idle_fraction_generator", "response_lengths" (trained samples: {"count", "mean", "p50", "p90",
+//  "p99", "max"}), "generated_lengths" (split: every sample generated), "staleness_tokens" (trained
+//  tokens by staleness: index = versions behind), "dropped_stale", "stale_trained",
+//  "stale_recomputed", "reward_curve": {"train": [[seconds since RL start, reward mean], ...],
+//  "eval": [[seconds, held-out reward], ...]}, ...}, "async": {...the same...},
+//  "speedup" (async trained tokens/s / sync trained tokens/s), "step_speedup" (sync step_s / async
+//  step_s)}; other ranks return an empty object.
 nlohmann::json RunAsyncBench(Communicator& world, const AsyncBenchOptions& options = {});
 
 // One mode's figures from a finished run directory (metrics.jsonl and summary.json): the "sync" or

@@ -31,7 +31,8 @@ void WaitNamed(Communicator& comm, Work& work, std::chrono::milliseconds timeout
   }
 }
 
-const char* const kKindNames[] = {"start", "weights", "eval", "stop"};
+const char* const kKindNames[] = {"start", "weights", "admit", "route", "eval", "stop"};
+constexpr int kNumKinds = int(sizeof(kKindNames) / sizeof(kKindNames[0]));
 
 }  // namespace
 
@@ -116,6 +117,18 @@ std::vector<uint8_t> MessagePoller::Wait(std::chrono::milliseconds timeout, cons
   }
 }
 
+Json BroadcastJson(Communicator& comm, const Json& value, std::chrono::milliseconds timeout, int root) {
+  if (comm.Size() == 1) return value;
+  const std::string text = comm.Rank() == root ? value.dump() : std::string();
+  at::Tensor size = at::full({1}, int64_t(text.size()), at::kLong);
+  comm.Broadcast(size, {root})->Wait(timeout);
+  at::Tensor payload = comm.Rank() == root ? BytesTensor(std::vector<uint8_t>(text.begin(), text.end()))
+                                           : at::empty({size.item<int64_t>()}, at::kByte);
+  comm.Broadcast(payload, {root})->Wait(timeout);
+  const auto* p = payload.data_ptr<uint8_t>();
+  return Json::parse(p, p + payload.numel());
+}
+
 const char* CommandKindName(Command::Kind kind) {
   return kKindNames[int(kind)];
 }
@@ -133,10 +146,10 @@ Command Command::Decode(const std::vector<uint8_t>& bytes) {
   Command c;
   const std::string kind = j["kind"].get<std::string>();
   bool known = false;
-  for (int k = 0; k < 4; ++k) {
+  for (int k = 0; k < kNumKinds; ++k) {
     if (kind == kKindNames[k]) c.kind = Command::Kind(k), known = true;
   }
-  LLAMARL_CHECK(known, "controller command: unknown kind '", kind, "'; known: start, weights, eval, stop");
+  LLAMARL_CHECK(known, "controller command: unknown kind '", kind, "'; known: start, weights, admit, route, eval, stop");
   c.step = j.value("step", int64_t(0));
   c.version = j.value("version", int64_t(0));
   c.payload = j.value("payload", Json());

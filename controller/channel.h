@@ -1,9 +1,10 @@
 // Messages between the ranks of a training job, over the world Communicator, on tags of their own:
-//   kCommandTag   controller (first trainer rank) -> generator ranks: small JSON commands
-//                 (start, weights, eval, stop), see Command;
+//   kCommandTag   controller (first trainer rank) -> generator replica leaders: small JSON commands
+//                 (start, weights, admit, route, eval, stop), see Command;
 //   kRolloutTag   generator -> trainer ranks: encoded RolloutGroups (controller/rollout.h), directly,
 //                 never through the controller;
-//   kEvalTag      generator -> controller: evaluation results (JSON).
+//   kReportTag    generator replica leader -> controller: JSON reports (a finished group is ready,
+//                 evaluation results, the final summary), told apart by their "kind".
 // Each message is two point-to-point sends on its tag: an int64 byte count, then the uint8 payload
 // (omitted when empty). Messages between a pair of ranks on one tag arrive in order (core/communicator.h),
 // so the header always precedes its payload.
@@ -30,7 +31,7 @@ namespace llamarl::controller {
 // Below 0x5700, where weight_sync's tags start, and below MPI's guaranteed tag bound (32767).
 constexpr int kCommandTag = 0x4300;
 constexpr int kRolloutTag = 0x4301;
-constexpr int kEvalTag = 0x4302;
+constexpr int kReportTag = 0x4302;
 
 // A message in flight. Keeps its tensors alive until the sends complete.
 class PendingSend {
@@ -69,13 +70,19 @@ class MessagePoller {
   WorkPtr header_work_, payload_work_;
 };
 
+// Collective over `comm`: `root`'s JSON value on every rank (size, then the text).
+Json BroadcastJson(Communicator& comm, const Json& value, std::chrono::milliseconds timeout, int root = 0);
+
 // A controller command. Encoded as JSON text: commands are small and rare (one per step at most).
 struct Command {
-  enum class Kind { kStart, kWeights, kEval, kStop };
+  // kAdmit: start these groups ({"groups": [admission index, ...]}); kRoute: send these finished
+  // groups to these trainer ranks, in this order, and forget the dropped ones ({"send": [[group id,
+  // world rank], ...], "drop": [group id, ...]}). See controller/batch_planner.h.
+  enum class Kind { kStart, kWeights, kAdmit, kRoute, kEval, kStop };
   Kind kind = Kind::kStop;
   int64_t step = 0;     // the RL step the command belongs to
   int64_t version = 0;  // kWeights: the version being pushed; kEval: the version evaluated
-  Json payload;         // kStart: the run state (dataset cursor, first step)
+  Json payload;         // kStart: the run state (dataset cursor, first step); kAdmit, kRoute: above
 
   std::vector<uint8_t> Encode() const;
   static Command Decode(const std::vector<uint8_t>& bytes);

@@ -27,20 +27,6 @@ ColocatedWorker::ColocatedWorker(JobContext& job, LlamaForCausalLMImpl& model, R
 
 ColocatedWorker::~ColocatedWorker() = default;
 
-// Every rank's histogram summed (collective): the lengths of all samples the run trained on. The
-// counts travel as a fixed-size tensor, [max_new_tokens + 1], the longest a response can be.
-LengthHistogram ColocatedWorker::GatherLengths() {
-  const std::vector<int64_t> local = lengths_.ToJson().get<std::vector<int64_t>>();
-  std::vector<int64_t> padded(size_t(job_.recipe.rollout.max_new_tokens + 1), 0);
-  TORCH_INTERNAL_ASSERT(local.size() <= padded.size(), "a response of ", local.size() - 1,
-                        " tokens under max_new_tokens ", padded.size() - 1);
-  std::copy(local.begin(), local.end(), padded.begin());
-  at::Tensor counts = at::tensor(padded, at::kLong);
-  job_.world.AllReduce(counts)->Wait(job_.timeouts.step);
-  const int64_t* c = counts.data_ptr<int64_t>();
-  return LengthHistogram::FromJson(Json(std::vector<int64_t>(c, c + counts.numel())), "colocated response lengths");
-}
-
 std::vector<RolloutGroup> ColocatedWorker::Generate(int64_t step, StepTimings* timings) {
   const auto t = Clock::now();
   const std::vector<DatasetItem>& items = prompts_.ForStep(step);
@@ -150,7 +136,7 @@ void ColocatedWorker::RunStep(int64_t step, int64_t end_step) {
     job_.world.Barrier()->Wait(job_.timeouts.step);  // idle time of the ranks whose groups were short
   }
   timings.wait_s = SecondsSince(t);
-  for (auto& g : generated) buffer_.Offer(std::move(g), start_.trainer->PolicyVersion());
+  for (auto& g : generated) buffer_.Add(std::move(g), start_.trainer->PolicyVersion());
   StalenessStats staleness;
   std::vector<RolloutGroup> groups = buffer_.Take(&staleness);
   const TrainStepMetrics metrics = TrainOnGroups(job_, *start_.trainer, groups, &timings);
@@ -216,11 +202,12 @@ Json ColocatedWorker::Run() {
   first_eval_ = Evaluate();
   first_eval_version_ = start_.trainer->PolicyVersion();
   for (int64_t step = start_.rl_step; step < end_step; ++step) RunStep(step, end_step);
-  const LengthHistogram lengths = GatherLengths();
+  const LengthHistogram lengths = SumOverRanks(job_.world, lengths_, job_.timeouts.step);
+  const LengthHistogram staleness = SumOverRanks(job_.world, buffer_.StalenessHistogram(), job_.timeouts.step);
   return Json{{"eval_start", {{"eval_reward_mean", first_eval_}}}, {"eval_end", {{"eval_reward_mean", last_eval_}}},
-              {"response_lengths", lengths.ToJson()},
+              {"response_lengths", lengths.ToJson()}, {"staleness_tokens", staleness.ToJson()},
               {"generate_s_total", gen_total_s_}, {"idle_s_total", idle_total_s_},
-              {"offload_s_total", offload_total_s_}, {"dropped_stale_total", buffer_.TotalDropped()}};
+              {"offload_s_total", offload_total_s_}, {"dropped_stale_total", 0}};
 }
 
 }  // namespace llamarl::controller

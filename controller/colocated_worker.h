@@ -35,7 +35,6 @@ class ColocatedWorker {
 
  private:
   std::vector<RolloutGroup> Generate(int64_t step, StepTimings* timings);
-  LengthHistogram GatherLengths();   // collective over the world
   // Collective: greedy mean reward over the held-out prompts, each replica evaluating its slice.
   double Evaluate();
   // Device bytes of this rank, and what the swaps of one step cost (see OffloadMetrics).

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 
+#include "controller/batch_planner.h"
 #include "controller/trace.h"
 #include "core/logging.h"
 #include "reward/registry.h"
@@ -31,7 +32,7 @@ struct GeneratorWorker::EvalJob {
 
 Json GeneratorSummary::ToJson() const {
   return {{"kind", "summary"}, {"gen_s", gen_s}, {"score_s", score_s}, {"sync_s", sync_s},
-          {"idle_s", idle_s}, {"total_s", total_s}, {"groups_sent", groups_sent},
+          {"idle_s", idle_s}, {"total_s", total_s}, {"groups_sent", groups_sent}, {"groups_unrouted", groups_unrouted},
           {"response_lengths", response_lengths.ToJson()}};
 }
 
@@ -69,17 +70,16 @@ GeneratorSummary GeneratorWorker::Run() {
       if (!Handle(*command)) break;
       continue;
     }
-    SubmitAllowed();
+    SubmitAdmitted();
     if (engine_->HasWork()) StepEngine();
     while (!sends_.empty() && sends_.front().IsCompleted()) sends_.pop_front();
   }
   for (auto& s : sends_) s.Wait(job_.timeouts.step, "the last rollouts to the trainers");
   if (rl_start_) summary_.total_s = SecondsSince(*rl_start_);
+  summary_.groups_unrouted = int64_t(finished_.size());
   if (IsLeader()) {
-    Json j = summary_.ToJson();
-    std::string text = j.dump();
-    SendBytes(job_.world, std::vector<uint8_t>(text.begin(), text.end()), job_.placement.FirstTrainer(), kEvalTag)
-        .Wait(job_.timeouts.step, "the generator summary to the controller");
+    SendReport(summary_.ToJson());
+    sends_.back().Wait(job_.timeouts.step, "the generator summary to the controller");
   }
   return summary_;
 }
@@ -115,7 +115,6 @@ bool GeneratorWorker::Handle(const Command& c) {
   switch (c.kind) {
     case Command::Kind::kStart:
       first_step_ = c.payload.at("first_step").get<int64_t>();
-      end_step_ = c.payload.at("end_step").get<int64_t>();
       prompts_.Restore(Cursor::FromJson(c.payload.at("cursor"), "start command cursor"), first_step_);
       return true;
     case Command::Kind::kWeights: {
@@ -128,6 +127,12 @@ bool GeneratorWorker::Handle(const Command& c) {
       MaybeKillForTest(job_.recipe.debug, job_.world.Rank(), known_step_);
       return true;
     }
+    case Command::Kind::kAdmit:
+      for (const Json& j : c.payload.at("groups")) admitted_.push_back(j.get<int64_t>());
+      return true;
+    case Command::Kind::kRoute:
+      Route(c);
+      return true;
     case Command::Kind::kEval: {
       EvalJob e;
       e.seq = c.payload.at("seq").get<int64_t>();
@@ -153,27 +158,33 @@ bool GeneratorWorker::Handle(const Command& c) {
   return true;
 }
 
-bool GeneratorWorker::CanSubmit() const {
-  const int64_t share = job_.routing.Share(replica_);
-  if (share == 0 || known_step_ < 0) return false;
-  const int64_t step = first_step_ + next_group_ / share;
-  return step < end_step_ && step <= known_step_ + job_.recipe.max_policy_lag;
-}
-
-void GeneratorWorker::SubmitAllowed() {
-  const int64_t share = job_.routing.Share(replica_);
-  while (CanSubmit()) {
-    const int64_t step = first_step_ + next_group_ / share;
-    const int64_t k = job_.routing.Offset(replica_) + next_group_ % share;
+void GeneratorWorker::SubmitAdmitted() {
+  const int64_t per_step = job_.routing.groups_per_step;
+  for (; !admitted_.empty(); admitted_.pop_front()) {
+    const int64_t step = first_step_ + admitted_.front() / per_step;
+    const int64_t k = admitted_.front() % per_step;
     const DatasetItem& item = prompts_.ForStep(step)[size_t(k)];
-    const uint64_t id = uint64_t(step * job_.routing.groups_per_step + k);
+    const uint64_t id = uint64_t(step * per_step + k);
     GenerationRequest r{id, job_.tokenizer.Encode(item.prompt),
                         RolloutSampling(job_.recipe, job_.config, GroupSeed(job_.recipe.seed, int64_t(id))),
                         job_.recipe.rollout.group_size};
     engine_->Submit(std::move(r));
     in_flight_[id] = InFlight{item, Clock::now(), {}};
-    ++next_group_;
   }
+}
+
+void GeneratorWorker::Route(const Command& c) {
+  if (!IsLeader()) return;  // only the leader keeps finished groups
+  for (const Json& send : c.payload.at("send")) {
+    auto it = finished_.find(send.at(0).get<int64_t>());
+    TORCH_INTERNAL_ASSERT(it != finished_.end(), "route of group ", send.at(0), " which replica ", replica_,
+                          " does not hold");
+    it->second.step = c.step;
+    sends_.push_back(SendBytes(job_.world, EncodeRolloutGroup(it->second), send.at(1).get<int>(), kRolloutTag));
+    finished_.erase(it);
+    ++summary_.groups_sent;
+  }
+  for (const Json& id : c.payload.at("drop")) finished_.erase(id.get<int64_t>());
 }
 
 void GeneratorWorker::StepEngine() {
@@ -211,19 +222,18 @@ void GeneratorWorker::OnCompletion(Completion c) {
     g.group_id = int64_t(it->first);
     g.gen_s = SecondsSince(it->second.start);
     g.generator_rank = job_.world.Rank();
-    SendGroup(std::move(g));
+    ReadyGroup ready{g.group_id, replica_, g.NumResponseTokens(), g.MinVersion(), {}};
+    for (const RolloutSample& s : g.samples) ready.rewards.push_back(s.reward);
+    SendReport(ready.ToJson());
+    finished_[g.group_id] = std::move(g);
   }
   in_flight_.erase(it);
 }
 
-void GeneratorWorker::SendGroup(RolloutGroup g) {
-  const int64_t share = job_.routing.Share(replica_);
-  const int64_t k = job_.routing.Offset(replica_) + sent_ % share;
-  g.step = first_step_ + sent_ / share;
-  const int dst = job_.placement.TrainerRanks()[size_t(job_.routing.TrainerOf(k))];
-  sends_.push_back(SendBytes(job_.world, EncodeRolloutGroup(g), dst, kRolloutTag));
-  ++sent_;
-  ++summary_.groups_sent;
+void GeneratorWorker::SendReport(const Json& report) {
+  const std::string text = report.dump();
+  sends_.push_back(SendBytes(job_.world, std::vector<uint8_t>(text.begin(), text.end()),
+                             job_.placement.FirstTrainer(), kReportTag));
 }
 
 void GeneratorWorker::FinishEval(EvalJob& e) {
@@ -236,9 +246,7 @@ void GeneratorWorker::FinishEval(EvalJob& e) {
   Json j = {{"kind", "eval"}, {"seq", e.seq}, {"step", e.step}, {"version", e.version},
             {"sum", mean * double(e.items.size())}, {"count", int64_t(e.items.size())},
             {"oldest_version", oldest == INT64_MAX ? e.version : oldest}};
-  std::string text = j.dump();
-  sends_.push_back(SendBytes(job_.world, std::vector<uint8_t>(text.begin(), text.end()),
-                             job_.placement.FirstTrainer(), kEvalTag));
+  SendReport(j);
 }
 
 }  // namespace llamarl::controller

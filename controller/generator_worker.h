@@ -2,15 +2,15 @@
 // sends them straight to their trainer ranks, and obeys the controller's commands between decode
 // steps (weights: join the push and apply it; eval: queue greedy held-out prompts; stop).
 //
-// The staleness bound decides how far ahead a replica may generate: its j-th group (counted from the
-// run's first RL step, `share` groups per step) belongs to step first_step + j / share and is only
-// started once the trainer has announced step >= that step - max_policy_lag. With lag L the replica
-// therefore runs up to L steps ahead of the trainer and waits only when it is that far ahead (or when
-// the run's last step is fully generated). Weight pushes apply between two decode steps; running
-// sequences continue on the new weights with the KV caches they have (no refresh prefill; the
-// constructor says why). Sent groups fill the trainers' slots in sending order, so
-// a long group started early may land in a later step; the trainer's RolloutBuffer drops it when its
-// tokens are then too old.
+// The controller decides what to generate and where results go (controller/batch_planner.h): an
+// "admit" command names the groups this replica may start (admission indices: index j is prompt
+// j % prompts_per_step of step first_step + j / prompts_per_step), so the staleness bound is applied
+// before a group starts; a finished group is scored, kept, and announced to the controller with a
+// "ready" report (tokens, oldest version, rewards); a "route" command then sends kept groups straight
+// to the trainer ranks it names, in its order, or forgets the dropped ones. Weight pushes apply
+// between two decode steps; running sequences continue on the new weights with the KV caches they
+// have (no refresh prefill; the constructor says why), and every token records the version that
+// sampled it.
 //
 // Tensor parallelism: the replica's first rank (the leader) polls commands and sends rollouts; each
 // loop turn it broadcasts the command it got (if any) over the replica's TP group, so every rank
@@ -36,6 +36,7 @@ namespace llamarl::controller {
 struct GeneratorSummary {
   double gen_s = 0, score_s = 0, sync_s = 0, idle_s = 0, total_s = 0;
   int64_t groups_sent = 0;
+  int64_t groups_unrouted = 0;  // finished but never routed when the run stopped
   LengthHistogram response_lengths;  // every rollout sample generated (evaluations excluded)
   Json ToJson() const;
 };
@@ -55,11 +56,12 @@ class GeneratorWorker {
 
   std::optional<Command> NextCommand(bool block);  // leader polls; broadcast over TP
   bool Handle(const Command& command);             // false on stop
-  bool CanSubmit() const;  // the bound lets the next group start
-  void SubmitAllowed();
+  bool CanSubmit() const { return !admitted_.empty(); }
+  void SubmitAdmitted();
+  void Route(const Command& route);
   void StepEngine();
   void OnCompletion(Completion completion);
-  void SendGroup(RolloutGroup group);
+  void SendReport(const Json& report);  // leader: to the controller
   void FinishEval(EvalJob& job);
   bool IsLeader() const { return tp_rank_ == 0; }
 
@@ -71,9 +73,10 @@ class GeneratorWorker {
   std::unique_ptr<reward::Reward> reward_;
   std::unique_ptr<MessagePoller> commands_;  // leader only
   StepPrompts prompts_;
-  int64_t first_step_ = 0, end_step_ = 0, known_step_ = -1;
-  int64_t next_group_ = 0, sent_ = 0;
+  int64_t first_step_ = 0, known_step_ = -1;
+  std::deque<int64_t> admitted_;  // admission indices not yet submitted
   std::map<uint64_t, InFlight> in_flight_;
+  std::map<int64_t, RolloutGroup> finished_;  // leader: scored, announced, not yet routed
   std::deque<EvalJob> evals_;
   std::deque<PendingSend> sends_;
   std::optional<std::chrono::steady_clock::time_point> rl_start_;  // the first weight push

@@ -84,12 +84,6 @@ int64_t GroupRouting::Share(int replica) const {
   return bounds[size_t(replica) + 1] - bounds[size_t(replica)];
 }
 
-int64_t GroupRouting::Expected(int replica, int trainer) const {
-  int64_t n = 0;
-  for (int64_t k = Offset(replica); k < Offset(replica) + Share(replica); ++k) n += TrainerOf(k) == trainer;
-  return n;
-}
-
 SamplingParams RolloutSampling(const RecipeConfig& recipe, const LlamaConfig& config, uint64_t seed) {
   SamplingParams p;
   p.temperature = recipe.rollout.temperature;

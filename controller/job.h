@@ -51,19 +51,15 @@ class StepPrompts {
   std::vector<DatasetItem> cached_;
 };
 
-// Which replica produces and which trainer rank consumes each group of a step: step s has
-// prompts_per_step groups k = 0..B-1; replica r owns k in [offset(r), offset(r) + share(r)) (EvenSplit);
-// group k goes to trainer index k % num_trainers.
+// Which replica generates each group of a colocated step: step s has prompts_per_step groups
+// k = 0..B-1; replica r owns k in [offset(r), offset(r) + share(r)) (EvenSplit). Split placement
+// admits and routes groups by load instead (controller/batch_planner.h).
 struct GroupRouting {
   int64_t groups_per_step = 0;
   int num_replicas = 1;
-  int num_trainers = 1;
 
   int64_t Offset(int replica) const;
   int64_t Share(int replica) const;
-  int TrainerOf(int64_t k) const { return int(k % num_trainers); }
-  // Groups trainer `t` receives from replica `r` in one step.
-  int64_t Expected(int replica, int trainer) const;
 };
 
 // The sampling parameters of a rollout group or of a greedy evaluation.

@@ -25,6 +25,10 @@ void CheckRecipeFitsPlacement(const RecipeConfig& recipe, const Placement& p) {
   TORCH_CHECK(recipe.rollout.prompts_per_step >= p.NumReplicas(), "rollout.prompts_per_step (",
               recipe.rollout.prompts_per_step, ") must be at least the number of generator replicas (",
               p.NumReplicas(), ") so that every replica has a group to generate; raise it or use fewer ranks");
+  TORCH_CHECK(!p.split || recipe.rollout.prompts_per_step >= p.num_trainers,
+              "rollout.prompts_per_step (", recipe.rollout.prompts_per_step,
+              ") must be at least the number of trainer ranks (", p.num_trainers,
+              ") so that every trainer rank trains on a group each step; raise it or use fewer trainer ranks");
   TORCH_CHECK(recipe.rollout.group_size <= recipe.rollout.max_slots, "rollout.group_size (", recipe.rollout.group_size,
               ") exceeds rollout.max_slots (", recipe.rollout.max_slots, "); a group is admitted at once: raise max_slots");
 }
@@ -81,8 +85,7 @@ Json RunTraining(Communicator& world, RecipeConfig recipe, const RunOptions& opt
   auto tracer = std::make_unique<Tracer>(recipe.run_dir, rank, RoleOf(placement, rank));
   const LlamaConfig config = BuildModelConfig(recipe);
   JobContext job{world, recipe, placement, config, BuildTokenizer(recipe), LoadDataset(recipe.data),
-                 TimeoutsOf(recipe), GroupRouting{recipe.rollout.prompts_per_step, placement.NumReplicas(),
-                                                  placement.split ? placement.num_trainers : world.Size()},
+                 TimeoutsOf(recipe), GroupRouting{recipe.rollout.prompts_per_step, placement.NumReplicas()},
                  options.resume_dir, metrics.get(), tracer.get()};
   Json summary;
   ResetPhase();

@@ -5,7 +5,12 @@
 //   step, policy_version, time_s (seconds since the run started), phase ("sft" | "rl"),
 //   reward_mean, reward_std, eval_reward_mean (eval steps only; held-out prompts, greedy),
 //   loss, kl, entropy, grad_norm, lr, skipped,
-//   staleness_mean, staleness_max, dropped_stale,
+//   staleness_mean, staleness_max (per trained token: trainer version - sampling version),
+//   stale_groups (trained groups with a token older than max_policy_lag versions; 0 colocated),
+//   split only: stale_trained and stale_recomputed (of those, trained as sampled / rescored first,
+//   async.on_stale), dropped_stale (discarded by async.on_stale "drop"), trainer_tokens (response
+//   tokens routed to each trainer rank), ready_queue (finished groups waiting once the step's batch
+//   was taken),
 //   iw_mean, iw_max, iw_truncated_fraction, iw_ess,
 //   tokens, tokens_per_s, samples, response_len_mean,
 //   gen_s, score_s, train_s, sync_s, idle_s_trainer, idle_s_generator,

@@ -96,6 +96,15 @@ CheckpointRecipe CheckpointRecipe::FromJson(const Json& j, const std::string& pa
   return c;
 }
 
+AsyncRecipe AsyncRecipe::FromJson(const Json& j, const std::string& path) {
+  AsyncRecipe c;
+  ConfigReader r(j, path);
+  r.Read("on_stale", &c.on_stale, {"train", "drop", "recompute"},
+         "a finished group past the bound: train on it, drop it, or rescore it under the current policy");
+  r.Finish();
+  return c;
+}
+
 TimeoutRecipe TimeoutRecipe::FromJson(const Json& j, const std::string& path) {
   TimeoutRecipe c;
   ConfigReader r(j, path);
@@ -154,6 +163,7 @@ RecipeConfig RecipeConfig::FromJson(const Json& j, const std::string& path) {
   c.placement = PlacementRecipe::FromJson(r.Raw("placement"), r.PathOf("placement"));
   r.Read("mode", &c.mode, {"async", "sync"}, "bounded-staleness async RL or the synchronous baseline");
   r.Read("max_policy_lag", &c.max_policy_lag, Range::AtLeast(0), "staleness bound in policy versions");
+  c.async = AsyncRecipe::FromJson(r.Raw("async"), r.PathOf("async"));
   c.rollout = RolloutRecipe::FromJson(r.Raw("rollout"), r.PathOf("rollout"));
   c.trainer = r.Raw("trainer");
   LLAMARL_CHECK(c.trainer.is_null() || c.trainer.is_object(), r.PathOf("trainer"),

@@ -89,6 +89,19 @@ struct CheckpointRecipe {
   static CheckpointRecipe FromJson(const Json& j, const std::string& path);
 };
 
+// Asynchronous (split) runs: what the controller does with a finished group that is older than the
+// bound when its training step comes. Staleness is bounded at admission (controller/batch_planner.h),
+// so this is the rare group that outlived the bound while it generated; by default it is trained on
+// with its per-token importance correction, because dropping the groups that take longest would
+// train the policy on short answers.
+struct AsyncRecipe {
+  // "train": train on it as sampled (importance-corrected); "drop": discard it and wait for another
+  // (the batch stays full); "recompute": rescore its log-probs under the current policy, then train.
+  std::string on_stale = "train";
+
+  static AsyncRecipe FromJson(const Json& j, const std::string& path);
+};
+
 // Every wait of the job has one of these limits; an expired wait is an error naming the rank and the
 // phase (never a hang).
 struct TimeoutRecipe {
@@ -114,7 +127,8 @@ struct RecipeConfig {
   Json reward;  // {"name": ..., "config": {...}} (reward/registry.h)
   PlacementRecipe placement;
   std::string mode = "async";  // "async" (bounded staleness) or "sync" (the colocated baseline)
-  int64_t max_policy_lag = 1;  // trainer at version v trains on tokens sampled at >= v - lag
+  int64_t max_policy_lag = 1;  // a group starts only while at most (lag + 1) batches are live
+  AsyncRecipe async;
   RolloutRecipe rollout;
   Json trainer;  // TrainerConfig (trainer/trainer.h)
   SftRecipe sft;

@@ -155,24 +155,21 @@ RolloutBuffer::RolloutBuffer(int64_t max_policy_lag) : max_policy_lag_(max_polic
   LLAMARL_CHECK(max_policy_lag >= 0, "max_policy_lag (", max_policy_lag, ") must be >= 0");
 }
 
-bool RolloutBuffer::Offer(RolloutGroup group, int64_t trainer_version) {
-  const int64_t oldest_allowed = trainer_version - max_policy_lag_;
-  if (group.NumResponseTokens() > 0 && group.MinVersion() < oldest_allowed) {
-    ++stats_.dropped_groups;
-    ++total_dropped_;
-    return false;
-  }
+bool RolloutBuffer::Add(RolloutGroup group, int64_t trainer_version) {
+  const bool within = group.NumResponseTokens() == 0 || group.MinVersion() >= trainer_version - max_policy_lag_;
   for (const auto& s : group.samples) {
     for (int64_t v : s.versions) {
       const int64_t staleness = std::max<int64_t>(0, trainer_version - v);
       staleness_sum_ += double(staleness);
       stats_.staleness_max = std::max(stats_.staleness_max, staleness);
+      histogram_.Add(staleness);
     }
   }
   stats_.tokens += group.NumResponseTokens();
-  ++stats_.accepted_groups;
+  ++stats_.groups;
+  stats_.stale_groups += within ? 0 : 1;
   kept_.push_back(std::move(group));
-  return true;
+  return within;
 }
 
 std::vector<RolloutGroup> RolloutBuffer::Take(StalenessStats* stats) {

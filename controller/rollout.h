@@ -12,9 +12,10 @@
 //   str finish_reason
 // where vec<T> = i64 count + count elements and str = i64 length + bytes.
 //
-// Staleness bound (DESIGN.md): the trainer at policy version v trains on a group only when every
-// token was sampled at a version >= v - max_policy_lag; other groups are dropped and counted, never
-// trained on. max_policy_lag = 0 is on-policy.
+// Staleness (DESIGN.md): a token sampled at version u and trained on by the trainer at version v is
+// v - u versions stale. The bound is applied when a group is admitted (controller/batch_planner.h);
+// a group whose oldest token is still older than v - max_policy_lag when trained on is "stale" and
+// counted. max_policy_lag = 0 is on-policy.
 //
 // LibTorch-free; not thread-safe (one RolloutBuffer per trainer rank, used by its loop only).
 #pragma once
@@ -22,6 +23,8 @@
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "controller/length_histogram.h"
 
 namespace llamarl::controller {
 
@@ -53,25 +56,26 @@ std::vector<uint8_t> EncodeRolloutGroup(const RolloutGroup& group);
 RolloutGroup DecodeRolloutGroup(const uint8_t* data, size_t size);
 
 struct StalenessStats {
-  int64_t accepted_groups = 0;
-  int64_t dropped_groups = 0;     // groups past the bound
-  int64_t tokens = 0;             // response tokens of the accepted groups
-  double staleness_mean = 0;      // mean over accepted tokens of (trainer version - token version)
+  int64_t groups = 0;
+  int64_t stale_groups = 0;       // groups with a token older than the bound
+  int64_t tokens = 0;             // response tokens
+  double staleness_mean = 0;      // mean over tokens of (trainer version - token version)
   int64_t staleness_max = 0;
 };
 
-// Collects the groups of one training step and enforces the staleness bound.
+// The groups one trainer rank trains on in a step, with their per-token staleness.
 class RolloutBuffer {
  public:
   explicit RolloutBuffer(int64_t max_policy_lag);
 
-  // Keeps `group` when all its tokens were sampled at versions >= trainer_version - max_policy_lag;
-  // otherwise counts it as dropped. Returns whether it was kept.
-  bool Offer(RolloutGroup group, int64_t trainer_version);
-  // The kept groups and the statistics since the last Take, then starts over.
+  // Keeps `group` for this step; returns whether all its tokens were sampled at versions
+  // >= trainer_version - max_policy_lag (otherwise it counts as stale).
+  bool Add(RolloutGroup group, int64_t trainer_version);
+  // The groups and the statistics since the last Take, then starts over.
   std::vector<RolloutGroup> Take(StalenessStats* stats);
   size_t NumKept() const { return kept_.size(); }
-  int64_t TotalDropped() const { return total_dropped_; }
+  // Tokens by staleness (index = trainer version - token version) over every Add of the run.
+  const LengthHistogram& StalenessHistogram() const { return histogram_; }
   int64_t max_policy_lag() const { return max_policy_lag_; }
 
  private:
@@ -79,7 +83,7 @@ class RolloutBuffer {
   std::vector<RolloutGroup> kept_;
   StalenessStats stats_;
   double staleness_sum_ = 0;
-  int64_t total_dropped_ = 0;
+  LengthHistogram histogram_;
 };
 
 }  // namespace llamarl::controller

@@ -134,7 +134,7 @@ Json StepMetricsRow(Communicator& dp, const std::vector<RolloutGroup>& groups, c
     }
   }
   at::Tensor sums = at::tensor({reward_sum, reward_sq, samples, len_sum, staleness.staleness_mean * double(staleness.tokens),
-                                double(staleness.tokens), double(staleness.dropped_groups), double(groups.size()), gen_sum,
+                                double(staleness.tokens), double(staleness.stale_groups), double(groups.size()), gen_sum,
                                 timings.wait_s, timings.score_s},
                                at::kDouble);
   at::Tensor maxes = at::tensor({double(staleness.staleness_max), timings.train_s, timings.sync_s, timings.gen_s},
@@ -149,11 +149,34 @@ Json StepMetricsRow(Communicator& dp, const std::vector<RolloutGroup>& groups, c
   row.update({{"reward_mean", mean}, {"reward_std", std::sqrt(std::max(0.0, s[1] / n - mean * mean))},
               {"samples", int64_t(s[2])}, {"response_len_mean", s[3] / n},
               {"staleness_mean", s[5] > 0 ? s[4] / s[5] : 0.0}, {"staleness_max", int64_t(m[0])},
-              {"dropped_stale", int64_t(s[6])}, {"train_s", m[1]}, {"sync_s", m[2]},
+              {"stale_groups", int64_t(s[6])}, {"train_s", m[1]}, {"sync_s", m[2]},
               {"score_s", s[10] / dp.Size()}, {"idle_s_trainer", s[9] / dp.Size()}});
   // Split placement: the groups' mean latency; colocated: the generate phase's wall time.
   row["gen_s"] = m[3] > 0 ? m[3] : (s[7] > 0 ? s[8] / s[7] : 0.0);
   return row;
+}
+
+LengthHistogram SumOverRanks(Communicator& comm, const LengthHistogram& local, std::chrono::milliseconds timeout) {
+  std::vector<int64_t> counts = local.ToJson().get<std::vector<int64_t>>();
+  at::Tensor size = at::full({1}, int64_t(counts.size()), at::kLong);
+  comm.AllReduce(size, {ReduceOp::kMax})->Wait(timeout);
+  counts.resize(size_t(size.item<int64_t>()), 0);
+  if (counts.empty()) return LengthHistogram();
+  at::Tensor sum = at::tensor(counts, at::kLong);
+  comm.AllReduce(sum)->Wait(timeout);
+  const int64_t* c = sum.data_ptr<int64_t>();
+  return LengthHistogram::FromJson(Json(std::vector<int64_t>(c, c + sum.numel())), "histogram summed over ranks");
+}
+
+void RescoreLogprobs(JobContext& job, Trainer& trainer, const std::vector<RolloutGroup*>& groups) {
+  ScopedPhase phase(job, "recompute");
+  std::vector<RolloutGroup> copies;
+  for (const RolloutGroup* g : groups) copies.push_back(*g);
+  const std::vector<std::vector<float>> logprobs = trainer.ScoreLogprobs(ToTrainBatch(copies));
+  size_t i = 0;
+  for (RolloutGroup* g : groups) {
+    for (RolloutSample& s : g->samples) s.logprobs = logprobs[i++];
+  }
 }
 
 TrainStepMetrics TrainOnGroups(JobContext& job, Trainer& trainer, const std::vector<RolloutGroup>& groups,

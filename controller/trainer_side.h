@@ -10,6 +10,7 @@
 
 #include "controller/dataset.h"
 #include "controller/job.h"
+#include "controller/length_histogram.h"
 #include "controller/recipe.h"
 #include "controller/rollout.h"
 #include "core/communicator.h"
@@ -96,6 +97,11 @@ struct StepTimings {
   double sync_s = 0;
 };
 
+// async.on_stale "recompute": replaces the log-probs of `groups`' samples with the trainer's current
+// policy's (Trainer::ScoreLogprobs), so the step treats them as sampled by it. Collective over the
+// trainer ranks (a rank with nothing to rescore still takes part).
+void RescoreLogprobs(JobContext& job, Trainer& trainer, const std::vector<RolloutGroup*>& groups);
+
 // One optimizer step on the groups, traced as the "train" phase; adds its seconds to timings->train_s.
 TrainStepMetrics TrainOnGroups(JobContext& job, Trainer& trainer, const std::vector<RolloutGroup>& groups,
                                StepTimings* timings);
@@ -103,6 +109,10 @@ TrainStepMetrics TrainOnGroups(JobContext& job, Trainer& trainer, const std::vec
 // The metrics row of one RL step (contract in controller/metrics.h), aggregated over dp; collective.
 Json StepMetricsRow(Communicator& dp, const std::vector<RolloutGroup>& groups, const StalenessStats& staleness,
                     const TrainStepMetrics& train, const StepTimings& timings);
+
+// Every rank's histogram summed (collective over `comm`): e.g. the lengths of all samples the
+// ranks trained on. The counts travel as one tensor as long as the longest rank's.
+LengthHistogram SumOverRanks(Communicator& comm, const LengthHistogram& local, std::chrono::milliseconds timeout);
 
 // Mean of per-replica (sum, count) evaluation results.
 struct EvalTally {

@@ -20,7 +20,7 @@ TrainerWorker::TrainerWorker(JobContext& job, LlamaForCausalLMImpl& model, Repli
       buffer_(job.recipe.max_policy_lag) {
   if (job.IsController()) {
     for (int r = 0; r < job.placement.NumReplicas(); ++r)
-      from_leaders_.push_back(std::make_unique<MessagePoller>(job.world, job.placement.ReplicaRanks(r)[0], kEvalTag));
+      from_leaders_.push_back(std::make_unique<MessagePoller>(job.world, job.placement.ReplicaRanks(r)[0], kReportTag));
     finished_.assign(from_leaders_.size(), false);
   }
 }
@@ -28,10 +28,27 @@ TrainerWorker::TrainerWorker(JobContext& job, LlamaForCausalLMImpl& model, Repli
 TrainerWorker::~TrainerWorker() = default;
 
 void TrainerWorker::SendCommand(const Command& command) {
+  SendEach(std::vector<std::optional<Command>>(size_t(job_.placement.NumReplicas()), command));
+}
+
+void TrainerWorker::SendEach(const std::vector<std::optional<Command>>& commands) {
   std::vector<PendingSend> sends;
-  for (int r = 0; r < job_.placement.NumReplicas(); ++r)
-    sends.push_back(SendBytes(job_.world, command.Encode(), job_.placement.ReplicaRanks(r)[0], kCommandTag));
-  for (auto& s : sends) s.Wait(job_.timeouts.step, std::string("the ") + CommandKindName(command.kind) + " command");
+  std::vector<std::string> what;
+  for (int r = 0; r < job_.placement.NumReplicas(); ++r) {
+    if (!commands[size_t(r)]) continue;
+    sends.push_back(SendBytes(job_.world, commands[size_t(r)]->Encode(), job_.placement.ReplicaRanks(r)[0], kCommandTag));
+    what.push_back(std::string("the ") + CommandKindName(commands[size_t(r)]->kind) + " command to replica " +
+                   std::to_string(r));
+  }
+  for (size_t i = 0; i < sends.size(); ++i) sends[i].Wait(job_.timeouts.step, what[i]);
+}
+
+// Controller: a `kind` command carrying payloads[r] to each replica r whose payload is not null.
+void TrainerWorker::SendPayloads(Command::Kind kind, int64_t step, const std::vector<Json>& payloads) {
+  std::vector<std::optional<Command>> commands(payloads.size());
+  for (size_t r = 0; r < payloads.size(); ++r)
+    if (!payloads[r].is_null()) commands[r] = Command{kind, step, start_.trainer->PolicyVersion(), payloads[r]};
+  SendEach(commands);
 }
 
 void TrainerWorker::Push(int64_t step) {
@@ -42,18 +59,66 @@ void TrainerWorker::Push(int64_t step) {
     sync_.PushReplica(r, version, &start_.trainer->FlatShard(), nullptr);
 }
 
-std::vector<RolloutGroup> TrainerWorker::Receive(int64_t step, StalenessStats* stats) {
+void TrainerWorker::Admit(int64_t step) {
+  if (!job_.IsController()) return;
+  std::vector<Json> payloads(size_t(job_.placement.NumReplicas()));
+  for (const Admission& a : planner_->Admit()) payloads[size_t(a.replica)]["groups"].push_back(a.index);
+  SendPayloads(Command::Kind::kAdmit, step, payloads);
+}
+
+BatchPlan TrainerWorker::NextBatch(int64_t step) {
+  ScopedPhase phase(job_, "wait");
+  Json plan_json;
+  if (job_.IsController()) {
+    const auto deadline = Clock::now() + job_.timeouts.step;
+    std::optional<BatchPlan> plan;
+    while (!(plan = planner_->TryPlan(step, start_.trainer->PolicyVersion()))) {
+      TORCH_CHECK(Clock::now() < deadline, "rank ", job_.world.Rank(), " (controller) timed out after ",
+                  job_.recipe.timeouts.step_s, " s waiting for the finished groups of step ", step, " (",
+                  planner_->NumReady(), " ready of ", job_.recipe.rollout.prompts_per_step, ", ", planner_->Live(),
+                  " live); raise timeouts.step_s if generation is this slow");
+      CollectMessages(false);
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    std::vector<Json> routes(size_t(job_.placement.NumReplicas()));
+    const std::vector<int> trainers = job_.placement.TrainerRanks();
+    for (const RoutedGroup& g : plan->groups)
+      routes[size_t(g.replica)]["send"].push_back({g.group_id, trainers[size_t(g.trainer)]});
+    for (const ReadyGroup& g : plan->dropped) routes[size_t(g.replica)]["drop"].push_back(g.group_id);
+    for (Json& r : routes) {
+      if (r.is_null()) continue;
+      if (!r.contains("send")) r["send"] = Json::array();
+      if (!r.contains("drop")) r["drop"] = Json::array();
+    }
+    SendPayloads(Command::Kind::kRoute, step, routes);
+    plan_json = plan->ToJson();
+  }
+  return BatchPlan::FromJson(BroadcastJson(*dp_, plan_json, job_.timeouts.step));
+}
+
+std::vector<RolloutGroup> TrainerWorker::Receive(const BatchPlan& plan, StalenessStats* stats) {
   ScopedPhase phase(job_, "wait");
   const int me = dp_->Rank();
   for (int r = 0; r < job_.placement.NumReplicas(); ++r) {
     const int leader = job_.placement.ReplicaRanks(r)[0];
-    for (int64_t i = job_.routing.Expected(r, me); i > 0; --i) {
+    for (int64_t id : plan.GroupsFor(me, r)) {
       std::vector<uint8_t> bytes = RecvBytes(job_.world, leader, kRolloutTag, job_.timeouts.step,
-                                             "rollouts of step " + std::to_string(step));
-      buffer_.Offer(DecodeRolloutGroup(bytes.data(), bytes.size()), start_.trainer->PolicyVersion());
+                                             "rollouts of step " + std::to_string(plan.step));
+      RolloutGroup g = DecodeRolloutGroup(bytes.data(), bytes.size());
+      TORCH_INTERNAL_ASSERT(g.group_id == id, "replica ", r, " sent group ", g.group_id, " where the plan of step ",
+                            plan.step, " routes group ", id);
+      for (const RolloutSample& s : g.samples) lengths_.Add(int64_t(s.response.size()));
+      buffer_.Add(std::move(g), start_.trainer->PolicyVersion());
     }
   }
-  return buffer_.Take(stats);
+  std::vector<RolloutGroup> groups = buffer_.Take(stats);
+  std::vector<RolloutGroup*> rescore;
+  for (RolloutGroup& g : groups) {
+    for (const RoutedGroup& routed : plan.groups)
+      if (routed.group_id == g.group_id && routed.recompute) rescore.push_back(&g);
+  }
+  if (plan.stale_recomputed > 0) RescoreLogprobs(job_, *start_.trainer, rescore);  // collective
+  return groups;
 }
 
 void TrainerWorker::RequestEval(int64_t step) {
@@ -77,6 +142,10 @@ void TrainerWorker::CollectMessages(bool block_for_evals) {
         if (m.at("kind") == "summary") {
           summaries_.push_back(m);
           finished_[size_t(r)] = true;
+          continue;
+        }
+        if (m.at("kind") == "ready") {
+          planner_->OnReady(ReadyGroup::FromJson(m, r));
           continue;
         }
         EvalTally& t = evals_[m.at("seq").get<int64_t>()];
@@ -106,13 +175,19 @@ void TrainerWorker::RunStep(int64_t step) {
   StalenessStats staleness;
   const auto step_start = Clock::now();
   auto t = step_start;
-  std::vector<RolloutGroup> groups = Receive(step, &staleness);
+  const BatchPlan plan = NextBatch(step);
+  const int64_t ready_queue = job_.IsController() ? planner_->NumReady() : 0;
+  std::vector<RolloutGroup> groups = Receive(plan, &staleness);
   timings.wait_s = SecondsSince(t);
   const TrainStepMetrics metrics = TrainOnGroups(job_, *start_.trainer, groups, &timings);
   t = Clock::now();
   Push(step + 1);
+  Admit(step + 1);
   timings.sync_s = SecondsSince(t);
   Json row = StepMetricsRow(*dp_, groups, staleness, metrics, timings);
+  row.update({{"dropped_stale", int64_t(plan.dropped.size())}, {"stale_trained", plan.stale_trained},
+              {"stale_recomputed", plan.stale_recomputed}, {"trainer_tokens", plan.trainer_tokens},
+              {"ready_queue", ready_queue}});
   const bool last = step + 1 == end_step_;
   const EvalRecipe& e = job_.recipe.eval;
   if (last || (e.every > 0 && (step + 1 - start_.rl_step) % e.every == 0)) RequestEval(step + 1);
@@ -140,11 +215,16 @@ Json TrainerWorker::Run() {
   prompts_.Restore(start_.resumed ? start_.cursor : prompts_.CursorAt(0), start_.rl_step);
   const Cursor cursor = prompts_.CursorAt(start_.rl_step);
   if (job_.IsController()) {
+    const int64_t per_step = job_.recipe.rollout.prompts_per_step;
+    planner_ = std::make_unique<BatchPlanner>(BatchPlannerOptions{
+        per_step, job_.recipe.max_policy_lag, job_.recipe.async.on_stale, job_.placement.NumReplicas(),
+        job_.placement.num_trainers, (end_step_ - start_.rl_step) * per_step});
     SendCommand(Command{Command::Kind::kStart, start_.rl_step, start_.trainer->PolicyVersion(),
                         Json{{"first_step", start_.rl_step}, {"end_step", end_step_}, {"cursor", cursor.ToJson()}}});
   }
   Push(start_.rl_step);
-  RequestEval(start_.rl_step);
+  RequestEval(start_.rl_step);  // before the first admissions, so the engine evaluates first
+  Admit(start_.rl_step);
   CollectMessages(/*block_for_evals=*/true);
   for (int64_t step = start_.rl_step; step < end_step_; ++step) RunStep(step);
   Finish();
@@ -152,6 +232,8 @@ Json TrainerWorker::Run() {
 }
 
 void TrainerWorker::Finish() {
+  const LengthHistogram lengths = SumOverRanks(*dp_, lengths_, job_.timeouts.step);
+  const LengthHistogram staleness = SumOverRanks(*dp_, buffer_.StalenessHistogram(), job_.timeouts.step);
   if (!job_.IsController()) return;
   SendCommand(Command{Command::Kind::kStop, end_step_, start_.trainer->PolicyVersion(), Json()});
   const auto deadline = Clock::now() + job_.timeouts.step;
@@ -162,7 +244,8 @@ void TrainerWorker::Finish() {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   run_ = {{"eval_start", first_eval_}, {"eval_end", last_eval_}, {"generators", summaries_},
-          {"dropped_stale_total", buffer_.TotalDropped()}};
+          {"response_lengths", lengths.ToJson()}, {"staleness_tokens", staleness.ToJson()},
+          {"dropped_stale_total", planner_->TotalDropped()}};
 }
 
 }  // namespace llamarl::controller

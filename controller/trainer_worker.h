@@ -1,13 +1,15 @@
 // A trainer rank of the split placement; the first one is also the controller.
 //
 // Per RL step s (trainer at policy version v):
-//   1. receive this rank's groups of step s straight from the generator replicas (GroupRouting says
-//      how many from which replica), offering each to the RolloutBuffer: groups with a token older
-//      than v - max_policy_lag are dropped and counted, never trained on;
-//   2. Trainer::Step on the kept groups (collective over the trainer ranks) -> version v + 1;
+//   1. the controller waits for the step's batch (controller/batch_planner.h: the first
+//      prompts_per_step finished groups, stale ones handled by async.on_stale), sends each replica
+//      leader a "route" command, and broadcasts the plan to the trainer ranks; each trainer rank
+//      receives its groups straight from the replicas and rescores those marked for recompute;
+//   2. Trainer::Step on them (collective over the trainer ranks) -> version v + 1;
 //   3. the controller sends "weights(step s + 1, v + 1)" to every replica leader, then all trainer
 //      ranks push the new weights to each replica in turn (DDMA); the generators join between two
-//      decode steps;
+//      decode steps; then the controller admits the groups the bound now allows ("admit"), so they
+//      start at version v + 1;
 //   4. metrics (aggregated over the trainer ranks, written by the controller), evaluation requests,
 //      checkpoints.
 // Evaluations run on the generators (greedy, held-out prompts) and report to the controller; the
@@ -17,8 +19,10 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
+#include "controller/batch_planner.h"
 #include "controller/channel.h"
 #include "controller/trainer_side.h"
 #include "controller/weight_push.h"
@@ -35,8 +39,12 @@ class TrainerWorker {
 
  private:
   void SendCommand(const Command& command);  // controller: to every replica leader
+  void SendEach(const std::vector<std::optional<Command>>& commands);  // commands[r] to replica r's leader
+  void SendPayloads(Command::Kind kind, int64_t step, const std::vector<Json>& payloads);
   void Push(int64_t step);
-  std::vector<RolloutGroup> Receive(int64_t step, StalenessStats* stats);
+  void Admit(int64_t step);             // controller: what the bound allows now
+  BatchPlan NextBatch(int64_t step);    // collective over dp: the controller plans, routes, broadcasts
+  std::vector<RolloutGroup> Receive(const BatchPlan& plan, StalenessStats* stats);
   void RequestEval(int64_t step);
   void CollectMessages(bool block_for_evals);  // controller: eval results and summaries
   void RunStep(int64_t step);
@@ -49,7 +57,9 @@ class TrainerWorker {
   TrainingStart start_;
   StepPrompts prompts_;
   RolloutBuffer buffer_;
-  std::vector<std::unique_ptr<MessagePoller>> from_leaders_;  // controller: kEvalTag per replica
+  LengthHistogram lengths_;  // this rank's trained samples by response length
+  std::unique_ptr<BatchPlanner> planner_;  // controller only
+  std::vector<std::unique_ptr<MessagePoller>> from_leaders_;  // controller: kReportTag per replica
   std::vector<bool> finished_;  // the replica's summary (its last message) arrived
   int64_t end_step_ = 0;
   int64_t eval_seq_ = 0;

@@ -78,6 +78,11 @@ class Trainer {
   // One optimizer step of cross-entropy on response tokens (warm start); bumps the version too.
   TrainStepMetrics SftStep(const TrainBatch& local_batch);
 
+  // Collective: the current policy's log-prob of every response token of the local samples (at the
+  // scoring temperature, as Step computes them; no gradient, no update). The controller rescores
+  // rollouts that outlived the staleness bound with it (async.on_stale "recompute").
+  std::vector<std::vector<float>> ScoreLogprobs(const TrainBatch& local_batch);
+
   int64_t PolicyVersion() const { return version_; }
   int64_t StepCount() const;
   const TrainerConfig& config() const { return cfg_; }

@@ -99,7 +99,7 @@ TEST_F(ChannelTest, CommandsArePolledWithoutBlocking) {
 TEST_F(ChannelTest, ExpiredWaitNamesRankPeerAndPhase) {
   if (comm_->Rank() != 1) return;
   // Nobody sends on this tag: the wait must expire, not hang, and say what it waited for.
-  MessagePoller poller(*comm_, 1, kEvalTag + 7);
+  MessagePoller poller(*comm_, 1, kReportTag + 7);
   try {
     poller.Wait(std::chrono::milliseconds(200), "the eval result");
     FAIL() << "no timeout";
@@ -109,7 +109,7 @@ TEST_F(ChannelTest, ExpiredWaitNamesRankPeerAndPhase) {
     EXPECT_NE(what.find("the eval result from rank 1"), std::string::npos) << what;
   }
   // The abandoned header receive is still posted; satisfy it so that nothing stays pending.
-  SendBytes(*comm_, {}, 1, kEvalTag + 7).Wait(kTimeout, "self message");
+  SendBytes(*comm_, {}, 1, kReportTag + 7).Wait(kTimeout, "self message");
   EXPECT_TRUE(poller.Wait(kTimeout, "self message").empty());
 }
 
@@ -119,7 +119,7 @@ TEST(CommandWire, UnknownKindIsAnErrorListingTheKnownOnes) {
     Command::Decode(std::vector<uint8_t>(text.begin(), text.end()));
     FAIL() << "no error";
   } catch (const std::exception& e) {
-    EXPECT_NE(std::string(e.what()).find("unknown kind 'pause'; known: start, weights, eval, stop"),
+    EXPECT_NE(std::string(e.what()).find("unknown kind 'pause'; known: start, weights, admit, route, eval, stop"),
               std::string::npos);
   }
 }

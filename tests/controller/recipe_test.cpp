@@ -78,6 +78,20 @@ TEST(RecipeConfig, ErrorsNameThePathAndListKnownKeys) {
   EXPECT_CONTAINS(ErrorOf([&] { RecipeConfig::FromJson(j); }), "reward: missing");
 }
 
+TEST(RecipeConfig, AsyncOnStaleChoicesAndErrors) {
+  Json j = MinimalRecipe();
+  EXPECT_EQ(RecipeConfig::FromJson(j).async.on_stale, "train") << "stale groups are trained on by default";
+  j["async"] = {{"on_stale", "recompute"}};
+  EXPECT_EQ(RecipeConfig::FromJson(j).async.on_stale, "recompute");
+  j["async"] = {{"on_stale", "skip"}};
+  std::string e = ErrorOf([&] { RecipeConfig::FromJson(j); });
+  EXPECT_CONTAINS(e, "async.on_stale");
+  EXPECT_CONTAINS(e, "skip");
+  EXPECT_CONTAINS(e, "recompute");
+  j["async"] = {{"on_stal", "drop"}};
+  EXPECT_CONTAINS(ErrorOf([&] { RecipeConfig::FromJson(j); }), "unknown key 'on_stal'");
+}
+
 TEST(RecipeConfig, SyncModeNeedsColocatedPlacement) {
   Json j = MinimalRecipe();
   j["mode"] = "sync";

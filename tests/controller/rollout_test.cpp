@@ -92,34 +92,34 @@ TEST(RolloutGroup, VersionsAndTokens) {
   EXPECT_EQ(Group({{}}).MinVersion(), INT64_MAX);
 }
 
-TEST(RolloutBuffer, BoundKeepsOnlyTokensWithinTheLag) {
+TEST(RolloutBuffer, KeepsEveryGroupAndCountsThosePastTheBound) {
   RolloutBuffer buffer(/*max_policy_lag=*/2);
   // Trainer at version 10: tokens at >= 8 are within the bound.
-  EXPECT_TRUE(buffer.Offer(Group({{8, 9}, {10}}), 10));
-  EXPECT_FALSE(buffer.Offer(Group({{7, 9}, {10}}), 10));  // one token at 7 taints the whole group
-  EXPECT_TRUE(buffer.Offer(Group({{10, 10}}), 10));
-  EXPECT_FALSE(buffer.Offer(Group({{3}}), 10));
+  EXPECT_TRUE(buffer.Add(Group({{8, 9}, {10}}), 10));
+  EXPECT_FALSE(buffer.Add(Group({{7, 9}, {10}}), 10));  // one token at 7 makes the whole group stale
+  EXPECT_TRUE(buffer.Add(Group({{10, 10}}), 10));
   StalenessStats stats;
   std::vector<RolloutGroup> kept = buffer.Take(&stats);
-  ASSERT_EQ(kept.size(), 2u);
-  EXPECT_EQ(stats.accepted_groups, 2);
-  EXPECT_EQ(stats.dropped_groups, 2);
-  EXPECT_EQ(stats.tokens, 5);
-  // Staleness of the kept tokens: 2, 1, 0, 0, 0 -> mean 0.6, max 2.
-  EXPECT_DOUBLE_EQ(stats.staleness_mean, 0.6);
-  EXPECT_EQ(stats.staleness_max, 2);
-  EXPECT_EQ(buffer.TotalDropped(), 2);
+  ASSERT_EQ(kept.size(), 3u) << "stale groups are trained on too; dropping is the controller's decision";
+  EXPECT_EQ(stats.groups, 3);
+  EXPECT_EQ(stats.stale_groups, 1);
+  EXPECT_EQ(stats.tokens, 8);
+  // Staleness per token: 2, 1, 0 | 3, 1, 0 | 0, 0 -> mean 7 / 8, max 3.
+  EXPECT_DOUBLE_EQ(stats.staleness_mean, 7.0 / 8.0);
+  EXPECT_EQ(stats.staleness_max, 3);
+  // The run's histogram of token staleness: four at 0, two at 1, one at 2, one at 3.
+  EXPECT_EQ(buffer.StalenessHistogram().ToJson(), Json({4, 2, 1, 1}));
 
-  // Take starts over; the running drop count stays.
+  // Take starts over; the histogram keeps the run's tokens.
   EXPECT_EQ(buffer.Take(&stats).size(), 0u);
-  EXPECT_EQ(stats.dropped_groups, 0);
-  EXPECT_EQ(buffer.TotalDropped(), 2);
+  EXPECT_EQ(stats.stale_groups, 0);
+  EXPECT_EQ(buffer.StalenessHistogram().Count(), 8);
 }
 
-TEST(RolloutBuffer, OnPolicyAcceptsOnlyTheCurrentVersion) {
+TEST(RolloutBuffer, OnPolicyBoundIsTheCurrentVersion) {
   RolloutBuffer buffer(0);
-  EXPECT_FALSE(buffer.Offer(Group({{4, 5}}), 5));
-  EXPECT_TRUE(buffer.Offer(Group({{5, 5}}), 5));
+  EXPECT_FALSE(buffer.Add(Group({{4, 5}}), 5));
+  EXPECT_TRUE(buffer.Add(Group({{5, 5}}), 5));
   EXPECT_NE(ErrorOf([] { RolloutBuffer(-1); }).find("max_policy_lag (-1)"), std::string::npos);
 }
 

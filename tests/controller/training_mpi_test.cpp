@@ -1,5 +1,6 @@
-// End-to-end training runs under mpirun -np 2 and -np 3 with a tiny model and a few steps: split and
-// colocated placement, the synchronous baseline, the staleness bound and resume. Each checks what
+// End-to-end training runs under mpirun -np 2 and -np 3 with a tiny model and a few steps: split
+// placement with one or two generators and one or two trainers, colocated placement, the synchronous
+// baseline, the staleness bound with each async.on_stale choice, and resume. Each checks what
 // the run wrote (metrics.jsonl, checkpoints, trace) against what the recipe asked for.
 #include "controller/length_histogram.h"
 #include "controller/loop.h"
@@ -17,6 +18,9 @@ namespace {
 
 namespace fs = std::filesystem;
 constexpr auto kTimeout = std::chrono::seconds(120);
+
+void ExpectConsecutiveSteps(const std::vector<Json>& rl, int64_t first_version, int64_t num_steps);
+void ExpectFullBatches(const std::vector<Json>& rl);
 
 class TrainingTest : public ::testing::Test {
  protected:
@@ -66,7 +70,20 @@ class TrainingTest : public ::testing::Test {
     return rl;
   }
 
+  // A split run of `steps` RL steps after the tiny recipe's 2 SFT steps: one optimizer step per RL
+  // step, each on a full batch (ExpectFullBatches).
+  std::vector<Json> RunSplit(const std::string& name, std::vector<std::string> overrides, int64_t steps) {
+    overrides.push_back("steps=" + std::to_string(steps));
+    RecipeConfig recipe = TinyRecipe(RunDir(name), overrides);
+    last_run_dir_ = recipe.run_dir;
+    std::vector<Json> rl = Run(recipe);
+    ExpectConsecutiveSteps(rl, /*first_version=*/2, steps);
+    ExpectFullBatches(rl);
+    return rl;
+  }
+
   std::unique_ptr<Communicator> world_;
+  std::string last_run_dir_;
 };
 
 void ExpectConsecutiveSteps(const std::vector<Json>& rl, int64_t first_version, int64_t num_steps) {
@@ -80,31 +97,85 @@ void ExpectConsecutiveSteps(const std::vector<Json>& rl, int64_t first_version, 
   }
 }
 
-TEST_F(TrainingTest, SplitAsyncRunsEveryStepWithinTheBound) {
-  RecipeConfig recipe = TinyRecipe(RunDir("split"), {"max_policy_lag=1"});
-  std::vector<Json> rl = Run(recipe);
-  ExpectConsecutiveSteps(rl, /*first_version=*/2, 4);  // two SFT steps come first
-  int64_t samples = 0;
+// Every step trains a full batch (4 groups of 3 samples), and with the default async.on_stale
+// nothing is dropped: a group that outlived the bound is trained on and counted.
+void ExpectFullBatches(const std::vector<Json>& rl) {
   for (const Json& row : rl) {
-    EXPECT_LE(row["staleness_max"].get<int64_t>(), 1) << row.dump();
-    samples += row["samples"].get<int64_t>() + row["dropped_stale"].get<int64_t>() * 3;
+    EXPECT_EQ(row["samples"], 4 * 3) << row.dump();
+    EXPECT_EQ(row["stale_groups"], row["stale_trained"].get<int64_t>() + row["stale_recomputed"].get<int64_t>())
+        << "every trained group past the bound is counted under its choice: " << row.dump();
+    int64_t routed = 0;
+    for (const Json& t : row["trainer_tokens"]) {
+      EXPECT_GT(t.get<int64_t>(), 0) << "every trainer rank gets groups: " << row.dump();
+      routed += t.get<int64_t>();
+    }
+    EXPECT_EQ(routed, row["tokens"]) << "the groups routed are the groups trained on";
   }
-  EXPECT_EQ(samples, 4 * 4 * 3) << "every generated group was either trained on or counted as dropped";
+}
+
+TEST_F(TrainingTest, SplitAsyncTrainsFullBatchesAndDropsNothingByDefault) {
+  std::vector<Json> rl = RunSplit("split", {"max_policy_lag=1"}, 4);
+  const std::string dir = last_run_dir_;
+  for (const Json& row : rl) {
+    EXPECT_EQ(row["dropped_stale"], 0) << row.dump();
+    EXPECT_EQ(row["trainer_tokens"].size(), size_t(world_->Size() - 1)) << "1 generator, the rest train";
+    EXPECT_LE(row["ready_queue"].get<int64_t>(), 2 * 4) << "admission keeps at most (lag + 1) batches live";
+  }
   EXPECT_TRUE(rl.front().contains("eval_reward_mean")) << "the evaluation before RL lands in the first row";
   EXPECT_TRUE(rl.back().contains("eval_reward_mean")) << "the final evaluation is waited for";
-  EXPECT_TRUE(fs::exists(recipe.run_dir + "/recipe.json"));
-  EXPECT_TRUE(fs::exists(recipe.run_dir + "/trace/rank_0.jsonl"));
-  EXPECT_TRUE(fs::exists(recipe.run_dir + "/trace/rank_1.jsonl"));
-  EXPECT_EQ(LatestCheckpoint(recipe.run_dir), recipe.run_dir + "/checkpoints/step_4");
+  EXPECT_TRUE(fs::exists(dir + "/recipe.json"));
+  EXPECT_TRUE(fs::exists(dir + "/trace/rank_0.jsonl"));
+  EXPECT_TRUE(fs::exists(dir + "/trace/rank_1.jsonl"));
+  EXPECT_EQ(LatestCheckpoint(dir), dir + "/checkpoints/step_4");
+  if (world_->Rank() == 0) {
+    const Json summary = ReadJsonFile(dir + "/summary.json");
+    EXPECT_EQ(summary["dropped_stale_total"], 0);
+    const LengthHistogram trained = LengthHistogram::FromJson(summary.at("response_lengths"), "summary");
+    EXPECT_EQ(trained.Count(), 4 * 4 * 3) << "the trained lengths count every trained sample";
+    const LengthHistogram staleness = LengthHistogram::FromJson(summary.at("staleness_tokens"), "summary");
+    int64_t tokens = 0;
+    for (const Json& row : rl) tokens += row["tokens"].get<int64_t>();
+    EXPECT_EQ(staleness.Count(), tokens) << "one staleness count per trained token";
+  }
+}
+
+// Where the bound is enforced at training time (on_stale "drop"), no trained token is older than
+// max_policy_lag versions, and the batches stay full: a dropped group's admission is given back.
+TEST_F(TrainingTest, DropKeepsEveryTrainedTokenWithinTheBoundAndBatchesFull) {
+  std::vector<Json> rl = RunSplit("drop", {"max_policy_lag=1", "async.on_stale=drop"}, 4);
+  for (const Json& row : rl) {
+    EXPECT_LE(row["staleness_max"].get<int64_t>(), 1) << row.dump();
+    EXPECT_EQ(row["stale_groups"], 0) << row.dump();
+  }
+}
+
+TEST_F(TrainingTest, RecomputeCountsEveryStaleGroupItRescores) {
+  std::vector<Json> rl = RunSplit("recompute", {"max_policy_lag=1", "async.on_stale=recompute"}, 3);
+  for (const Json& row : rl) {
+    EXPECT_EQ(row["stale_trained"], 0) << "no stale group is trained as sampled: " << row.dump();
+    EXPECT_EQ(row["dropped_stale"], 0) << row.dump();
+  }
+}
+
+// Two generator replicas feed one trainer (np3 only; np2 has one of each, np3's default is one
+// generator and two trainers, covered above).
+TEST_F(TrainingTest, TwoGeneratorsFeedOneTrainer) {
+  if (world_->Size() != 3) GTEST_SKIP() << "needs 3 ranks";
+  RunSplit("two_generators", {"placement.generator_ranks=2"}, 3);
+  if (world_->Rank() != 0) return;
+  const Json summary = ReadJsonFile(last_run_dir_ + "/summary.json");
+  ASSERT_EQ(summary["generators"].size(), 2u);
+  int64_t sent = 0;
+  for (const Json& g : summary["generators"]) sent += g["groups_sent"].get<int64_t>();
+  EXPECT_EQ(sent, 3 * 4) << "each trained group was sent once, by one of the replicas";
 }
 
 TEST_F(TrainingTest, OnPolicyBoundNeverTrainsOnStaleTokens) {
-  RecipeConfig recipe = TinyRecipe(RunDir("lag0"), {"max_policy_lag=0", "steps=3"});
-  std::vector<Json> rl = Run(recipe);
-  ExpectConsecutiveSteps(rl, 2, 3);
+  std::vector<Json> rl = RunSplit("lag0", {"max_policy_lag=0"}, 3);
   for (const Json& row : rl) {
     EXPECT_EQ(row["staleness_max"], 0) << row.dump();
     EXPECT_EQ(row["staleness_mean"], 0.0) << row.dump();
+    EXPECT_EQ(row["dropped_stale"], 0) << "admission alone keeps lag 0 on-policy: " << row.dump();
   }
 }
 

@@ -112,6 +112,31 @@ TEST_F(TrainerTest, GrpoScoresAtTheSamplingTemperature) { ExpectMatchesReference
 // SFT learns the data distribution itself: the temperature of a shared config does not apply to it.
 TEST_F(TrainerTest, SftIgnoresTheSamplingTemperature) { ExpectMatchesReference(*comm_, config_, "sft", 0.7); }
 
+// ScoreLogprobs (async.on_stale "recompute") equals the full-logits reference under the trained
+// weights at the sampling temperature; behaviour log-probs replaced by them make the next step's
+// importance weights exactly 1 (the samples count as the current policy's own).
+TEST_F(TrainerTest, ScoreLogprobsIsTheCurrentPolicyAtTheSamplingTemperature) {
+  TrainerConfig c = TrainerTestTrainerConfig("aipo");
+  c.temperature = 0.7;
+  LlamaForCausalLM init = TrainerTestModel(config_);
+  Trainer trainer(*comm_, config_, *init, c);
+  ASSERT_FALSE(trainer.Step(TrainerTestBatch(config_, 2, 3, 5)).skipped);
+  TrainBatch b = TrainerTestBatch(config_, 3, 2, 6);
+  const std::vector<std::vector<float>> scored = trainer.ScoreLogprobs(b);
+  LlamaForCausalLM now = TrainerTestModel(config_, 99);
+  trainer.GatherInto(*now);
+  ASSERT_EQ(scored.size(), b.samples.size());
+  for (size_t i = 0; i < b.samples.size(); ++i) {
+    at::Tensor want = ReferenceLogprobs(*now, b.samples[i], 0.7);
+    EXPECT_TRUE(at::allclose(at::tensor(scored[i], at::kFloat), want, 1e-4, 1e-5)) << "sample " << i;
+  }
+  EXPECT_EQ(trainer.PolicyVersion(), 1) << "scoring is not a step";
+  for (size_t i = 0; i < b.samples.size(); ++i) b.samples[i].behaviour_logprobs = scored[i];
+  const TrainStepMetrics m = trainer.Step(b);
+  EXPECT_NEAR(m.iw_mean, 1.0, 1e-5);
+  EXPECT_NEAR(m.iw_max, 1.0, 1e-5);
+}
+
 TEST_F(TrainerTest, MicroBatchSizeDoesNotChangeTheUpdate) {
   TrainBatch b = TrainerTestBatch(config_, 3, 4, 7);
   for (const std::string agg : {"token_mean", "seq_mean_token_mean", "seq_sum_constant"}) {

@@ -1,0 +1,153 @@
+#include "controller/batch_planner.h"
+
+#include <algorithm>
+#include <numeric>
+#include <utility>
+
+#include "core/check.h"
+
+namespace llamarl::controller {
+
+Json ReadyGroup::ToJson() const {
+  return {{"kind", "ready"}, {"group_id", group_id}, {"tokens", tokens}, {"min_version", min_version},
+          {"rewards", rewards}};
+}
+
+ReadyGroup ReadyGroup::FromJson(const Json& j, int replica) {
+  ReadyGroup g;
+  g.group_id = j.at("group_id").get<int64_t>();
+  g.replica = replica;
+  g.tokens = j.at("tokens").get<int64_t>();
+  g.min_version = j.at("min_version").get<int64_t>();
+  g.rewards = j.at("rewards").get<std::vector<double>>();
+  return g;
+}
+
+std::vector<int64_t> BatchPlan::GroupsFor(int trainer, int replica) const {
+  std::vector<int64_t> ids;
+  for (const RoutedGroup& g : groups)
+    if (g.trainer == trainer && g.replica == replica) ids.push_back(g.group_id);
+  return ids;
+}
+
+Json BatchPlan::ToJson() const {
+  Json routed = Json::array();
+  for (const RoutedGroup& g : groups)
+    routed.push_back({g.group_id, g.replica, g.trainer, g.tokens, int(g.stale), int(g.recompute)});
+  Json drops = Json::array();
+  for (const ReadyGroup& g : dropped) drops.push_back({g.group_id, g.replica});
+  return {{"step", step}, {"groups", routed}, {"dropped", drops}, {"stale_trained", stale_trained},
+          {"stale_recomputed", stale_recomputed}, {"trainer_tokens", trainer_tokens}};
+}
+
+BatchPlan BatchPlan::FromJson(const Json& j) {
+  BatchPlan p;
+  p.step = j.at("step").get<int64_t>();
+  for (const Json& g : j.at("groups")) {
+    p.groups.push_back(RoutedGroup{g[0].get<int64_t>(), g[1].get<int>(), g[2].get<int>(), g[3].get<int64_t>(),
+                                   g[4].get<int>() != 0, g[5].get<int>() != 0});
+  }
+  for (const Json& g : j.at("dropped")) {
+    ReadyGroup r;
+    r.group_id = g[0].get<int64_t>();
+    r.replica = g[1].get<int>();
+    p.dropped.push_back(r);
+  }
+  p.stale_trained = j.at("stale_trained").get<int64_t>();
+  p.stale_recomputed = j.at("stale_recomputed").get<int64_t>();
+  p.trainer_tokens = j.at("trainer_tokens").get<std::vector<int64_t>>();
+  return p;
+}
+
+BatchPlanner::BatchPlanner(BatchPlannerOptions options) : options_(std::move(options)) {
+  LLAMARL_CHECK(options_.groups_per_step >= 1 && options_.max_policy_lag >= 0 && options_.num_replicas >= 1 &&
+                    options_.num_trainers >= 1,
+                "batch planner: groups_per_step (", options_.groups_per_step, ") , replicas (",
+                options_.num_replicas, ") and trainers (", options_.num_trainers,
+                ") must be >= 1 and max_policy_lag (", options_.max_policy_lag, ") >= 0");
+  LLAMARL_CHECK(options_.on_stale == "train" || options_.on_stale == "drop" || options_.on_stale == "recompute",
+                "async.on_stale: unknown '", options_.on_stale, "'; known: train, drop, recompute");
+  generating_.assign(size_t(options_.num_replicas), 0);
+}
+
+std::vector<Admission> BatchPlanner::Admit() {
+  const int64_t cap = (options_.max_policy_lag + 1) * options_.groups_per_step;
+  std::vector<Admission> out;
+  // A dropped group gives its admission back, so the run still trains total_groups groups.
+  while (Live() < cap && admitted_ < options_.total_groups + dropped_) {
+    const int replica = int(std::min_element(generating_.begin(), generating_.end()) - generating_.begin());
+    out.push_back(Admission{replica, admitted_++});
+    ++generating_[size_t(replica)];
+  }
+  return out;
+}
+
+void BatchPlanner::OnReady(ReadyGroup group) {
+  LLAMARL_ASSERT(group.replica >= 0 && group.replica < options_.num_replicas && generating_[size_t(group.replica)] > 0,
+                 "ready notice of group ", group.group_id, " from replica ", group.replica,
+                 " which has no group generating");
+  --generating_[size_t(group.replica)];
+  ready_.push_back(std::move(group));
+}
+
+bool BatchPlanner::IsStale(const ReadyGroup& group, int64_t trainer_version) const {
+  return group.tokens > 0 && group.min_version < trainer_version - options_.max_policy_lag;
+}
+
+BatchPlanner::Decision BatchPlanner::Decide(const ReadyGroup& group, int64_t trainer_version) const {
+  if (!IsStale(group, trainer_version) || options_.on_stale == "train") return Decision::kTrain;
+  return options_.on_stale == "drop" ? Decision::kDrop : Decision::kRecompute;
+}
+
+std::optional<BatchPlan> BatchPlanner::TryPlan(int64_t step, int64_t trainer_version) {
+  // Versions only grow, so a group stale now stays stale: it is dropped at once and its admission
+  // given back, even while the batch is not complete yet.
+  for (auto it = ready_.begin(); it != ready_.end();) {
+    if (Decide(*it, trainer_version) != Decision::kDrop) {
+      ++it;
+      continue;
+    }
+    ++dropped_;
+    dropped_pending_.push_back(std::move(*it));
+    it = ready_.erase(it);
+  }
+  if (int64_t(ready_.size()) < options_.groups_per_step) return std::nullopt;
+  BatchPlan plan;
+  plan.step = step;
+  plan.dropped = std::move(dropped_pending_);
+  dropped_pending_.clear();
+  for (int64_t i = 0; i < options_.groups_per_step; ++i) {
+    const ReadyGroup& g = ready_.front();
+    RoutedGroup r{g.group_id, g.replica, 0, g.tokens, IsStale(g, trainer_version), false};
+    r.recompute = Decide(g, trainer_version) == Decision::kRecompute;
+    plan.stale_trained += r.stale && !r.recompute;
+    plan.stale_recomputed += r.recompute;
+    plan.groups.push_back(r);
+    ready_.pop_front();
+  }
+  consumed_ += options_.groups_per_step;
+  Route(&plan);
+  return plan;
+}
+
+void BatchPlanner::Route(BatchPlan* plan) const {
+  std::vector<size_t> order(plan->groups.size());
+  std::iota(order.begin(), order.end(), size_t(0));
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return plan->groups[a].tokens > plan->groups[b].tokens; });
+  plan->trainer_tokens.assign(size_t(options_.num_trainers), 0);
+  // Every rank gets a group first (groups_per_step >= num_trainers), then the least loaded the next.
+  std::vector<int64_t> count(size_t(options_.num_trainers), 0);
+  for (size_t i : order) {
+    int best = 0;
+    for (int t = 1; t < options_.num_trainers; ++t) {
+      const auto key = [&](int x) { return std::make_pair(count[size_t(x)] > 0, plan->trainer_tokens[size_t(x)]); };
+      if (key(t) < key(best)) best = t;
+    }
+    plan->groups[i].trainer = best;
+    plan->trainer_tokens[size_t(best)] += plan->groups[i].tokens;
+    ++count[size_t(best)];
+  }
+}
+
+}  // namespace llamarl::controller
