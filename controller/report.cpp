@@ -24,7 +24,7 @@ using svg::FormatNumber;
 
 namespace {
 
-const char* kCss = R"(
+const char* const kCss = R"(
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; margin: 24px auto;
        padding: 0 24px; color: #202124; background: #f6f7f9; max-width: 1360px; }
 h1 { font-size: 22px; margin: 0 0 4px; } h1 code { font-size: 19px; }
@@ -257,16 +257,21 @@ std::string RenderReport(const RunData& run) {
   return out.str();
 }
 
-std::string WriteReport(const std::string& run_dir, const std::string& out) {
-  RunData run = LoadRun(run_dir);
-  std::string path = out.empty() ? (fs::path(run_dir) / "report.html").string() : out;
-  std::string html = RenderReport(run);
+const char* report::PageCss() { return kCss; }
+
+void report::WriteHtmlFile(const std::string& path, const std::string& html) {
   std::ofstream file(path, std::ios::binary | std::ios::trunc);
   LLAMARL_CHECK(file, "cannot write the report to '", path, "' (check that its directory exists and is writable, "
                 "or pass --out FILE)");
   file << html;
   file.flush();
   LLAMARL_CHECK(file.good(), "writing the report to '", path, "' failed (is the disk full?)");
+}
+
+std::string WriteReport(const std::string& run_dir, const std::string& out) {
+  RunData run = LoadRun(run_dir);
+  std::string path = out.empty() ? (fs::path(run_dir) / "report.html").string() : out;
+  report::WriteHtmlFile(path, RenderReport(run));
   return path;
 }
 

@@ -33,4 +33,12 @@ std::string RenderReport(const RunData& run);
 // LoadRun + RenderReport, written to `out` ("" = RUN_DIR/report.html). Returns the path written.
 std::string WriteReport(const std::string& run_dir, const std::string& out = "");
 
+// `llamarl report RUN_A RUN_B`: both runs on shared charts (reward against wall-clock seconds since
+// RL started and against RL step, step time, trained response length) and a table of what each
+// trained (samples, tokens, tokens/s, stale and dropped groups, held-out reward). Errors name the
+// run whose metrics have no RL rows.
+std::string RenderComparison(const RunData& a, const RunData& b);
+// LoadRun of both + RenderComparison, written to `out` ("" = RUN_A/compare.html). Returns the path.
+std::string WriteComparison(const std::string& run_a, const std::string& run_b, const std::string& out = "");
+
 }  // namespace llamarl

@@ -34,6 +34,11 @@ class Columns {
   bool shifted_ = false;
 };
 
+// The page's style sheet (shared by the one-run report and the two-run comparison).
+const char* PageCss();
+// Writes a page; errors name the path and the fix.
+void WriteHtmlFile(const std::string& path, const std::string& html);
+
 // Colours shared by the charts and the timeline legend: one per phase / role activity.
 const char* PhaseColor(const std::string& phase);
 
