@@ -25,11 +25,12 @@ const char* const kColors[2] = {"#1a73e8", "#e8710a"};
 
 // One run's RL rows as columns: step, seconds since RL started, and any metric.
 struct RlColumns {
-  std::string label;  // "A: async" (the run's directory name)
+  std::string tag;    // "A" or "B": the legend's name of the run
+  std::string label;  // "A: async" (with the run's directory name)
   std::vector<json> rows;
   std::vector<double> step, seconds;
 
-  explicit RlColumns(const RunData& run, const std::string& tag) {
+  explicit RlColumns(const RunData& run, const std::string& run_tag) : tag(run_tag) {
     std::string name = fs::path(run.run_dir).lexically_normal().filename().string();
     if (name.empty()) name = fs::path(run.run_dir).lexically_normal().parent_path().filename().string();
     label = tag + ": " + name;
@@ -62,9 +63,9 @@ std::string CompareFigure(const RlColumns* runs, const std::string& title, const
   std::vector<Series> series;
   for (int i = 0; i < 2; ++i) {
     const std::vector<double>& x = by_seconds ? runs[i].seconds : runs[i].step;
-    series.push_back(Series{runs[i].label + " " + key, kColors[i], Series::Kind::kLine, x, runs[i].Get(key), {}, {}});
+    series.push_back(Series{runs[i].tag + " " + key, kColors[i], Series::Kind::kLine, x, runs[i].Get(key), {}, {}});
     if (key == "reward_mean") {
-      series.push_back(Series{runs[i].label + " eval_reward_mean", kColors[i], Series::Kind::kPoints, x,
+      series.push_back(Series{runs[i].tag + " eval_reward_mean", kColors[i], Series::Kind::kPoints, x,
                               runs[i].Get("eval_reward_mean"), {}, {}});
     }
   }
