@@ -45,8 +45,13 @@ void CheckOptions(const GenerateBenchOptions& o, const LlamaConfig& config) {
   TORCH_CHECK(o.roofline_repeats >= 1, "bench generate: roofline_repeats must be >= 1, got ", o.roofline_repeats);
 }
 
-double EngineSeconds(const LlamaConfig& config, LlamaForCausalLMImpl& model, const at::Tensor& prompts,
-                     int64_t new_tokens) {
+struct EngineRun {
+  double seconds = 0;
+  KvCacheStats kv;
+};
+
+EngineRun RunEngine(const LlamaConfig& config, LlamaForCausalLMImpl& model, const at::Tensor& prompts,
+                    int64_t new_tokens) {
   EngineOptions options;
   options.max_slots = prompts.size(0);
   options.max_seq_len = prompts.size(1) + new_tokens;
@@ -62,12 +67,12 @@ double EngineSeconds(const LlamaConfig& config, LlamaForCausalLMImpl& model, con
   }
   const auto start = Clock::now();
   const std::vector<Completion> done = engine.RunUntilDone();
-  const double seconds = Since(start);
+  const EngineRun run{Since(start), engine.KvStats()};
   for (const Completion& c : done) {
     TORCH_INTERNAL_ASSERT(int64_t(c.tokens.size()) == new_tokens, "engine stopped request ", c.request_id,
                           " after ", c.tokens.size(), " tokens (", FinishReasonName(c.finish_reason), ")");
   }
-  return seconds;
+  return run;
 }
 
 // Mean time of one full-recompute step (forward over the whole sequence, sample the last position),
@@ -139,7 +144,8 @@ nlohmann::json RunGenerateBench(const GenerateBenchOptions& options) {
                            {"results", nlohmann::json::array()}};
   for (int64_t batch : options.batches) {
     at::Tensor prompts = at::randint(config.vocab_size, {batch, options.prompt_len}, at::kLong);
-    const double engine_s = EngineSeconds(config, *model, prompts, options.new_tokens);
+    const EngineRun engine = RunEngine(config, *model, prompts, options.new_tokens);
+    const double engine_s = engine.seconds;
     const double recompute_step_s = RecomputeStepSeconds(*model, prompts, options.new_tokens, options.recompute_steps);
     const double roofline_step_s = RooflineStepSeconds(*model, batch, options.roofline_repeats);
     const double engine_tps = double(batch * options.new_tokens) / engine_s;
@@ -153,7 +159,9 @@ nlohmann::json RunGenerateBench(const GenerateBenchOptions& options) {
                                  {"fraction_of_roofline", engine_tps / roofline_tps},
                                  {"engine_seconds", engine_s},
                                  {"recompute_step_seconds", recompute_step_s},
-                                 {"roofline_step_seconds", roofline_step_s}});
+                                 {"roofline_step_seconds", roofline_step_s},
+                                 {"kv_cache_bytes", engine.kv.budget_bytes},
+                                 {"kv_peak_bytes", engine.kv.peak_blocks_in_use * engine.kv.budget_bytes / engine.kv.num_blocks}});
     if (options.progress) options.progress(report["results"].back().dump());
   }
   return report;

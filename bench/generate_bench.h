@@ -31,7 +31,9 @@ struct GenerateBenchOptions {
 
 // {"model_params", "model", "prompt_len", "new_tokens", "threads", "results": [{"batch",
 // "engine_tokens_per_s", "recompute_tokens_per_s", "roofline_tokens_per_s", "speedup_vs_recompute",
-// "fraction_of_roofline", "engine_seconds", "recompute_step_seconds", "roofline_step_seconds"}, ...]}.
+// "fraction_of_roofline", "engine_seconds", "recompute_step_seconds", "roofline_step_seconds",
+// "kv_cache_bytes" (the engine's paged KV cache, sized for batch x (prompt_len + new_tokens)),
+// "kv_peak_bytes" (the blocks its sequences held at the peak)}, ...]}.
 // Throws naming the option when an option is out of range.
 nlohmann::json RunGenerateBench(const GenerateBenchOptions& options = {});
 

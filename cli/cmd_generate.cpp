@@ -4,6 +4,10 @@
 // --reference runs the full-recompute decode (model/reference_generate.h) instead: the engine's
 // oracle in tests, kept here so a user can compare the two on a checkpoint. Log-probs are those of the
 // chosen tokens under softmax(logits / temperature) (temperature 1 when greedy), f32.
+// A padded vocabulary (more model rows than tokenizer ids, as Qwen2.5's 151,936 rows for 151,665
+// ids) is reported on stderr; the engine never samples the padded ids and its log-probs are over the
+// decodable ids only. --reference samples the full vocabulary: padded ids it emits are listed on
+// stderr and left out of the text.
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/check.h"
@@ -18,6 +22,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <optional>
+#include <string>
 
 namespace llamarl::cli {
 namespace {
@@ -45,10 +50,12 @@ ReferenceGenerateOptions ReadSamplingOptions(const Args& args) {
 // One request of `samples` samples through the engine, sized to the request. A request the engine
 // rejects (a token outside the vocabulary, a prompt longer than the context) is the user's error.
 std::vector<Completion> GenerateWithEngine(LlamaForCausalLMImpl& model, const std::vector<int64_t>& prompt,
-                                           const ReferenceGenerateOptions& options, int64_t samples) {
+                                           const ReferenceGenerateOptions& options, int64_t samples,
+                                           int64_t sampled_vocab_size) {
   const LlamaConfig& config = model.config();
   EngineOptions engine_options;
   engine_options.max_slots = samples;
+  engine_options.sampled_vocab_size = sampled_vocab_size;
   engine_options.max_seq_len = std::min<int64_t>(config.max_position_embeddings,
                                                  int64_t(prompt.size()) + options.max_new_tokens);
   Engine engine(config, model, engine_options);
@@ -68,6 +75,36 @@ std::vector<Completion> GenerateWithEngine(LlamaForCausalLMImpl& model, const st
   std::sort(done.begin(), done.end(),
             [](const Completion& a, const Completion& b) { return a.sample_index < b.sample_index; });
   return done;
+}
+
+// Ids in [0, tokenizer size) the model can produce; says so on stderr when the model pads its vocabulary.
+int64_t DecodableVocab(const LlamaConfig& config, const std::optional<Tokenizer>& tokenizer) {
+  if (!tokenizer || tokenizer->VocabSize() >= config.vocab_size) return config.vocab_size;
+  const int64_t ids = tokenizer->VocabSize();
+  std::fprintf(stderr,
+               "note: the model has %lld vocabulary rows but its tokenizer decodes %lld ids; ids %lld..%lld are "
+               "padding: the engine never samples them (its log-probs are over the first %lld ids)\n",
+               static_cast<long long>(config.vocab_size), static_cast<long long>(ids), static_cast<long long>(ids),
+               static_cast<long long>(config.vocab_size - 1), static_cast<long long>(ids));
+  return ids;
+}
+
+// The text of `tokens`, leaving out (and listing on stderr) ids the tokenizer cannot decode.
+std::string DecodeText(const Tokenizer& tokenizer, const std::vector<int64_t>& tokens) {
+  std::vector<int64_t> decodable;
+  std::string padded;
+  for (int64_t id : tokens) {
+    if (id < tokenizer.VocabSize()) {
+      decodable.push_back(id);
+    } else {
+      padded += (padded.empty() ? "" : ", ") + std::to_string(id);
+    }
+  }
+  if (!padded.empty()) {
+    std::fprintf(stderr, "warning: ids the tokenizer cannot decode (padded vocabulary) left out of the text: %s\n",
+                 padded.c_str());
+  }
+  return tokenizer.Decode(decodable);
 }
 
 }  // namespace
@@ -110,11 +147,12 @@ int RunGenerate(const CommandArgs& argv) {
   LLAMARL_CHECK(samples == 1 || !args.GetFlag("reference"), "--reference decodes one sample; drop --samples ",
                 samples);
   std::vector<Json> outputs;
+  const int64_t sampled_vocab = DecodableVocab(model->config(), tokenizer);
   if (args.GetFlag("reference")) {
     GenerationResult r = ReferenceGenerate(*model, prompt, options);
     outputs.push_back({{"tokens", r.tokens}, {"logprobs", r.logprobs}, {"finish_reason", r.finish_reason}});
   } else {
-    for (const Completion& c : GenerateWithEngine(*model, prompt, options, samples))
+    for (const Completion& c : GenerateWithEngine(*model, prompt, options, samples, sampled_vocab))
       outputs.push_back({{"tokens", c.tokens},
                          {"logprobs", c.logprobs},
                          {"versions", c.versions},
@@ -122,7 +160,7 @@ int RunGenerate(const CommandArgs& argv) {
   }
   for (Json& out : outputs) {
     Json text = nullptr;
-    if (tokenizer) text = tokenizer->Decode(out["tokens"].get<std::vector<int64_t>>());
+    if (tokenizer) text = DecodeText(*tokenizer, out["tokens"].get<std::vector<int64_t>>());
     out["text"] = text;
     if (args.GetFlag("json")) {
       std::printf("%s\n", out.dump().c_str());

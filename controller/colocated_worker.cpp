@@ -186,11 +186,8 @@ Json ColocatedWorker::Run() {
   TORCH_CHECK(start_.rl_step < end_step, "the run in ", job_.resume_dir, " already finished its ", end_step,
               " steps; raise steps (--set steps=N) to continue it");
   prompts_.Restore(start_.resumed ? start_.cursor : prompts_.CursorAt(0), start_.rl_step);
-  EngineOptions options;
-  options.max_slots = job_.recipe.rollout.max_slots;
+  EngineOptions options = GeneratorEngineOptions(job_.recipe, job_.config, job_.tokenizer, job_.data);
   options.tp_group = tp_.get();
-  const Tokenizer* tokenizer = &job_.tokenizer;
-  options.decode = [tokenizer](const std::vector<int64_t>& ids) { return tokenizer->Decode(ids); };
   engine_ = std::make_unique<Engine>(job_.config, model_, options, 0);
   SyncWeights();
   if (job_.placement.offload) {
@@ -204,8 +201,11 @@ Json ColocatedWorker::Run() {
   for (int64_t step = start_.rl_step; step < end_step; ++step) RunStep(step, end_step);
   const LengthHistogram lengths = SumOverRanks(job_.world, lengths_, job_.timeouts.step);
   const LengthHistogram staleness = SumOverRanks(job_.world, buffer_.StalenessHistogram(), job_.timeouts.step);
+  const KvCacheStats kv = engine_->KvStats();  // this rank's (every rank's engine is sized alike)
   return Json{{"eval_start", {{"eval_reward_mean", first_eval_}}}, {"eval_end", {{"eval_reward_mean", last_eval_}}},
               {"response_lengths", lengths.ToJson()}, {"staleness_tokens", staleness.ToJson()},
+              {"kv_cache_budget_bytes", kv.budget_bytes}, {"kv_block_size", kv.block_size}, {"kv_blocks", kv.num_blocks},
+              {"kv_peak_blocks_in_use", kv.peak_blocks_in_use},
               {"generate_s_total", gen_total_s_}, {"idle_s_total", idle_total_s_},
               {"offload_s_total", offload_total_s_}, {"dropped_stale_total", 0}};
 }

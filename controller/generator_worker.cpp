@@ -33,7 +33,8 @@ struct GeneratorWorker::EvalJob {
 Json GeneratorSummary::ToJson() const {
   return {{"kind", "summary"}, {"gen_s", gen_s}, {"score_s", score_s}, {"sync_s", sync_s},
           {"idle_s", idle_s}, {"total_s", total_s}, {"groups_sent", groups_sent}, {"groups_unrouted", groups_unrouted},
-          {"response_lengths", response_lengths.ToJson()}};
+          {"response_lengths", response_lengths.ToJson()}, {"kv_cache_budget_bytes", kv.budget_bytes},
+          {"kv_block_size", kv.block_size}, {"kv_blocks", kv.num_blocks}, {"kv_peak_blocks_in_use", kv.peak_blocks_in_use}};
 }
 
 GeneratorWorker::GeneratorWorker(JobContext& job, LlamaForCausalLMImpl& model, ReplicaWeightSync& sync,
@@ -41,8 +42,7 @@ GeneratorWorker::GeneratorWorker(JobContext& job, LlamaForCausalLMImpl& model, R
     : job_(job), sync_(sync), tp_(std::move(tp_group)), prompts_(job.data.train, job.recipe) {
   replica_ = job.placement.ReplicaOf(job.world.Rank());
   tp_rank_ = tp_->Rank();
-  EngineOptions options;
-  options.max_slots = job.recipe.rollout.max_slots;
+  EngineOptions options = GeneratorEngineOptions(job.recipe, job.config, job.tokenizer, job.data);
   options.tp_group = tp_.get();
   // New weights apply to the running sequences' next tokens without recomputing their KV caches.
   // The refresh is a padded prefill of every running sequence after each push: with long-tailed
@@ -52,8 +52,6 @@ GeneratorWorker::GeneratorWorker(JobContext& job, LlamaForCausalLMImpl& model, R
   // recorded log-probs are those the tokens were actually sampled with, which is what the trainer's
   // importance weights divide by.
   options.refresh_kv_on_update = false;
-  const Tokenizer* tokenizer = &job.tokenizer;
-  options.decode = [tokenizer](const std::vector<int64_t>& ids) { return tokenizer->Decode(ids); };
   engine_ = std::make_unique<Engine>(job.config, model, options, 0);
   reward_ = reward::MakeRewardFromSpec(job.recipe.reward);
   if (IsLeader()) commands_ = std::make_unique<MessagePoller>(job.world, job.placement.FirstTrainer(), kCommandTag);
@@ -77,6 +75,7 @@ GeneratorSummary GeneratorWorker::Run() {
   for (auto& s : sends_) s.Wait(job_.timeouts.step, "the last rollouts to the trainers");
   if (rl_start_) summary_.total_s = SecondsSince(*rl_start_);
   summary_.groups_unrouted = int64_t(finished_.size());
+  summary_.kv = engine_->KvStats();
   if (IsLeader()) {
     SendReport(summary_.ToJson());
     sends_.back().Wait(job_.timeouts.step, "the generator summary to the controller");

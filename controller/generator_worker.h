@@ -38,6 +38,7 @@ struct GeneratorSummary {
   int64_t groups_sent = 0;
   int64_t groups_unrouted = 0;  // finished but never routed when the run stopped
   LengthHistogram response_lengths;  // every rollout sample generated (evaluations excluded)
+  KvCacheStats kv;                    // the engine's KV cache at the end (peak blocks over the run)
   Json ToJson() const;
 };
 

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "controller/dataset_random.h"
+#include "generator/generator_config.h"
 #include "core/logging.h"
 #include "model/llama_checkpoint.h"
 #include "model/tiny_tokenizer.h"
@@ -105,6 +106,28 @@ SamplingParams EvalSampling(const RecipeConfig& recipe, const LlamaConfig& confi
   return p;
 }
 
+int64_t LongestPromptTokens(const DatasetSplits& data, const Tokenizer& tokenizer) {
+  int64_t longest = 0;
+  for (const auto* split : {&data.train, &data.eval}) {
+    for (const DatasetItem& item : *split) longest = std::max<int64_t>(longest, int64_t(tokenizer.Encode(item.prompt).size()));
+  }
+  return longest;
+}
+
+EngineOptions GeneratorEngineOptions(const RecipeConfig& recipe, const LlamaConfig& config, const Tokenizer& tokenizer,
+                                     const DatasetSplits& data) {
+  EngineOptions options;
+  options.max_slots = recipe.rollout.max_slots;
+  options.kv_cache = GeneratorConfig::FromJson(recipe.generator, "generator").kv_cache;
+  const int64_t response = std::max(recipe.rollout.max_new_tokens, recipe.eval.max_new_tokens);
+  options.max_seq_len = std::min(config.max_position_embeddings, LongestPromptTokens(data, tokenizer) + response);
+  options.max_seq_len = std::max<int64_t>(options.max_seq_len, 2);
+  options.sampled_vocab_size = std::min(tokenizer.VocabSize(), config.vocab_size);
+  const Tokenizer* decoder = &tokenizer;
+  options.decode = [decoder](const std::vector<int64_t>& ids) { return decoder->Decode(ids); };
+  return options;
+}
+
 uint64_t GroupSeed(int64_t run_seed, int64_t group_id) {
   return MixSeed(MixSeed(uint64_t(run_seed)) ^ uint64_t(group_id));
 }
@@ -123,7 +146,7 @@ RolloutGroup ScoreGroup(const std::vector<Completion>& completions, const Datase
   g.prompt_id = item.id;
   for (const Completion& c : completions) {
     TORCH_CHECK(c.finish_reason != FinishReason::kRejected, "the generator rejected prompt ", item.id, ": ",
-                c.error, "; check rollout.max_new_tokens against model.max_position_embeddings");
+                c.error, "; check rollout.max_new_tokens against generator.kv_cache_bytes and model.max_position_embeddings");
     items.push_back({item.prompt, ResponseText(tokenizer, c.tokens, eos_ids), item.answer});
     RolloutSample s;
     s.response = c.tokens;

@@ -11,6 +11,7 @@
 #include "controller/trace.h"
 #include "controller/trainer_worker.h"
 #include "core/logging.h"
+#include "generator/generator_config.h"
 
 namespace llamarl::controller {
 namespace fs = std::filesystem;
@@ -31,6 +32,7 @@ void CheckRecipeFitsPlacement(const RecipeConfig& recipe, const Placement& p) {
               ") so that every trainer rank trains on a group each step; raise it or use fewer trainer ranks");
   TORCH_CHECK(recipe.rollout.group_size <= recipe.rollout.max_slots, "rollout.group_size (", recipe.rollout.group_size,
               ") exceeds rollout.max_slots (", recipe.rollout.max_slots, "); a group is admitted at once: raise max_slots");
+  GeneratorConfig::FromJson(recipe.generator, "generator");  // its errors before any model is built
 }
 
 // The controller prepares the run directory; on resume the metrics after the checkpoint are cut so

@@ -165,6 +165,10 @@ RecipeConfig RecipeConfig::FromJson(const Json& j, const std::string& path) {
   r.Read("max_policy_lag", &c.max_policy_lag, Range::AtLeast(0), "staleness bound in policy versions");
   c.async = AsyncRecipe::FromJson(r.Raw("async"), r.PathOf("async"));
   c.rollout = RolloutRecipe::FromJson(r.Raw("rollout"), r.PathOf("rollout"));
+  c.generator = r.Raw("generator");
+  LLAMARL_CHECK(c.generator.is_null() || c.generator.is_object(), r.PathOf("generator"),
+                ": expected the generator config object such as {\"kv_cache_bytes\": 1000000000}, got ",
+                DescribeJson(c.generator));
   c.trainer = r.Raw("trainer");
   LLAMARL_CHECK(c.trainer.is_null() || c.trainer.is_object(), r.PathOf("trainer"),
                 ": expected the trainer config object, got ", DescribeJson(c.trainer));

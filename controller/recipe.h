@@ -4,8 +4,9 @@
 // value names its full path ("rollout.group_size: expected a number in [1, inf), got 0").
 //
 // Sections that belong to other components are kept as raw JSON here and validated by their owner
-// when the job is built: "trainer" by TrainerConfig::FromJson, "reward" by the reward registry (checked
-// eagerly in FromJson too), "data" by DatasetConfig::FromJson.
+// when the job is built: "trainer" by TrainerConfig::FromJson, "generator" by GeneratorConfig::FromJson
+// (generator/generator_config.h), "reward" by the reward registry (checked eagerly in FromJson too),
+// "data" by DatasetConfig::FromJson.
 //
 // LibTorch-free on purpose: `llamarl train --help` and recipe tests parse recipes without it.
 #pragma once
@@ -130,6 +131,7 @@ struct RecipeConfig {
   int64_t max_policy_lag = 1;  // a group starts only while at most (lag + 1) batches are live
   AsyncRecipe async;
   RolloutRecipe rollout;
+  Json generator;  // GeneratorConfig (generator/generator_config.h): the engine's KV cache budget
   Json trainer;  // TrainerConfig (trainer/trainer.h)
   SftRecipe sft;
   EvalRecipe eval;

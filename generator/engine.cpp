@@ -2,6 +2,7 @@
 
 #include "core/communicator.h"
 #include "generator/engine_model.h"
+#include "generator/kv_blocks.h"
 #include "generator/kv_cache.h"
 #include "generator/request_checks.h"
 #include "kernels/sampling.h"
@@ -14,14 +15,16 @@
 #include <algorithm>
 #include <map>
 #include <tuple>
+#include <unordered_set>
 
 namespace llamarl {
 
-// One sample of a request, occupying one KV slot. Its last token is pending: sampled but not yet
-// in the cache, so the cache holds prompt + tokens - 1 positions.
+// One sample of a request. Its last token is pending: sampled but not yet in the cache, so its
+// block table holds prompt + tokens - 1 positions.
 struct Engine::Sequence {
   std::shared_ptr<const GenerationRequest> request;  // shared by a group's samples
   int64_t sample_index = 0;
+  BlockTable table;
   std::vector<int64_t> tokens;
   std::vector<float> logprobs;
   std::vector<int64_t> versions;
@@ -83,6 +86,20 @@ const char* FinishReasonName(FinishReason reason) {
   return "unknown";
 }
 
+namespace {
+
+at::Tensor LongTensor(const std::vector<int64_t>& values, const at::Device& device) {
+  return at::tensor(values, at::kLong).to(device);
+}
+
+int64_t MemoryLeftBytes(const at::Device& device) {
+  TORCH_CHECK(device.is_cpu(), "generator.kv_cache_fraction: the memory left is measured for CPU engines only and ",
+              "this engine runs on ", device, "; set generator.kv_cache_bytes instead");
+  return HostMemoryAvailableBytes();
+}
+
+}  // namespace
+
 Engine::Engine(const LlamaConfig& config, LlamaForCausalLMImpl& model, EngineOptions options, int64_t version)
     : config_(config), options_(std::move(options)), version_(version) {
   TORCH_CHECK(options_.max_slots >= 1, "EngineOptions::max_slots must be >= 1, got ", options_.max_slots);
@@ -93,17 +110,33 @@ Engine::Engine(const LlamaConfig& config, LlamaForCausalLMImpl& model, EngineOpt
   TORCH_CHECK(config_.sliding_window == 0 || max_seq_len_ <= config_.sliding_window, "EngineOptions::max_seq_len (",
               max_seq_len_, ") exceeds the model's sliding_window (", config_.sliding_window,
               "); windowed attention is not implemented, so set max_seq_len <= sliding_window");
+  sampled_vocab_ = options_.sampled_vocab_size == 0 ? config_.vocab_size : options_.sampled_vocab_size;
+  TORCH_CHECK(sampled_vocab_ >= 1 && sampled_vocab_ <= config_.vocab_size,
+              "EngineOptions::sampled_vocab_size must be in [1, vocab_size ", config_.vocab_size,
+              "] (0 = vocab_size), got ", options_.sampled_vocab_size);
   model_ = std::make_unique<EngineModel>(config_, model, options_.tp_group);
   const LlamaConfig& local = model_->local_config();
-  cache_ = std::make_unique<KvCache>(KvCacheShape{local.num_hidden_layers, options_.max_slots,
-                                                  local.num_key_value_heads, max_seq_len_, local.head_dim},
-                                     model_->options());
+  const at::TensorOptions tensor_options = model_->options();
+  KvCacheSizing sizing;
+  sizing.tp_size = model_->TpSize();
+  sizing.dtype_bytes = int64_t(tensor_options.dtype().itemsize());
+  sizing.default_tokens = options_.max_slots * max_seq_len_;
+  if (options_.kv_cache.bytes == 0 && options_.kv_cache.fraction > 0) {
+    sizing.memory_left_bytes = MemoryLeftBytes(tensor_options.device());
+  }
+  const KvCacheSize size = SizeKvCache(config_, options_.kv_cache, sizing);
+  kv_bytes_per_block_ = size.bytes_per_block;
+  cache_ = std::make_unique<KvCache>(KvCacheShape{local.num_hidden_layers, size.num_blocks, size.block_size,
+                                                  local.num_key_value_heads, local.head_dim},
+                                     tensor_options);
+  blocks_ = std::make_unique<KvBlockPool>(size.num_blocks, size.block_size);
 }
 
 Engine::~Engine() = default;
 
 void Engine::Submit(GenerationRequest request) {
-  RequestLimits limits{config_.vocab_size, max_seq_len_, options_.max_slots, bool(options_.decode)};
+  RequestLimits limits{config_.vocab_size, max_seq_len_, options_.max_slots, bool(options_.decode), blocks_.get(),
+                       kv_bytes_per_block_};
   std::string error = RequestError(request, limits);
   queue_.push_back({std::move(request), std::move(error)});
 }
@@ -125,12 +158,26 @@ void Engine::ReleaseCache() {
     TORCH_CHECK(false, "Engine::ReleaseCache: ", running_.size(), " sequences are still running (request/sample ",
                 ids, ") and their KV would be lost; finish them (RunUntilDone) before releasing the cache");
   }
+  TORCH_INTERNAL_ASSERT(blocks_->NumUsed() == 0, blocks_->NumUsed(), " KV blocks held with no sequence running");
   cache_->Release();
 }
 
 void Engine::ReserveCache() { cache_->Allocate(); }
 
 int64_t Engine::CacheBytes() const { return cache_->Bytes(); }
+
+KvCacheStats Engine::KvStats() const {
+  KvCacheStats s;
+  s.budget_bytes = blocks_->num_blocks() * kv_bytes_per_block_;
+  s.bytes = cache_->Bytes();
+  s.block_size = blocks_->block_size();
+  s.num_blocks = blocks_->num_blocks();
+  s.blocks_in_use = blocks_->NumUsed();
+  s.peak_blocks_in_use = blocks_->PeakUsed();
+  return s;
+}
+
+void Engine::ResetKvPeak() { blocks_->ResetPeak(); }
 
 std::vector<Completion> Engine::Step() {
   // After a ReleaseCache(); outside inference mode, so that the cache is an ordinary tensor as
@@ -170,51 +217,77 @@ std::vector<Completion> Engine::TakeRejected() {
   return rejected;
 }
 
-std::vector<Completion> Engine::Admit() {
-  // FIFO: a group waits at the head until its num_samples slots are free, so later single requests
-  // cannot starve it.
-  std::vector<std::shared_ptr<const GenerationRequest>> admitted;
-  int64_t free_slots = options_.max_slots - NumRunning();
-  while (!queue_.empty() && queue_.front().request.num_samples <= free_slots) {
-    free_slots -= queue_.front().request.num_samples;
-    admitted.push_back(std::make_shared<const GenerationRequest>(std::move(queue_.front().request)));
-    queue_.pop_front();
-  }
-  if (admitted.empty()) return {};
-  const int64_t num_rows = int64_t(admitted.size()), first_new = NumRunning();
-  int64_t max_len = 0;
-  for (const auto& r : admitted) max_len = std::max<int64_t>(max_len, int64_t(r->prompt.size()));
-  at::Tensor ids = at::zeros({num_rows, max_len}, at::kLong);
-  std::vector<int64_t> lengths, slots, rows;
-  for (int64_t i = 0; i < num_rows; ++i) {
-    const auto& r = admitted[size_t(i)];
-    ids[i].narrow(0, 0, int64_t(r->prompt.size())).copy_(at::tensor(r->prompt, at::kLong));
-    lengths.push_back(int64_t(r->prompt.size()));
-    for (int64_t s = 0; s < r->num_samples; ++s) {
-      slots.push_back(NumRunning());
-      rows.push_back(i);
-      auto seq = std::make_unique<Sequence>();
-      seq->request = r;
-      seq->sample_index = s;
-      running_.push_back(std::move(seq));
+at::Tensor Engine::Prefill(const std::vector<std::vector<int64_t>>& rows, const std::vector<const BlockTable*>& tables) {
+  // One padded batch; row i's K/V go to positions [0, its length) of tables[i]. Tables that share
+  // blocks (a group's samples) write each shared slot once.
+  int64_t width = 0;
+  for (const auto& r : rows) width = std::max<int64_t>(width, int64_t(r.size()));
+  at::Tensor ids = at::zeros({int64_t(rows.size()), width}, at::kLong);
+  std::vector<int64_t> lengths, slots, tokens;
+  std::unordered_set<int64_t> written;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const int64_t length = int64_t(rows[i].size());
+    ids[int64_t(i)].narrow(0, 0, length).copy_(at::tensor(rows[i], at::kLong));
+    lengths.push_back(length);
+    for (int64_t p = 0; p < length; ++p) {
+      const int64_t slot = blocks_->Slot(*tables[i], p);
+      if (!written.insert(slot).second) continue;
+      slots.push_back(slot);
+      tokens.push_back(int64_t(i) * width + p);
     }
   }
   const at::Device device = model_->options().device();
-  PrefillBatch batch{ids.to(device), at::tensor(lengths, at::kLong).to(device), at::tensor(slots, at::kLong).to(device),
-                     at::tensor(rows, at::kLong).to(device)};
-  at::Tensor logits = model_->Prefill(*cache_, batch).index_select(0, batch.rows);
+  return model_->Prefill(*cache_, {ids.to(device), LongTensor(lengths, device), LongTensor(slots, device),
+                                   LongTensor(tokens, device)});
+}
+
+std::vector<Completion> Engine::Admit() {
+  // FIFO: a group waits at the head until its num_samples slots and the blocks it may ever need are
+  // free, so later single requests cannot starve it.
+  std::vector<const BlockTable*> running_tables;
+  for (const auto& seq : running_) running_tables.push_back(&seq->table);
+  int64_t available = blocks_->Available(running_tables);
+  int64_t free_slots = options_.max_slots - NumRunning();
+  const int64_t first_new = NumRunning();
+  std::vector<std::vector<int64_t>> prompts;
+  std::vector<const BlockTable*> prompt_tables;
+  std::vector<int64_t> rows;  // prefill row of each new sequence
+  while (!queue_.empty()) {
+    const GenerationRequest& head = queue_.front().request;
+    const int64_t prompt_len = int64_t(head.prompt.size()), max_length = MaxCachedPositions(head, max_seq_len_);
+    const int64_t need = blocks_->GroupBlocks(prompt_len, max_length, head.num_samples);
+    if (head.num_samples > free_slots || need > available) break;
+    free_slots -= head.num_samples;
+    available -= need;
+    auto request = std::make_shared<const GenerationRequest>(std::move(queue_.front().request));
+    queue_.pop_front();
+    std::vector<BlockTable> tables = blocks_->AllocateShared(prompt_len, max_length, request->num_samples);
+    for (int64_t s = 0; s < request->num_samples; ++s) {
+      auto seq = std::make_unique<Sequence>();
+      seq->request = request;
+      seq->sample_index = s;
+      seq->table = std::move(tables[size_t(s)]);
+      running_.push_back(std::move(seq));
+      rows.push_back(int64_t(prompts.size()));
+    }
+    prompts.push_back(request->prompt);
+    prompt_tables.push_back(&running_[running_.size() - size_t(request->num_samples)]->table);
+  }
+  if (prompts.empty()) return {};
+  const at::Device device = model_->options().device();
+  at::Tensor logits = Prefill(prompts, prompt_tables).index_select(0, LongTensor(rows, device));
   std::vector<RowDraw> draws;
-  for (int64_t slot = first_new; slot < NumRunning(); ++slot) {
-    draws.push_back({&running_[size_t(slot)]->request->sampling, running_[size_t(slot)]->sample_index, 0});
+  for (int64_t i = first_new; i < NumRunning(); ++i) {
+    draws.push_back({&running_[size_t(i)]->request->sampling, running_[size_t(i)]->sample_index, 0});
   }
   std::vector<int64_t> tokens;
   std::vector<float> logprobs;
-  SampleRows(logits, draws, tokens, logprobs);
+  SampleRows(logits.narrow(1, 0, sampled_vocab_), draws, tokens, logprobs);
   model_->SyncSampled(tokens, logprobs);
   std::vector<bool> finished(running_.size(), false);
-  for (int64_t slot = first_new; slot < NumRunning(); ++slot) {
-    const size_t j = size_t(slot - first_new);
-    finished[size_t(slot)] = Accept(*running_[size_t(slot)], tokens[j], logprobs[j]);
+  for (int64_t i = first_new; i < NumRunning(); ++i) {
+    const size_t j = size_t(i - first_new);
+    finished[size_t(i)] = Accept(*running_[size_t(i)], tokens[j], logprobs[j]);
   }
   return Retire(finished);
 }
@@ -222,47 +295,55 @@ std::vector<Completion> Engine::Admit() {
 std::vector<Completion> Engine::DecodeRunning() {
   const int64_t n = NumRunning();
   if (n == 0) return {};
-  std::vector<int64_t> pending, positions;
+  std::vector<int64_t> pending, positions, slots;
+  std::vector<std::pair<int64_t, int64_t>> copies;
   std::vector<RowDraw> draws;
+  size_t widest = 0;
   for (const auto& seq : running_) {
+    TORCH_INTERNAL_ASSERT(seq->table.length == seq->Cached(), "block table of ", seq->table.length,
+                          " positions for a sequence of ", seq->Cached());
     pending.push_back(seq->tokens.back());
-    positions.push_back(seq->Cached());
+    positions.push_back(seq->table.length);
+    slots.push_back(blocks_->Append(seq->table, copies));
     draws.push_back({&seq->request->sampling, seq->sample_index, int64_t(seq->tokens.size())});
+    widest = std::max(widest, seq->table.blocks.size());
+  }
+  cache_->CopyBlocks(copies);
+  std::vector<int64_t> table;  // [n, widest], short rows padded with their first block
+  for (const auto& seq : running_) {
+    const std::vector<int64_t>& b = seq->table.blocks;
+    table.insert(table.end(), b.begin(), b.end());
+    table.insert(table.end(), widest - b.size(), b.front());
   }
   const at::Device device = model_->options().device();
-  at::Tensor logits = model_->Decode(*cache_, at::tensor(pending, at::kLong).to(device),
-                                     at::tensor(positions, at::kLong).to(device));
+  DecodeBatch batch{LongTensor(pending, device), LongTensor(positions, device), LongTensor(slots, device),
+                    LongTensor(table, device).view({n, int64_t(widest)})};
+  at::Tensor logits = model_->Decode(*cache_, batch);
   std::vector<int64_t> tokens;
   std::vector<float> logprobs;
-  SampleRows(logits, draws, tokens, logprobs);
+  SampleRows(logits.narrow(1, 0, sampled_vocab_), draws, tokens, logprobs);
   model_->SyncSampled(tokens, logprobs);
   std::vector<bool> finished(size_t(n), false);
-  for (int64_t slot = 0; slot < n; ++slot) {
-    finished[size_t(slot)] = Accept(*running_[size_t(slot)], tokens[size_t(slot)], logprobs[size_t(slot)]);
+  for (int64_t i = 0; i < n; ++i) {
+    finished[size_t(i)] = Accept(*running_[size_t(i)], tokens[size_t(i)], logprobs[size_t(i)]);
   }
   return Retire(finished);
 }
 
 void Engine::RefreshKv() {
   // Recompute every running sequence's cache (prompt + all tokens but the pending one) with the
-  // current weights: one padded prefill into the sequences' own slots; its logits are not needed.
+  // current weights, into its own blocks; the logits are not needed.
   kv_stale_ = false;
-  const int64_t n = NumRunning();
-  if (n == 0) return;
-  int64_t max_len = 0;
-  for (const auto& seq : running_) max_len = std::max(max_len, seq->Cached());
-  at::Tensor ids = at::zeros({n, max_len}, at::kLong);
-  std::vector<int64_t> lengths;
-  for (int64_t i = 0; i < n; ++i) {
-    const Sequence& seq = *running_[size_t(i)];
-    std::vector<int64_t> prefix = seq.request->prompt;
-    prefix.insert(prefix.end(), seq.tokens.begin(), seq.tokens.end() - 1);
-    ids[i].narrow(0, 0, int64_t(prefix.size())).copy_(at::tensor(prefix, at::kLong));
-    lengths.push_back(int64_t(prefix.size()));
+  if (running_.empty()) return;
+  std::vector<std::vector<int64_t>> rows;
+  std::vector<const BlockTable*> tables;
+  for (const auto& seq : running_) {
+    std::vector<int64_t> prefix = seq->request->prompt;
+    prefix.insert(prefix.end(), seq->tokens.begin(), seq->tokens.end() - 1);
+    rows.push_back(std::move(prefix));
+    tables.push_back(&seq->table);
   }
-  const at::Device device = model_->options().device();
-  at::Tensor index = at::arange(n, at::TensorOptions().dtype(at::kLong).device(device));
-  model_->Prefill(*cache_, {ids.to(device), at::tensor(lengths, at::kLong).to(device), index, index});
+  Prefill(rows, tables);
 }
 
 bool Engine::Accept(Sequence& seq, int64_t token, float logprob) {
@@ -289,20 +370,17 @@ bool Engine::Accept(Sequence& seq, int64_t token, float logprob) {
 }
 
 std::vector<Completion> Engine::Retire(const std::vector<bool>& finished) {
-  // From the highest slot down: every slot above the current one is already settled, so the last
-  // running slot is a live sequence that can move into the hole (keeping slots dense).
   std::vector<Completion> done;
-  for (int64_t slot = NumRunning() - 1; slot >= 0; --slot) {
-    if (!finished[size_t(slot)]) continue;
-    done.push_back(Finish(*running_[size_t(slot)]));
-    const int64_t last = NumRunning() - 1;
-    if (slot != last) {
-      cache_->MoveSlot(last, slot, running_[size_t(last)]->Cached());
-      running_[size_t(slot)] = std::move(running_[size_t(last)]);
+  std::vector<std::unique_ptr<Sequence>> kept;
+  for (size_t i = 0; i < running_.size(); ++i) {
+    if (!finished[i]) {
+      kept.push_back(std::move(running_[i]));
+      continue;
     }
-    running_.pop_back();
+    blocks_->Free(running_[i]->table);
+    done.push_back(Finish(*running_[i]));
   }
-  std::reverse(done.begin(), done.end());
+  running_ = std::move(kept);
   return done;
 }
 

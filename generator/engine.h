@@ -1,13 +1,21 @@
-// The rollout engine: batched generation with a slot-based KV cache, continuous batching, per-request
+// The rollout engine: batched generation over a paged KV cache, continuous batching, per-request
 // sampling with batch-independent seeds, per-token log-probs and policy versions, tensor parallelism
 // over a Communicator sub-group, and in-flight weight updates between two decode steps.
 //
-// Life of a request: Submit() validates it (a bad request is answered as kRejected by the next
-// Step(), never thrown) and queues it. Step() admits queued requests in FIFO order while their
-// num_samples slots are free, prefills every admitted prompt in one padded batch (a group's prompt
-// once; its KV is copied to the group's slots), samples each sample's first token, then runs one
-// batched decode step over every running slot. Finished sequences leave and free their slots, so
-// queued requests join between decode steps (continuous batching).
+// Life of a request: Submit() validates it (a bad request, or one that could never fit the KV cache,
+// is answered as kRejected by the next Step(), never thrown) and queues it. Step() admits queued
+// requests in FIFO order while their num_samples slots are free and the KV blocks they may ever need
+// are not promised to running sequences (generator/kv_blocks.h), prefills every admitted prompt in one
+// padded batch (a group's prompt once, its blocks shared by the group's samples and copied on write),
+// samples each sample's first token, then runs one batched decode step over every running sequence.
+// Finished sequences leave and free their blocks, so queued requests join between decode steps
+// (continuous batching). A sequence holds at most prompt + max_new_tokens positions, so admission
+// sizes each request by its own lengths, never by max_position_embeddings.
+//
+// Padded vocabularies: a model may have more vocabulary rows than its tokenizer has ids (Qwen2.5:
+// 151,936 rows, 151,665 ids). With EngineOptions::sampled_vocab_size = the tokenizer's size, ids at
+// or above it are never sampled: sampling and log-probs see only the first sampled_vocab_size logits
+// (see Completion::logprobs for what the trainer must compute to match).
 //
 // Ordering contract of weight updates: UpdateWeights / UpdateFrom may only be called between two
 // Step() calls. Every token sampled by a later Step() carries the new version. With
@@ -18,9 +26,11 @@
 //
 // Thread safety: none; one thread drives an Engine. Under tensor parallelism every rank of tp_group
 // makes the same calls in the same order (SPMD): Submit with the same requests, Step in lockstep,
-// UpdateWeights with the same names.
+// UpdateWeights with the same names. Block allocation is deterministic, so every rank holds the same
+// block tables.
 #pragma once
 
+#include "generator/kv_budget.h"
 #include "model/llama_config.h"
 
 #include <ATen/core/Tensor.h>
@@ -40,6 +50,8 @@ class LlamaForCausalLMImpl;
 class WeightReceiver;
 class EngineModel;
 class KvCache;
+class KvBlockPool;
+struct BlockTable;
 
 struct SamplingParams {            // per request
   double temperature = 1.0;        // 0 = greedy (argmax, lowest index on ties)
@@ -48,7 +60,7 @@ struct SamplingParams {            // per request
   // Token i of sample s of the request draws from Philox(seed, s * 2^32 + i): reproducible whatever
   // else is in the batch.
   uint64_t seed = 0;
-  int64_t max_new_tokens = 256;    // >= 1; also capped by EngineOptions::max_seq_len
+  int64_t max_new_tokens = 256;    // >= 1; also capped by EngineOptions::max_seq_len; sizes the KV the request claims
   std::vector<int64_t> eos_ids;    // empty = none; the EOS token is kept in the output
   std::vector<std::string> stop_strings;  // needs EngineOptions::decode; stops when the decoded response contains one
 };
@@ -57,8 +69,8 @@ struct GenerationRequest {
   uint64_t id = 0;
   std::vector<int64_t> prompt;
   SamplingParams sampling;
-  // > 1 = a GRPO group: the prompt is prefilled once and its KV copied to the n slots. All n samples
-  // are admitted together, so num_samples must not exceed EngineOptions::max_slots.
+  // > 1 = a GRPO group: the prompt is prefilled once and its KV blocks shared by the n samples. All
+  // n samples are admitted together, so num_samples must not exceed EngineOptions::max_slots.
   int64_t num_samples = 1;
 };
 
@@ -70,20 +82,43 @@ struct Completion {
   int64_t sample_index = 0;
   std::vector<int64_t> prompt;     // copy of the request's prompt
   std::vector<int64_t> tokens;     // generated tokens (incl. the EOS token when finish_reason == kEos)
-  std::vector<float> logprobs;     // log p(token) under softmax(logits / temperature) (greedy: temperature 1), one per token
+  // log p(token) under softmax(logits[:sampled_vocab_size] / temperature) (greedy: temperature 1),
+  // one per token. With a padded vocabulary the distribution is renormalised over the ids that can be
+  // sampled, so a trainer scoring these tokens must take its log-softmax over the same first
+  // sampled_vocab_size rows of the LM head (e.g. the head's weight narrowed to them); over all rows
+  // its log-probs would be lower by log(mass of the kept ids) and the importance ratios biased.
+  std::vector<float> logprobs;
   std::vector<int64_t> versions;   // policy version of the weights that produced each token
   FinishReason finish_reason = FinishReason::kLength;
   std::string error;               // why it was rejected (empty otherwise)
 };
 
 struct EngineOptions {
-  int64_t max_slots = 64;          // concurrent sequences (KV-cache slots)
-  // Prompt + new tokens per slot; 0 = config.max_position_embeddings. The KV cache holds
-  // 2 * layers * max_slots * kv_heads / tp * max_seq_len * head_dim elements, allocated up front.
+  int64_t max_slots = 64;          // concurrent sequences at most
+  // Longest sequence, prompt + new tokens; 0 = config.max_position_embeddings. Longer prompts are
+  // rejected and generation stops there. With no KV budget set, the cache holds max_slots
+  // sequences of this length (callers that know their lengths pass them: the recipe's longest
+  // prompt + max_new_tokens).
   int64_t max_seq_len = 0;
+  // The KV budget per rank (bytes, or a fraction of the memory left; generator/kv_budget.h) and the
+  // block size. The cache is allocated once, in the weights' dtype, as whole blocks.
+  KvCacheConfig kv_cache;
+  // Ids in [sampled_vocab_size, vocab_size) are never sampled (a padded vocabulary's rows that the
+  // tokenizer cannot decode); 0 = the whole vocabulary.
+  int64_t sampled_vocab_size = 0;
   std::function<std::string(const std::vector<int64_t>&)> decode;  // for stop strings (optional)
   Communicator* tp_group = nullptr;  // null or size 1 = no tensor parallelism; must outlive the engine
   bool refresh_kv_on_update = true;  // see the ordering contract above
+};
+
+// The KV cache's memory and occupancy, for metrics.
+struct KvCacheStats {
+  int64_t budget_bytes = 0;        // what the cache holds while allocated
+  int64_t bytes = 0;               // what it holds now (0 while released)
+  int64_t block_size = 0;          // tokens per block
+  int64_t num_blocks = 0;
+  int64_t blocks_in_use = 0;       // a block shared by a group's samples counts once
+  int64_t peak_blocks_in_use = 0;  // since construction or the last ResetKvPeak()
 };
 
 class Engine {
@@ -110,6 +145,7 @@ class Engine {
   int64_t Version() const { return version_; }
   const LlamaConfig& config() const { return config_; }
   int64_t MaxSeqLen() const { return max_seq_len_; }
+  int64_t SampledVocabSize() const { return sampled_vocab_; }
 
   // Colocated placement frees the KV cache while the rank trains. ReleaseCache() needs no running
   // sequence (their KV would be lost; queued requests hold none) and throws naming the running
@@ -119,8 +155,10 @@ class Engine {
   // that the caller can time the allocation outside generation.
   void ReleaseCache();
   void ReserveCache();
-  // Bytes the KV cache holds now: all of it (EngineOptions::max_seq_len) while allocated, 0 released.
+  // Bytes the KV cache holds now: its whole budget while allocated, 0 released.
   int64_t CacheBytes() const;
+  KvCacheStats KvStats() const;
+  void ResetKvPeak();
 
   // In-flight update, between two Step() calls: each tensor is this rank's TP shard of the HF-named
   // parameter (for tp=1 the full tensor; embed_tokens / lm_head may be either the full matrix or
@@ -143,21 +181,26 @@ class Engine {
   std::vector<Completion> Admit();
   std::vector<Completion> DecodeRunning();
   void RefreshKv();
-  // Appends `token` to sequence `slot`; returns true when it finished (and sets its reason).
+  // Prefills rows[i] into positions [0, rows[i].size()) of tables[i]; returns each row's last logits [R, V].
+  at::Tensor Prefill(const std::vector<std::vector<int64_t>>& rows, const std::vector<const BlockTable*>& tables);
+  // Appends `token` to the sequence; returns true when it finished (and sets its reason).
   bool Accept(Sequence& seq, int64_t token, float logprob);
-  // Frees the slots of finished sequences (keeping running slots dense in [0, NumRunning())).
+  // Frees the blocks of finished sequences and drops them (the others keep their order).
   std::vector<Completion> Retire(const std::vector<bool>& finished);
   Completion Finish(Sequence& seq);
 
   LlamaConfig config_;
   EngineOptions options_;
   int64_t max_seq_len_ = 0;
+  int64_t sampled_vocab_ = 0;
+  int64_t kv_bytes_per_block_ = 0;
   int64_t version_ = 0;
   bool kv_stale_ = false;
   std::unique_ptr<EngineModel> model_;
   std::unique_ptr<KvCache> cache_;
+  std::unique_ptr<KvBlockPool> blocks_;
   std::deque<Queued> queue_;
-  std::vector<std::unique_ptr<Sequence>> running_;  // running_[s] occupies KV slot s
+  std::vector<std::unique_ptr<Sequence>> running_;  // in admission order
 };
 
 }  // namespace llamarl

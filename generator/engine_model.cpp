@@ -41,20 +41,19 @@ void CheckDivides(int tp, int64_t value, const char* field) {
               "); choose a tp_size that divides the model's head counts and intermediate_size");
 }
 
-// Attention of one query per slot over its cache: q [N, H, 1, E], k and v [N, K, L, E] (strided views
-// of the cache), allowed [N, 1, 1, L]. The math of AttendEager (scale in the activations' dtype,
-// masked softmax in f32), but as broadcast multiply-reduce: on the CPU, bmm over N * H single-row
-// matrices runs one GEMM call per (slot, head), and that loop dominated a decode step.
-// Returns [N, 1, H * E].
+// Attention of one query per sequence over its gathered cache: q [N, H, 1, E], k and v [N, L, K, E],
+// allowed [N, L]. The math of AttendEager (scale in the activations' dtype, masked softmax in f32),
+// but as broadcast multiply-reduce: on the CPU, bmm over N * H single-row matrices runs one GEMM call
+// per (sequence, head), and that loop dominated a decode step. Returns [N, 1, H * E].
 at::Tensor DecodeAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& allowed) {
   const int64_t n = q.size(0), heads = q.size(1), head_dim = q.size(3);
-  const int64_t kv_heads = k.size(1), length = k.size(2), groups = heads / kv_heads;
-  at::Tensor q_NKG1E = q.reshape({n, kv_heads, groups, 1, head_dim});
-  at::Tensor scores = (q_NKG1E * k.unsqueeze(2)).sum(-1) * (1.0 / std::sqrt(double(head_dim)));  // [N, K, G, L]
-  scores = scores.to(at::kFloat).masked_fill(allowed.view({n, 1, 1, length}).logical_not(),
+  const int64_t length = k.size(1), kv_heads = k.size(2), groups = heads / kv_heads;
+  at::Tensor q_N1KGE = q.reshape({n, 1, kv_heads, groups, head_dim});
+  at::Tensor scores = (q_N1KGE * k.unsqueeze(3)).sum(-1) * (1.0 / std::sqrt(double(head_dim)));  // [N, L, K, G]
+  scores = scores.to(at::kFloat).masked_fill(allowed.view({n, length, 1, 1}).logical_not(),
                                              std::numeric_limits<float>::lowest());
-  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
-  at::Tensor out = (probs.unsqueeze(-1) * v.unsqueeze(2)).sum(3);  // [N, K, G, E]
+  at::Tensor probs = at::softmax(scores, 1, at::kFloat).to(q.scalar_type());
+  at::Tensor out = (probs.unsqueeze(-1) * v.unsqueeze(3)).sum(1);  // [N, K, G, E]
   return out.reshape({n, 1, heads * head_dim});
 }
 
@@ -135,9 +134,12 @@ at::Tensor EngineModel::Prefill(KvCache& cache, const PrefillBatch& batch) {
   at::Tensor padding = positions.lt(batch.lengths.unsqueeze(1));
   at::Tensor allowed = BuildAttentionMask({rows, tokens, padding, at::Tensor()}, h.device());
   RopeCosSin rope = local_->Rope(positions, h.scalar_type());
+  auto written = [&](const at::Tensor& kv_RKTE) {  // -> [M, K, E]
+    return kv_RKTE.transpose(1, 2).reshape({rows * tokens, kv_RKTE.size(1), kv_RKTE.size(3)}).index_select(0, batch.tokens);
+  };
   for (int64_t l = 0; l < local_->NumLayers(); ++l) {
     h = RunLayer(l, h, rope, [&](const QkvStates& s) {
-      cache.WriteRows(l, s.k, s.v, batch.slots, batch.rows);
+      cache.Write(l, written(s.k), written(s.v), batch.slots);
       return AttendEager(s.q, s.k, s.v, allowed);
     });
   }
@@ -145,18 +147,18 @@ at::Tensor EngineModel::Prefill(KvCache& cache, const PrefillBatch& batch) {
   return local_->LmHead(local_->FinalNorm(h.gather(1, last))).squeeze(1);
 }
 
-at::Tensor EngineModel::Decode(KvCache& cache, const at::Tensor& tokens, const at::Tensor& positions) {
-  const int64_t n = tokens.size(0);
-  // One query per slot at its cached length; it attends to positions [0, length].
-  const int64_t attended = positions.max().item<int64_t>() + 1;
-  at::Tensor h = local_->Embed(tokens.view({n, 1}));
-  RopeCosSin rope = local_->Rope(positions.view({n, 1}), h.scalar_type());
-  at::Tensor allowed = at::arange(attended, positions.options()).view({1, attended}).le(positions.view({n, 1}));
-  allowed = allowed.view({n, 1, 1, attended});
+at::Tensor EngineModel::Decode(KvCache& cache, const DecodeBatch& batch) {
+  const int64_t n = batch.tokens.size(0);
+  // One query per sequence at its cached length; it attends to positions [0, length].
+  const int64_t attended = batch.positions.max().item<int64_t>() + 1;
+  at::Tensor h = local_->Embed(batch.tokens.view({n, 1}));
+  RopeCosSin rope = local_->Rope(batch.positions.view({n, 1}), h.scalar_type());
+  at::Tensor allowed = at::arange(attended, batch.positions.options()).view({1, attended}).le(batch.positions.view({n, 1}));
   for (int64_t l = 0; l < local_->NumLayers(); ++l) {
     h = RunLayer(l, h, rope, [&](const QkvStates& s) {
-      cache.WriteDecode(l, s.k.squeeze(2), s.v.squeeze(2), positions);
-      return DecodeAttention(s.q, cache.Keys(l, n, attended), cache.Values(l, n, attended), allowed);
+      cache.Write(l, s.k.squeeze(2), s.v.squeeze(2), batch.slots);
+      auto [keys, values] = cache.Gather(l, batch.blocks, attended);
+      return DecodeAttention(s.q, keys, values, allowed);
     });
   }
   return local_->LmHead(local_->FinalNorm(h)).squeeze(1);

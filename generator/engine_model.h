@@ -1,8 +1,8 @@
 // The decoder as the engine runs it: this rank's tensor-parallel shard of every layer, run piece by
 // piece (model/llama.h's Embed, Rope, Layer(i) pieces; model/attention.h's AttendEager for prefill)
-// against the KV cache instead of the full-sequence forward. Decode attends with its own
-// multiply-reduce form of the same math (engine_model.cpp: DecodeAttention), since bmm over one-row
-// matrices costs one GEMM call per (slot, head) on the CPU.
+// against the paged KV cache instead of the full-sequence forward. Decode attends with its own
+// multiply-reduce form of the same math (engine_model.cpp: DecodeAttention) over the gathered
+// blocks, since bmm over one-row matrices costs one GEMM call per (sequence, head) on the CPU.
 //
 // Tensor parallelism (Megatron, the convention of weight_sync's TensorParallelLayout): q/k/v and
 // gate/up are column-parallel (rank r holds rows [r, r + 1) * out / tp of the [out, in] weight, whole
@@ -10,7 +10,8 @@
 // norms, embeddings and the LM head are replicated. The local shard is itself a Llama module, built
 // from the config with heads, kv heads and intermediate_size divided by tp, so its layers run
 // unchanged; only the two all-reduces are added here.
-// Legend: R = prefill rows, T = tokens, N = decoding slots, D = hidden_size, V = vocab_size.
+// Legend: R = prefill rows, T = tokens, M = positions written, N = decoding sequences, NB = blocks per
+// sequence, D = hidden_size, V = vocab_size.
 #pragma once
 
 #include "model/llama.h"
@@ -27,8 +28,15 @@ class KvCache;
 struct PrefillBatch {
   at::Tensor input_ids;  // [R, T] int64, right-padded
   at::Tensor lengths;    // [R] int64 in [1, T]: real tokens per row
-  at::Tensor slots;      // [S] int64: cache slots written ...
-  at::Tensor rows;       // [S] int64: ... from these rows (a GRPO group's one row fills n slots)
+  at::Tensor slots;      // [M] int64: cache slots (KvCache) written, distinct ...
+  at::Tensor tokens;     // [M] int64: ... with the K/V of these tokens (row * T + position)
+};
+
+struct DecodeBatch {
+  at::Tensor tokens;     // [N] int64: each sequence's pending token ...
+  at::Tensor positions;  // [N] int64: ... at this position (its cached length) ...
+  at::Tensor slots;      // [N] int64: ... written to this cache slot
+  at::Tensor blocks;     // [N, NB] int64: each sequence's blocks, padded with any block id
 };
 
 // Throws unless tp_size divides the attention heads, the kv heads and intermediate_size.
@@ -48,9 +56,9 @@ class EngineModel {
   // Writes the K/V of every row's tokens into the cache and returns the logits [R, V] at each row's
   // last real token (rows whose logits are not wanted still cost only their final norm + LM head).
   at::Tensor Prefill(KvCache& cache, const PrefillBatch& batch);
-  // Slots [0, N) each append one token (tokens_N) at position positions_N (their cached length) and
-  // attend over their cache; returns logits [N, V].
-  at::Tensor Decode(KvCache& cache, const at::Tensor& tokens_N, const at::Tensor& positions_N);
+  // Every sequence appends its pending token and attends over positions [0, position]; returns
+  // logits [N, V].
+  at::Tensor Decode(KvCache& cache, const DecodeBatch& batch);
 
   // Under TP: makes every rank hold TP rank 0's sampled tokens and log-probs. The ranks compute the
   // same logits, but an all-reduce is not promised to be bitwise identical everywhere, and ranks that

@@ -1,27 +1,29 @@
-// The engine's KV cache: one pre-allocated [slots, kv_heads, max_len, head_dim] tensor per layer for
-// keys and one for values. A slot holds one sequence; positions [0, length) of a slot are valid and
-// everything after is stale (masked by the caller). Nothing is allocated after construction, except
-// by Allocate() after a Release().
+// The engine's paged KV cache storage: per layer, one pre-allocated [blocks, block_size, K, E] tensor
+// for keys and one for values. A cache slot is block * block_size + offset; which blocks a sequence
+// holds is KvBlockPool's business (kv_blocks.h), so this class only writes slots, gathers blocks and
+// copies blocks. Nothing is allocated after construction, except by Allocate() after a Release().
 //
-// Why slots and not paged blocks: on the CPU the attention reads a dense [n, K, L, E] view of the
-// first n slots (the engine keeps running sequences dense in [0, n)), so no gather of blocks is needed
-// per step; the price is that every slot reserves max_len positions.
-// Legend: R = prefill rows, S = slots written, T = tokens, N = decoding slots, K = kv heads per rank,
+// Attention reads a sequence's blocks through Gather: one index_select per layer and step that
+// copies the attended blocks into a dense [N, L, K, E] tensor. On the CPU that copy costs less than
+// the attention's own [N, L, K, G, E] product, and it lets blocks be shared and allocated one at a
+// time instead of reserving max_len positions per sequence.
+// Legend: M = positions written, N = sequences, NB = blocks per sequence, K = kv heads per rank,
 // L = attended length, E = head_dim.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace llamarl {
 
 struct KvCacheShape {
   int64_t num_layers = 0;
-  int64_t num_slots = 0;
+  int64_t num_blocks = 0;
+  int64_t block_size = 0;    // tokens per block
   int64_t num_kv_heads = 0;  // of this rank
-  int64_t max_len = 0;
   int64_t head_dim = 0;
 };
 
@@ -30,17 +32,13 @@ class KvCache {
   KvCache(const KvCacheShape& shape, const at::TensorOptions& options);
   const KvCacheShape& shape() const { return shape_; }
 
-  // Prefill: slot slots_S[j] receives positions [0, T) of row rows_S[j] of k/v [R, K, T, E] (a
-  // group's prompt row goes to several slots).
-  void WriteRows(int64_t layer, const at::Tensor& k_RKTE, const at::Tensor& v_RKTE, const at::Tensor& slots_S,
-                 const at::Tensor& rows_S);
-  // Decode: slot i in [0, N) receives k/v [N, K, E] at position positions_N[i].
-  void WriteDecode(int64_t layer, const at::Tensor& k_NKE, const at::Tensor& v_NKE, const at::Tensor& positions_N);
-  // [N, K, L, E] views of slots [0, N), positions [0, L): no copy.
-  at::Tensor Keys(int64_t layer, int64_t num_slots, int64_t length) const;
-  at::Tensor Values(int64_t layer, int64_t num_slots, int64_t length) const;
-  // Copies positions [0, length) of slot `from` to slot `to` in every layer.
-  void MoveSlot(int64_t from, int64_t to, int64_t length);
+  // k/v [M, K, E] go to cache slots slots_M (distinct) of `layer`.
+  void Write(int64_t layer, const at::Tensor& k_MKE, const at::Tensor& v_MKE, const at::Tensor& slots_M);
+  // Keys and values [N, L, K, E] of `layer`: row i holds the positions of blocks_NB[i] (padding
+  // entries may name any block; the caller masks what lies beyond each sequence), first L kept.
+  std::pair<at::Tensor, at::Tensor> Gather(int64_t layer, const at::Tensor& blocks_NB, int64_t length) const;
+  // Copies whole blocks (from, to) in every layer: copy-on-write of shared blocks.
+  void CopyBlocks(const std::vector<std::pair<int64_t, int64_t>>& copies);
 
   // Colocated placement frees the cache while the rank trains. Release() drops every tensor (the
   // contents are lost: the caller must hold no sequence in it); Allocate() gives a released cache
@@ -55,7 +53,7 @@ class KvCache {
  private:
   KvCacheShape shape_;
   at::TensorOptions options_;
-  std::vector<at::Tensor> keys_;    // [layers] of [slots, K, max_len, E]
+  std::vector<at::Tensor> keys_;  // [layers] of [blocks, block_size, K, E]
   std::vector<at::Tensor> values_;
 };
 

@@ -1,5 +1,8 @@
 #include "generator/request_checks.h"
 
+#include "generator/kv_blocks.h"
+
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -32,7 +35,25 @@ std::string SamplingError(const SamplingParams& s, const RequestLimits& limits) 
   return "";
 }
 
+// A group whose worst case exceeds the whole cache would wait at the head of the queue forever.
+std::string CacheError(const GenerationRequest& r, const RequestLimits& limits) {
+  const int64_t prompt_len = int64_t(r.prompt.size()), max_length = MaxCachedPositions(r, limits.max_seq_len);
+  const int64_t need = limits.blocks->GroupBlocks(prompt_len, max_length, r.num_samples);
+  if (need <= limits.blocks->num_blocks()) return "";
+  return Cat("the request can never fit the KV cache: a prompt of ", prompt_len, " tokens shared by ", r.num_samples,
+             " samples of up to ", max_length + 1 - prompt_len, " new tokens needs up to ", need, " blocks of ",
+             limits.blocks->block_size(), " tokens (", need * limits.bytes_per_block, " bytes), but the cache holds ",
+             limits.blocks->num_blocks(), " blocks (", limits.blocks->num_blocks() * limits.bytes_per_block,
+             " bytes); raise generator.kv_cache_bytes (EngineOptions::kv_cache.bytes) to at least ",
+             need * limits.bytes_per_block, ", or lower num_samples or max_new_tokens");
+}
+
 }  // namespace
+
+int64_t MaxCachedPositions(const GenerationRequest& request, int64_t max_seq_len) {
+  const int64_t prompt_len = int64_t(request.prompt.size());
+  return prompt_len + std::min(request.sampling.max_new_tokens, max_seq_len - prompt_len) - 1;
+}
 
 std::string RequestError(const GenerationRequest& r, const RequestLimits& limits) {
   const int64_t prompt_len = int64_t(r.prompt.size());
@@ -49,7 +70,9 @@ std::string RequestError(const GenerationRequest& r, const RequestLimits& limits
   if (r.num_samples < 1 || r.num_samples > limits.max_slots)
     return Cat("num_samples must be in [1, max_slots ", limits.max_slots, "] (a group is admitted at once), got ",
                r.num_samples, "; raise EngineOptions::max_slots or split the group");
-  return SamplingError(r.sampling, limits);
+  std::string error = SamplingError(r.sampling, limits);
+  if (error.empty() && limits.blocks != nullptr) error = CacheError(r, limits);
+  return error;
 }
 
 }  // namespace llamarl

@@ -111,6 +111,40 @@ TEST(BuildModelConfig, TinyModelUsesTheByteTokenizer) {
   EXPECT_EQ(c.hidden_size, 64);
 }
 
+TEST(GeneratorEngineOptions, SizedByTheRecipesLengthsNotTheContext) {
+  RecipeConfig recipe = Recipe();
+  recipe.rollout.max_new_tokens = 12;
+  recipe.eval.max_new_tokens = 20;
+  recipe.rollout.max_slots = 6;
+  recipe.generator = {{"kv_cache_bytes", 123456}, {"kv_block_size", 8}};
+  DatasetSplits data = LoadDataset(recipe.data);
+  Tokenizer tokenizer = BuildTokenizer(recipe);
+  LlamaConfig config = BuildModelConfig(recipe);
+  config.vocab_size = TinyTokenizerIds::kVocabSize + 13;  // a padded vocabulary
+  int64_t longest = 0;
+  for (const auto* split : {&data.train, &data.eval}) {
+    for (const DatasetItem& item : *split) longest = std::max<int64_t>(longest, int64_t(tokenizer.Encode(item.prompt).size()));
+  }
+  ASSERT_GT(longest, 0);
+  EXPECT_EQ(LongestPromptTokens(data, tokenizer), longest);
+  EngineOptions o = GeneratorEngineOptions(recipe, config, tokenizer, data);
+  EXPECT_EQ(o.max_seq_len, longest + 20) << "the longest eval response, not max_position_embeddings";
+  EXPECT_LT(o.max_seq_len, config.max_position_embeddings);
+  EXPECT_EQ(o.max_slots, 6);
+  EXPECT_EQ(o.kv_cache.bytes, 123456);
+  EXPECT_EQ(o.kv_cache.block_size, 8);
+  EXPECT_EQ(o.sampled_vocab_size, TinyTokenizerIds::kVocabSize);
+  EXPECT_EQ(o.decode(tokenizer.Encode("Hi 12")), "Hi 12");
+
+  recipe.generator = {{"kv_cache_byte", 1}};
+  try {
+    GeneratorEngineOptions(recipe, config, tokenizer, data);
+    ADD_FAILURE() << "an unknown generator key was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("kv_cache_byte"), std::string::npos) << e.what();
+  }
+}
+
 TEST(GroupSeed, DistinctPerGroupAndRun) {
   EXPECT_NE(GroupSeed(1, 0), GroupSeed(1, 1));
   EXPECT_NE(GroupSeed(1, 0), GroupSeed(2, 0));

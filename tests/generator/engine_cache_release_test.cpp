@@ -75,6 +75,7 @@ class EngineCacheReleaseTest : public ::testing::Test {
     o.max_slots = kSlots;
     return o;
   }
+  // The default budget, max_slots sequences of max_position_embeddings tokens (64, whole blocks of 16):
   // keys + values, float32: 2 * layers * slots * kv_heads * max_position_embeddings * head_dim * 4.
   int64_t FullCacheBytes() const {
     return 2 * config_.num_hidden_layers * kSlots * config_.num_key_value_heads * config_.max_position_embeddings *

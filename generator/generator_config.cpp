@@ -1,0 +1,17 @@
+#include "generator/generator_config.h"
+
+namespace llamarl {
+
+GeneratorConfig GeneratorConfig::FromJson(const Json& j, const std::string& path) {
+  GeneratorConfig c;
+  ConfigReader r(j, path);
+  r.Read("kv_cache_bytes", &c.kv_cache.bytes, Range::AtLeast(0),
+         "KV cache per rank in bytes (0 = kv_cache_fraction, else max_slots longest sequences)");
+  r.Read("kv_cache_fraction", &c.kv_cache.fraction, Range::Closed(0, 1),
+         "share of the memory left after loading the weights (0 = off)");
+  r.Read("kv_block_size", &c.kv_cache.block_size, Range::AtLeast(1), "tokens per KV block");
+  r.Finish();
+  return c;
+}
+
+}  // namespace llamarl

@@ -1,0 +1,23 @@
+// The recipe's "generator" section: how each generator rank's engine is set up. Parsed here, next to
+// the engine that uses it (the recipe keeps the section as raw JSON), with unknown keys rejected.
+//   {"kv_cache_bytes": 0, "kv_cache_fraction": 0, "kv_block_size": 16}
+// kv_cache_bytes: the paged KV cache per rank in bytes, in the engine's compute dtype; 0 = use
+//   kv_cache_fraction, else room for rollout.max_slots sequences of the longest prompt + response.
+// kv_cache_fraction: (0, 1], the share of the memory left once the weights are loaded (MemAvailable
+//   on the CPU); 0 = off. kv_block_size: tokens per KV block.
+#pragma once
+
+#include "core/config.h"
+#include "generator/kv_budget.h"
+
+#include <string>
+
+namespace llamarl {
+
+struct GeneratorConfig {
+  KvCacheConfig kv_cache;
+
+  static GeneratorConfig FromJson(const Json& j, const std::string& path);
+};
+
+}  // namespace llamarl
