@@ -12,8 +12,12 @@
 //   tokens routed to each trainer rank), ready_queue (finished groups waiting once the step's batch
 //   was taken),
 //   iw_mean, iw_max, iw_truncated_fraction, iw_ess,
+//   ratio_mean, ratio_min, ratio_max, clip_frac_low, clip_frac_high, approx_kl (policy vs its ratio's
+//   anchor over the step's updates), updates, updates_applied (optimizer updates of the step),
 //   tokens, tokens_per_s, samples, response_len_mean,
 //   gen_s, score_s, train_s, sync_s, idle_s_trainer, idle_s_generator,
+//   rollout.dynamic_sampling: ds_groups_generated (all rounds), ds_groups_kept (with signal),
+//   ds_extra_rounds, ds_groups_surplus (kept beyond the batch, cut),
 //   colocated: offload_s, offload_bytes, {gen,train}_{trainer_state,kv_cache}_bytes (resident per phase).
 // Non-finite numbers are written as null (JSON has no NaN); readers treat null as "no value".
 // `llamarl report` reads these keys; a key it does not know is kept and ignored.

@@ -13,6 +13,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <limits>
 #include <string>
 
 namespace llamarl {
@@ -22,7 +23,11 @@ namespace llamarl {
 struct ClipConfig {
   double eps_low = 0.2;
   double eps_high = 0.2;
-  static ClipConfig Read(ConfigReader& reader);  // reads eps_low / eps_high from an open section
+  // Reads eps_low / eps_high from an open section over the given defaults.
+  static ClipConfig Read(ConfigReader& reader, ClipConfig defaults);
+  static ClipConfig Read(ConfigReader& reader);  // over the defaults above
+  // A section holding only the two epsilons (gspo, cispo).
+  static ClipConfig FromJson(const Json& j, const std::string& path, ClipConfig defaults);
 };
 
 // GRPO: group-relative advantages A_i = (R_i - mean_g R) / (std_g R + std_eps) (the division only with
@@ -56,6 +61,35 @@ struct TruncatedIsConfig {
 at::Tensor DecoupledTokenLoss(const at::Tensor& logp, const at::Tensor& prox, const at::Tensor& mu,
                               const at::Tensor& advantages, double cap, const ClipConfig& clip);
 
+// GSPO (Zheng et al. 2025, arXiv:2507.18071): one length-normalised importance ratio per sequence,
+//   s_i = exp( (1/|y_i|) sum_t (logp_it - mu_it) ),   l_i = -min(s_i A_i, clip(s_i, 1 - eps_low, 1 + eps_high) A_i)
+// and every token of sample i carries l_i. With aggregation seq_mean_token_mean (required, checked by
+// the trainer) the step's loss is mean_i l_i, the paper's objective; the gradient of a token is
+// -(s_i A_i / |y_i|) grad logp_it while the sequence is inside the clip range. The paper's clip range is
+// about three orders of magnitude narrower than PPO's: (3e-4, 4e-4) are the defaults.
+// `segments` [N] int64 numbers the samples of the micro-batch 0..S-1 (a sample never straddles
+// micro-batches, trainer/packing.h), so the per-sequence mean is taken inside one call.
+struct GspoConfig {
+  ClipConfig clip{3e-4, 4e-4};
+  static GspoConfig FromJson(const Json& j, const std::string& path);
+};
+at::Tensor GspoTokenLoss(const at::Tensor& logp, const at::Tensor& mu, const at::Tensor& advantages,
+                         const at::Tensor& segments, const ClipConfig& clip);
+// Per token, the mean of x over the tokens of its segment (differentiable) [N].
+at::Tensor SegmentMeanPerToken(const at::Tensor& x, const at::Tensor& segments);
+
+// CISPO (MiniMax-M1, arXiv:2506.13585): the importance weight is clipped and detached, and multiplies
+// every token's log-prob gradient, so no token loses its gradient (PPO's clip zeroes it):
+//   l_t = -sg(clip(r_t, 1 - eps_low, 1 + eps_high)) * A_t * logp_t,   r_t = exp(logp_t - mu_t)
+// written as -w_t A_t exp(logp - sg(logp)) (value -w_t A_t). M1 sets no lower bound: eps_low = 1
+// (weights in [0, 1 + eps_high]) is the default; token-level aggregation (token_mean) as in the paper.
+struct CispoConfig {
+  ClipConfig clip{1.0, 2.0};
+  static CispoConfig FromJson(const Json& j, const std::string& path);
+};
+at::Tensor CispoTokenLoss(const at::Tensor& logp, const at::Tensor& mu, const at::Tensor& advantages,
+                          const ClipConfig& clip);
+
 // REINFORCE with a baseline and RLOO (on-policy): l_t = -A_t * exp(logp - sg(logp)).
 at::Tensor PolicyGradientTokenLoss(const at::Tensor& logp, const at::Tensor& advantages);
 
@@ -63,12 +97,15 @@ at::Tensor PolicyGradientTokenLoss(const at::Tensor& logp, const at::Tensor& adv
 at::Tensor SftTokenLoss(const at::Tensor& logp);
 
 // KL to a frozen reference policy, per token (Schulman's estimators, with d = ref - logp):
-//   k1 = -d = logp - ref            k3 = exp(d) - d - 1  (>= 0, unbiased for KL(pi || ref))
-// mode "loss" adds coef * k to l_t; mode "reward" subtracts coef * sum_t k1_t from the sample's reward
-// before advantages (no gradient through it).
+//   k1 = -d = logp - ref            (unbiased, any sign)
+//   k2 = d^2 / 2                    (biased, low variance, >= 0; its gradient is that of KL's f-divergence form)
+//   k3 = exp(d) - d - 1             (>= 0, unbiased for KL(pi || ref))
+//   low_var_kl = min(k3, 10)        (verl's name and clamp for k3)
+// mode "loss" adds coef * k to l_t; mode "reward" subtracts coef * sum_t k_t from the sample's reward
+// (ppo: coef * k_t from each token's reward) before advantages, with no gradient through it.
 struct KlConfig {
   double coef = 0.0;             // 0 = no reference model
-  std::string estimator = "k3";  // k1 | k3
+  std::string estimator = "k3";  // k1 | k2 | k3 | low_var_kl
   std::string mode = "loss";     // loss | reward
   static KlConfig FromJson(const Json& j, const std::string& path);
 };
@@ -84,6 +121,27 @@ struct ImportanceStats {
   double Mean() const { return count > 0 ? sum / count : 0.0; }
   double TruncatedFraction() const { return count > 0 ? truncated / count : 0.0; }
   double Ess() const { return sum_sq > 0 ? sum * sum / (count * sum_sq) : 0.0; }
+};
+
+// How far the policy moved from the anchor of its ratio (the behaviour policy mu for grpo, ppo, gspo,
+// cispo, aipo; the proximal policy for tis and decoupled_ppo), over the tokens of a step (logged every
+// step): ratio r = pi/anchor mean, min and max; the fraction of tokens whose clip binds below
+// (r < lo with A < 0, or r < lo for a weight clip) and above (r > hi with A > 0, or r > hi); the
+// approximate KL(anchor || pi) = mean of (r - 1) - log r (Schulman's k3 for samples drawn from the anchor,
+// as CleanRL's approx_kl).
+// Partial sums, combined over micro-batches, updates and ranks before the ratios are taken.
+struct RatioStats {
+  double sum = 0, min = std::numeric_limits<double>::infinity(), max = 0, clipped_low = 0, clipped_high = 0, kl = 0,
+         count = 0;
+  // ratio, advantages: detached [N]. sign_aware: a PPO clip (binds only where the
+  // advantage's sign makes the clipped term the minimum); otherwise a weight clip (binds wherever r leaves
+  // [lo, hi]). Pass lo = 0 / hi = inf for no clip.
+  void Add(const at::Tensor& ratio, const at::Tensor& advantages, double lo, double hi, bool sign_aware);
+  double Mean() const { return count > 0 ? sum / count : 0.0; }
+  double Min() const { return count > 0 ? min : 0.0; }
+  double ClippedLowFraction() const { return count > 0 ? clipped_low / count : 0.0; }
+  double ClippedHighFraction() const { return count > 0 ? clipped_high / count : 0.0; }
+  double ApproxKl() const { return count > 0 ? kl / count : 0.0; }
 };
 
 }  // namespace llamarl

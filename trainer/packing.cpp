@@ -31,6 +31,13 @@ at::Tensor LongTensor(const std::vector<int64_t>& v) {
 }  // namespace
 
 std::vector<PackedMicroBatch> PackSamples(const std::vector<TrainSample>& samples, int64_t max_tokens) {
+  std::vector<int64_t> all(samples.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = int64_t(i);
+  return PackSamples(samples, all, max_tokens);
+}
+
+std::vector<PackedMicroBatch> PackSamples(const std::vector<TrainSample>& samples, const std::vector<int64_t>& subset,
+                                          int64_t max_tokens) {
   TORCH_CHECK(max_tokens >= 1, "micro_batch_tokens must be >= 1, got ", max_tokens);
   std::vector<PackedMicroBatch> out;
   PackedMicroBatch mb;
@@ -45,13 +52,13 @@ std::vector<PackedMicroBatch> PackSamples(const std::vector<TrainSample>& sample
     mb = PackedMicroBatch();
     ids.clear(), segments.clear(), positions.clear(), targets.clear();
   };
-  for (size_t i = 0; i < samples.size(); ++i) {
-    const TrainSample& s = samples[i];
+  for (int64_t i : subset) {
+    const TrainSample& s = samples.at(size_t(i));
     if (s.response.empty()) continue;
     TORCH_CHECK(!s.prompt.empty(), "train sample ", i, " (group ", s.group_id,
                 ") has an empty prompt; every sample needs at least one prompt token (e.g. BOS)");
     if (!ids.empty() && int64_t(ids.size()) + InputLength(s) > max_tokens) flush();
-    AppendSample(s, int64_t(i), ids, segments, positions, targets, mb);
+    AppendSample(s, i, ids, segments, positions, targets, mb);
   }
   flush();
   return out;
@@ -65,6 +72,16 @@ PackedMicroBatch PaddingMicroBatch() {
   mb.targets = at::zeros({1}, at::kLong);
   mb.padding = true;
   return mb;
+}
+
+at::Tensor SegmentOfTokens(const PackedMicroBatch& batch) {
+  std::vector<int64_t> segments(batch.sample_index.size());
+  int64_t current = -1;
+  for (size_t t = 0; t < segments.size(); ++t) {
+    if (t == 0 || batch.sample_index[t] != batch.sample_index[t - 1]) ++current;
+    segments[t] = current;
+  }
+  return LongTensor(segments);
 }
 
 at::Tensor GatherPerToken(const PackedMicroBatch& batch, const std::vector<std::vector<float>>& per_sample) {

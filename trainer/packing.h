@@ -33,6 +33,14 @@ PackedMicroBatch PaddingMicroBatch();
 // Samples with an empty response are left out; a non-empty response after an empty prompt is an
 // error naming the sample.
 std::vector<PackedMicroBatch> PackSamples(const std::vector<TrainSample>& samples, int64_t max_tokens);
+// The same over the samples listed in `subset` (indices into `samples`, in the order given); sample_index
+// still refers to `samples`.
+std::vector<PackedMicroBatch> PackSamples(const std::vector<TrainSample>& samples, const std::vector<int64_t>& subset,
+                                          int64_t max_tokens);
+
+// [N] int64: the samples of the micro-batch numbered 0..S-1 in order of appearance (each sample's tokens
+// are contiguous), for per-sequence reductions (SegmentMeanPerToken).
+at::Tensor SegmentOfTokens(const PackedMicroBatch& batch);
 
 // [N] float32 tensor of per_sample[sample_index[t]][token_index[t]].
 at::Tensor GatherPerToken(const PackedMicroBatch& batch, const std::vector<std::vector<float>>& per_sample);

@@ -17,17 +17,20 @@ class Communicator;
 
 namespace llamarl::trainer_detail {
 
-// What a step knows about each local sample before the micro-batch loop.
+// What a step knows about each local sample before its updates, and the minibatch being trained.
 struct StepContext {
   std::string algorithm;
   double temperature = 1.0;  // logits are divided by it before scoring (1 for sft)
-  std::vector<PackedMicroBatch> micro;
-  std::vector<double> token_weight;                     // aggregation weight of each token of a sample
-  std::vector<double> advantage;                        // per sample (all algorithms but ppo and sft)
+  // The whole step, per local sample (index into TrainBatch::samples):
+  std::vector<double> advantage;                        // all algorithms but ppo and sft
   std::vector<std::vector<float>> token_advantage;      // ppo: per token
   std::vector<std::vector<float>> returns, old_values;  // ppo: per token
   std::vector<std::vector<float>> mu, prox;             // per token; prox may be empty per sample
-  int64_t global_tokens = 0, global_samples = 0;
+  int64_t step_tokens = 0, step_samples = 0;  // trained tokens and samples of the whole batch, all ranks
+  // The current minibatch (one optimizer update). Loss-masked samples are not packed.
+  std::vector<PackedMicroBatch> micro;
+  std::vector<double> token_weight;  // aggregation weight of each token of a sample; 0 outside the minibatch
+  int64_t global_tokens = 0, global_samples = 0;  // trained tokens and samples of the minibatch, all ranks
 };
 
 struct MicroBatchOutput {
@@ -35,10 +38,28 @@ struct MicroBatchOutput {
   at::Tensor values;         // [N] float32 (ppo), differentiable in the value head
 };
 
-// Local partial sums of the step's metrics (summed over ranks at the end of the step).
+// Local partial sums of the step's metrics over all its updates (summed over ranks at the end).
 struct StepAccumulators {
   double loss = 0, kl = 0, entropy = 0, value_loss = 0;
+  double tokens = 0;  // global tokens summed over the updates (the same on every rank: not reduced)
   ImportanceStats iw;
+  RatioStats ratio;
+};
+
+// What a no-grad scoring pass over the whole batch computes, per local sample and response token.
+struct ScoreRequest {
+  bool logp = false;    // the current policy's log-probs (the proximal policy of the step)
+  bool values = false;  // ppo: the value head's V_t
+  bool kl = false;      // the configured KL estimator against the reference (kl.mode "reward")
+};
+struct NoGradScores {
+  std::vector<std::vector<float>> logp, values, kl;  // empty unless requested
+};
+
+// What one optimizer update reports (global values).
+struct UpdateResult {
+  double loss = 0, grad_norm = 0, lr = 0;
+  bool skipped = false;
 };
 
 // Runs `fn` where `active`; if it throws on any rank, every rank throws (the failing rank its own

@@ -18,6 +18,9 @@ struct TrainSample {
   // Optional: log-probs of a proximal policy (AReaL's decoupled PPO, TIS), one per response token.
   // Empty = the trainer's current policy at the start of the step (detached).
   std::vector<float> proximal_logprobs;
+  // DAPO's overlong filtering: the sample's reward still enters its group's advantage statistics, but
+  // its tokens carry no loss and do not count in the aggregation's token or sample totals.
+  bool loss_masked = false;
 };
 
 // The samples THIS rank trains on.

@@ -26,6 +26,14 @@ nlohmann::json TrainStepMetrics::ToJson() const {
                         {"iw_max", iw_max},
                         {"iw_truncated_fraction", iw_truncated_fraction},
                         {"iw_ess", iw_ess},
+                        {"ratio_mean", ratio_mean},
+                        {"ratio_min", ratio_min},
+                        {"ratio_max", ratio_max},
+                        {"clip_frac_low", clip_frac_low},
+                        {"clip_frac_high", clip_frac_high},
+                        {"approx_kl", approx_kl},
+                        {"updates", updates},
+                        {"updates_applied", updates_applied},
                         {"value_loss", value_loss},
                         {"tokens", tokens},
                         {"samples", samples},
@@ -42,11 +50,11 @@ at::ScalarType ComputeDtype(const std::string& name) {
 }
 
 void CheckAlgorithm(const std::string& algorithm) {
-  static const char* kKnown[] = {"grpo", "aipo", "tis", "decoupled_ppo", "rloo", "reinforce", "ppo", "sft"};
+  static const char* kKnown[] = {"grpo", "aipo", "tis", "decoupled_ppo", "rloo", "reinforce", "ppo", "gspo", "cispo", "sft"};
   for (const char* k : kKnown)
     if (algorithm == k) return;
   TORCH_CHECK(false, "trainer.algorithm: unknown '", algorithm,
-              "'; known: grpo, aipo, tis, decoupled_ppo, rloo, reinforce, ppo, sft");
+              "'; known: grpo, aipo, tis, decoupled_ppo, rloo, reinforce, ppo, gspo, cispo, sft");
 }
 
 }  // namespace

@@ -4,23 +4,29 @@
 // State per rank: a flat float32 shard of the master parameters (all parameters in named_parameters()
 // order concatenated and split with weight_sync's EvenSplit, i.e. ZeroFlatLayout(LlamaParamSpecs(
 // config), dp.Size(), kFloat32)), the matching gradient shard and AdamW state. One Step:
-//   1. all-gather rewards and group ids (groups may straddle ranks) and the token/sample counts that
-//      normalise the loss, compute advantages over the global batch;
-//   2. all-gather the embedding, final norm and LM head (the edges) for the step;
-//   3. per packed micro-batch (every rank runs as many as the busiest, padding with empty ones):
-//      forward with each decoder layer's parameters all-gathered just before it and freed after it
-//      (trainer/zero3_layers.h), token log-probs from the final hidden states with the tiled
-//      kernels::TokenLogprobs (never a [T, V] log-softmax), loss, backward, in which each layer is
-//      gathered again, recomputed, and its gradient reduce-scattered into the shards;
-//   4. reduce-scatter the edges' gradients, global grad norm, skip on a non-finite loss or gradient
-//      (counted, weights and optimizer state untouched), clip, AdamW on the shard, free the edges,
-//      bump the policy version.
+//   1. all-gather the embedding, final norm and LM head (the edges) for the step;
+//   2. all-gather rewards and group ids (groups may straddle ranks) and the token/sample counts,
+//      compute advantages over the global batch; when a loss needs them, one no-grad pass over the
+//      batch records ppo's old values, the KL folded into rewards and the proximal log-probs (the
+//      policy at the start of the step, for tis/decoupled_ppo with more than one update);
+//   3. ppo_epochs passes, each over num_minibatches minibatches (this rank's samples split in order);
+//      per minibatch, one optimizer update:
+//      a. per packed micro-batch (every rank runs as many as the busiest, padding with empty ones):
+//         forward with each decoder layer's parameters all-gathered just before it and freed after it
+//         (trainer/zero3_layers.h), token log-probs from the final hidden states with the tiled
+//         kernels::TokenLogprobs (never a [T, V] log-softmax), loss normalised over the minibatch,
+//         backward, in which each layer is gathered again, recomputed, and its gradient
+//         reduce-scattered into the shards;
+//      b. reduce-scatter the edges' gradients, global grad norm, skip on a non-finite loss or gradient
+//         (counted, weights and optimizer state untouched), clip, AdamW on the shard, free the edges
+//         (gathered again for the next minibatch);
+//   4. bump the policy version once (unless every update was skipped).
 // Under "replicated" every rank keeps the full parameters and optimizer state, runs its own
-// micro-batches with no communication and all-reduces the full gradient once (the DDP baseline); FlatShard() still returns the ZeRO range so weight sync can use one
-// plan for both.
+// micro-batches with no communication and all-reduces the full gradient once per update (the DDP
+// baseline); FlatShard() still returns the ZeRO range so weight sync can use one plan for both.
 //
 // Ordering: all methods marked collective must be called by every rank of `dp` in the same order.
-// PolicyVersion() is bumped at the end of Step()/SftStep(), after the optimizer update: weights read
+// PolicyVersion() is bumped at the end of Step()/SftStep(), after the last optimizer update: weights read
 // through FlatShard() after Step() returns are those of the new version. A weight push reads
 // FlatShard(), so it must happen while the state is resident (between RestoreState() and
 // OffloadState()). Not thread-safe.
@@ -49,16 +55,27 @@ namespace trainer_detail {
 struct StepContext;
 struct MicroBatchOutput;
 struct StepAccumulators;
+struct ScoreRequest;
+struct NoGradScores;
+struct UpdateResult;
 }  // namespace trainer_detail
 
+// One Step()'s figures. loss, grad_norm and value_loss are means over the step's optimizer updates
+// (TrainerConfig::UpdatesPerStep), lr that of its first update; kl and entropy are token means over
+// every update; the ratio figures compare the policy with the anchor of its ratio (RatioStats).
 struct TrainStepMetrics {
   double loss = 0, kl = 0, entropy = 0, grad_norm = 0, lr = 0;
   double iw_mean = 0, iw_max = 0, iw_truncated_fraction = 0, iw_ess = 0;
+  double ratio_mean = 0, ratio_min = 0, ratio_max = 0;  // r = pi / anchor over the step's tokens
+  double clip_frac_low = 0, clip_frac_high = 0;         // fraction of tokens whose clip binds below / above
+  double approx_kl = 0;                                 // KL(anchor || pi), mean of (r - 1) - log r
   double value_loss = 0;      // ppo only
   int64_t tokens = 0;         // response tokens trained on, over all ranks
   int64_t samples = 0;        // samples over all ranks
-  bool skipped = false;       // non-finite loss or gradient: the update was not applied
-  int64_t skipped_steps = 0;  // running count of skipped steps
+  int64_t updates = 0;        // optimizer updates run (ppo_epochs * num_minibatches; 1 for sft)
+  int64_t updates_applied = 0;  // of which finite (applied)
+  bool skipped = false;       // every update had a non-finite loss or gradient: the weights did not change
+  int64_t skipped_steps = 0;  // running count of skipped updates
   nlohmann::json ToJson() const;
 };
 
@@ -73,7 +90,8 @@ class Trainer {
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
 
-  // One optimizer step with the configured algorithm; collective; bumps PolicyVersion() unless skipped.
+  // One step with the configured algorithm (UpdatesPerStep() optimizer updates); collective; bumps
+  // PolicyVersion() unless every update was skipped.
   TrainStepMetrics Step(const TrainBatch& local_batch);
   // One optimizer step of cross-entropy on response tokens (warm start); bumps the version too.
   TrainStepMetrics SftStep(const TrainBatch& local_batch);
@@ -126,13 +144,21 @@ class Trainer {
  private:
   using StepContext = trainer_detail::StepContext;
   TrainStepMetrics RunStep(const TrainBatch& batch, const std::string& algorithm);
-  void PrepareStep(const TrainBatch& batch, StepContext& ctx);  // collective: advantages, weights
+  // Collective: advantages, ppo's values and GAE, the KL folded into rewards and the proximal
+  // log-probs over the whole batch (one no-grad pass when any is needed), and the batch's counts.
+  void PrepareStep(const TrainBatch& batch, StepContext& ctx);
   void PreparePpo(const std::vector<TrainSample>& samples, const std::vector<std::vector<float>>& kl_tokens,
                   StepContext& ctx);  // collective (whitening)
-  // One no-grad pass over the step's micro-batches: per local sample and token, the value head's V_t
-  // (values) or k1 against the reference policy.
-  std::vector<std::vector<float>> PerTokenNoGrad(const StepContext& ctx, const std::vector<TrainSample>& samples,
-                                                 bool values);
+  // Collective: packs `subset` (minus loss-masked samples) into ctx.micro and sets its aggregation weights.
+  void SelectMinibatch(const std::vector<TrainSample>& samples, const std::vector<int64_t>& subset, StepContext& ctx);
+  void PadForCollectives(std::vector<PackedMicroBatch>& micro);  // collective under zero3
+  bool NeedsProximalPass(const StepContext& ctx, const std::vector<TrainSample>& samples) const;  // collective
+  trainer_detail::NoGradScores ScoreNoGrad(const StepContext& ctx, const std::vector<TrainSample>& samples,
+                                           const trainer_detail::ScoreRequest& want);
+  // Collective: forward/backward over ctx.micro, gradient reduction and (when finite) one optimizer update.
+  trainer_detail::UpdateResult RunUpdate(StepContext& ctx, trainer_detail::StepAccumulators& acc);
+  TrainStepMetrics ReduceStepMetrics(const trainer_detail::StepAccumulators& acc,
+                                     const std::vector<trainer_detail::UpdateResult>& updates);  // collective
   trainer_detail::MicroBatchOutput ForwardMicroBatch(const trainer_detail::StepContext& ctx, const PackedMicroBatch& mb,
                                                      const at::Tensor& value_param);
   at::Tensor ReferenceLogprobs(const trainer_detail::StepContext& ctx, const PackedMicroBatch& mb);
@@ -140,6 +166,8 @@ class Trainer {
   // adds the micro-batch's diagnostics to `acc`.
   at::Tensor TokenLoss(const StepContext& ctx, const PackedMicroBatch& mb, const trainer_detail::MicroBatchOutput& out,
                        trainer_detail::StepAccumulators& acc);
+  at::Tensor PolicyTokenLoss(const StepContext& ctx, const PackedMicroBatch& mb, const at::Tensor& logp,
+                             trainer_detail::StepAccumulators& acc);
   void InitValueHead();
   at::Tensor GatherFull();               // collective under zero3: the full f32 parameter vector
   void BindParams(const at::Tensor& full);

@@ -1,18 +1,24 @@
 #include "trainer/trainer_config.h"
 
+#include <c10/util/Exception.h>
+
 namespace llamarl {
 
 TrainerConfig TrainerConfig::FromJson(const Json& j, const std::string& path) {
   TrainerConfig c;
   ConfigReader r(j, path);
-  r.Read("algorithm", &c.algorithm, {"grpo", "aipo", "tis", "decoupled_ppo", "rloo", "reinforce", "ppo", "sft"},
+  r.Read("algorithm", &c.algorithm, {"grpo", "aipo", "tis", "decoupled_ppo", "rloo", "reinforce", "ppo", "gspo", "cispo", "sft"},
          "the loss Step() optimises");
   c.grpo = GrpoConfig::FromJson(r.Raw("grpo"), r.PathOf("grpo"));
   c.aipo = AipoConfig::FromJson(r.Raw("aipo"), r.PathOf("aipo"));
   c.tis = TruncatedIsConfig::FromJson(r.Raw("tis"), r.PathOf("tis"), 2.0);
   c.decoupled_ppo = TruncatedIsConfig::FromJson(r.Raw("decoupled_ppo"), r.PathOf("decoupled_ppo"), 0.0);
   c.ppo = PpoConfig::FromJson(r.Raw("ppo"), r.PathOf("ppo"));
+  c.gspo = GspoConfig::FromJson(r.Raw("gspo"), r.PathOf("gspo"));
+  c.cispo = CispoConfig::FromJson(r.Raw("cispo"), r.PathOf("cispo"));
   c.kl = KlConfig::FromJson(r.Raw("kl"), r.PathOf("kl"));
+  r.Read("ppo_epochs", &c.ppo_epochs, Range::AtLeast(1), "passes over the batch per step");
+  r.Read("num_minibatches", &c.num_minibatches, Range::AtLeast(1), "optimizer updates per pass over the batch");
   r.Read("temperature", &c.temperature, Range::Positive(), "the sampling temperature the log-probs are scored at");
   r.Read("entropy_coef", &c.entropy_coef, Range::AtLeast(0), "entropy bonus weight");
   r.Read("aggregation", &c.aggregation, {"token_mean", "seq_mean_token_mean", "seq_sum_constant"},
@@ -30,6 +36,11 @@ TrainerConfig TrainerConfig::FromJson(const Json& j, const std::string& path) {
   r.Read("logprob_token_chunk", &c.logprob_token_chunk, Range::AtLeast(1), "TokenLogprobs token tile");
   r.Read("logprob_vocab_chunk", &c.logprob_vocab_chunk, Range::AtLeast(1), "TokenLogprobs vocab tile");
   r.Finish();
+  if (c.algorithm == "gspo") {
+    TORCH_CHECK(c.aggregation == "seq_mean_token_mean", "trainer.aggregation is '", c.aggregation,
+                "' but algorithm gspo optimises the mean over sequences of the sequence loss; set ",
+                  "trainer.aggregation to \"seq_mean_token_mean\"");
+  }
   return c;
 }
 
@@ -47,6 +58,10 @@ Json TrainerConfig::ToJson() const {
       {"ppo",
        {{"gamma", ppo.gamma}, {"lambda", ppo.lambda}, {"value_clip", ppo.value_clip},
         {"value_coef", ppo.value_coef}, {"whiten_advantages", ppo.whiten_advantages}}},
+      {"gspo", clip(gspo.clip)},
+      {"cispo", clip(cispo.clip)},
+      {"ppo_epochs", ppo_epochs},
+      {"num_minibatches", num_minibatches},
       {"kl", {{"coef", kl.coef}, {"estimator", kl.estimator}, {"mode", kl.mode}}},
       {"temperature", temperature},
       {"entropy_coef", entropy_coef},

@@ -14,14 +14,26 @@
 namespace llamarl {
 
 struct TrainerConfig {
-  // grpo | aipo | tis | decoupled_ppo | rloo | reinforce | ppo | sft
+  // grpo | aipo | tis | decoupled_ppo | rloo | reinforce | ppo | gspo | cispo | sft
   std::string algorithm = "grpo";
-  GrpoConfig grpo;               // also the clip of tis, decoupled_ppo and ppo
+  GrpoConfig grpo;               // also the clip of tis, decoupled_ppo and ppo, and the advantages of gspo, cispo
   AipoConfig aipo;
   TruncatedIsConfig tis{2.0};
   TruncatedIsConfig decoupled_ppo{0.0};
   PpoConfig ppo;
+  GspoConfig gspo;
+  CispoConfig cispo;
   KlConfig kl;
+  // One Step() runs ppo_epochs passes over its batch, each split into num_minibatches minibatches (this
+  // rank's samples in order, EvenSplit), one optimizer update per minibatch: ppo_epochs *
+  // num_minibatches updates per step. Advantages (and ppo's old values) are computed once over the
+  // whole global batch first; each minibatch's loss is normalised over that minibatch's global tokens
+  // or samples. The proximal policy of tis/decoupled_ppo is the policy at the start of the step: with
+  // more than one update, one no-grad scoring pass before the first update records it. The policy
+  // version goes up once per Step(); LR schedules count optimizer updates.
+  int64_t ppo_epochs = 1;
+  int64_t num_minibatches = 1;
+  int64_t UpdatesPerStep() const { return ppo_epochs * num_minibatches; }
   // The sampler's temperature. Log-probs, entropy and the KL reference are scored under
   // softmax(logits / temperature), the distribution the behaviour log-probs came from, so importance
   // weights compare like with like. SftStep always scores at 1.

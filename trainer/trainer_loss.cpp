@@ -1,5 +1,5 @@
 // Trainer::TokenLoss: the per-token loss of the configured algorithm for one micro-batch, with the
-// KL term, the entropy bonus and (ppo) the value loss, and the importance-weight diagnostics.
+// KL term, the entropy bonus and (ppo) the value loss, and the importance-weight and ratio diagnostics.
 #include "trainer/trainer.h"
 
 #include "trainer/step_context.h"
@@ -17,8 +17,9 @@ using trainer_detail::StepContext;
 
 namespace {
 
-// Per-token proximal log-probs: the sample's own when given, else the current policy (detached). The
-// parameters do not change within a step, so the detached current log-probs are exactly the
+// Per-token proximal log-probs: the sample's own when given (or recorded by the step's no-grad pass,
+// Trainer::PrepareStep, when the step runs more than one update), else the current policy
+// (detached): with one update per step the parameters have not moved yet, so that is exactly the
 // policy at the start of the step.
 at::Tensor ProximalLogprobs(const StepContext& ctx, const PackedMicroBatch& mb, const at::Tensor& logp) {
   bool any_given = false;
@@ -35,53 +36,69 @@ at::Tensor ProximalLogprobs(const StepContext& ctx, const PackedMicroBatch& mb, 
 
 }  // namespace
 
-at::Tensor Trainer::TokenLoss(const StepContext& ctx, const PackedMicroBatch& mb, const MicroBatchOutput& out,
-                              StepAccumulators& acc) {
+at::Tensor Trainer::PolicyTokenLoss(const StepContext& ctx, const PackedMicroBatch& mb, const at::Tensor& logp,
+                                    StepAccumulators& acc) {
   const std::string& a = ctx.algorithm;
-  const at::Tensor& logp = out.logp;
-  at::Tensor loss;
   // Behaviour log-probs are required by the off-policy algorithms (checked up front) and optional for
   // the on-policy ones, where they only feed the diagnostics.
-  bool has_mu = a != "sft";
+  bool has_mu = true;
   for (int64_t s : mb.sample_index) has_mu &= !ctx.mu[size_t(s)].empty();
-  at::Tensor mu = has_mu ? GatherPerToken(mb, ctx.mu) : at::Tensor();
-  double threshold = std::numeric_limits<double>::infinity();
-  at::Tensor iw = has_mu ? at::exp(logp.detach() - mu) : at::Tensor();
-  if (a == "sft") {
-    loss = SftTokenLoss(logp);
-  } else if (a == "ppo") {
-    at::Tensor adv = GatherPerToken(mb, ctx.token_advantage);
+  const at::Tensor mu = has_mu ? GatherPerToken(mb, ctx.mu) : at::Tensor();
+  const at::Tensor adv = a == "ppo" ? GatherPerToken(mb, ctx.token_advantage) : BroadcastPerSample(mb, ctx.advantage);
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  double iw_threshold = kInf, lo = 0, hi = kInf;  // where the importance weight truncates; the clip range
+  bool sign_aware = false;                        // a PPO clip (RatioStats::Add)
+  at::Tensor anchor = mu, ratio, iw = has_mu ? at::exp(logp.detach() - mu) : at::Tensor();
+  auto clip_range = [&](const ClipConfig& c, bool ppo_clip) {
+    lo = 1.0 - c.eps_low, hi = 1.0 + c.eps_high, sign_aware = ppo_clip, iw_threshold = hi;
+  };
+  at::Tensor loss;
+  if (a == "grpo" || a == "ppo") {
     loss = GrpoTokenLoss(logp, mu, adv, cfg_.grpo.clip);
-    threshold = 1.0 + cfg_.grpo.clip.eps_high;
+    clip_range(cfg_.grpo.clip, true);
+  } else if (a == "gspo") {
+    const at::Tensor segments = SegmentOfTokens(mb);
+    loss = GspoTokenLoss(logp, mu, adv, segments, cfg_.gspo.clip);
+    ratio = at::exp(SegmentMeanPerToken(logp.detach() - mu, segments));
+    clip_range(cfg_.gspo.clip, true);
+  } else if (a == "cispo") {
+    loss = CispoTokenLoss(logp, mu, adv, cfg_.cispo.clip);
+    clip_range(cfg_.cispo.clip, false);
+  } else if (a == "aipo") {
+    loss = AipoTokenLoss(logp, mu, adv, cfg_.aipo);
+    hi = iw_threshold = cfg_.aipo.rho;
+  } else if (a == "tis" || a == "decoupled_ppo") {
+    const double cap = a == "tis" ? cfg_.tis.cap : cfg_.decoupled_ppo.cap;
+    anchor = ProximalLogprobs(ctx, mb, logp);
+    loss = DecoupledTokenLoss(logp, anchor, mu, adv, cap, cfg_.grpo.clip);
+    clip_range(cfg_.grpo.clip, true);
+    iw = at::exp(anchor - mu);
+    iw_threshold = cap > 0 ? cap : kInf;
+  } else {  // rloo, reinforce: on-policy
+    loss = PolicyGradientTokenLoss(logp, adv);
+  }
+  if (iw.defined()) acc.iw.Add(iw, iw_threshold);
+  if (anchor.defined()) acc.ratio.Add(ratio.defined() ? ratio : at::exp(logp.detach() - anchor), adv, lo, hi, sign_aware);
+  return loss;
+}
+
+at::Tensor Trainer::TokenLoss(const StepContext& ctx, const PackedMicroBatch& mb, const MicroBatchOutput& out,
+                              StepAccumulators& acc) {
+  const bool sft = ctx.algorithm == "sft";
+  const at::Tensor& logp = out.logp;
+  at::Tensor loss = sft ? SftTokenLoss(logp) : PolicyTokenLoss(ctx, mb, logp, acc);
+  if (ctx.algorithm == "ppo") {
     at::Tensor value_loss = ValueTokenLoss(out.values, GatherPerToken(mb, ctx.old_values),
                                            GatherPerToken(mb, ctx.returns), cfg_.ppo.value_clip);
     acc.value_loss += (value_loss.detach() * BroadcastPerSample(mb, ctx.token_weight)).sum().item<double>();
     loss = loss + cfg_.ppo.value_coef * value_loss;
-  } else {
-    at::Tensor adv = BroadcastPerSample(mb, ctx.advantage);
-    if (a == "grpo") {
-      loss = GrpoTokenLoss(logp, mu, adv, cfg_.grpo.clip);
-      threshold = 1.0 + cfg_.grpo.clip.eps_high;
-    } else if (a == "aipo") {
-      loss = AipoTokenLoss(logp, mu, adv, cfg_.aipo);
-      threshold = cfg_.aipo.rho;
-    } else if (a == "tis" || a == "decoupled_ppo") {
-      const double cap = a == "tis" ? cfg_.tis.cap : cfg_.decoupled_ppo.cap;
-      at::Tensor prox = ProximalLogprobs(ctx, mb, logp);
-      loss = DecoupledTokenLoss(logp, prox, mu, adv, cap, cfg_.grpo.clip);
-      iw = at::exp(prox - mu);
-      if (cap > 0) threshold = cap;
-    } else {  // rloo, reinforce: on-policy
-      loss = PolicyGradientTokenLoss(logp, adv);
-    }
   }
-  if (iw.defined()) acc.iw.Add(iw, threshold);
   if (cfg_.kl.coef > 0) {
     at::Tensor kl = KlEstimate(logp, ReferenceLogprobs(ctx, mb), cfg_.kl.estimator);
     acc.kl += kl.detach().to(at::kDouble).sum().item<double>();
-    if (cfg_.kl.mode == "loss" && a != "sft") loss = loss + cfg_.kl.coef * kl;
+    if (cfg_.kl.mode == "loss" && !sft) loss = loss + cfg_.kl.coef * kl;
   }
-  if (cfg_.entropy_coef > 0 && a != "sft") loss = loss - cfg_.entropy_coef * out.entropy;
+  if (cfg_.entropy_coef > 0 && !sft) loss = loss - cfg_.entropy_coef * out.entropy;
   return loss;
 }
 

@@ -20,7 +20,8 @@ namespace llamarl {
 namespace {
 
 bool NeedsBehaviour(const std::string& a) {
-  return a == "grpo" || a == "aipo" || a == "tis" || a == "decoupled_ppo" || a == "ppo";
+  return a == "grpo" || a == "aipo" || a == "tis" || a == "decoupled_ppo" || a == "ppo" || a == "gspo" ||
+         a == "cispo";
 }
 
 void CheckTokens(const std::vector<int64_t>& tokens, int64_t vocab, size_t sample, const char* what) {
@@ -81,8 +82,11 @@ double Sum(Communicator& comm, double value) {
 }  // namespace
 
 using trainer_detail::MicroBatchOutput;
+using trainer_detail::NoGradScores;
+using trainer_detail::ScoreRequest;
 using trainer_detail::StepAccumulators;
 using trainer_detail::StepContext;
+using trainer_detail::UpdateResult;
 
 void trainer_detail::CollectiveTry(Communicator& comm, bool active, const std::function<void()>& fn,
                                    const std::string& what) {
@@ -109,18 +113,36 @@ TrainStepMetrics Trainer::RunStep(const TrainBatch& batch, const std::string& al
   StepContext ctx;
   ctx.algorithm = algorithm;
   ctx.temperature = algorithm == "sft" ? 1.0 : cfg_.temperature;
-  ctx.micro = PackSamples(batch.samples, cfg_.micro_batch_tokens);
-  if (zero3_) {
-    // Per-layer gathers are collective: every rank runs as many micro-batches as the busiest one.
-    at::Tensor count = at::full({1}, int64_t(ctx.micro.size()), at::kLong);
-    dp_.AllReduce(count, {ReduceOp::kMax})->Wait();
-    while (int64_t(ctx.micro.size()) < count.item<int64_t>()) ctx.micro.push_back(PaddingMicroBatch());
-    grad_ = at::zeros_like(shard_);
-  }
   PrepareStep(batch, ctx);
+  const bool sft = algorithm == "sft";
+  const int64_t epochs = sft ? 1 : cfg_.ppo_epochs, parts = sft ? 1 : cfg_.num_minibatches;
+  const int64_t n = int64_t(batch.samples.size());
+  const std::vector<int64_t> bounds = EvenSplit(n, int(parts));
   StepAccumulators acc;
+  std::vector<UpdateResult> updates;
+  for (int64_t epoch = 0; epoch < epochs; ++epoch) {
+    for (int64_t part = 0; part < parts; ++part) {
+      if (!updates.empty()) GatherParams();  // the previous update changed the shards
+      if (parts > 1) {  // with one part, PrepareStep selected the whole batch
+        std::vector<int64_t> subset;
+        for (int64_t i = bounds[size_t(part)]; i < bounds[size_t(part) + 1]; ++i) subset.push_back(i);
+        SelectMinibatch(batch.samples, subset, ctx);
+      }
+      updates.push_back(RunUpdate(ctx, acc));
+    }
+  }
+  TrainStepMetrics m = ReduceStepMetrics(acc, updates);
+  m.tokens = ctx.step_tokens, m.samples = ctx.step_samples;
+  if (m.updates_applied > 0) ++version_;
+  m.skipped_steps = skipped_steps_;
+  return m;
+}
+
+UpdateResult Trainer::RunUpdate(StepContext& ctx, StepAccumulators& acc) {
+  if (zero3_) grad_ = at::zeros_like(shard_);
   at::Tensor value_param;
   if (value_master_.defined()) value_param = value_master_.detach().requires_grad_(true);
+  double local_loss = 0;
   for (const PackedMicroBatch& mb : ctx.micro) {
     MicroBatchOutput out = ForwardMicroBatch(ctx, mb, value_param);
     if (mb.padding) {  // zero loss; the backward still runs every layer's collectives
@@ -132,81 +154,142 @@ TrainStepMetrics Trainer::RunStep(const TrainBatch& batch, const std::string& al
     at::Tensor loss_t = TokenLoss(ctx, mb, out, acc);
     at::Tensor total = (loss_t * BroadcastPerSample(mb, ctx.token_weight)).sum();
     total.backward();
-    acc.loss += total.item<double>();
+    local_loss += total.item<double>();
     acc.entropy += out.entropy.detach().to(at::kDouble).sum().item<double>();
   }
   if (value_param.defined()) {
     value_grad_ = value_param.grad().defined() ? value_param.grad().clone() : at::zeros_like(value_master_);
   }
-
-  TrainStepMetrics m;
-  const std::vector<double> partial{acc.loss,   acc.kl,        acc.entropy,      acc.value_loss,
-                                    acc.iw.sum, acc.iw.sum_sq, acc.iw.truncated, acc.iw.count};
-  at::Tensor sums = at::tensor(partial, at::kDouble);
-  dp_.AllReduce(sums)->Wait();
-  at::Tensor iw_max = at::full({1}, acc.iw.max, at::kDouble);
-  dp_.AllReduce(iw_max, {ReduceOp::kMax})->Wait();
-  const auto s = ToVector<double>(sums);
-  ImportanceStats iw{s[4], s[5], iw_max.item<double>(), s[6], s[7]};
-  const double tokens = std::max<double>(1.0, double(ctx.global_tokens));
-  m.loss = s[0];
-  m.kl = s[1] / tokens;
-  m.entropy = s[2] / tokens;
-  m.value_loss = s[3];
-  m.iw_mean = iw.Mean(), m.iw_max = iw.max, m.iw_truncated_fraction = iw.TruncatedFraction(), m.iw_ess = iw.Ess();
-  m.tokens = ctx.global_tokens;
-  m.samples = ctx.global_samples;
-  m.grad_norm = ReduceGrads();
+  acc.tokens += double(ctx.global_tokens);
+  UpdateResult u;
+  u.loss = Sum(dp_, local_loss);
+  acc.loss += u.loss;
+  u.grad_norm = ReduceGrads();
   ReleaseParams();
-  m.lr = LearningRateAt(cfg_.schedule, cfg_.optimizer.lr, adam_->step());
-  if (!std::isfinite(m.loss) || !std::isfinite(m.grad_norm)) {
+  u.lr = LearningRateAt(cfg_.schedule, cfg_.optimizer.lr, adam_->step());
+  if (!std::isfinite(u.loss) || !std::isfinite(u.grad_norm)) {
     // Every rank sees the same global loss and norm, so every rank skips together.
-    m.skipped = true;
-    m.skipped_steps = ++skipped_steps_;
+    u.skipped = true;
+    ++skipped_steps_;
     grad_ = at::Tensor();
     value_grad_ = at::Tensor();
-    return m;
+    return u;
   }
   double clip_coef = 1.0;
-  if (cfg_.max_grad_norm > 0) clip_coef = std::min(1.0, cfg_.max_grad_norm / (m.grad_norm + 1e-6));
-  ApplyUpdate(m.lr, clip_coef);
-  ++version_;
-  m.skipped_steps = skipped_steps_;
+  if (cfg_.max_grad_norm > 0) clip_coef = std::min(1.0, cfg_.max_grad_norm / (u.grad_norm + 1e-6));
+  ApplyUpdate(u.lr, clip_coef);
+  return u;
+}
+
+TrainStepMetrics Trainer::ReduceStepMetrics(const StepAccumulators& acc, const std::vector<UpdateResult>& updates) {
+  const RatioStats& r = acc.ratio;
+  const std::vector<double> partial{acc.kl,          acc.entropy,         acc.value_loss, acc.iw.sum,
+                                    acc.iw.sum_sq,   acc.iw.truncated,    acc.iw.count,   r.sum,
+                                    r.clipped_low,   r.clipped_high,      r.kl,           r.count};
+  at::Tensor sums = at::tensor(partial, at::kDouble);
+  dp_.AllReduce(sums)->Wait();
+  at::Tensor maxes = at::tensor(std::vector<double>{acc.iw.max, r.max, -r.min}, at::kDouble);
+  dp_.AllReduce(maxes, {ReduceOp::kMax})->Wait();
+  const auto s = ToVector<double>(sums);
+  const auto mx = ToVector<double>(maxes);
+  const ImportanceStats iw{s[3], s[4], mx[0], s[5], s[6]};
+  const RatioStats ratio{s[7], -mx[2], mx[1], s[8], s[9], s[10], s[11]};
+  const double tokens = std::max(1.0, acc.tokens), num_updates = double(updates.size());
+  TrainStepMetrics m;
+  m.kl = s[0] / tokens;
+  m.entropy = s[1] / tokens;
+  m.value_loss = s[2] / num_updates;
+  m.iw_mean = iw.Mean(), m.iw_max = iw.max, m.iw_truncated_fraction = iw.TruncatedFraction(), m.iw_ess = iw.Ess();
+  m.ratio_mean = ratio.Mean(), m.ratio_min = ratio.Min(), m.ratio_max = ratio.max;
+  m.clip_frac_low = ratio.ClippedLowFraction(), m.clip_frac_high = ratio.ClippedHighFraction();
+  m.approx_kl = ratio.ApproxKl();
+  m.lr = updates.front().lr;
+  for (const UpdateResult& u : updates) {
+    m.loss += u.loss / num_updates;
+    m.grad_norm += u.grad_norm / num_updates;
+    m.updates_applied += u.skipped ? 0 : 1;
+  }
+  m.updates = int64_t(updates.size());
+  m.skipped = m.updates_applied == 0;
   return m;
+}
+
+void Trainer::PadForCollectives(std::vector<PackedMicroBatch>& micro) {
+  if (!zero3_) return;
+  // Per-layer gathers are collective: every rank runs as many micro-batches as the busiest one.
+  at::Tensor count = at::full({1}, int64_t(micro.size()), at::kLong);
+  dp_.AllReduce(count, {ReduceOp::kMax})->Wait();
+  while (int64_t(micro.size()) < count.item<int64_t>()) micro.push_back(PaddingMicroBatch());
+}
+
+void Trainer::SelectMinibatch(const std::vector<TrainSample>& samples, const std::vector<int64_t>& subset,
+                              StepContext& ctx) {
+  std::vector<int64_t> trained;
+  double local[2] = {0, 0};  // tokens, samples
+  for (int64_t i : subset) {
+    const TrainSample& s = samples[size_t(i)];
+    if (s.response.empty() || s.loss_masked) continue;
+    trained.push_back(i);
+    local[0] += double(s.response.size());
+    local[1] += 1;
+  }
+  at::Tensor counts = at::tensor(std::vector<double>{local[0], local[1]}, at::kDouble);
+  dp_.AllReduce(counts)->Wait();
+  ctx.global_tokens = int64_t(counts[0].item<double>());
+  ctx.global_samples = int64_t(counts[1].item<double>());
+  ctx.micro = PackSamples(samples, trained, cfg_.micro_batch_tokens);
+  PadForCollectives(ctx.micro);
+  ctx.token_weight.assign(samples.size(), 0.0);
+  for (int64_t i : trained) {
+    const double len = double(samples[size_t(i)].response.size());
+    double& w = ctx.token_weight[size_t(i)];
+    if (cfg_.aggregation == "token_mean") w = 1.0 / double(ctx.global_tokens);
+    else if (cfg_.aggregation == "seq_mean_token_mean") w = 1.0 / (len * double(ctx.global_samples));
+    else w = 1.0 / (double(ctx.global_samples) * cfg_.norm_constant);
+  }
+}
+
+bool Trainer::NeedsProximalPass(const StepContext& ctx, const std::vector<TrainSample>& samples) const {
+  if (ctx.algorithm != "tis" && ctx.algorithm != "decoupled_ppo") return false;
+  // With one update the detached current log-probs are exactly the policy at the start of the step.
+  if (cfg_.UpdatesPerStep() == 1) return false;
+  bool missing = false;
+  for (const auto& s : samples) missing |= s.proximal_logprobs.empty() && !s.response.empty();
+  at::Tensor any = at::full({1}, int64_t(missing), at::kLong);
+  dp_.AllReduce(any, {ReduceOp::kMax})->Wait();  // the pass is collective under zero3
+  return any.item<int64_t>() > 0;
 }
 
 void Trainer::PrepareStep(const TrainBatch& batch, StepContext& ctx) {
   const auto& samples = batch.samples;
   const size_t n = samples.size();
-  int64_t local_tokens = 0, local_samples = 0;
   for (const auto& s : samples) {
-    local_tokens += int64_t(s.response.size());
-    local_samples += s.response.empty() ? 0 : 1;
     ctx.mu.push_back(s.behaviour_logprobs);
     ctx.prox.push_back(s.proximal_logprobs);
   }
-  ctx.global_tokens = int64_t(Sum(dp_, double(local_tokens)));
-  ctx.global_samples = int64_t(Sum(dp_, double(local_samples)));
-  ctx.token_weight.assign(n, 0.0);
-  for (size_t i = 0; i < n; ++i) {
-    const double len = double(samples[i].response.size());
-    if (len == 0) continue;
-    if (cfg_.aggregation == "token_mean") ctx.token_weight[i] = 1.0 / double(ctx.global_tokens);
-    else if (cfg_.aggregation == "seq_mean_token_mean") ctx.token_weight[i] = 1.0 / (len * double(ctx.global_samples));
-    else ctx.token_weight[i] = 1.0 / (double(ctx.global_samples) * cfg_.norm_constant);
-  }
+  std::vector<int64_t> all(n);
+  for (size_t i = 0; i < n; ++i) all[i] = int64_t(i);
+  SelectMinibatch(samples, all, ctx);
+  ctx.step_tokens = ctx.global_tokens, ctx.step_samples = ctx.global_samples;
   if (ctx.algorithm == "sft") return;
 
-  std::vector<double> rewards;
-  for (const auto& s : samples) rewards.push_back(s.reward);
-  std::vector<std::vector<float>> kl_tokens;  // k1 per token, when the KL is folded into the reward
-  if (cfg_.kl.coef > 0 && cfg_.kl.mode == "reward") kl_tokens = PerTokenNoGrad(ctx, samples, /*values=*/false);
+  ScoreRequest want;
+  want.logp = NeedsProximalPass(ctx, samples);
+  want.values = ctx.algorithm == "ppo";
+  want.kl = cfg_.kl.coef > 0 && cfg_.kl.mode == "reward";
+  NoGradScores scores;
+  if (want.logp || want.values || want.kl) scores = ScoreNoGrad(ctx, samples, want);
+  for (size_t i = 0; i < n && want.logp; ++i)
+    if (ctx.prox[i].empty()) ctx.prox[i] = scores.logp[i];
   if (ctx.algorithm == "ppo") {
-    PreparePpo(samples, kl_tokens, ctx);
+    ctx.old_values = std::move(scores.values);
+    PreparePpo(samples, scores.kl, ctx);
     return;
   }
-  for (size_t i = 0; i < n; ++i)
-    for (float k : kl_tokens.empty() ? std::vector<float>() : kl_tokens[i]) rewards[i] -= cfg_.kl.coef * k;
+  std::vector<double> rewards;
+  for (const auto& s : samples) rewards.push_back(s.reward);
+  for (size_t i = 0; i < n && want.kl; ++i)
+    for (float k : scores.kl[i]) rewards[i] -= cfg_.kl.coef * k;
 
   std::vector<int64_t> groups;
   for (const auto& s : samples) groups.push_back(s.group_id);
@@ -222,7 +305,6 @@ void Trainer::PrepareStep(const TrainBatch& batch, StepContext& ctx) {
 
 void Trainer::PreparePpo(const std::vector<TrainSample>& samples, const std::vector<std::vector<float>>& kl_tokens,
                          StepContext& ctx) {
-  ctx.old_values = PerTokenNoGrad(ctx, samples, /*values=*/true);
   double sum = 0, sum_sq = 0, count = 0;
   for (size_t i = 0; i < samples.size(); ++i) {
     const size_t len = samples[i].response.size();
@@ -248,18 +330,28 @@ void Trainer::PreparePpo(const std::vector<TrainSample>& samples, const std::vec
   }
 }
 
-std::vector<std::vector<float>> Trainer::PerTokenNoGrad(const StepContext& ctx,
-                                                        const std::vector<TrainSample>& samples, bool values) {
+trainer_detail::NoGradScores Trainer::ScoreNoGrad(const StepContext& ctx, const std::vector<TrainSample>& samples,
+                                                  const trainer_detail::ScoreRequest& want) {
   at::NoGradGuard no_grad;
-  std::vector<std::vector<float>> out(samples.size());
-  for (size_t i = 0; i < samples.size(); ++i) out[i].resize(samples[i].response.size());
-  at::Tensor value_param = values ? value_master_ : at::Tensor();
-  for (const PackedMicroBatch& mb : ctx.micro) {
+  NoGradScores out;
+  std::vector<std::vector<float>> shape(samples.size());
+  for (size_t i = 0; i < samples.size(); ++i) shape[i].resize(samples[i].response.size());
+  if (want.logp) out.logp = shape;
+  if (want.values) out.values = shape;
+  if (want.kl) out.kl = shape;
+  auto scatter = [](const PackedMicroBatch& mb, const at::Tensor& per_token, std::vector<std::vector<float>>& dst) {
+    const auto v = ToVector<float>(per_token.to(at::kFloat));
+    for (size_t t = 0; t < v.size(); ++t) dst[size_t(mb.sample_index[t])][size_t(mb.token_index[t])] = v[t];
+  };
+  std::vector<PackedMicroBatch> micro = PackSamples(samples, cfg_.micro_batch_tokens);  // masked ones too
+  PadForCollectives(micro);
+  at::Tensor value_param = want.values ? value_master_ : at::Tensor();
+  for (const PackedMicroBatch& mb : micro) {
     MicroBatchOutput o = ForwardMicroBatch(ctx, mb, value_param);
     if (mb.padding) continue;
-    at::Tensor per_token = values ? o.values : KlEstimate(o.logp, ReferenceLogprobs(ctx, mb), "k1");
-    const auto v = ToVector<float>(per_token.to(at::kFloat));
-    for (size_t t = 0; t < v.size(); ++t) out[size_t(mb.sample_index[t])][size_t(mb.token_index[t])] = v[t];
+    if (want.logp) scatter(mb, o.logp, out.logp);
+    if (want.values) scatter(mb, o.values, out.values);
+    if (want.kl) scatter(mb, KlEstimate(o.logp, ReferenceLogprobs(ctx, mb), cfg_.kl.estimator), out.kl);
   }
   return out;
 }

@@ -45,11 +45,29 @@ class ShardedTrainerTest : public ::testing::Test {
   LlamaConfig config_ = TrainerTestConfig();
 };
 
+// The single-rank batch whose minibatches hold the same samples as the sharded ones: each rank
+// splits its own part into num_minibatches, so minibatch p of the whole is every rank's part p.
+TrainBatch MinibatchOrder(const TrainBatch& global, const Communicator& comm, int64_t parts) {
+  const auto ranks = EvenSplit(int64_t(global.samples.size()), comm.Size());
+  TrainBatch out;
+  for (int64_t p = 0; p < parts; ++p) {
+    for (int r = 0; r < comm.Size(); ++r) {
+      const auto local = EvenSplit(ranks[size_t(r) + 1] - ranks[size_t(r)], int(parts));
+      for (int64_t i = local[size_t(p)]; i < local[size_t(p) + 1]; ++i)
+        out.samples.push_back(global.samples[size_t(ranks[size_t(r)] + i)]);
+    }
+  }
+  return out;
+}
+
 void ExpectShardedMatchesSingleRank(Communicator& world, Communicator& local, const LlamaConfig& config,
-                                    const std::string& algorithm, const std::string& sharding) {
-  SCOPED_TRACE(algorithm + " " + sharding);
+                                    const std::string& algorithm, const std::string& sharding,
+                                    int64_t ppo_epochs = 1, int64_t num_minibatches = 1) {
+  SCOPED_TRACE(algorithm + " " + sharding + " epochs " + std::to_string(ppo_epochs) + " minibatches " +
+               std::to_string(num_minibatches));
   TrainerConfig c = TrainerTestTrainerConfig(algorithm);
   c.sharding = sharding;
+  c.ppo_epochs = ppo_epochs, c.num_minibatches = num_minibatches;
   LlamaForCausalLM init = TrainerTestModel(config);
   Trainer sharded(world, config, *init, c);
   TrainerConfig single_cfg = c;
@@ -58,7 +76,7 @@ void ExpectShardedMatchesSingleRank(Communicator& world, Communicator& local, co
   for (int step = 0; step < 5; ++step) {
     TrainBatch global = TrainerTestBatch(config, 3, 4, 300 + uint32_t(step));
     TrainStepMetrics a = sharded.Step(LocalPart(global, world));
-    TrainStepMetrics b = single.Step(global);
+    TrainStepMetrics b = single.Step(MinibatchOrder(global, world, num_minibatches));
     EXPECT_NEAR(a.loss, b.loss, 1e-5 * std::max(1.0, std::abs(b.loss)));
     EXPECT_NEAR(a.grad_norm, b.grad_norm, 1e-5 * b.grad_norm);
     EXPECT_EQ(a.tokens, b.tokens);
@@ -85,6 +103,12 @@ TEST_F(ShardedTrainerTest, Zero3MatchesSingleRankGrpo) {
 TEST_F(ShardedTrainerTest, Zero3MatchesSingleRankAipoAndPpo) {
   ExpectShardedMatchesSingleRank(*world_, *local_, config_, "aipo", "zero3");
   ExpectShardedMatchesSingleRank(*world_, *local_, config_, "ppo", "zero3");
+}
+
+// 12 samples over 2 or 3 ranks, 2 minibatches per rank: the minibatches split evenly either way.
+TEST_F(ShardedTrainerTest, Zero3MinibatchEpochsMatchSingleRank) {
+  ExpectShardedMatchesSingleRank(*world_, *local_, config_, "decoupled_ppo", "zero3", 2, 2);
+  ExpectShardedMatchesSingleRank(*world_, *local_, config_, "ppo", "zero3", 2, 2);
 }
 
 TEST_F(ShardedTrainerTest, ReplicatedBaselineMatchesSingleRank) {

@@ -10,41 +10,18 @@
 #include <torch/optim/adamw.h>
 
 #include <cmath>
-#include <map>
 
 namespace llamarl {
 namespace {
 
 using testing::MaxAbsDiff;
 using testing::MaxRelDiff;
+using testing::ReferenceGroupAdvantages;
+using testing::ReferenceLogprobs;
 using testing::TrainerTestBatch;
 using testing::TrainerTestConfig;
 using testing::TrainerTestModel;
 using testing::TrainerTestTrainerConfig;
-
-// Per-sample log-probs of the response tokens through the full [T, V] logits (the path the trainer avoids),
-// under softmax(logits / temperature).
-at::Tensor ReferenceLogprobs(LlamaForCausalLMImpl& model, const TrainSample& s, double temperature) {
-  std::vector<int64_t> ids = s.prompt;
-  ids.insert(ids.end(), s.response.begin(), s.response.end() - 1);
-  at::Tensor logits = model.forward(at::tensor(ids, at::kLong).unsqueeze(0)).squeeze(0);
-  logits = logits.narrow(0, int64_t(s.prompt.size()) - 1, int64_t(s.response.size())) / temperature;
-  at::Tensor logsm = at::log_softmax(logits, -1);
-  return logsm.gather(1, at::tensor(s.response, at::kLong).unsqueeze(1)).squeeze(1);
-}
-
-// GRPO advantages written out with at::mean / at::std (unbiased) per group.
-std::vector<double> ReferenceGroupAdvantages(const TrainBatch& b) {
-  std::map<int64_t, std::vector<double>> by_group;
-  for (const auto& s : b.samples) by_group[s.group_id].push_back(s.reward);
-  std::vector<double> out;
-  for (const auto& s : b.samples) {
-    at::Tensor r = at::tensor(by_group[s.group_id], at::kDouble);
-    const double std = r.numel() > 1 ? at::std(r).item<double>() : 0.0;
-    out.push_back((s.reward - r.mean().item<double>()) / (std + 1e-6));
-  }
-  return out;
-}
 
 void ReferenceStep(LlamaForCausalLMImpl& model, torch::optim::AdamW& opt, const TrainBatch& b, const TrainerConfig& c) {
   const std::vector<double> adv = ReferenceGroupAdvantages(b);
@@ -83,10 +60,7 @@ void ExpectMatchesReference(Communicator& comm, const LlamaConfig& config, const
   LlamaForCausalLM init = TrainerTestModel(config);
   Trainer trainer(comm, config, *init, c);
   LlamaForCausalLM ref = TrainerTestModel(config);
-  torch::optim::AdamW opt(ref->parameters(), torch::optim::AdamWOptions(c.optimizer.lr)
-                                                 .betas({c.optimizer.beta1, c.optimizer.beta2})
-                                                 .eps(c.optimizer.eps)
-                                                 .weight_decay(c.optimizer.weight_decay));
+  torch::optim::AdamW opt(ref->parameters(), testing::TorchAdamWOptions(c.optimizer));
   for (int step = 0; step < 3; ++step) {
     TrainBatch b = TrainerTestBatch(config, 3, 4, 50 + uint32_t(step));
     TrainStepMetrics m = algorithm == "sft" ? trainer.SftStep(b) : trainer.Step(b);

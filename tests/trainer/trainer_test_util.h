@@ -8,8 +8,10 @@
 #include "trainer/trainer_config.h"
 
 #include <ATen/ATen.h>
+#include <torch/optim/adamw.h>
 
 #include <algorithm>
+#include <map>
 #include <random>
 
 namespace llamarl::testing {
@@ -60,6 +62,35 @@ inline TrainerConfig TrainerTestTrainerConfig(const std::string& algorithm) {
   c.max_grad_norm = 1.0;
   c.logprob_token_chunk = 16, c.logprob_vocab_chunk = 16;
   return c;
+}
+
+// Per-sample log-probs of the response tokens through the full [T, V] logits (the path the trainer
+// avoids), under softmax(logits / temperature).
+inline at::Tensor ReferenceLogprobs(LlamaForCausalLMImpl& model, const TrainSample& s, double temperature) {
+  std::vector<int64_t> ids = s.prompt;
+  ids.insert(ids.end(), s.response.begin(), s.response.end() - 1);
+  at::Tensor logits = model.forward(at::tensor(ids, at::kLong).unsqueeze(0)).squeeze(0);
+  logits = logits.narrow(0, int64_t(s.prompt.size()) - 1, int64_t(s.response.size())) / temperature;
+  at::Tensor logsm = at::log_softmax(logits, -1);
+  return logsm.gather(1, at::tensor(s.response, at::kLong).unsqueeze(1)).squeeze(1);
+}
+
+// GRPO advantages written out with at::mean / at::std (unbiased) per group, std_eps 1e-6.
+inline std::vector<double> ReferenceGroupAdvantages(const TrainBatch& b) {
+  std::map<int64_t, std::vector<double>> by_group;
+  for (const auto& s : b.samples) by_group[s.group_id].push_back(s.reward);
+  std::vector<double> out;
+  for (const auto& s : b.samples) {
+    at::Tensor r = at::tensor(by_group[s.group_id], at::kDouble);
+    const double std = r.numel() > 1 ? at::std(r).item<double>() : 0.0;
+    out.push_back((s.reward - r.mean().item<double>()) / (std + 1e-6));
+  }
+  return out;
+}
+
+// torch::optim::AdamW's options for the trainer's AdamW config (the reference optimizer of the tests).
+inline torch::optim::AdamWOptions TorchAdamWOptions(const AdamWConfig& c) {
+  return torch::optim::AdamWOptions(c.lr).betas({c.beta1, c.beta2}).eps(c.eps).weight_decay(c.weight_decay);
 }
 
 // Largest relative Frobenius error ||a - b|| / ||b|| over the parameter tensors. Elementwise
