@@ -1,10 +1,10 @@
 // llamarl plan --model 8b|70b|405b|CONFIG.json --gpus N [--gpu h100|h200|a100|PROFILE.json] [--json]
 // Placement, parallel degrees, per-GPU memory, projected weight-sync and step times of the
-// asynchronous split design against the synchronous colocated one (controller/plan_search.h).
+// asynchronous split design against the synchronous colocated one (plan/plan_search.h).
 // Exit status: 0 when a placement fits, 2 when none does (the report says what would), 1 on errors.
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "controller/plan_report.h"
+#include "plan/plan_report.h"
 #include "core/check.h"
 
 #include <cstdio>

@@ -1,4 +1,4 @@
-#include "controller/plan_search.h"
+#include "plan/plan_search.h"
 
 #include "core/check.h"
 

@@ -1,5 +1,5 @@
-// PlanToText: the human-readable side of controller/plan_report.h.
-#include "controller/plan_report.h"
+// PlanToText: the human-readable side of plan/plan_report.h.
+#include "plan/plan_report.h"
 
 #include <cstdio>
 #include <sstream>

@@ -1,6 +1,6 @@
 // The cost model's memory and time figures against hand-worked cases (the arithmetic is in the
 // comments; GB = 1e9 bytes, H100: 80 GB, 3350 GB/s HBM, 989 TFLOP/s, NVLink 450 GB/s, NIC 50 GB/s).
-#include "controller/plan_cost.h"
+#include "plan/plan_cost.h"
 #include "core/check.h"
 
 #include <gtest/gtest.h>

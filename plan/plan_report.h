@@ -1,4 +1,4 @@
-// Renders a plan (controller/plan_search.h) for people and programs: a table with the assumptions
+// Renders a plan (plan/plan_search.h) for people and programs: a table with the assumptions
 // the numbers rest on, JSON for scripts, and a recipe skeleton for the chosen placement.
 // JSON fields (stable; tests and scripts rely on them):
 //   model {name, params, layers, hidden, kv_heads, head_dim, kv_bytes_per_token}
@@ -9,7 +9,7 @@
 // LibTorch-free.
 #pragma once
 
-#include "controller/plan_search.h"
+#include "plan/plan_search.h"
 
 #include <string>
 #include <vector>

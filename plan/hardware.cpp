@@ -1,4 +1,4 @@
-#include "controller/hardware.h"
+#include "plan/hardware.h"
 
 #include "core/check.h"
 

@@ -1,5 +1,5 @@
 // Parameter counts of the planner's models, taken from the real module built on the meta device.
-#include "controller/plan_model.h"
+#include "plan/plan_model.h"
 #include "tests/test_util.h"
 
 #include <gtest/gtest.h>

@@ -10,7 +10,7 @@
 // LibTorch-free.
 #pragma once
 
-#include "controller/plan_cost.h"
+#include "plan/plan_cost.h"
 
 #include <optional>
 #include <string>

@@ -1,7 +1,7 @@
 // The cost model behind `llamarl plan`: memory per GPU and seconds per RL step for a generator
 // group and a trainer group, and the time of a weight push between them. Every figure is a closed
 // formula of the model's shape, the hardware profile and PlanAssumptions, so a reader can redo it by
-// hand (tests/controller/plan_cost_test.cpp does, in its comments). Units: bytes, seconds, FLOP.
+// hand (tests/plan/plan_cost_test.cpp does, in its comments). Units: bytes, seconds, FLOP.
 //
 // Formulas (N = parameters, L = layers, D = hidden, I = MLP width, kv = kv_heads * head_dim):
 //   trainer states per GPU (ZeRO-3 over a shard group of S GPUs, AdamW, mixed precision):
@@ -26,8 +26,8 @@
 // LibTorch-free.
 #pragma once
 
-#include "controller/hardware.h"
-#include "controller/plan_model.h"
+#include "plan/hardware.h"
+#include "plan/plan_model.h"
 #include "core/config.h"
 
 #include <cstdint>

@@ -1,6 +1,6 @@
 // The placement search: what it picks, what it rejects and what it advises when nothing fits.
-#include "controller/plan_report.h"
-#include "controller/plan_search.h"
+#include "plan/plan_report.h"
+#include "plan/plan_search.h"
 #include "core/check.h"
 #include "tests/test_util.h"
 

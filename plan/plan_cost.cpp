@@ -1,4 +1,4 @@
-#include "controller/plan_cost.h"
+#include "plan/plan_cost.h"
 
 #include "core/check.h"
 

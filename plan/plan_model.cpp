@@ -1,4 +1,4 @@
-#include "controller/plan_model.h"
+#include "plan/plan_model.h"
 
 #include "model/llama.h"
 

@@ -1,4 +1,4 @@
-#include "controller/plan_report.h"
+#include "plan/plan_report.h"
 
 #include <cstdio>
 #include <sstream>

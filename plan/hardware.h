@@ -1,5 +1,5 @@
 // Accelerator profiles for `llamarl plan`: the vendors' published per-GPU figures that the cost
-// model (controller/plan_cost.h) needs. Units follow the datasheets: GB = 1e9 bytes, bandwidths in
+// model (plan/plan_cost.h) needs. Units follow the datasheets: GB = 1e9 bytes, bandwidths in
 // GB/s per GPU and per direction, TFLOP/s dense (without 2:4 sparsity).
 // A profile is a plain value; any field can be overridden from JSON (`--hardware FILE.json`), e.g.
 //   {"base": "h100", "network_gbps": 25}   // a cluster with 200 Gb/s per GPU instead of 400 Gb/s
