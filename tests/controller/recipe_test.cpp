@@ -113,7 +113,7 @@ TEST(LoadRecipe, OverridesApplyBeforeParsing) {
 }
 
 TEST(ShippedRecipes, ParseAndResolveOnTwoRanks) {
-  for (const char* name : {"tiny_grpo.json", "tiny_ppo.json"}) {
+  for (const char* name : {"tiny_grpo.json", "tiny_ppo.json", "tiny_gspo.json", "tiny_cispo.json"}) {
     SCOPED_TRACE(name);
     RecipeConfig c = LoadRecipe(std::string(LLAMARL_SOURCE_DIR) + "/recipes/" + name);
     Placement p = ResolvePlacement(c.placement, 2);
