@@ -1,7 +1,7 @@
 # The module table: which llamarl modules each top-level folder may include and link. It is written
 # down once, as the DEPS of each folder's llamarl_module() (or llamarl_layer()) call; linking follows
 # it, and the CTest check layers/includes (scripts/check_layers.sh) fails on any #include of a module
-# that the including folder does not declare.
+# that the including folder does not declare. docs/ARCHITECTURE.md explains the table.
 
 # llamarl_layer(FOLDER [DEP...]): records FOLDER's row of the module table.
 function(llamarl_layer folder)
