@@ -94,11 +94,11 @@ std::string PickTensorBackend(const std::string& requested, c10::Device device, 
               "'; known: auto, local, mpi, nccl");
   TORCH_CHECK(backend != "local" || world_size == 1, key, " is 'local' but the job has ", world_size,
               " ranks; the local backend serves one process: use 'auto'");
+  TORCH_CHECK(backend != "nccl" || device.is_cuda(), key, " is 'nccl', which moves CUDA tensors, but the device is ",
+              device, "; set device to 'cuda' or the backend to 'auto'");
   TORCH_CHECK(backend != "nccl" || env.built_with_nccl, key, " is '", backend, "' (device ", device,
               ") but this llamarl was built without NCCL (LLAMARL_NCCL=OFF); set NCCL_HOME to an NCCL >= 2.10 ",
               "and rebuild, or run on device 'cpu'");
-  TORCH_CHECK(backend != "nccl" || device.is_cuda(), key, " is 'nccl', which moves CUDA tensors, but the device is ",
-              device, "; set device to 'cuda' or the backend to 'auto'");
   TORCH_CHECK(backend != "mpi" || !device.is_cuda(), key, " is 'mpi', which moves CPU tensors, but the device is ",
               device, "; use 'nccl' (or 'auto') on cuda, or set device to 'cpu'");
   return backend;
@@ -110,6 +110,10 @@ c10::Device ResolveDevice(const std::string& requested, const std::string& key) 
   if (device.is_cuda()) c10::cuda::set_device(device.index());
 #endif
   return device;
+}
+
+void SynchronizeDevice(c10::Device device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
 }
 
 }  // namespace llamarl

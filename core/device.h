@@ -56,4 +56,8 @@ std::string PickTensorBackend(const std::string& requested, c10::Device device, 
 // PickDevice on the running process, then makes the chosen GPU the current CUDA device.
 c10::Device ResolveDevice(const std::string& requested, const std::string& key);
 
+// Waits until the work queued on `device` finished (a no-op on cpu), so that a host timer measures
+// kernels rather than their launches.
+void SynchronizeDevice(c10::Device device);
+
 }  // namespace llamarl
