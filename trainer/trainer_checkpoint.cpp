@@ -4,7 +4,11 @@
 // first and removed after, so an interrupted save leaves either the old or the new checkpoint whole):
 //   trainer_state.json                 step, policy version, schedule, extra, shard geometry
 //   shard-<r>-of-<n>.safetensors       rank r's flat ranges: param, exp_avg, exp_avg_sq (float32), rng
-//                                      (the rank's CPU generator state); shard 0 also the ppo value head
+//                                      (the rank's CPU generator state), reference (the frozen KL
+//                                      reference policy's range, float32, when kl.coef > 0: a resumed
+//                                      run keeps the reference RL started with, the post-SFT weights,
+//                                      not the weights its trainer was built from); shard 0 also the
+//                                      ppo value head
 // Shards follow the ZeRO flat layout whatever the sharding mode, so a checkpoint saved by n ranks
 // loads on any number of ranks (each reads the old shards overlapping its new range).
 #include "trainer/trainer.h"
@@ -13,6 +17,7 @@
 #include "model/llama_checkpoint.h"
 #include "model/safetensors.h"
 #include "trainer/adamw.h"
+#include "trainer/checkpoint_files.h"
 #include "trainer/flat_params.h"
 #include "trainer/step_context.h"
 
@@ -44,29 +49,15 @@ void SwapIntoPlace(const std::string& tmp, const std::string& dir) {
   fs::remove_all(old);
 }
 
+const char* const kTokenizerFiles[] = {"tokenizer.json",    "tokenizer_config.json", "special_tokens_map.json",
+                                       "vocab.json",        "merges.txt",            "encoder.json",
+                                       "vocab.bpe",         "added_tokens.json",     "chat_template.jinja"};
+
 void WriteJson(const std::string& path, const Json& j) {
   std::ofstream f(path);
   TORCH_CHECK(f, "cannot write ", path, "; check that the directory is writable");
   f << j.dump(2) << "\n";
   TORCH_CHECK(f.good(), "writing ", path, " failed (disk full?)");
-}
-
-const char* kTokenizerFiles[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                                 "vocab.json",     "merges.txt",            "encoder.json",
-                                 "vocab.bpe",      "added_tokens.json",     "chat_template.jinja"};
-
-void CopyTokenizerFiles(const std::string& from, const std::string& to) {
-  TORCH_CHECK(fs::is_directory(from), "tokenizer directory '", from,
-              "' does not exist; pass the model directory that holds tokenizer.json, or \"\" for none");
-  int copied = 0;
-  for (const char* name : kTokenizerFiles) {
-    const fs::path src = fs::path(from) / name;
-    if (!fs::exists(src)) continue;
-    fs::copy_file(src, fs::path(to) / name, fs::copy_options::overwrite_existing);
-    ++copied;
-  }
-  TORCH_CHECK(copied > 0, "tokenizer directory '", from,
-              "' holds no tokenizer files (tokenizer.json, or GPT-2's encoder.json + vocab.bpe)");
 }
 
 }  // namespace
@@ -87,6 +78,7 @@ void Trainer::SaveCheckpoint(const std::string& dir, const nlohmann::json& extra
                          {"exp_avg", adam_->exp_avg().narrow(0, off, hi - lo)},
                          {"exp_avg_sq", adam_->exp_avg_sq().narrow(0, off, hi - lo)},
                          {"rng", at::detail::getDefaultCPUGenerator().get_state()}};
+    if (reference_) tensors.push_back({"reference", FlattenParameters(*reference_, specs_).narrow(0, lo, hi - lo)});
     if (rank == 0 && value_master_.defined()) {
       tensors.push_back({"value_head", value_master_});
       tensors.push_back({"value_exp_avg", value_adam_->exp_avg()});
@@ -99,6 +91,7 @@ void Trainer::SaveCheckpoint(const std::string& dir, const nlohmann::json& extra
                {"value_step", value_adam_ ? value_adam_->step() : 0},
                {"policy_version", version_},
                {"skipped_steps", skipped_steps_},
+               {"reference", bool(reference_)},
                {"num_shards", ranks},
                {"total_numel", total_numel_},
                {"lr", LearningRateAt(cfg_.schedule, cfg_.optimizer.lr, adam_->step())},
@@ -153,11 +146,99 @@ nlohmann::json Trainer::LoadCheckpointShards(const std::string& dir) {
       value_adam_->set_step(state.value("value_step", int64_t(0)));
     }
   }
+  if (reference_) {
+    // The reference is whole on every rank: each reads every shard's range of it.
+    TORCH_CHECK(state.value("reference", false), "checkpoint '", path, "' holds no KL reference policy (saved with ",
+                "trainer.kl.coef 0, or by an older llamarl); a trainer with trainer.kl.coef > 0 cannot resume from it ",
+                "without changing its reference: start the run again, or resume with the kl.coef it was saved with");
+    AssignFlat(*reference_, specs_, ReadCheckpointVector(path, "reference"), /*bind=*/false);
+  }
   adam_->set_step(state.at("step").get<int64_t>());
   version_ = state.at("policy_version").get<int64_t>();
   skipped_steps_ = state.value("skipped_steps", int64_t(0));
   if (!zero3_ && work_->parameters()[0].scalar_type() == at::kFloat) BindParams(master_);
   return state.value("extra", Json());
+}
+
+at::Tensor ReadCheckpointVector(const std::string& dir, const std::string& name) {
+  const Json state = ReadJsonFile(dir + "/trainer_state.json");
+  const int shards = state.at("num_shards").get<int>();
+  const int64_t total = state.at("total_numel").get<int64_t>();
+  const std::vector<int64_t> bounds = EvenSplit(total, shards);
+  at::Tensor full = at::empty({total}, at::kFloat);
+  for (int s = 0; s < shards; ++s) {
+    auto file = SafetensorsFile::Open(ShardFile(dir, s, shards));
+    full.narrow(0, bounds[size_t(s)], bounds[size_t(s) + 1] - bounds[size_t(s)]).copy_(file->Get(name));
+  }
+  return full;
+}
+
+namespace {
+
+std::string WhatOf(const std::exception& e) {
+  const auto* c10 = dynamic_cast<const c10::Error*>(&e);
+  return c10 ? c10->what_without_backtrace() : e.what();
+}
+
+// The problem with one shard file, "" when it holds every tensor its range needs.
+std::string ShardProblem(const std::string& file, int64_t numel, bool reference) {
+  if (!fs::exists(file)) return "missing " + fs::path(file).filename().string();
+  std::shared_ptr<SafetensorsFile> f;
+  try {
+    f = SafetensorsFile::Open(file);
+  } catch (const std::exception& e) {
+    return WhatOf(e);
+  }
+  std::vector<std::string> names{"param", "exp_avg", "exp_avg_sq"};
+  if (reference) names.push_back("reference");
+  for (const std::string& name : names) {
+    if (!f->Has(name)) return file + " has no tensor '" + name + "'";
+    const std::vector<int64_t> shape = f->Shape(name);
+    if (shape.size() != 1 || shape[0] != numel)
+      return file + ": tensor '" + name + "' is not the " + std::to_string(numel) + " values of its range";
+  }
+  if (!f->Has("rng")) return file + " has no tensor 'rng'";
+  return "";
+}
+
+}  // namespace
+
+std::string CheckpointProblem(const std::string& dir) {
+  const std::string state_path = dir + "/trainer_state.json";
+  if (!fs::exists(state_path)) return "missing trainer_state.json";
+  Json state;
+  try {
+    state = ReadJsonFile(state_path);
+    if (state.value("format", 0) != kCheckpointFormat)
+      return state_path + ": format " + state.value("format", Json(0)).dump() + " is not the supported " +
+             std::to_string(kCheckpointFormat);
+    const int shards = state.at("num_shards").get<int>();
+    const int64_t total = state.at("total_numel").get<int64_t>();
+    if (shards < 1 || total < 1) return state_path + ": num_shards and total_numel must be positive";
+    const std::vector<int64_t> bounds = EvenSplit(total, shards);
+    for (int s = 0; s < shards; ++s) {
+      std::string problem = ShardProblem(ShardFile(dir, s, shards), bounds[size_t(s) + 1] - bounds[size_t(s)],
+                                         state.value("reference", false));
+      if (!problem.empty()) return problem;
+    }
+  } catch (const std::exception& e) {
+    return state_path + ": " + WhatOf(e);
+  }
+  return "";
+}
+
+void CopyTokenizerFiles(const std::string& from, const std::string& to) {
+  TORCH_CHECK(fs::is_directory(from), "tokenizer directory '", from,
+              "' does not exist; pass the model directory that holds tokenizer.json, or \"\" for none");
+  int copied = 0;
+  for (const char* name : kTokenizerFiles) {
+    const fs::path src = fs::path(from) / name;
+    if (!fs::exists(src)) continue;
+    fs::copy_file(src, fs::path(to) / name, fs::copy_options::overwrite_existing);
+    ++copied;
+  }
+  TORCH_CHECK(copied > 0, "tokenizer directory '", from,
+              "' holds no tokenizer files (tokenizer.json, or GPT-2's encoder.json + vocab.bpe)");
 }
 
 void Trainer::ExportHf(const std::string& dir, const std::string& tokenizer_dir) {

@@ -6,6 +6,7 @@
 #include "model/llama_checkpoint.h"
 #include "tests/test_util.h"
 #include "tests/trainer/trainer_test_util.h"
+#include "trainer/checkpoint_files.h"
 #include "trainer/trainer.h"
 
 #include <gtest/gtest.h>
@@ -129,6 +130,61 @@ TEST(TrainerCheckpoint, ExportHfReloadsWithLoadLlamaAndCopiesTheTokenizer) {
   EXPECT_TRUE(fs::exists(root + "/hf/config.json"));
   EXPECT_THROW(t.ExportHf(root + "/hf2", root + "/no-such-dir"), std::exception);
   EXPECT_FALSE(fs::exists(root + "/hf2"));
+}
+
+// After a warm start the KL reference is the post-SFT policy, not the weights a trainer is built
+// from: a resumed trainer (built from other weights) must restore it from the checkpoint, else its
+// KL term measures the distance to the wrong policy.
+TEST(TrainerCheckpoint, KlReferenceIsSavedAndRestored) {
+  auto comm = CreateCommunicator("local");
+  const LlamaConfig config = TrainerTestConfig();
+  TrainerConfig c = TrainerTestTrainerConfig("grpo");
+  c.kl.coef = 0.1;
+  const std::string dir = testing::MakeTempDir("trainer_ckpt_kl") + "/ckpt";
+  LlamaForCausalLM init = TrainerTestModel(config);
+  Trainer uninterrupted(*comm, config, *init, c);
+  for (int s = 0; s < 2; ++s) uninterrupted.Step(TrainerTestBatch(config, 2, 3, 20 + uint32_t(s)));
+  uninterrupted.SaveCheckpoint(dir);
+  const TrainStepMetrics want = uninterrupted.Step(TrainerTestBatch(config, 2, 3, 22));
+  EXPECT_GT(want.kl, 0.0) << "two steps moved the policy away from its reference";
+
+  LlamaForCausalLM other = TrainerTestModel(config, 99);
+  Trainer resumed(*comm, config, *other, c);
+  resumed.LoadCheckpoint(dir);
+  const TrainStepMetrics got = resumed.Step(TrainerTestBatch(config, 2, 3, 22));
+  EXPECT_EQ(got.kl, want.kl);
+  EXPECT_EQ(got.loss, want.loss);
+
+  // A checkpoint saved without a reference cannot give one: refused, naming the reason.
+  TrainerConfig no_kl = TrainerTestTrainerConfig("grpo");
+  Trainer plain(*comm, config, *init, no_kl);
+  plain.SaveCheckpoint(dir + "_plain");
+  try {
+    resumed.LoadCheckpoint(dir + "_plain");
+    FAIL() << "a trainer with kl.coef > 0 loaded a checkpoint without a reference";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("holds no KL reference policy"), std::string::npos) << e.what();
+  }
+}
+
+TEST(TrainerCheckpoint, CheckpointProblemNamesTheDamage) {
+  auto comm = CreateCommunicator("local");
+  const LlamaConfig config = TrainerTestConfig();
+  LlamaForCausalLM init = TrainerTestModel(config);
+  Trainer t(*comm, config, *init, TrainerTestTrainerConfig("grpo"));
+  const std::string dir = testing::MakeTempDir("trainer_ckpt_verify") + "/ckpt";
+  t.SaveCheckpoint(dir);
+  EXPECT_EQ(CheckpointProblem(dir), "");
+  const std::string shard = dir + "/shard-0-of-1.safetensors";
+  const std::string bytes = ReadFile(shard);
+  std::ofstream(shard, std::ios::binary) << bytes.substr(0, bytes.size() - 100);  // truncated
+  EXPECT_NE(CheckpointProblem(dir).find("shard-0-of-1.safetensors"), std::string::npos) << CheckpointProblem(dir);
+  fs::remove(shard);
+  EXPECT_EQ(CheckpointProblem(dir), "missing shard-0-of-1.safetensors");
+  std::ofstream(dir + "/trainer_state.json") << "{ torn";
+  EXPECT_NE(CheckpointProblem(dir).find("trainer_state.json"), std::string::npos) << CheckpointProblem(dir);
+  fs::remove(dir + "/trainer_state.json");
+  EXPECT_EQ(CheckpointProblem(dir), "missing trainer_state.json");
 }
 
 }  // namespace
