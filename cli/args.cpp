@@ -2,9 +2,13 @@
 
 #include "core/check.h"
 
+#include <CLI/CLI.hpp>
+
 #include <cerrno>
 #include <cstdio>
+#include <algorithm>
 #include <cstdlib>
+#include <memory>
 
 namespace llamarl::cli {
 
@@ -36,36 +40,76 @@ const Args::Spec& Args::Find(const std::string& name) const {
   LLAMARL_FAIL("llamarl ", command_, ": unknown option --", name, "; known: ", known.empty() ? "(none)" : known);
 }
 
-bool Args::Parse(const std::vector<std::string>& argv) {
-  for (size_t i = 0; i < argv.size(); ++i) {
-    const std::string& a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::printf("%s", Help().c_str());
-      return false;
-    }
-    if (a.rfind("--", 0) != 0) {
-      positional_.push_back(a);
+namespace {
+
+struct Declared {
+  std::string name, help;
+  bool flag, repeated;
+};
+
+// A CLI11 application declaring `options` in order, bound to `values` (option name -> the values
+// given, in order), `flags` (name -> times given) and `positional`.
+std::unique_ptr<CLI::App> MakeApp(const std::string& name, const std::vector<Declared>& options,
+                                  std::map<std::string, std::vector<std::string>>* values,
+                                  std::map<std::string, int64_t>* flags, std::vector<std::string>* positional) {
+  auto app = std::make_unique<CLI::App>("", "llamarl " + name);
+  app->set_help_flag("-h,--help", "print this help and exit");
+  for (const Declared& s : options) {
+    const std::string& n = s.name;
+    const std::string& help = s.help;
+    if (s.flag) {
+      app->add_flag("--" + n, (*flags)[n], help);
       continue;
     }
-    std::string name = a.substr(2), value;
-    size_t eq = name.find('=');
-    bool inline_value = eq != std::string::npos;
-    if (inline_value) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-    }
-    const Spec& spec = Find(name);
-    if (spec.flag) {
-      LLAMARL_CHECK(!inline_value, "llamarl ", command_, ": --", name, " is a flag and takes no value");
-      value = "1";
-    } else if (!inline_value) {
-      LLAMARL_CHECK(i + 1 < argv.size(), "llamarl ", command_, ": --", name, " needs a value");
-      value = argv[++i];
-    }
-    auto& slot = values_[name];
-    LLAMARL_CHECK(spec.repeated || slot.empty(), "llamarl ", command_, ": --", name, " given twice");
-    slot.push_back(value);
+    // One value per occurrence; repeated options collect them, others reject a second one below.
+    app->add_option("--" + n, (*values)[n], help + (s.repeated ? " (repeatable)" : ""))
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+        ->type_name("V");
   }
+  app->add_option("args", *positional, "positional arguments (see usage)");
+  return app;
+}
+
+// The declarations in --help order, defaults in their help line. (A template so that it can take the
+// private Args::Spec map without naming the type.)
+template <typename SpecMap>
+std::vector<Declared> DeclarationsOf(const std::vector<std::string>& order, const SpecMap& specs) {
+  std::vector<Declared> out;
+  for (const std::string& n : order) {
+    const auto& s = specs.at(n);
+    out.push_back({n, s.help + (s.default_value.empty() ? "" : " (default " + s.default_value + ")"), s.flag, s.repeated});
+  }
+  return out;
+}
+
+}  // namespace
+
+bool Args::Parse(const std::vector<std::string>& argv) {
+  // Our check first: an unknown option is named with the known ones (CLI11 only calls it unexpected).
+  for (const std::string& a : argv) {
+    if (a == "--") break;
+    if (a.rfind("--", 0) == 0 && a != "--help") Find(a.substr(2, a.find('=') - std::min(a.find('='), size_t(2))));
+  }
+  std::map<std::string, std::vector<std::string>> values;
+  std::map<std::string, int64_t> flags;
+  auto app = MakeApp(command_, DeclarationsOf(order_, specs_), &values, &flags, &positional_);
+  std::vector<std::string> reversed(argv.rbegin(), argv.rend());  // CLI11 parses a reversed vector
+  try {
+    app->parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    std::printf("%s", Help().c_str());
+    return false;
+  } catch (const CLI::ParseError& e) {
+    LLAMARL_FAIL("llamarl ", command_, ": ", e.what(), "\nusage: ", usage_);
+  }
+  for (const auto& [name, given] : values) {
+    if (given.empty()) continue;
+    LLAMARL_CHECK(specs_.at(name).repeated || given.size() == 1, "llamarl ", command_, ": --", name, " given twice");
+    values_[name] = given;
+  }
+  for (const auto& [name, count] : flags)
+    if (count > 0) values_[name] = {"1"};
   return true;
 }
 
@@ -146,16 +190,11 @@ std::string Args::RequireOneOf(const std::vector<std::string>& names) const {
 }
 
 std::string Args::Help() const {
-  std::string out = "usage: " + usage_ + "\n\noptions:\n";
-  for (const auto& name : order_) {
-    const Spec& s = specs_.at(name);
-    std::string left = "  --" + name + (s.flag ? "" : " V");
-    if (left.size() < 26) left.resize(26, ' ');
-    out += left + " " + s.help;
-    if (!s.default_value.empty()) out += " (default " + s.default_value + ")";
-    out += "\n";
-  }
-  return out;
+  std::map<std::string, std::vector<std::string>> values;
+  std::map<std::string, int64_t> flags;
+  std::vector<std::string> positional;
+  auto app = MakeApp(command_, DeclarationsOf(order_, specs_), &values, &flags, &positional);
+  return "usage: " + usage_ + "\n\n" + app->help();
 }
 
 }  // namespace llamarl::cli

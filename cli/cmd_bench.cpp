@@ -176,8 +176,12 @@ const Bench kBenches[] = {
 int RunBench(const CommandArgs& argv) {
   std::string known;
   for (const auto& b : kBenches) known += (known.empty() ? "" : ", ") + std::string(b.name);
-  LLAMARL_CHECK(!argv.empty() && argv[0] != "--help", "usage: llamarl bench NAME [options] [--json]; NAME is one of: ",
-                known);
+  if (!argv.empty() && (argv[0] == "--help" || argv[0] == "-h")) {
+    std::printf("usage: llamarl bench NAME [options] [--json]   (llamarl bench NAME --help for its options)\n\n"
+                "NAME is one of: %s\n", known.c_str());
+    return 0;
+  }
+  LLAMARL_CHECK(!argv.empty(), "usage: llamarl bench NAME [options] [--json]; NAME is one of: ", known);
   for (const auto& b : kBenches)
     if (argv[0] == b.name) return b.run(CommandArgs(argv.begin() + 1, argv.end()));
   LLAMARL_FAIL("unknown benchmark '", argv[0], "'; known: ", known);

@@ -15,5 +15,7 @@ int RunBench(const CommandArgs& args);
 int RunPlan(const CommandArgs& args);
 int RunTrain(const CommandArgs& args);
 int RunReport(const CommandArgs& args);
+int RunExport(const CommandArgs& args);
+int RunEval(const CommandArgs& args);
 
 }  // namespace llamarl::cli

@@ -25,6 +25,8 @@ const Command kCommands[] = {
     {"generate", llamarl::cli::RunGenerate, "sample a continuation from a checkpoint"},
     {"bench", llamarl::cli::RunBench, "measure a figure and its baseline in the same run (logprobs, ...)"},
     {"plan", llamarl::cli::RunPlan, "placement, memory and step time of a model on a GPU cluster"},
+    {"eval", llamarl::cli::RunEval, "greedy pass@1, pass@k and mean@k of a model or run on a JSONL dataset"},
+    {"export", llamarl::cli::RunExport, "write a run's policy (a checkpoint) as a Hugging Face directory"},
     {"report", llamarl::cli::RunReport, "write a self-contained HTML report of a run directory (curves, step times, timeline)"},
 };
 

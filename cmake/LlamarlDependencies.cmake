@@ -10,6 +10,7 @@ find_package(PkgConfig REQUIRED)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 find_package(Threads REQUIRED)
+find_package(CLI11 CONFIG REQUIRED)  # header-only; the llamarl program's option parsing
 
 # A CUDA LibTorch exports c10_cuda; Debian's CPU LibTorch does not.
 set(_torch_has_cuda OFF)

@@ -44,6 +44,7 @@ std::vector<RolloutGroup> ColocatedWorker::Generate(int64_t step, StepTimings* t
   }
   timings->gen_s = SecondsSince(t);
   const auto ts = Clock::now();
+  ScopedPhase scoring(job_, "score", /*trace=*/false);
   std::vector<RolloutGroup> groups;
   int64_t i = 0;
   for (auto& [id, completions] : by_group) {
@@ -62,21 +63,40 @@ std::vector<RolloutGroup> ColocatedWorker::Generate(int64_t step, StepTimings* t
   return groups;
 }
 
-double ColocatedWorker::Evaluate() {
+EvalTally ColocatedWorker::Evaluate() {
   ScopedPhase phase(job_, "eval");
   const int64_t n = std::min<int64_t>(job_.recipe.eval.num_prompts, int64_t(job_.data.eval.size()));
   auto bounds = EvenSplit(n, job_.placement.NumReplicas());
   std::vector<DatasetItem> items(job_.data.eval.begin() + bounds[size_t(replica_)],
                                  job_.data.eval.begin() + bounds[size_t(replica_) + 1]);
-  for (size_t i = 0; i < items.size(); ++i)
-    engine_->Submit(GenerationRequest{i, job_.tokenizer.Encode(items[i].prompt), EvalSampling(job_.recipe, job_.config), 1});
-  std::vector<Completion> done = engine_->RunUntilDone();
+  const int64_t k = job_.recipe.eval.samples;
+  const uint64_t n_items = items.size();  // request ids: i greedy, n_items + i the k samples of item i
+  for (size_t i = 0; i < items.size(); ++i) {
+    const std::vector<int64_t> prompt = job_.tokenizer.Encode(items[i].prompt);
+    engine_->Submit(GenerationRequest{i, prompt, EvalSampling(job_.recipe, job_.config), 1});
+    if (k > 0) {
+      engine_->Submit(GenerationRequest{n_items + i, prompt,
+                                        EvalSampleSampling(job_.recipe, job_.config, bounds[size_t(replica_)] + int64_t(i)), k});
+    }
+  }
+  std::vector<Completion> done, all = engine_->RunUntilDone();
+  std::vector<std::vector<Completion>> sampled(items.size());
+  for (Completion& c : all) {
+    if (c.request_id < n_items) done.push_back(std::move(c));
+    else sampled[size_t(c.request_id - n_items)].push_back(std::move(c));
+  }
   std::sort(done.begin(), done.end(), [](const Completion& a, const Completion& b) { return a.request_id < b.request_id; });
   const bool leader = tp_->Rank() == 0;
   const double mean = items.empty() ? 0.0 : ScoreEval(done, items, *reward_, job_.tokenizer, job_.eos_ids());
-  at::Tensor tally = at::tensor({leader ? mean * double(items.size()) : 0.0, leader ? double(items.size()) : 0.0}, at::kDouble);
-  job_.world.AllReduce(tally)->Wait(job_.timeouts.step);
-  return tally[1].item<double>() > 0 ? tally[0].item<double>() / tally[1].item<double>() : 0.0;
+  const EvalSampleSums s = ScoreEvalSamples(sampled, items, *reward_, job_.tokenizer, job_.eos_ids(),
+                                            job_.recipe.eval.pass_threshold);
+  at::Tensor sums = at::tensor({mean * double(items.size()), double(items.size()), s.pass_at_k, s.mean_at_k}, at::kDouble);
+  if (!leader) sums.zero_();  // TP ranks of a replica evaluated the same items
+  job_.world.AllReduce(sums)->Wait(job_.timeouts.step);
+  auto v = sums.accessor<double, 1>();
+  EvalTally tally;
+  tally.sum = v[0], tally.count = int64_t(v[1]), tally.pass_at_k_sum = v[2], tally.mean_at_k_sum = v[3];
+  return tally;
 }
 
 void ColocatedWorker::SyncWeights() {
@@ -122,6 +142,7 @@ Json ColocatedWorker::OffloadMetrics(const OffloadTally& tally) {
 }
 
 void ColocatedWorker::RunStep(int64_t step, int64_t end_step) {
+  ScopedStep in_step("RL", step);
   MaybeKillForTest(job_.recipe.debug, job_.world.Rank(), step);
   const auto step_start = Clock::now();
   StepTimings timings;
@@ -139,7 +160,7 @@ void ColocatedWorker::RunStep(int64_t step, int64_t end_step) {
   for (auto& g : generated) buffer_.Add(std::move(g), start_.trainer->PolicyVersion());
   StalenessStats staleness;
   std::vector<RolloutGroup> groups = buffer_.Take(&staleness);
-  const TrainStepMetrics metrics = TrainOnGroups(job_, *start_.trainer, groups, &timings);
+  const TrainStepMetrics metrics = TrainOnGroups(job_, *start_.trainer, groups, step, &timings);
   tally.train_trainer_state_bytes = start_.trainer->ResidentStateBytes();
   tally.train_kv_cache_bytes = engine_->CacheBytes();
   t = Clock::now();
@@ -157,7 +178,7 @@ void ColocatedWorker::RunStep(int64_t step, int64_t end_step) {
   EnterGeneration(&tally);
   const EvalRecipe& e = job_.recipe.eval;
   if (last || (e.every > 0 && (step + 1 - start_.rl_step) % e.every == 0)) {
-    row["eval_reward_mean"] = Evaluate();
+    row.update(Evaluate().ToJson(job_.recipe.eval.samples));
     row["eval_policy_version"] = start_.trainer->PolicyVersion();
     last_eval_ = row["eval_reward_mean"];
   }
@@ -172,11 +193,14 @@ void ColocatedWorker::RunStep(int64_t step, int64_t end_step) {
     row["eval_start_reward_mean"] = first_eval_;
     // The start of RL on the reward curve (as split placement shows it), unless this step evaluated.
     if (!row.contains("eval_reward_mean")) {
-      row["eval_reward_mean"] = first_eval_;
+      row.update(first_eval_row_);
       row["eval_policy_version"] = first_eval_version_;
     }
   }
-  if (job_.metrics) job_.metrics->Write(row);
+  if (job_.metrics) {
+    ScopedPhase writing(job_, "metrics", /*trace=*/false);
+    job_.metrics->Write(row);
+  }
   ReportProgress(row, step + 1, end_step);
 }
 
@@ -196,7 +220,8 @@ Json ColocatedWorker::Run() {
     OffloadTally unused;
     EnterGeneration(&unused);
   }
-  first_eval_ = Evaluate();
+  first_eval_row_ = Evaluate().ToJson(job_.recipe.eval.samples);
+  first_eval_ = first_eval_row_["eval_reward_mean"];
   first_eval_version_ = start_.trainer->PolicyVersion();
   for (int64_t step = start_.rl_step; step < end_step; ++step) RunStep(step, end_step);
   const LengthHistogram lengths = SumOverRanks(job_.world, lengths_, job_.timeouts.step);

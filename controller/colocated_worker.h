@@ -36,7 +36,7 @@ class ColocatedWorker {
  private:
   std::vector<RolloutGroup> Generate(int64_t step, StepTimings* timings);
   // Collective: greedy mean reward over the held-out prompts, each replica evaluating its slice.
-  double Evaluate();
+  EvalTally Evaluate();  // collective: every replica's share of the eval prompts
   // Device bytes of this rank, and what the swaps of one step cost (see OffloadMetrics).
   struct OffloadTally {
     double offload_s = 0;
@@ -65,6 +65,7 @@ class ColocatedWorker {
   StepPrompts prompts_;
   RolloutBuffer buffer_;
   Json first_eval_, last_eval_;
+  Json first_eval_row_;  // the start-of-RL eval's metrics keys
   int64_t first_eval_version_ = 0;  // policy version the start-of-RL eval ran at
   LengthHistogram lengths_;  // this rank's trained samples by response length
   double gen_total_s_ = 0, idle_total_s_ = 0, offload_total_s_ = 0;  // this rank's

@@ -13,6 +13,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr uint64_t kEvalBit = uint64_t(1) << 62;  // request ids of evaluation prompts
+constexpr uint64_t kEvalSampledBit = uint64_t(1) << 23;  // ... of their eval.samples requests
 
 
 }  // namespace
@@ -26,8 +27,9 @@ struct GeneratorWorker::InFlight {
 struct GeneratorWorker::EvalJob {
   int64_t seq = 0, step = 0, version = 0;
   std::vector<DatasetItem> items;
-  std::vector<Completion> done;
-  int64_t remaining = 0;
+  std::vector<Completion> done;                  // greedy, one per item
+  std::vector<std::vector<Completion>> sampled;  // eval.samples per item
+  int64_t remaining = 0;                          // completions still to come
 };
 
 Json GeneratorSummary::ToJson() const {
@@ -140,12 +142,19 @@ bool GeneratorWorker::Handle(const Command& c) {
       const int64_t n = std::min<int64_t>(job_.recipe.eval.num_prompts, int64_t(job_.data.eval.size()));
       auto bounds = EvenSplit(n, job_.placement.NumReplicas());
       e.items.assign(job_.data.eval.begin() + bounds[size_t(replica_)], job_.data.eval.begin() + bounds[size_t(replica_) + 1]);
+      const int64_t k = job_.recipe.eval.samples;
       e.done.resize(e.items.size());
-      e.remaining = int64_t(e.items.size());
+      e.sampled.resize(e.items.size());
+      e.remaining = int64_t(e.items.size()) * (1 + k);
       for (size_t i = 0; i < e.items.size(); ++i) {
-        GenerationRequest r{kEvalBit | (uint64_t(e.seq) << 24) | i, job_.tokenizer.Encode(e.items[i].prompt),
-                            EvalSampling(job_.recipe, job_.config), 1};
-        engine_->Submit(std::move(r));
+        const uint64_t id = kEvalBit | (uint64_t(e.seq) << 24) | i;
+        const std::vector<int64_t> prompt = job_.tokenizer.Encode(e.items[i].prompt);
+        engine_->Submit(GenerationRequest{id, prompt, EvalSampling(job_.recipe, job_.config), 1});
+        if (k > 0) {
+          engine_->Submit(GenerationRequest{
+              id | kEvalSampledBit, prompt,
+              EvalSampleSampling(job_.recipe, job_.config, bounds[size_t(replica_)] + int64_t(i)), k});
+        }
       }
       evals_.push_back(std::move(e));
       if (evals_.back().remaining == 0) FinishEval(evals_.back());
@@ -200,10 +209,12 @@ void GeneratorWorker::StepEngine() {
 void GeneratorWorker::OnCompletion(Completion c) {
   if (c.request_id & kEvalBit) {
     const int64_t seq = int64_t((c.request_id & ~kEvalBit) >> 24);
-    const size_t index = size_t(c.request_id & ((uint64_t(1) << 24) - 1));
+    const size_t index = size_t(c.request_id & (kEvalSampledBit - 1));
+    const bool sampled = c.request_id & kEvalSampledBit;
     for (auto& e : evals_) {
       if (e.seq != seq) continue;
-      e.done[index] = std::move(c);
+      if (sampled) e.sampled[index].push_back(std::move(c));
+      else e.done[index] = std::move(c);
       if (--e.remaining == 0) FinishEval(e);
     }
     while (!evals_.empty() && evals_.front().remaining == 0) evals_.pop_front();
@@ -216,6 +227,8 @@ void GeneratorWorker::OnCompletion(Completion c) {
   if (int64_t(it->second.done.size()) < job_.recipe.rollout.group_size) return;
   if (IsLeader()) {
     const auto t = Clock::now();
+    ScopedStep in_step("RL", int64_t(it->first) / job_.routing.groups_per_step);
+    ScopedPhase scoring(job_, "score", /*trace=*/false);
     RolloutGroup g = ScoreGroup(it->second.done, it->second.item, *reward_, job_.tokenizer, job_.eos_ids());
     summary_.score_s += SecondsSince(t);
     g.group_id = int64_t(it->first);
@@ -237,13 +250,18 @@ void GeneratorWorker::SendReport(const Json& report) {
 
 void GeneratorWorker::FinishEval(EvalJob& e) {
   if (!IsLeader()) return;
+  ScopedStep in_step("RL", e.step);
+  ScopedPhase scoring(job_, "eval", /*trace=*/false);
   const double mean = ScoreEval(e.done, e.items, *reward_, job_.tokenizer, job_.eos_ids());
   int64_t oldest = INT64_MAX;
   for (const auto& c : e.done) {
     for (int64_t v : c.versions) oldest = std::min(oldest, v);
   }
+  const EvalSampleSums s = ScoreEvalSamples(e.sampled, e.items, *reward_, job_.tokenizer, job_.eos_ids(),
+                                            job_.recipe.eval.pass_threshold);
   Json j = {{"kind", "eval"}, {"seq", e.seq}, {"step", e.step}, {"version", e.version},
             {"sum", mean * double(e.items.size())}, {"count", int64_t(e.items.size())},
+            {"pass_at_k_sum", s.pass_at_k}, {"mean_at_k_sum", s.mean_at_k},
             {"oldest_version", oldest == INT64_MAX ? e.version : oldest}};
   SendReport(j);
 }

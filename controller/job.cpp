@@ -13,6 +13,11 @@
 
 namespace llamarl::controller {
 
+std::string ErrorText(const std::exception& e) {
+  if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) return c10->what_without_backtrace();
+  return e.what();
+}
+
 LlamaConfig BuildModelConfig(const RecipeConfig& recipe) {
   const ModelRecipe& m = recipe.model;
   if (m.source == "hf") return LlamaConfig::FromFile(m.path);
@@ -39,7 +44,15 @@ Tokenizer BuildTokenizer(const RecipeConfig& recipe) {
   if (recipe.tokenizer.source == "tiny") {
     return Tokenizer::FromTokenizerJson(MakeTinyTokenizerJson().dump(), MakeTinyTokenizerConfigJson().dump());
   }
-  return Tokenizer::FromDirectory(recipe.tokenizer.path.empty() ? recipe.model.path : recipe.tokenizer.path);
+  const bool own_path = !recipe.tokenizer.path.empty();
+  const std::string dir = own_path ? recipe.tokenizer.path : recipe.model.path;
+  try {
+    return Tokenizer::FromDirectory(dir);
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, own_path ? "tokenizer.path" : "tokenizer.path (unset, so model.path)", " '", dir, "': ",
+                ErrorText(e), "; set tokenizer.path to the directory holding ",
+                "tokenizer.json (or GPT-2's encoder.json + vocab.bpe)");
+  }
 }
 
 StepPrompts::StepPrompts(std::vector<DatasetItem> train, const RecipeConfig& recipe)
@@ -175,6 +188,45 @@ double ScoreEval(const std::vector<Completion>& completions, const std::vector<D
   return sum / double(items.size());
 }
 
+double PassAtK(int64_t n, int64_t c, int64_t k) {
+  TORCH_CHECK(k >= 1 && k <= n && c >= 0 && c <= n, "pass@k needs 1 <= k <= n and 0 <= c <= n, got n=", n, " c=", c,
+              " k=", k);
+  if (n - c < k) return 1.0;
+  // C(n-c, k) / C(n, k) = prod_{i=n-c+1}^{n} (1 - k / i): no factorials, no overflow.
+  double fail = 1.0;
+  for (int64_t i = n - c + 1; i <= n; ++i) fail *= 1.0 - double(k) / double(i);
+  return 1.0 - fail;
+}
+
+EvalSampleSums ScoreEvalSamples(const std::vector<std::vector<Completion>>& samples,
+                                const std::vector<DatasetItem>& items, reward::Reward& reward,
+                                const Tokenizer& tokenizer, const std::vector<int64_t>& eos_ids, double pass_threshold) {
+  TORCH_INTERNAL_ASSERT(samples.size() == items.size(), samples.size(), " sample lists for ", items.size(), " items");
+  std::vector<reward::RewardItem> scored;
+  for (size_t i = 0; i < items.size(); ++i)
+    for (const Completion& c : samples[i])
+      scored.push_back({items[i].prompt, ResponseText(tokenizer, c.tokens, eos_ids), items[i].answer});
+  const std::vector<double> scores = scored.empty() ? std::vector<double>() : reward.Score(scored).scores;
+  EvalSampleSums sums;
+  size_t at = 0;
+  for (const auto& per_item : samples) {
+    const int64_t k = int64_t(per_item.size());
+    int64_t passed = 0;
+    for (int64_t j = 0; j < k; ++j, ++at) {
+      passed += scores[at] >= pass_threshold;
+      sums.mean_at_k += scores[at] / double(k);
+    }
+    if (k > 0) sums.pass_at_k += PassAtK(k, passed, k);
+  }
+  return sums;
+}
+
+SamplingParams EvalSampleSampling(const RecipeConfig& recipe, const LlamaConfig& config, int64_t item) {
+  SamplingParams p = RolloutSampling(recipe, config, GroupSeed(recipe.seed ^ 0x5eed5eed, item));
+  if (recipe.eval.max_new_tokens > 0) p.max_new_tokens = recipe.eval.max_new_tokens;
+  return p;
+}
+
 namespace {
 
 // A schedule without total_steps decays over the steps of the phase it drives.
@@ -201,8 +253,16 @@ TrainerConfig RlTrainerConfig(const RecipeConfig& recipe) {
 
 TrainerConfig SftTrainerConfig(const RecipeConfig& recipe) {
   Json merged = recipe.trainer.is_null() ? Json::object() : recipe.trainer;
+  // A key of `trainer` itself is named as such; what fails only once sft.trainer is merged over it
+  // comes from sft.trainer (its keys, or the combination).
+  TrainerConfig::FromJson(WithScheduleSteps(merged, recipe.sft.steps), "trainer");
   if (!recipe.sft.trainer.is_null()) merged.merge_patch(recipe.sft.trainer);
-  return TrainerConfig::FromJson(WithScheduleSteps(merged, recipe.sft.steps), "trainer (with sft.trainer applied)");
+  return TrainerConfig::FromJson(WithScheduleSteps(merged, recipe.sft.steps), "sft.trainer");
+}
+
+void ValidateTrainerSections(const RecipeConfig& recipe) {
+  RlTrainerConfig(recipe);
+  if (recipe.sft.steps > 0) SftTrainerConfig(recipe);
 }
 
 TrainBatch ToTrainBatch(const std::vector<RolloutGroup>& groups) {

@@ -7,6 +7,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +23,9 @@
 #include "trainer/trainer_config.h"
 
 namespace llamarl::controller {
+
+// An exception's message without LibTorch's backtrace.
+std::string ErrorText(const std::exception& e);
 
 // The model config: a tiny Llama over the 259-token byte tokenizer (EOS = <|endoftext|> and
 // <|im_end|>), or the HF directory's config.json.
@@ -87,12 +91,28 @@ RolloutGroup ScoreGroup(const std::vector<Completion>& completions, const Datase
 double ScoreEval(const std::vector<Completion>& completions, const std::vector<DatasetItem>& items,
                  reward::Reward& reward, const Tokenizer& tokenizer, const std::vector<int64_t>& eos_ids);
 
+// The unbiased pass@k estimator (Chen et al. 2021) for n samples of which c pass: 1 - C(n-c, k) / C(n, k).
+double PassAtK(int64_t n, int64_t c, int64_t k);
+// Sampled evaluation: `samples[i]` holds the k completions of items[i]. Sums over the items of the
+// pass@k estimate (a sample passes at reward >= pass_threshold) and of the mean reward (mean@k).
+struct EvalSampleSums {
+  double pass_at_k = 0, mean_at_k = 0;
+};
+EvalSampleSums ScoreEvalSamples(const std::vector<std::vector<Completion>>& samples,
+                                const std::vector<DatasetItem>& items, reward::Reward& reward,
+                                const Tokenizer& tokenizer, const std::vector<int64_t>& eos_ids, double pass_threshold);
+// The sampling of those k samples: the rollouts' temperature, a seed per eval prompt.
+SamplingParams EvalSampleSampling(const RecipeConfig& recipe, const LlamaConfig& config, int64_t item);
+
 // The trainer's config for RL: recipe.trainer, scoring at the temperature the rollouts are sampled at
 // (greedy rollouts record log-probs at 1; a trainer.temperature that differs is an error), a schedule
 // without total_steps decaying over recipe.steps.
 TrainerConfig RlTrainerConfig(const RecipeConfig& recipe);
-// The warm start's: recipe.trainer with sft.trainer merged over it, a schedule over sft.steps.
+// The warm start's: recipe.trainer with sft.trainer merged over it, a schedule over sft.steps. An
+// error names the key as the recipe has it: trainer.X, or sft.trainer.X when the merge causes it.
 TrainerConfig SftTrainerConfig(const RecipeConfig& recipe);
+// Parses both (SFT only when sft.steps > 0), so that a bad trainer value fails before any work.
+void ValidateTrainerSections(const RecipeConfig& recipe);
 
 // Training samples of accepted groups (group_id kept, so GRPO groups stay together).
 TrainBatch ToTrainBatch(const std::vector<RolloutGroup>& groups);

@@ -4,10 +4,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "controller/colocated_worker.h"
 #include "controller/generator_worker.h"
 #include "controller/metrics.h"
+#include "controller/run_dir.h"
 #include "controller/trace.h"
 #include "controller/trainer_worker.h"
 #include "core/logging.h"
@@ -35,22 +37,6 @@ void CheckRecipeFitsPlacement(const RecipeConfig& recipe, const Placement& p) {
   GeneratorConfig::FromJson(recipe.generator, "generator");  // its errors before any model is built
 }
 
-// The controller prepares the run directory; on resume the metrics after the checkpoint are cut so
-// the rerun steps are not counted twice.
-std::unique_ptr<MetricsWriter> OpenRunDirectory(const RecipeConfig& recipe, const Placement& placement, bool resume) {
-  fs::create_directories(recipe.run_dir);
-  std::ofstream(recipe.run_dir + "/recipe.json") << ResolvedRecipeJson(recipe, placement).dump(2) << "\n";
-  const std::string metrics = recipe.run_dir + "/metrics.jsonl";
-  if (resume) {
-    const std::string latest = LatestCheckpoint(recipe.run_dir);
-    if (!latest.empty() && fs::exists(metrics)) {
-      const int64_t rl_step = std::stoll(fs::path(latest).filename().string().substr(5));
-      DropMetricsAfterStep(metrics, recipe.sft.steps + rl_step - 1);
-    }
-  }
-  return std::make_unique<MetricsWriter>(metrics, resume);
-}
-
 Json RunRole(JobContext& job, LlamaForCausalLMImpl& model) {
   const Placement& p = job.placement;
   const int rank = job.world.Rank();
@@ -67,28 +53,57 @@ Json RunRole(JobContext& job, LlamaForCausalLMImpl& model) {
   return TrainerWorker(job, model, sync, std::move(dp)).Run();
 }
 
-std::string ErrorText(const std::exception& e) {
-  if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) return c10->what_without_backtrace();
-  return e.what();
+// RUN_DIR/summary.json. The start of RL is where the run began RL, not where a resume picked it up.
+void WriteSummary(const std::string& run_dir, const ResumePoint* resume, Json* summary) {
+  if (resume && !resume->eval_start.is_null()) {
+    (*summary)["eval_resume"] = summary->value("eval_start", Json());
+    (*summary)["eval_start"] = resume->eval_start;
+  }
+  (*summary)["run_dir"] = run_dir;
+  std::ofstream(run_dir + "/summary.json") << summary->dump(2) << "\n";
+}
+
+void MergeTraceOrWarn(const std::string& run_dir) {
+  // The per-rank trace files are complete either way; `llamarl report` merges them when trace.json
+  // is missing, so a merge failure is reported but does not fail a finished run.
+  try {
+    MergeTrace(run_dir);
+  } catch (const std::exception& e) {
+    LogWarning("could not merge ", run_dir, "/trace/*.jsonl into trace.json: ", ErrorText(e));
+  }
 }
 
 }  // namespace
 
+// Everything that can fail on the recipe or its inputs is checked before any rank does work or
+// writes anything: placement, the trainer sections (RL and SFT), the model config, the tokenizer,
+// the data and, on resume, the run directory (controller/run_dir.h).
 Json RunTraining(Communicator& world, RecipeConfig recipe, const RunOptions& options) {
   const Placement placement = ResolvePlacement(recipe.placement, world.Size());
   CheckRecipeFitsPlacement(recipe, placement);
+  ValidateTrainerSections(recipe);
   if (!options.resume_dir.empty()) recipe.run_dir = options.resume_dir;
+  const Json resolved = ResolvedRecipeJson(recipe, placement);
+  std::optional<ResumePoint> resume;
+  if (!options.resume_dir.empty()) resume = PlanResume(resolved, options.resume_dir);  // reads only
   const int rank = world.Rank();
   const bool controller = rank == placement.FirstTrainer();
   SetLogRank(world.Size() > 1 ? rank : -1);
-  std::unique_ptr<MetricsWriter> metrics;
-  if (controller) metrics = OpenRunDirectory(recipe, placement, !options.resume_dir.empty());
-  world.Barrier()->Wait(TimeoutsOf(recipe).startup);  // the run directory exists for every rank
-  auto tracer = std::make_unique<Tracer>(recipe.run_dir, rank, RoleOf(placement, rank));
   const LlamaConfig config = BuildModelConfig(recipe);
   JobContext job{world, recipe, placement, config, BuildTokenizer(recipe), LoadDataset(recipe.data),
                  TimeoutsOf(recipe), GroupRouting{recipe.rollout.prompts_per_step, placement.NumReplicas()},
-                 options.resume_dir, metrics.get(), tracer.get()};
+                 options.resume_dir, resume ? resume->checkpoint : ""};
+  std::unique_ptr<MetricsWriter> metrics;
+  if (controller) {
+    if (resume && !resume->skipped.empty())
+      LogWarning("--resume ", recipe.run_dir, ": skipping damaged checkpoint(s):", SkippedText(*resume),
+                 "\nresuming from ", resume->checkpoint, " (RL step ", resume->rl_step, ") instead");
+    metrics = OpenRunDirectory(recipe.run_dir, resolved, resume ? &*resume : nullptr, recipe.logging.tensorboard);
+  }
+  world.Barrier()->Wait(job.timeouts.startup);  // the run directory exists for every rank
+  auto tracer = std::make_unique<Tracer>(recipe.run_dir, rank, RoleOf(placement, rank));
+  job.metrics = metrics.get();
+  job.tracer = tracer.get();
   Json summary;
   ResetPhase();
   try {
@@ -96,24 +111,13 @@ Json RunTraining(Communicator& world, RecipeConfig recipe, const RunOptions& opt
     summary = RunRole(job, *model);
   } catch (const std::exception& e) {
     throw TrainingFailure("rank " + std::to_string(rank) + " (" + RoleOf(placement, rank) + ") failed in phase '" +
-                          CurrentPhase() + "': " + ErrorText(e));
+                          CurrentPhase() + "'" + CurrentStepText() + ": " + ErrorText(e));
   }
   tracer.reset();
   world.Barrier()->Wait(TimeoutsOf(recipe).step);
-  if (rank == 0) {
-    // The per-rank trace files are complete either way; `llamarl report` merges them when trace.json
-    // is missing, so a merge failure is reported but does not fail a finished run.
-    try {
-      MergeTrace(recipe.run_dir);
-    } catch (const std::exception& e) {
-      LogWarning("could not merge ", recipe.run_dir, "/trace/*.jsonl into trace.json: ", ErrorText(e));
-    }
-  }
+  if (rank == 0) MergeTraceOrWarn(recipe.run_dir);
   if (!controller) return Json::object();
-  {
-    summary["run_dir"] = recipe.run_dir;
-    std::ofstream(recipe.run_dir + "/summary.json") << summary.dump(2) << "\n";
-  }
+  WriteSummary(recipe.run_dir, resume ? &*resume : nullptr, &summary);
   return summary;
 }
 

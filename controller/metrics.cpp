@@ -5,6 +5,7 @@
 #include <map>
 
 #include "controller/jsonl_file.h"
+#include "controller/tensorboard.h"
 #include "core/check.h"
 #include "core/logging.h"
 
@@ -19,7 +20,7 @@ bool HasStep(const nlohmann::json& row) {
 }  // namespace
 
 MetricsWriter::MetricsWriter(const std::string& path, bool append)
-    : file_(std::make_unique<JsonlAppender>(path, append, "metrics")) {}
+    : file_(std::make_unique<JsonlAppender>(path, append, "metrics")), path_(path) {}
 MetricsWriter::~MetricsWriter() = default;
 MetricsWriter::MetricsWriter(MetricsWriter&&) noexcept = default;
 MetricsWriter& MetricsWriter::operator=(MetricsWriter&&) noexcept = default;
@@ -27,10 +28,28 @@ MetricsWriter& MetricsWriter::operator=(MetricsWriter&&) noexcept = default;
 void MetricsWriter::Write(const nlohmann::json& row) {
   LLAMARL_CHECK(row.is_object() && HasStep(row), "MetricsWriter: a metrics row must be a JSON object with an "
                 "integer \"step\" >= 0; got ", row.dump().substr(0, 120));
+  if (replace_pending_) {
+    file_.reset();  // DropMetricsAfterStep replaces the file: append to the new one
+    const int64_t dropped = DropMetricsAfterStep(path_, row["step"].get<int64_t>() - 1);
+    if (dropped > 0) LogInfo("metrics: replaced ", dropped, " rows from step ", row["step"], " on (recomputed by the resume)");
+    file_ = std::make_unique<JsonlAppender>(path_, /*append=*/true, "metrics");
+    replace_pending_ = false;
+  }
   file_->Append(row);
+  if (!events_) return;
+  const int64_t step = row["step"].get<int64_t>();
+  for (auto it = row.begin(); it != row.end(); ++it) {
+    if (it.key() == "step" || it.key() == "rl_step") continue;
+    if (it->is_number()) events_->AddScalar(it.key(), it->get<double>(), step);
+    if (it->is_boolean()) events_->AddScalar(it.key(), it->get<bool>() ? 1.0 : 0.0, step);
+  }
 }
 
-const std::string& MetricsWriter::path() const { return file_->path(); }
+void MetricsWriter::AttachEventFile(std::unique_ptr<controller::EventFileWriter> events) {
+  events_ = std::move(events);
+}
+
+const std::string& MetricsWriter::path() const { return path_; }
 
 std::vector<nlohmann::json> ReadMetrics(const std::string& path) {
   LLAMARL_CHECK(std::filesystem::exists(path), "metrics file '", path, "' does not exist (a run writes "

@@ -4,6 +4,7 @@
 // Keys (absent = not measured this step; a value is never invented to fill a gap):
 //   step, policy_version, time_s (seconds since the run started), phase ("sft" | "rl"),
 //   reward_mean, reward_std, eval_reward_mean (eval steps only; held-out prompts, greedy),
+//   eval_pass_at_k, eval_mean_at_k, eval_samples (eval steps with eval.samples k > 0),
 //   loss, kl, entropy, grad_norm, lr, skipped,
 //   staleness_mean, staleness_max (per trained token: trainer version - sampling version),
 //   stale_groups (trained groups with a token older than max_policy_lag versions; 0 colocated),
@@ -33,6 +34,9 @@
 namespace llamarl {
 
 class JsonlAppender;
+namespace controller {
+class EventFileWriter;
+}  // namespace controller
 
 class MetricsWriter {
  public:
@@ -45,10 +49,20 @@ class MetricsWriter {
 
   // One row: a JSON object with an integer "step" >= 0. Flushed before returning. Thread-safe.
   void Write(const nlohmann::json& row);
+  // Resume: the next Write first drops the rows whose step is at or after its row's (they are being
+  // recomputed). Done then, not at open, so that a resume failing before its first step leaves the
+  // file as it was.
+  void ReplaceFromFirstRow() { replace_pending_ = true; }
+  // Every later row's numbers (bools as 0/1; not "step" and "rl_step") also go to `events` as
+  // TensorBoard scalars tagged with their key, at the row's step.
+  void AttachEventFile(std::unique_ptr<controller::EventFileWriter> events);
   const std::string& path() const;
 
  private:
   std::unique_ptr<JsonlAppender> file_;
+  std::unique_ptr<controller::EventFileWriter> events_;
+  std::string path_;
+  bool replace_pending_ = false;
 };
 
 // The rows of a metrics file in file order. A torn last line (a crash mid-write) is dropped with a

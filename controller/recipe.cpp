@@ -83,6 +83,8 @@ EvalRecipe EvalRecipe::FromJson(const Json& j, const std::string& path) {
   r.Read("every", &c.every, Range::AtLeast(0), "evaluate every N RL steps (0 = start and end only)");
   r.Read("num_prompts", &c.num_prompts, Range::AtLeast(1), "held-out prompts per evaluation");
   r.Read("max_new_tokens", &c.max_new_tokens, Range::AtLeast(0), "0 = rollout.max_new_tokens");
+  r.Read("samples", &c.samples, Range::AtLeast(0), "k samples per prompt for pass@k and mean@k (0 = greedy only)");
+  r.Read("pass_threshold", &c.pass_threshold, {}, "the reward at which a sample passes (pass@k)");
   r.Finish();
   return c;
 }
@@ -119,6 +121,15 @@ DebugRecipe DebugRecipe::FromJson(const Json& j, const std::string& path) {
   ConfigReader r(j, path);
   r.Read("kill_rank", &c.kill_rank, Range::AtLeast(-1), "test only: rank that SIGKILLs itself (-1 = none)");
   r.Read("kill_at_step", &c.kill_at_step, Range::AtLeast(-1), "test only: RL step of the kill");
+  r.Read("nan_at_step", &c.nan_at_step, Range::AtLeast(-1), "test only: RL step whose rewards are NaN (-1 = none)");
+  r.Finish();
+  return c;
+}
+
+LoggingRecipe LoggingRecipe::FromJson(const Json& j, const std::string& path) {
+  LoggingRecipe c;
+  ConfigReader r(j, path);
+  r.Read("tensorboard", &c.tensorboard, "write a TensorBoard event file beside metrics.jsonl");
   r.Finish();
   return c;
 }
@@ -177,6 +188,7 @@ RecipeConfig RecipeConfig::FromJson(const Json& j, const std::string& path) {
   c.checkpoint = CheckpointRecipe::FromJson(r.Raw("checkpoint"), r.PathOf("checkpoint"));
   c.timeouts = TimeoutRecipe::FromJson(r.Raw("timeouts"), r.PathOf("timeouts"));
   c.debug = DebugRecipe::FromJson(r.Raw("debug"), r.PathOf("debug"));
+  c.logging = LoggingRecipe::FromJson(r.Raw("logging"), r.PathOf("logging"));
   r.Read("run_dir", &c.run_dir, {}, "where metrics, trace and checkpoints go");
   r.Read("steps", &c.steps, Range::AtLeast(1), "RL steps");
   r.Read("seed", &c.seed, Range::AtLeast(0), "sampling seed of the run");

@@ -79,6 +79,8 @@ struct EvalRecipe {
   int64_t every = 0;           // evaluate every N RL steps, at the start and at the end (0 = start and end only)
   int64_t num_prompts = 32;    // held-out prompts per evaluation (at most the eval split)
   int64_t max_new_tokens = 0;  // 0 = rollout.max_new_tokens
+  int64_t samples = 0;         // k > 0: also k samples per prompt at rollout.temperature, for pass@k and mean@k
+  double pass_threshold = 1.0;  // a sample passes (pass@k) when its reward is at least this
 
   static EvalRecipe FromJson(const Json& j, const std::string& path);
 };
@@ -113,12 +115,22 @@ struct TimeoutRecipe {
 };
 
 // Test-only fault injection (tests/controller): rank `kill_rank` raises SIGKILL on itself when it
-// reaches RL step `kill_at_step`. Off by default; no recipe under recipes/ sets it.
+// reaches RL step `kill_at_step`; at RL step `nan_at_step` every reward the trainers see is NaN, so
+// the loss and gradient are not finite and the step is skipped and counted. Off by default; no
+// recipe under recipes/ sets them.
 struct DebugRecipe {
   int kill_rank = -1;
   int64_t kill_at_step = -1;
+  int64_t nan_at_step = -1;
 
   static DebugRecipe FromJson(const Json& j, const std::string& path);
+};
+
+// What the run writes besides metrics.jsonl, trace and checkpoints.
+struct LoggingRecipe {
+  bool tensorboard = true;  // RUN_DIR/events.out.tfevents.*: the metrics as scalars, the recipe as text
+
+  static LoggingRecipe FromJson(const Json& j, const std::string& path);
 };
 
 struct RecipeConfig {
@@ -138,6 +150,7 @@ struct RecipeConfig {
   CheckpointRecipe checkpoint;
   TimeoutRecipe timeouts;
   DebugRecipe debug;
+  LoggingRecipe logging;
   std::string run_dir = "runs/run";
   int64_t steps = 20;  // RL steps
   int64_t seed = 0;    // sampling seed of the run (rollouts draw from (seed, step, group, sample))

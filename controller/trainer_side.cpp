@@ -29,6 +29,7 @@ void WarmStart(JobContext& job, Communicator& dp, LlamaForCausalLMImpl& model) {
   Trainer trainer(dp, job.config, model, SftTrainerConfig(job.recipe));
   EpochSampler sampler(job.data.train, SamplerOptions{job.recipe.data.seed + 1, true, 0});
   for (int64_t i = 0; i < sft.steps; ++i) {
+    ScopedStep in_step("SFT", i);
     std::vector<DatasetItem> items = sampler.Next(size_t(sft.batch_size));
     auto start = std::chrono::steady_clock::now();
     TrainStepMetrics m;
@@ -38,6 +39,7 @@ void WarmStart(JobContext& job, Communicator& dp, LlamaForCausalLMImpl& model) {
     }
     const double train_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (job.metrics) {
+      ScopedPhase writing(job, "metrics", /*trace=*/false);
       Json row = m.ToJson();
       row.update({{"step", i}, {"phase", "sft"}, {"policy_version", trainer.PolicyVersion()},
                   {"time_s", job.ElapsedS()}, {"train_s", train_s}});
@@ -53,12 +55,15 @@ void WarmStart(JobContext& job, Communicator& dp, LlamaForCausalLMImpl& model) {
 namespace {
 thread_local const char* current_phase = "startup";
 thread_local const char* failed_phase = nullptr;  // the innermost phase an exception left
+thread_local const char* current_step_kind = nullptr;
+thread_local int64_t current_step = -1;
+thread_local std::string failed_step;  // the step an exception left, as CurrentStepText says it
 }  // namespace
 
-ScopedPhase::ScopedPhase(JobContext& job, const char* phase)
+ScopedPhase::ScopedPhase(JobContext& job, const char* phase, bool trace)
     : previous_(current_phase), uncaught_(std::uncaught_exceptions()) {
   current_phase = phase;
-  if (job.tracer) span_ = std::make_unique<Tracer::Span>(job.tracer->Scope(phase));
+  if (job.tracer && trace) span_ = std::make_unique<Tracer::Span>(job.tracer->Scope(phase));
 }
 
 ScopedPhase::~ScopedPhase() {
@@ -66,18 +71,43 @@ ScopedPhase::~ScopedPhase() {
   current_phase = previous_;
 }
 
+ScopedStep::ScopedStep(const char* kind, int64_t step)
+    : previous_kind_(current_step_kind), previous_phase_(current_phase), previous_step_(current_step),
+      uncaught_(std::uncaught_exceptions()) {
+  current_step_kind = kind;
+  current_step = step;
+  current_phase = std::string(kind) == "SFT" ? "sft" : "rl";
+}
+
+ScopedStep::~ScopedStep() {
+  if (std::uncaught_exceptions() > uncaught_) {
+    if (!failed_phase) failed_phase = current_phase;
+    if (failed_step.empty()) failed_step = CurrentStepText();
+  }
+  current_step_kind = previous_kind_;
+  current_step = previous_step_;
+  current_phase = previous_phase_;
+}
+
 const char* CurrentPhase() { return failed_phase ? failed_phase : current_phase; }
+
+std::string CurrentStepText() {
+  if (!failed_step.empty()) return failed_step;
+  if (!current_step_kind) return "";
+  return std::string(" at ") + current_step_kind + " step " + std::to_string(current_step);
+}
 
 void ResetPhase() {
   current_phase = "startup";
   failed_phase = nullptr;
+  current_step_kind = nullptr;
+  current_step = -1;
+  failed_step.clear();
 }
 
 TrainingStart StartTraining(JobContext& job, Communicator& dp, LlamaForCausalLMImpl& model) {
   TrainingStart start;
-  const std::string latest = job.resume_dir.empty() ? "" : LatestCheckpoint(job.resume_dir);
-  TORCH_CHECK(job.resume_dir.empty() || !latest.empty(), "--resume ", job.resume_dir,
-              ": no checkpoint under ", job.resume_dir, "/checkpoints; the run saved none (set checkpoint.every)");
+  const std::string& latest = job.resume_checkpoint;
   if (latest.empty() && job.recipe.sft.steps > 0) WarmStart(job, dp, model);
   const int64_t sft_version = latest.empty() ? job.recipe.sft.steps : 0;
   start.trainer = std::make_unique<Trainer>(dp, job.config, model, RlTrainerConfig(job.recipe), sft_version);
@@ -95,30 +125,8 @@ void SaveRunCheckpoint(JobContext& job, Trainer& trainer, int64_t next_rl_step, 
   const std::string dir = job.recipe.run_dir + "/checkpoints/step_" + std::to_string(next_rl_step);
   trainer.SaveCheckpoint(dir, Json{{"rl_step", next_rl_step}, {"cursor", cursor.ToJson()}});
   if (!job.IsController()) return;
-  std::vector<std::pair<int64_t, fs::path>> all;
-  for (const auto& e : fs::directory_iterator(job.recipe.run_dir + "/checkpoints")) {
-    const std::string name = e.path().filename().string();
-    if (e.is_directory() && name.rfind("step_", 0) == 0 && name.find('.') == std::string::npos)
-      all.emplace_back(std::stoll(name.substr(5)), e.path());
-  }
-  std::sort(all.begin(), all.end());
-  for (size_t i = 0; i + size_t(job.recipe.checkpoint.keep) < all.size(); ++i) fs::remove_all(all[i].second);
-}
-
-std::string LatestCheckpoint(const std::string& run_dir) {
-  const fs::path root = fs::path(run_dir) / "checkpoints";
-  if (!fs::is_directory(root)) return "";
-  int64_t best = -1;
-  std::string best_dir;
-  for (const auto& e : fs::directory_iterator(root)) {
-    const std::string name = e.path().filename().string();
-    // Atomic saves write a temporary sibling first; only a plain step_<n> directory is complete.
-    if (!e.is_directory() || name.rfind("step_", 0) != 0) continue;
-    const std::string digits = name.substr(5);
-    if (digits.empty() || !std::all_of(digits.begin(), digits.end(), ::isdigit)) continue;
-    if (std::stoll(digits) > best) best = std::stoll(digits), best_dir = e.path().string();
-  }
-  return best_dir;
+  const auto all = CheckpointsNewestFirst(job.recipe.run_dir);
+  for (size_t i = size_t(job.recipe.checkpoint.keep); i < all.size(); ++i) fs::remove_all(all[i].second);
 }
 
 Json StepMetricsRow(Communicator& dp, const std::vector<RolloutGroup>& groups, const StalenessStats& staleness,
@@ -179,13 +187,27 @@ void RescoreLogprobs(JobContext& job, Trainer& trainer, const std::vector<Rollou
   }
 }
 
+Json EvalTally::ToJson(int64_t samples) const {
+  Json j{{"eval_reward_mean", Mean()}};
+  if (samples > 0 && count > 0) {
+    j.update({{"eval_pass_at_k", pass_at_k_sum / double(count)}, {"eval_mean_at_k", mean_at_k_sum / double(count)},
+              {"eval_samples", samples}});
+  }
+  return j;
+}
+
 TrainStepMetrics TrainOnGroups(JobContext& job, Trainer& trainer, const std::vector<RolloutGroup>& groups,
-                               StepTimings* timings) {
+                               int64_t step, StepTimings* timings) {
   const auto start = std::chrono::steady_clock::now();
   TrainStepMetrics metrics;
   {
     ScopedPhase phase(job, "train");
-    metrics = trainer.Step(ToTrainBatch(groups));
+    TrainBatch batch = ToTrainBatch(groups);
+    if (step == job.recipe.debug.nan_at_step) {
+      LogWarning("debug.nan_at_step: the rewards of RL step ", step, " are NaN");
+      for (TrainSample& s : batch.samples) s.reward = std::nan("");
+    }
+    metrics = trainer.Step(batch);
   }
   timings->train_s += SecondsSince(start);
   return metrics;

@@ -13,6 +13,7 @@
 #include "controller/length_histogram.h"
 #include "controller/recipe.h"
 #include "controller/rollout.h"
+#include "controller/run_dir.h"
 #include "core/communicator.h"
 #include "controller/trace.h"
 #include "trainer/trainer.h"
@@ -37,7 +38,8 @@ struct JobContext {
   DatasetSplits data;
   JobTimeouts timeouts;
   GroupRouting routing;
-  std::string resume_dir;  // non-empty: continue from its latest checkpoint
+  std::string resume_dir;         // non-empty: continue the run in this directory ...
+  std::string resume_checkpoint;  // ... from this checkpoint (the newest whole one, controller/run_dir.h)
   MetricsWriter* metrics = nullptr;  // the controller's (null on other ranks)
   Tracer* tracer = nullptr;          // this rank's
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
@@ -51,10 +53,11 @@ struct JobContext {
 };
 
 // The phase this thread is in ("generate", "train", "sync", "wait", ...), for failure messages; the
-// scope also records a trace span when the job has a tracer.
+// scope also records a trace span when the job has a tracer and `trace` is true (false for short
+// bookkeeping such as writing metrics, named only so that its failures say where they happened).
 class ScopedPhase {
  public:
-  ScopedPhase(JobContext& job, const char* phase);
+  ScopedPhase(JobContext& job, const char* phase, bool trace = true);
   ~ScopedPhase();
   ScopedPhase(const ScopedPhase&) = delete;
   ScopedPhase& operator=(const ScopedPhase&) = delete;
@@ -64,9 +67,26 @@ class ScopedPhase {
   int uncaught_;
   std::unique_ptr<Tracer::Span> span_;
 };
+// The step this thread works on (`kind` "RL" or "SFT"), for failure messages. Inside it, work
+// outside a named phase is in phase "rl" / "sft" rather than "startup".
+class ScopedStep {
+ public:
+  ScopedStep(const char* kind, int64_t step);
+  ~ScopedStep();
+  ScopedStep(const ScopedStep&) = delete;
+  ScopedStep& operator=(const ScopedStep&) = delete;
+
+ private:
+  const char* previous_kind_;
+  const char* previous_phase_;
+  int64_t previous_step_;
+  int uncaught_;
+};
 // The innermost phase an exception escaped from, else the current one.
 const char* CurrentPhase();
-// Forgets the phase a previous run failed in (RunTraining calls it first).
+// " at RL step 41" for the step an exception escaped from (else the current one); "" outside steps.
+std::string CurrentStepText();
+// Forgets the phase and step a previous run failed in (RunTraining calls it first).
 void ResetPhase();
 
 // Where RL starts: a fresh run after its warm start, or the step after a checkpoint.
@@ -77,16 +97,13 @@ struct TrainingStart {
   bool resumed = false;
 };
 
-// Collective over `dp` (the trainer ranks). Resumes from the latest checkpoint under
-// job.resume_dir when set; otherwise runs recipe.sft.steps of SFT (written to metrics with phase
+// Collective over `dp` (the trainer ranks). Resumes from job.resume_checkpoint when set; otherwise runs recipe.sft.steps of SFT (written to metrics with phase
 // "sft") and builds the RL trainer from the warm-started weights.
 TrainingStart StartTraining(JobContext& job, Communicator& dp, LlamaForCausalLMImpl& model);
 
 // RUN_DIR/checkpoints/step_<rl_step>: the trainer's atomic checkpoint with {"rl_step", "cursor"} as
 // extra. Collective over dp; the controller deletes all but the newest recipe.checkpoint.keep.
 void SaveRunCheckpoint(JobContext& job, Trainer& trainer, int64_t next_rl_step, const Cursor& cursor);
-// The newest complete checkpoint directory under run_dir, or "" when there is none.
-std::string LatestCheckpoint(const std::string& run_dir);
 
 // Per-step training-side timings of one rank (seconds).
 struct StepTimings {
@@ -102,9 +119,11 @@ struct StepTimings {
 // trainer ranks (a rank with nothing to rescore still takes part).
 void RescoreLogprobs(JobContext& job, Trainer& trainer, const std::vector<RolloutGroup*>& groups);
 
-// One optimizer step on the groups, traced as the "train" phase; adds its seconds to timings->train_s.
+// One optimizer step on the groups of RL step `step`, traced as the "train" phase; adds its seconds
+// to timings->train_s. At recipe.debug.nan_at_step every reward becomes NaN, so the loss and the
+// gradient are not finite and the trainer's skip-and-count path runs (a test hook).
 TrainStepMetrics TrainOnGroups(JobContext& job, Trainer& trainer, const std::vector<RolloutGroup>& groups,
-                               StepTimings* timings);
+                               int64_t step, StepTimings* timings);
 
 // The metrics row of one RL step (contract in controller/metrics.h), aggregated over dp; collective.
 Json StepMetricsRow(Communicator& dp, const std::vector<RolloutGroup>& groups, const StalenessStats& staleness,
@@ -114,12 +133,14 @@ Json StepMetricsRow(Communicator& dp, const std::vector<RolloutGroup>& groups, c
 // ranks trained on. The counts travel as one tensor as long as the longest rank's.
 LengthHistogram SumOverRanks(Communicator& comm, const LengthHistogram& local, std::chrono::milliseconds timeout);
 
-// Mean of per-replica (sum, count) evaluation results.
+// Mean of per-replica (sum, count) evaluation results, with the sums of the eval.samples scores.
 struct EvalTally {
-  double sum = 0;
+  double sum = 0, pass_at_k_sum = 0, mean_at_k_sum = 0;
   int64_t count = 0;
   int64_t replicas = 0;
   double Mean() const { return count > 0 ? sum / double(count) : 0.0; }
+  // {"eval_reward_mean"} and, when eval.samples k > 0, {"eval_pass_at_k", "eval_mean_at_k", "eval_samples"}.
+  Json ToJson(int64_t samples) const;
 };
 
 }  // namespace llamarl::controller

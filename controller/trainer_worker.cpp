@@ -150,6 +150,8 @@ void TrainerWorker::CollectMessages(bool block_for_evals) {
         }
         EvalTally& t = evals_[m.at("seq").get<int64_t>()];
         t.sum += m.at("sum").get<double>();
+        t.pass_at_k_sum += m.value("pass_at_k_sum", 0.0);
+        t.mean_at_k_sum += m.value("mean_at_k_sum", 0.0);
         t.count += m.at("count").get<int64_t>();
         ++t.replicas;
       }
@@ -157,7 +159,8 @@ void TrainerWorker::CollectMessages(bool block_for_evals) {
     for (auto it = evals_.begin(); it != evals_.end();) {
       if (it->second.replicas < job_.placement.NumReplicas()) break;  // in order of request
       auto [step, version] = eval_meta_[it->first];
-      pending_eval_ = {{"eval_reward_mean", it->second.Mean()}, {"eval_policy_version", version}, {"eval_step", step}};
+      pending_eval_ = it->second.ToJson(job_.recipe.eval.samples);
+      pending_eval_.update({{"eval_policy_version", version}, {"eval_step", step}});
       if (first_eval_.is_null()) first_eval_ = pending_eval_;
       last_eval_ = pending_eval_;
       it = evals_.erase(it);
@@ -170,6 +173,7 @@ void TrainerWorker::CollectMessages(bool block_for_evals) {
 }
 
 void TrainerWorker::RunStep(int64_t step) {
+  ScopedStep in_step("RL", step);
   MaybeKillForTest(job_.recipe.debug, job_.world.Rank(), step);
   StepTimings timings;
   StalenessStats staleness;
@@ -179,7 +183,7 @@ void TrainerWorker::RunStep(int64_t step) {
   const int64_t ready_queue = job_.IsController() ? planner_->NumReady() : 0;
   std::vector<RolloutGroup> groups = Receive(plan, &staleness);
   timings.wait_s = SecondsSince(t);
-  const TrainStepMetrics metrics = TrainOnGroups(job_, *start_.trainer, groups, &timings);
+  const TrainStepMetrics metrics = TrainOnGroups(job_, *start_.trainer, groups, step, &timings);
   t = Clock::now();
   Push(step + 1);
   Admit(step + 1);
@@ -203,7 +207,10 @@ void TrainerWorker::RunStep(int64_t step) {
   row["step_s"] = SecondsSince(step_start);
   row["tokens_per_s"] = double(row.value("tokens", int64_t(0))) / std::max(1e-9, SecondsSince(step_start));
   if (!pending_eval_.is_null()) row.update(pending_eval_), pending_eval_ = Json();
-  if (job_.metrics) job_.metrics->Write(row);
+  if (job_.metrics) {
+    ScopedPhase writing(job_, "metrics", /*trace=*/false);
+    job_.metrics->Write(row);
+  }
   ReportProgress(row, step + 1, end_step_);
 }
 

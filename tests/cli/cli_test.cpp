@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <utility>
 
 namespace llamarl {
 namespace {
@@ -37,6 +38,39 @@ TEST(CliTest, UnknownCommandAndOptionAreErrorsThatSayWhatExists) {
   EXPECT_NE(out.find("generate"), std::string::npos) << out;
   EXPECT_EQ(Llamarl("tokenize --modle x --text hi", &out, true), 1);
   EXPECT_NE(out.find("unknown option --modle; known: --model"), std::string::npos) << out;
+}
+
+// Every command and every benchmark answers --help with its usage and options, exit status 0, and
+// no work done (bench weight-sync would otherwise need MPI ranks).
+TEST(CliTest, EveryCommandAndSubcommandHasHelp) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"--help", "commands:"},
+      {"train --help", "--resume"},
+      {"init --help", "--hidden-size"},
+      {"tokenize --help", "--text"},
+      {"generate --help", "--max-new-tokens"},
+      {"plan --help", "--gpus"},
+      {"report --help", "--out"},
+      {"export --help", "--dtype"},
+      {"eval --help", "--samples"},
+      {"bench --help", "weight-sync"},
+      {"bench logprobs --help", "--vocab"},
+      {"bench weight-sync --help", "--bucket-bytes"},
+      {"bench generate --help", "--batches"},
+      {"bench train --help", "--micro-batch-tokens"},
+      {"bench async --help", "--recipe"},
+  };
+  for (const auto& [args, expected] : cases) {
+    std::string out;
+    EXPECT_EQ(Llamarl(args, &out, true), 0) << args << "\n" << out;
+    EXPECT_NE(out.find("usage"), std::string::npos) << args << "\n" << out;
+    EXPECT_NE(out.find(expected), std::string::npos) << args << "\n" << out;
+  }
+  std::string out;
+  EXPECT_EQ(Llamarl("tokenize --model x --model y --text hi", &out, true), 1);
+  EXPECT_NE(out.find("--model given twice"), std::string::npos) << out;
+  EXPECT_EQ(Llamarl("export", &out, true), 1);
+  EXPECT_NE(out.find("expected one RUN_DIR"), std::string::npos) << out;
 }
 
 // The greedy continuation of the Python reference (scripts/fixtures/make_llama_fixture.py), on a

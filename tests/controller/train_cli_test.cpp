@@ -8,6 +8,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <utility>
 
 #include "tests/test_util.h"
 
@@ -16,11 +18,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string TrainCommand(const std::string& run_dir, const std::string& extra) {
+// `mpi`: two ranks under mpirun (split placement); else one process, colocated.
+std::string TrainCommand(const std::string& run_dir, const std::string& extra, bool mpi = true) {
   return "cd " + std::string(LLAMARL_SOURCE_DIR) +
          // `timeout` only guards the test itself against a hang; a job must end long before it.
-         " && timeout 240 mpirun -np 2 --oversubscribe --allow-run-as-root --bind-to none -x LLAMARL_TORCH_THREADS=1 " +
+         " && LLAMARL_TORCH_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 240 " +
+         (mpi ? "mpirun -np 2 --oversubscribe --allow-run-as-root --bind-to none -x LLAMARL_TORCH_THREADS=1 " : "") +
          testing::LlamarlBinary() + " train recipes/tiny_grpo.json --set run_dir=" + run_dir +
+         (mpi ? "" : " --set placement.mode=colocated") +
          " --set model.hidden_size=32 --set model.num_layers=1 --set sft.steps=2 --set rollout.prompts_per_step=4"
          " --set rollout.group_size=2 --set eval.num_prompts=4 --set steps=8 --set checkpoint.every=1 " + extra;
 }
@@ -55,6 +60,44 @@ TEST(TrainCli, BadRecipeValueIsNamedBeforeAnythingRuns) {
   const int status = testing::RunCommand(TrainCommand(dir, "--set rollout.top_p=2"), &output, true);
   EXPECT_NE(status, 0);
   EXPECT_NE(output.find("rollout.top_p: expected a number in (0, 1], got 2"), std::string::npos) << output;
+}
+
+// Every trainer section is parsed before the warm start runs, and a key is named as the recipe has it.
+TEST(TrainCli, TrainerMistakesAreNamedBeforeTheWarmStart) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"--set trainer.optimiser.lr=0.1", "trainer: unknown key 'optimiser'"},
+      {"--set trainer.optimizer.lr=fast", "trainer.optimizer.lr: expected a number"},
+      {"--set sft.trainer.optimiser.lr=0.1", "sft.trainer: unknown key 'optimiser'"},
+  };
+  for (const auto& [set, expected] : cases) {
+    SCOPED_TRACE(set);
+    const std::string dir = testing::MakeTempDir("train_trainer_typo");
+    std::string output;
+    EXPECT_NE(testing::RunCommand(TrainCommand(dir, set, /*mpi=*/false), &output, true), 0);
+    EXPECT_NE(output.find(expected), std::string::npos) << output;
+    EXPECT_FALSE(fs::exists(dir + "/metrics.jsonl")) << "no SFT step ran";
+  }
+}
+
+// Failures outside the model's work name the phase and the step they happened in: a full disk
+// (metrics.jsonl on /dev/full) at the first SFT row, a reward program whose reply is not a number at
+// the first RL step's scoring (it answers the 4 prompts of the start-of-RL evaluation first).
+TEST(TrainCli, FailuresNameTheirPhaseAndStep) {
+  {
+    const std::string dir = testing::MakeTempDir("train_full_disk");
+    fs::create_symlink("/dev/full", dir + "/metrics.jsonl");
+    std::string output;
+    EXPECT_NE(testing::RunCommand(TrainCommand(dir, "", /*mpi=*/false), &output, true), 0);
+    EXPECT_NE(output.find("failed in phase 'metrics' at SFT step 0"), std::string::npos) << output;
+    EXPECT_NE(output.find("No space left on device"), std::string::npos) << output;
+  }
+  const std::string dir = testing::MakeTempDir("train_bad_reward");
+  std::ofstream(dir + "/judge.sh") << "n=0; while read line; do n=$((n+1)); "
+                                      "if [ $n -le 4 ]; then echo '{\"score\": 0}'; else echo '{\"score\": \"high\"}'; fi; done\n";
+  const std::string reward = "'reward={\"name\": \"command\", \"config\": {\"command\": [\"sh\", \"" + dir + "/judge.sh\"]}}'";
+  std::string output;
+  EXPECT_NE(testing::RunCommand(TrainCommand(dir + "/run", "--set " + reward, /*mpi=*/false), &output, true), 0);
+  EXPECT_NE(output.find("failed in phase 'score' at RL step 0"), std::string::npos) << output;
 }
 
 }  // namespace

@@ -7,6 +7,8 @@
 #include "controller/metrics.h"
 #include "controller/trace.h"
 #include "controller/trainer_side.h"
+#include "tests/controller/event_file_reader.h"
+#include "tests/controller/training_test_util.h"
 
 #include <gtest/gtest.h>
 
@@ -16,105 +18,31 @@
 namespace llamarl::controller {
 namespace {
 
+using training_test::ExpectConsecutiveSteps;
+using training_test::ExpectFullBatches;
+using training_test::TrainingTest;
 namespace fs = std::filesystem;
-constexpr auto kTimeout = std::chrono::seconds(120);
 
-void ExpectConsecutiveSteps(const std::vector<Json>& rl, int64_t first_version, int64_t num_steps);
-void ExpectFullBatches(const std::vector<Json>& rl);
-
-class TrainingTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    world_ = CreateCommunicator("mpi");
-    ASSERT_GE(world_->Size(), 2) << "run under mpirun -np 2 or more";
-  }
-
-  // The same directory on every rank, fresh for each run.
-  std::string RunDir(const std::string& name) {
-    const std::string dir = std::string(LLAMARL_BINARY_DIR) + "/Testing/tmp/training_np" +
-                            std::to_string(world_->Size()) + "_" + name;
-    if (world_->Rank() == 0) fs::remove_all(dir);
-    world_->Barrier()->Wait(kTimeout);
-    return dir;
-  }
-
-  // A run of a few seconds: 2-digit-free addition, short responses, a small model.
-  RecipeConfig TinyRecipe(const std::string& run_dir, std::vector<std::string> overrides = {}) {
-    Json j = Json::parse(R"({
-      "model": {"source": "tiny", "hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,
-                "max_position_embeddings": 48, "init_seed": 3},
-      "data": {"source": "arithmetic", "arithmetic": {"num_items": 400, "seed": 5, "max_operands": 2,
-               "max_digits": 1, "operators": "+"}, "prompt": {"style": "plain", "plain_suffix": " "},
-               "eval": {"num_items": 8}, "seed": 5},
-      "reward": {"name": "arithmetic"},
-      "rollout": {"prompts_per_step": 4, "group_size": 3, "max_new_tokens": 4, "max_slots": 32},
-      "trainer": {"algorithm": "aipo", "optimizer": {"lr": 0.001}},
-      "sft": {"steps": 2, "batch_size": 4},
-      "eval": {"every": 2, "num_prompts": 8},
-      "timeouts": {"startup_s": 120, "step_s": 60},
-      "steps": 4, "seed": 7
-    })");
-    j["run_dir"] = run_dir;
-    for (const auto& o : overrides) ApplyOverride(j, o);
-    return RecipeConfig::FromJson(j);
-  }
-
-  // Runs the recipe and returns the RL rows of metrics.jsonl (read on every rank).
-  std::vector<Json> Run(const RecipeConfig& recipe, const RunOptions& options = {}) {
-    RunTraining(*world_, recipe, options);
-    world_->Barrier()->Wait(kTimeout);
-    std::vector<Json> rl;
-    const std::string dir = options.resume_dir.empty() ? recipe.run_dir : options.resume_dir;
-    for (const Json& row : ReadMetrics(dir + "/metrics.jsonl"))
-      if (row.value("phase", "") == "rl") rl.push_back(row);
-    return rl;
-  }
-
-  // A split run of `steps` RL steps after the tiny recipe's 2 SFT steps: one optimizer step per RL
-  // step, each on a full batch (ExpectFullBatches).
-  std::vector<Json> RunSplit(const std::string& name, std::vector<std::string> overrides, int64_t steps) {
-    overrides.push_back("steps=" + std::to_string(steps));
-    RecipeConfig recipe = TinyRecipe(RunDir(name), overrides);
-    last_run_dir_ = recipe.run_dir;
-    std::vector<Json> rl = Run(recipe);
-    ExpectConsecutiveSteps(rl, /*first_version=*/2, steps);
-    ExpectFullBatches(rl);
-    return rl;
-  }
-
-  std::unique_ptr<Communicator> world_;
-  std::string last_run_dir_;
-};
-
-void ExpectConsecutiveSteps(const std::vector<Json>& rl, int64_t first_version, int64_t num_steps) {
-  ASSERT_EQ(int64_t(rl.size()), num_steps);
-  for (int64_t i = 0; i < num_steps; ++i) {
-    EXPECT_EQ(rl[size_t(i)]["rl_step"], i);
-    EXPECT_EQ(rl[size_t(i)]["policy_version"], first_version + i + 1) << "one optimizer step per RL step";
-    EXPECT_GT(rl[size_t(i)]["samples"].get<int64_t>(), 0);
-    EXPECT_GE(rl[size_t(i)]["reward_mean"].get<double>(), 0.0);
-    EXPECT_LE(rl[size_t(i)]["reward_mean"].get<double>(), 1.0);
-  }
+std::vector<std::string> EventFiles(const std::string& run_dir) {
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(run_dir))
+    if (e.path().filename().string().rfind("events.out.tfevents.", 0) == 0) files.push_back(e.path().string());
+  return files;
 }
 
-// Every step trains a full batch (4 groups of 3 samples), and with the default async.on_stale
-// nothing is dropped: a group that outlived the bound is trained on and counted.
-void ExpectFullBatches(const std::vector<Json>& rl) {
-  for (const Json& row : rl) {
-    EXPECT_EQ(row["samples"], 4 * 3) << row.dump();
-    EXPECT_EQ(row["stale_groups"], row["stale_trained"].get<int64_t>() + row["stale_recomputed"].get<int64_t>())
-        << "every trained group past the bound is counted under its choice: " << row.dump();
-    int64_t routed = 0;
-    for (const Json& t : row["trainer_tokens"]) {
-      EXPECT_GT(t.get<int64_t>(), 0) << "every trainer rank gets groups: " << row.dump();
-      routed += t.get<int64_t>();
-    }
-    EXPECT_EQ(routed, row["tokens"]) << "the groups routed are the groups trained on";
-  }
+// eval.samples = k: the eval row also has pass@k and mean@k over the same prompts; with 0/1 rewards
+// mean@k (the fraction of samples that pass) cannot exceed pass@k (the fraction of prompts with one).
+void ExpectPassAtK(const Json& row, int64_t k) {
+  ASSERT_TRUE(row.contains("eval_pass_at_k")) << row.dump();
+  EXPECT_EQ(row["eval_samples"], k);
+  const double pass = row["eval_pass_at_k"].get<double>(), mean = row["eval_mean_at_k"].get<double>();
+  EXPECT_GE(mean, 0.0);
+  EXPECT_LE(mean, pass);
+  EXPECT_LE(pass, 1.0);
 }
 
 TEST_F(TrainingTest, SplitAsyncTrainsFullBatchesAndDropsNothingByDefault) {
-  std::vector<Json> rl = RunSplit("split", {"max_policy_lag=1"}, 4);
+  std::vector<Json> rl = RunSplit("split", {"max_policy_lag=1", "eval.samples=3"}, 4);
   const std::string dir = last_run_dir_;
   for (const Json& row : rl) {
     EXPECT_EQ(row["dropped_stale"], 0) << row.dump();
@@ -123,6 +51,8 @@ TEST_F(TrainingTest, SplitAsyncTrainsFullBatchesAndDropsNothingByDefault) {
   }
   EXPECT_TRUE(rl.front().contains("eval_reward_mean")) << "the evaluation before RL lands in the first row";
   EXPECT_TRUE(rl.back().contains("eval_reward_mean")) << "the final evaluation is waited for";
+  ExpectPassAtK(rl.front(), 3);
+  ExpectPassAtK(rl.back(), 3);
   EXPECT_TRUE(fs::exists(dir + "/recipe.json"));
   EXPECT_TRUE(fs::exists(dir + "/trace/rank_0.jsonl"));
   EXPECT_TRUE(fs::exists(dir + "/trace/rank_1.jsonl"));
@@ -136,6 +66,21 @@ TEST_F(TrainingTest, SplitAsyncTrainsFullBatchesAndDropsNothingByDefault) {
     int64_t tokens = 0;
     for (const Json& row : rl) tokens += row["tokens"].get<int64_t>();
     EXPECT_EQ(staleness.Count(), tokens) << "one staleness count per trained token";
+  }
+  // The TensorBoard event file holds the same scalars at the same steps, and the recipe as text.
+  std::vector<std::string> event_files = EventFiles(dir);
+  ASSERT_EQ(event_files.size(), 1u);
+  std::map<int64_t, std::map<std::string, float>> scalars;
+  bool has_recipe = false;
+  for (const auto& e : testing::ReadEventFile(event_files[0])) {
+    for (const auto& [tag, value] : e.scalars) scalars[e.step][tag] = value;
+    has_recipe |= e.texts.count("recipe") && e.texts.at("recipe").find("\"max_policy_lag\": 1") != std::string::npos;
+  }
+  EXPECT_TRUE(has_recipe);
+  for (const Json& row : rl) {
+    const int64_t step = row["step"].get<int64_t>();
+    for (const char* key : {"reward_mean", "loss", "staleness_mean", "train_s", "policy_version", "eval_reward_mean"})
+      if (row.contains(key)) EXPECT_EQ(scalars[step].at(key), row[key].get<float>()) << key << " at step " << step;
   }
 }
 
@@ -171,7 +116,8 @@ TEST_F(TrainingTest, TwoGeneratorsFeedOneTrainer) {
 }
 
 TEST_F(TrainingTest, OnPolicyBoundNeverTrainsOnStaleTokens) {
-  std::vector<Json> rl = RunSplit("lag0", {"max_policy_lag=0"}, 3);
+  std::vector<Json> rl = RunSplit("lag0", {"max_policy_lag=0", "logging.tensorboard=false"}, 3);
+  EXPECT_TRUE(EventFiles(last_run_dir_).empty()) << "logging.tensorboard false writes no event file";
   for (const Json& row : rl) {
     EXPECT_EQ(row["staleness_max"], 0) << row.dump();
     EXPECT_EQ(row["staleness_mean"], 0.0) << row.dump();
@@ -183,13 +129,15 @@ TEST_F(TrainingTest, ColocatedAsyncAndSyncBaselineTrainTheSameSteps) {
   for (const char* mode : {"async", "sync"}) {
     SCOPED_TRACE(mode);
     RecipeConfig recipe = TinyRecipe(RunDir(std::string("colocated_") + mode),
-                                     {"placement.mode=colocated", std::string("mode=") + mode, "steps=3"});
+                                     {"placement.mode=colocated", std::string("mode=") + mode, "steps=3", "eval.samples=2"});
     std::vector<Json> rl = Run(recipe);
     ExpectConsecutiveSteps(rl, 2, 3);
     for (const Json& row : rl) EXPECT_EQ(row["staleness_max"], 0) << "colocated rollouts are on-policy";
     EXPECT_TRUE(rl.front().contains("eval_reward_mean")) << "the evaluation before RL lands in the first row";
     EXPECT_EQ(rl.front()["eval_reward_mean"], rl.front()["eval_start_reward_mean"]);
     EXPECT_TRUE(rl.back().contains("eval_reward_mean"));
+    ExpectPassAtK(rl.front(), 2);
+    ExpectPassAtK(rl.back(), 2);
     if (world_->Rank() == 0) {  // the controller's summary counts every rank's trained samples by length
       int64_t samples = 0;
       for (const Json& row : rl) samples += row["samples"].get<int64_t>();
