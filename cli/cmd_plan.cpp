@@ -37,7 +37,7 @@ PlanAssumptions ReadAssumptions(const Args& args) {
 
 int RunPlan(const CommandArgs& argv) {
   Args args("plan", "llamarl plan --model 8b|70b|405b|CONFIG.json --gpus N [--gpu h100] [--json]");
-  args.Option("model", "preset (8b, 70b, 405b, tiny) or an HF config.json (or its directory)")
+  args.Option("model", "preset (8b, 70b, 405b, qwen2.5-0.5b, qwen2.5-1.5b, llama3.2-1b, tiny) or an HF config.json (or its directory)")
       .Option("gpus", "GPUs in the cluster")
       .Option("gpu", "GPU profile: h100, h200, a100, or a JSON file {\"base\": \"h100\", ...overrides}", "h100")
       .Option("generator-dtype", "generator weights: auto (search bf16 and fp8), bf16 or fp8", "auto")

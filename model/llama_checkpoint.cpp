@@ -153,6 +153,18 @@ std::vector<std::string> SaveLlama(const std::string& dir, LlamaForCausalLMImpl&
   return SaveSafetensorsSharded(dir, tensors, shard_options);
 }
 
+namespace {
+
+// HF's _init_weights for one parameter, in f32; draws from `generator` only for projections and
+// embeddings, so that drawing the parameters in named_parameters() order gives InitLlamaWeights.
+at::Tensor InitialValue(const std::string& name, at::IntArrayRef shape, double std, at::Generator& generator) {
+  if (EndsWith(name, "norm.weight")) return at::ones(shape, at::kFloat);
+  if (EndsWith(name, ".bias")) return at::zeros(shape, at::kFloat);
+  return at::empty(shape, at::kFloat).normal_(0.0, std, generator);
+}
+
+}  // namespace
+
 void InitLlamaWeights(LlamaForCausalLMImpl& model, uint64_t seed) {
   auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
   const double std = model.config().initializer_range;
@@ -161,14 +173,34 @@ void InitLlamaWeights(LlamaForCausalLMImpl& model, uint64_t seed) {
     at::Tensor& param = p.value();
     TORCH_CHECK(!param.is_meta(), "InitLlamaWeights: ", p.key(), " lives on the meta device, which holds no data; ",
                 "build the model on cpu or cuda to initialise it");
-    if (EndsWith(p.key(), "norm.weight")) {
-      param.fill_(1.0);
-    } else if (EndsWith(p.key(), ".bias")) {
-      param.zero_();
-    } else {
-      param.copy_(at::empty(param.sizes(), at::kFloat).normal_(0.0, std, generator));
-    }
+    param.copy_(InitialValue(p.key(), param.sizes(), std, generator));
   }
+}
+
+std::vector<std::string> WriteRandomLlama(const std::string& dir, const LlamaConfig& config,
+                                          const RandomLlamaOptions& options) {
+  TORCH_CHECK(at::isFloatingType(options.dtype), "WriteRandomLlama: dtype must be floating, got ", options.dtype);
+  LlamaForCausalLMImpl shapes(config, at::TensorOptions().device(at::kMeta));
+  std::vector<TensorHeader> headers;
+  for (const auto& p : shapes.named_parameters()) headers.push_back({p.key(), options.dtype, p.value().sizes().vec()});
+  // The data order of a shard is its header order when every tensor has one dtype, so produce(i) is
+  // called with i = 0, 1, 2, ... and the draws follow named_parameters() order like InitLlamaWeights.
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(options.seed);
+  size_t next = 0;
+  auto produce = [&](size_t i) {
+    TORCH_INTERNAL_ASSERT(i == next++, "WriteRandomLlama: tensor ", i, " asked for out of order");
+    return InitialValue(headers[i].name, headers[i].shape, config.initializer_range, generator).to(options.dtype);
+  };
+  LlamaConfig saved = config;
+  saved.torch_dtype = TorchDtypeName(options.dtype);
+  Json config_json = saved.ToJson();
+  config_json.update(options.extra_config_fields);
+  std::filesystem::create_directories(dir);
+  WriteJson((std::filesystem::path(dir) / "config.json").string(), config_json);
+  WriteJson((std::filesystem::path(dir) / "generation_config.json").string(), saved.GenerationConfigJson());
+  ShardedSaveOptions shard_options;
+  shard_options.max_shard_bytes = options.max_shard_bytes;
+  return SaveSafetensorsStreamed(dir, headers, produce, shard_options);
 }
 
 }  // namespace llamarl

@@ -39,6 +39,18 @@ std::vector<std::string> SaveLlama(const std::string& dir, LlamaForCausalLMImpl&
 // weights on every device and dtype (up to the dtype's rounding).
 void InitLlamaWeights(LlamaForCausalLMImpl& model, uint64_t seed);
 
+struct RandomLlamaOptions {
+  uint64_t seed = 0;
+  at::ScalarType dtype = at::kBFloat16;         // stored dtype
+  int64_t max_shard_bytes = int64_t(5) << 30;   // HF's default "5GB"
+  Json extra_config_fields = Json::object();    // merged into config.json (HF-only fields)
+};
+// Writes what InitLlamaWeights + SaveLlama would write for `config` (the same values for a seed,
+// rounded to `dtype`), one tensor at a time: each parameter is drawn in f32, converted and written
+// before the next is drawn, so memory holds one parameter, never the model. Returns the files written.
+std::vector<std::string> WriteRandomLlama(const std::string& dir, const LlamaConfig& config,
+                                          const RandomLlamaOptions& options = {});
+
 // "float32" <-> at::kFloat, "bfloat16", "float16" (config.json's torch_dtype).
 at::ScalarType TorchDtypeFromName(const std::string& name);
 std::string TorchDtypeName(at::ScalarType dtype);

@@ -241,41 +241,4 @@ LlamaConfig TinyLlamaConfig(const TinyLlamaOptions& o) {
   return c;
 }
 
-namespace {
-
-// Llama 3.1's published shapes (the HF config.json of meta-llama/Llama-3.1-{8B,70B,405B}).
-LlamaConfig Llama31Config(int64_t hidden, int64_t intermediate, int64_t layers, int64_t heads) {
-  LlamaConfig c;
-  c.model_type = "llama";
-  c.vocab_size = 128256;
-  c.hidden_size = hidden;
-  c.intermediate_size = intermediate;
-  c.num_hidden_layers = layers;
-  c.num_attention_heads = heads;
-  c.num_key_value_heads = 8;
-  c.head_dim = 128;
-  c.rope_theta = 500000.0;
-  c.rope_scaling = Llama3RopeScaling{8.0, 1.0, 4.0, 8192};
-  c.rms_norm_eps = 1e-5;
-  c.max_position_embeddings = 131072;
-  c.bos_token_id = 128000;
-  c.eos_token_ids = {128001, 128008, 128009};
-  c.torch_dtype = "bfloat16";
-  return c;
-}
-
-}  // namespace
-
-std::vector<std::string> LlamaPresetNames() { return {"tiny", "8b", "70b", "405b"}; }
-
-LlamaConfig LlamaPresetConfig(const std::string& name) {
-  if (name == "tiny") return TinyLlamaConfig();
-  if (name == "8b") return Llama31Config(4096, 14336, 32, 32);
-  if (name == "70b") return Llama31Config(8192, 28672, 80, 64);
-  if (name == "405b") return Llama31Config(16384, 53248, 126, 128);
-  std::string known;
-  for (const auto& n : LlamaPresetNames()) known += (known.empty() ? "" : ", ") + n;
-  LLAMARL_FAIL("unknown model preset '", name, "'; known: ", known, " (or a path to a config.json)");
-}
-
 }  // namespace llamarl

@@ -84,7 +84,8 @@ struct TinyLlamaOptions {
 LlamaConfig TinyLlamaConfig(const TinyLlamaOptions& options = {});
 
 // Published shapes by name, for `llamarl plan` and `llamarl init`: "tiny" (TinyLlamaOptions' defaults),
-// "8b", "70b", "405b" (Llama 3.1). An unknown name lists the known ones.
+// "qwen2.5-0.5b", "qwen2.5-1.5b", "llama3.2-1b", "8b", "70b", "405b" (Llama 3.1). An unknown name lists
+// the known ones. model/llama_presets.h says more about each (tokenizer, HF-only config fields).
 LlamaConfig LlamaPresetConfig(const std::string& name);
 std::vector<std::string> LlamaPresetNames();
 

@@ -7,6 +7,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -102,5 +103,22 @@ struct ShardedSaveOptions {
 // so that SafetensorsCheckpoint::Open(dir) reads what was just written.
 std::vector<std::string> SaveSafetensorsSharded(const std::string& dir, const NamedTensors& tensors,
                                                 const ShardedSaveOptions& options = {});
+
+// A tensor declared before its bytes exist: what a streamed save writes into the headers.
+struct TensorHeader {
+  std::string name;
+  at::ScalarType dtype;
+  std::vector<int64_t> shape;
+  int64_t NumBytes() const;
+};
+// Returns tensor `i` of the declared list, with exactly its declared dtype and shape.
+using TensorProducer = std::function<at::Tensor(size_t i)>;
+// SaveSafetensorsSharded for tensors made one at a time: the headers (and the shard split) come from
+// `tensors`, and each tensor's bytes from produce(i), called once per tensor, shard by shard, in each
+// shard's data order (element size descending, stable), and dropped once written. A checkpoint much
+// larger than memory is written holding one tensor at a time. A produced tensor that differs from its
+// declaration is an error naming both.
+std::vector<std::string> SaveSafetensorsStreamed(const std::string& dir, const std::vector<TensorHeader>& tensors,
+                                                 const TensorProducer& produce, const ShardedSaveOptions& options = {});
 
 }  // namespace llamarl

@@ -21,11 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Chunk {
-  const void* data;
-  size_t size;
-};
-
 // A file being written under a temporary name; removed unless Commit() renamed it into place.
 class AtomicFile {
  public:
@@ -89,42 +84,83 @@ void CheckMetadata(const std::map<std::string, std::string>& metadata, const std
   }
 }
 
-// Everything that could fail half-way through a (sharded) save is checked before the first write.
-void CheckTensors(const NamedTensors& tensors, const std::string& path) {
-  std::set<std::string> seen;
-  for (const auto& [name, tensor] : tensors) {
-    TORCH_CHECK(!name.empty() && name != "__metadata__", "saving ", path, ": tensor name '", name,
-                "' is reserved; use a non-empty name other than __metadata__");
-    TORCH_CHECK(seen.insert(name).second, "saving ", path, ": tensor name '", name,
-                "' appears twice; each tensor needs a unique name");
-    TORCH_CHECK(tensor.defined(), "saving ", path, ": tensor '", name, "' is undefined");
-    JsonString(name, path, "tensor name");
-    (void)ScalarTypeToSafetensorsDtype(tensor.scalar_type());  // throws for unsupported types
-  }
-}
-
-std::string DumpShape(const at::Tensor& t) {
+std::string DumpShape(const std::vector<int64_t>& shape) {
   std::string out = "[";
-  for (int64_t i = 0; i < t.dim(); ++i) out += (i ? "," : "") + std::to_string(t.size(i));
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? "," : "") + std::to_string(shape[i]);
   return out + "]";
 }
 
 // The header JSON, built by hand so that the keys keep the caller's order (nlohmann's default
 // object sorts them) in linear time. `begin[i]` is tensor i's offset in the data section.
-std::string BuildHeader(const NamedTensors& tensors, const std::vector<uint64_t>& begin,
+std::string BuildHeader(const std::vector<TensorHeader>& tensors, const std::vector<uint64_t>& begin,
                         const std::map<std::string, std::string>& metadata) {
   std::string header = "{";
   if (!metadata.empty()) header += "\"__metadata__\":" + Json(metadata).dump();
   for (size_t i = 0; i < tensors.size(); ++i) {
-    const at::Tensor& t = tensors[i].second;
-    const uint64_t end = begin[i] + uint64_t(t.numel()) * t.element_size();
-    header += (header.size() > 1 ? "," : "") + Json(tensors[i].first).dump() + ":{\"dtype\":\"" +
-              ScalarTypeToSafetensorsDtype(t.scalar_type()) + "\",\"shape\":" + DumpShape(t) +
+    const uint64_t end = begin[i] + uint64_t(tensors[i].NumBytes());
+    header += (header.size() > 1 ? "," : "") + Json(tensors[i].name).dump() + ":{\"dtype\":\"" +
+              ScalarTypeToSafetensorsDtype(tensors[i].dtype) + "\",\"shape\":" + DumpShape(tensors[i].shape) +
               ",\"data_offsets\":[" + std::to_string(begin[i]) + "," + std::to_string(end) + "]}";
   }
   header += "}";
   header.append((8 - header.size() % 8) % 8, ' ');  // the data section starts 8-byte aligned
   return header;
+}
+
+std::vector<TensorHeader> HeadersOf(const NamedTensors& tensors) {
+  std::vector<TensorHeader> headers;
+  headers.reserve(tensors.size());
+  for (const auto& [name, t] : tensors) headers.push_back({name, t.scalar_type(), t.sizes().vec()});
+  return headers;
+}
+
+// Everything that could fail half-way through a (sharded) save is checked before the first write.
+void CheckHeaders(const std::vector<TensorHeader>& tensors, const std::string& path) {
+  std::set<std::string> seen;
+  for (const auto& t : tensors) {
+    TORCH_CHECK(!t.name.empty() && t.name != "__metadata__", "saving ", path, ": tensor name '", t.name,
+                "' is reserved; use a non-empty name other than __metadata__");
+    TORCH_CHECK(seen.insert(t.name).second, "saving ", path, ": tensor name '", t.name,
+                "' appears twice; each tensor needs a unique name");
+    JsonString(t.name, path, "tensor name");
+    (void)ScalarTypeToSafetensorsDtype(t.dtype);  // throws for unsupported types
+  }
+}
+
+// One file; tensors[i] comes from produce(first + i).
+void WriteFile(const std::string& path, const std::vector<TensorHeader>& tensors, size_t first,
+               const TensorProducer& produce, const std::map<std::string, std::string>& metadata) {
+  // Largest element size first keeps every tensor aligned without padding (the sizes are powers
+  // of two and each tensor's byte size is a multiple of its element size).
+  std::vector<size_t> data_order(tensors.size());
+  for (size_t i = 0; i < data_order.size(); ++i) data_order[i] = i;
+  std::stable_sort(data_order.begin(), data_order.end(), [&](size_t a, size_t b) {
+    return c10::elementSize(tensors[a].dtype) > c10::elementSize(tensors[b].dtype);
+  });
+  std::vector<uint64_t> begin(tensors.size());
+  uint64_t offset = 0;
+  for (size_t i : data_order) {
+    begin[i] = offset;
+    offset += uint64_t(tensors[i].NumBytes());
+  }
+  const std::string header = BuildHeader(tensors, begin, metadata);
+  uint8_t length[8];
+  for (int i = 0; i < 8; ++i) length[i] = uint8_t(uint64_t(header.size()) >> (8 * i));
+
+  AtomicFile file(path);
+  file.Write(length, sizeof(length));
+  file.Write(header.data(), header.size());
+  for (size_t i : data_order) {
+    const TensorHeader& h = tensors[i];
+    const at::Tensor t = produce(first + i).cpu().contiguous();
+    TORCH_CHECK(t.defined() && t.scalar_type() == h.dtype && t.sizes() == at::IntArrayRef(h.shape), "saving ", path,
+                ": tensor '", h.name, "' was declared ", c10::toString(h.dtype), " ", DumpShape(h.shape), " but ",
+                t.defined() ? std::string(c10::toString(t.scalar_type())) + " " + DumpShape(t.sizes().vec())
+                            : std::string("undefined"),
+                " was produced");
+    if (t.numel() > 0) file.Write(t.data_ptr(), size_t(h.NumBytes()));
+  }
+  file.Commit();
 }
 
 std::string ShardName(size_t k, size_t n) {
@@ -150,76 +186,70 @@ void RemoveStale(const fs::path& path) {
 
 }  // namespace
 
+int64_t TensorHeader::NumBytes() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n * int64_t(c10::elementSize(dtype));
+}
+
 void SaveSafetensors(const std::string& path, const NamedTensors& tensors,
                      const std::map<std::string, std::string>& metadata) {
-  CheckTensors(tensors, path);
+  for (const auto& [name, tensor] : tensors) {
+    TORCH_CHECK(tensor.defined(), "saving ", path, ": tensor '", name, "' is undefined");
+  }
+  const std::vector<TensorHeader> headers = HeadersOf(tensors);
+  CheckHeaders(headers, path);
   CheckMetadata(metadata, path);
-  NamedTensors storable;
-  storable.reserve(tensors.size());
-  for (const auto& [name, tensor] : tensors) storable.emplace_back(name, tensor.cpu().contiguous());
-  // Largest element size first keeps every tensor aligned without padding (the sizes are powers
-  // of two and each tensor's byte size is a multiple of its element size).
-  std::vector<size_t> data_order(storable.size());
-  for (size_t i = 0; i < data_order.size(); ++i) data_order[i] = i;
-  std::stable_sort(data_order.begin(), data_order.end(), [&](size_t a, size_t b) {
-    return storable[a].second.element_size() > storable[b].second.element_size();
-  });
-  std::vector<uint64_t> begin(storable.size());
-  uint64_t offset = 0;
-  for (size_t i : data_order) {
-    begin[i] = offset;
-    offset += uint64_t(storable[i].second.numel()) * storable[i].second.element_size();
-  }
-  const std::string header = BuildHeader(storable, begin, metadata);
-  uint8_t length[8];
-  for (int i = 0; i < 8; ++i) length[i] = uint8_t(uint64_t(header.size()) >> (8 * i));
-
-  AtomicFile file(path);
-  file.Write(length, sizeof(length));
-  file.Write(header.data(), header.size());
-  for (size_t i : data_order) {
-    const at::Tensor& t = storable[i].second;
-    if (t.numel() > 0) file.Write(t.data_ptr(), size_t(t.numel()) * t.element_size());
-  }
-  file.Commit();
+  WriteFile(path, headers, 0, [&tensors](size_t i) { return tensors[i].second; }, metadata);
 }
 
 std::vector<std::string> SaveSafetensorsSharded(const std::string& dir, const NamedTensors& tensors,
                                                 const ShardedSaveOptions& options) {
+  for (const auto& [name, tensor] : tensors) {
+    TORCH_CHECK(tensor.defined(), "saving ", dir, ": tensor '", name, "' is undefined");
+  }
+  return SaveSafetensorsStreamed(dir, HeadersOf(tensors), [&tensors](size_t i) { return tensors[i].second; },
+                                 options);
+}
+
+std::vector<std::string> SaveSafetensorsStreamed(const std::string& dir, const std::vector<TensorHeader>& tensors,
+                                                 const TensorProducer& produce, const ShardedSaveOptions& options) {
   TORCH_CHECK(options.max_shard_bytes > 0, "max_shard_bytes must be positive, got ", options.max_shard_bytes);
-  CheckTensors(tensors, dir);
+  CheckHeaders(tensors, dir);
   std::map<std::string, std::string> metadata = options.metadata;
   metadata.emplace("format", "pt");  // HF's loaders look for it; a caller's own value wins
   CheckMetadata(metadata, dir);
 
-  std::vector<NamedTensors> shards;
+  std::vector<size_t> shard_begin;  // index of each shard's first tensor
   int64_t shard_bytes = 0, total_size = 0;
-  for (const auto& [name, tensor] : tensors) {
-    const int64_t bytes = tensor.numel() * int64_t(tensor.element_size());
-    if (shards.empty() || (!shards.back().empty() && shard_bytes + bytes > options.max_shard_bytes)) {
-      shards.emplace_back();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const int64_t bytes = tensors[i].NumBytes();
+    if (shard_begin.empty() || (shard_begin.back() < i && shard_bytes + bytes > options.max_shard_bytes)) {
+      shard_begin.push_back(i);
       shard_bytes = 0;
     }
-    shards.back().emplace_back(name, tensor);
     shard_bytes += bytes;
     total_size += bytes;
   }
+  shard_begin.push_back(tensors.size());
   std::error_code ec;
   fs::create_directories(dir, ec);
   TORCH_CHECK(!ec, "cannot create checkpoint directory '", dir, "': ", ec.message());
   const fs::path root(dir);
-  if (shards.size() <= 1) {
+  const size_t num_shards = shard_begin.size() - 1;
+  if (num_shards <= 1) {
     const std::string path = (root / "model.safetensors").string();
-    SaveSafetensors(path, tensors, metadata);
+    WriteFile(path, tensors, 0, produce, metadata);
     RemoveStale(root / "model.safetensors.index.json");
     return {path};
   }
   std::vector<std::string> written;
   std::map<std::string, std::string> weight_map;
-  for (size_t k = 0; k < shards.size(); ++k) {
-    const std::string name = ShardName(k + 1, shards.size());
-    SaveSafetensors((root / name).string(), shards[k], metadata);
-    for (const auto& entry : shards[k]) weight_map.emplace(entry.first, name);
+  for (size_t k = 0; k < num_shards; ++k) {
+    const std::string name = ShardName(k + 1, num_shards);
+    const std::vector<TensorHeader> shard(tensors.begin() + long(shard_begin[k]), tensors.begin() + long(shard_begin[k + 1]));
+    WriteFile((root / name).string(), shard, shard_begin[k], produce, metadata);
+    for (const auto& t : shard) weight_map.emplace(t.name, name);
     written.push_back((root / name).string());
   }
   written.push_back((root / "model.safetensors.index.json").string());

@@ -23,7 +23,7 @@ struct PlanModel {
 
 // Builds `config`'s module on the meta device and counts its named_parameters().
 PlanModel BuildPlanModel(const std::string& name, const LlamaConfig& config);
-// A preset name (8b, 70b, 405b, tiny) or a path to an HF config.json (or its directory).
+// A preset name (tiny, qwen2.5-0.5b, qwen2.5-1.5b, llama3.2-1b, 8b, 70b, 405b) or a path to an HF config.json (or its directory).
 PlanModel LoadPlanModel(const std::string& name_or_path);
 
 }  // namespace llamarl

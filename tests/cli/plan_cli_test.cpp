@@ -75,7 +75,7 @@ TEST(PlanCliTest, AcceptsAnHfConfigJsonAndReportsBadValues) {
   EXPECT_EQ(Json::parse(out)["model"]["params"].get<int64_t>(), TinyLlamaConfig().NumParameters());
 
   EXPECT_EQ(Llamarl("plan --model 9b --gpus 8", &out, true), 1);
-  EXPECT_NE(out.find("unknown model preset '9b'; known: tiny, 8b, 70b, 405b"), std::string::npos) << out;
+  EXPECT_NE(out.find("unknown model preset '9b'; known: tiny, qwen2.5-0.5b, qwen2.5-1.5b, llama3.2-1b, 8b, 70b, 405b"), std::string::npos) << out;
   EXPECT_EQ(Llamarl("plan --model 8b --gpus 8 --gpu b200", &out, true), 1);
   EXPECT_NE(out.find("unknown GPU profile 'b200'; known: h100, h200, a100"), std::string::npos) << out;
   EXPECT_EQ(Llamarl("plan --model 8b --gpus 8 --response-mean 5000 --response-max 4096", &out, true), 1);

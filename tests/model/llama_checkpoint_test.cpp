@@ -2,6 +2,7 @@
 // a user sees for a checkpoint that does not match its config.json.
 #include "model/llama_checkpoint.h"
 
+#include "model/llama_presets.h"
 #include "model/safetensors.h"
 #include "tests/test_util.h"
 
@@ -145,6 +146,59 @@ TEST(LlamaCheckpointTest, InitIsSeededAndFollowsHf) {
   EXPECT_TRUE(at::equal(a->model->norm->weight, at::ones({config.hidden_size})));
   LlamaForCausalLM meta(config, at::TensorOptions().device(at::kMeta));
   EXPECT_THROW(InitLlamaWeights(*meta, 1), c10::Error);
+}
+
+// A published preset scaled down (its model type, bias, tying, token ids and extra HF fields kept),
+// written by WriteRandomLlama in bf16 shards with an index, reads back as InitLlamaWeights' values
+// rounded to bf16, with its config.json.
+TEST(LlamaCheckpointTest, RandomPresetWritingRoundTripsThroughTheReader) {
+  for (const char* name : {"qwen2.5-0.5b", "llama3.2-1b"}) {
+    SCOPED_TRACE(name);
+    const LlamaPreset& preset = FindLlamaPreset(name);
+    LlamaConfig config = preset.config;
+    config.hidden_size = 32;  // the vocabulary (and so the special token ids) stays the real one
+    config.num_attention_heads = 4;
+    config.num_key_value_heads = 2;
+    config.head_dim = 8;
+    config.intermediate_size = 64;
+    config.num_hidden_layers = 2;
+    const std::string dir = testing::MakeTempDir("random-preset") + "/" + name;
+    RandomLlamaOptions options;
+    options.seed = 7;
+    options.max_shard_bytes = 16 << 10;
+    options.extra_config_fields = preset.extra_config_fields;
+    const std::vector<std::string> files = WriteRandomLlama(dir, config, options);
+    EXPECT_GT(files.size(), 2u) << "expected several shards and an index";
+    EXPECT_TRUE(fs::exists(dir + "/model.safetensors.index.json"));
+    const Json written = ReadJsonFile(dir + "/config.json");
+    for (const auto& [key, value] : preset.extra_config_fields.items()) EXPECT_EQ(written.at(key), value) << key;
+    EXPECT_EQ(written.at("torch_dtype"), "bfloat16");
+    const LlamaConfig read = LlamaConfig::FromFile(dir);
+    EXPECT_EQ(read.ToJson().dump(), [&] {
+      LlamaConfig c = config;
+      c.torch_dtype = "bfloat16";
+      return c.ToJson().dump();
+    }());
+    SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::Open(dir);
+    LlamaForCausalLM expected(config);
+    InitLlamaWeights(*expected, 7);
+    LlamaForCausalLM loaded = LoadLlama(dir);
+    for (const auto& p : expected->named_parameters()) {
+      EXPECT_EQ(ckpt.Dtype(p.key()), "BF16") << p.key();
+      EXPECT_TRUE(at::equal(loaded->named_parameters()[p.key()], p.value().to(at::kBFloat16).to(at::kFloat)))
+          << p.key();
+    }
+  }
+}
+
+TEST(LlamaCheckpointTest, PresetsCarryTheirPublishedShapes) {
+  // Parameter counts of the HF models (tied embeddings counted once).
+  EXPECT_EQ(LlamaPresetConfig("qwen2.5-0.5b").NumParameters(), 494032768);
+  EXPECT_EQ(LlamaPresetConfig("qwen2.5-1.5b").NumParameters(), 1543714304);
+  EXPECT_EQ(LlamaPresetConfig("llama3.2-1b").NumParameters(), 1235814400);
+  EXPECT_EQ(FindLlamaPreset("qwen2.5-0.5b").tokenizer, "qwen3");
+  EXPECT_TRUE(FindLlamaPreset("llama3.2-1b").tokenizer.empty());
+  EXPECT_FALSE(FindLlamaPreset("70b").writes_weights);
 }
 
 }  // namespace

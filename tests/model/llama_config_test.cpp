@@ -187,7 +187,7 @@ TEST(LlamaConfigTest, PresetsAndTiny) {
     LlamaPresetConfig("7b");
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("unknown model preset '7b'; known: tiny, 8b, 70b, 405b"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("unknown model preset '7b'; known: tiny, qwen2.5-0.5b, qwen2.5-1.5b, llama3.2-1b, 8b, 70b, 405b"), std::string::npos);
   }
   TinyLlamaOptions o;
   o.hidden_size = 96;

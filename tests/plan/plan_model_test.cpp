@@ -48,7 +48,7 @@ TEST(PlanModelTest, UnknownNameListsThePresets) {
     LoadPlanModel("7b");
     FAIL() << "expected an error";
   } catch (const std::exception& e) {
-    EXPECT_NE(std::string(e.what()).find("unknown model preset '7b'; known: tiny, 8b, 70b, 405b"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("unknown model preset '7b'; known: tiny, qwen2.5-0.5b, qwen2.5-1.5b, llama3.2-1b, 8b, 70b, 405b"), std::string::npos)
         << e.what();
   }
 }
