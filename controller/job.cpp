@@ -135,10 +135,14 @@ EngineOptions GeneratorEngineOptions(const RecipeConfig& recipe, const LlamaConf
   const int64_t response = std::max(recipe.rollout.max_new_tokens, recipe.eval.max_new_tokens);
   options.max_seq_len = std::min(config.max_position_embeddings, LongestPromptTokens(data, tokenizer) + response);
   options.max_seq_len = std::max<int64_t>(options.max_seq_len, 2);
-  options.sampled_vocab_size = std::min(tokenizer.VocabSize(), config.vocab_size);
+  options.sampled_vocab_size = SampledVocabSize(config, tokenizer);
   const Tokenizer* decoder = &tokenizer;
   options.decode = [decoder](const std::vector<int64_t>& ids) { return decoder->Decode(ids); };
   return options;
+}
+
+int64_t SampledVocabSize(const LlamaConfig& config, const Tokenizer& tokenizer) {
+  return std::min(tokenizer.VocabSize(), config.vocab_size);
 }
 
 uint64_t GroupSeed(int64_t run_seed, int64_t group_id) {

@@ -76,6 +76,11 @@ SamplingParams EvalSampling(const RecipeConfig& recipe, const LlamaConfig& confi
 // stop strings decoded with `tokenizer`, which must outlive the engine. The caller sets tp_group.
 EngineOptions GeneratorEngineOptions(const RecipeConfig& recipe, const LlamaConfig& config, const Tokenizer& tokenizer,
                                      const DatasetSplits& data);
+// The ids the sampler may draw: the tokenizer's, at most the model's rows (a padded vocabulary's extra
+// rows are never sampled). The engine's EngineOptions::sampled_vocab_size and the trainer's
+// TrainerConfig::sampled_vocab_size both come from here, so that the trainer's log-probs are those of
+// the distribution the rollouts were sampled from.
+int64_t SampledVocabSize(const LlamaConfig& config, const Tokenizer& tokenizer);
 // Tokens of the longest prompt of the train and eval splits.
 int64_t LongestPromptTokens(const DatasetSplits& data, const Tokenizer& tokenizer);
 // A distinct, reproducible seed for each group of a run.

@@ -95,7 +95,7 @@ Json RunOfflineEval(const OfflineEvalOptions& o) {
   int64_t longest = 0;
   for (const DatasetItem& item : items) longest = std::max<int64_t>(longest, int64_t(p.tokenizer.Encode(item.prompt).size()));
   engine_options.max_seq_len = std::max<int64_t>(2, std::min(p.config.max_position_embeddings, longest + sampling.max_new_tokens));
-  engine_options.sampled_vocab_size = std::min(p.tokenizer.VocabSize(), p.config.vocab_size);
+  engine_options.sampled_vocab_size = SampledVocabSize(p.config, p.tokenizer);
   const Tokenizer* tokenizer = &p.tokenizer;
   engine_options.decode = [tokenizer](const std::vector<int64_t>& ids) { return tokenizer->Decode(ids); };
   Engine engine(p.config, *p.model, engine_options);

@@ -26,7 +26,9 @@ std::vector<DatasetItem> LocalSlice(const std::vector<DatasetItem>& items, const
 // SFT warm start on the reference responses; returns the number of steps taken.
 void WarmStart(JobContext& job, Communicator& dp, LlamaForCausalLMImpl& model) {
   const SftRecipe& sft = job.recipe.sft;
-  Trainer trainer(dp, job.config, model, SftTrainerConfig(job.recipe));
+  TrainerConfig cfg = SftTrainerConfig(job.recipe);
+  cfg.sampled_vocab_size = SampledVocabSize(job.config, job.tokenizer);
+  Trainer trainer(dp, job.config, model, cfg);
   EpochSampler sampler(job.data.train, SamplerOptions{job.recipe.data.seed + 1, true, 0});
   for (int64_t i = 0; i < sft.steps; ++i) {
     ScopedStep in_step("SFT", i);
@@ -110,7 +112,9 @@ TrainingStart StartTraining(JobContext& job, Communicator& dp, LlamaForCausalLMI
   const std::string& latest = job.resume_checkpoint;
   if (latest.empty() && job.recipe.sft.steps > 0) WarmStart(job, dp, model);
   const int64_t sft_version = latest.empty() ? job.recipe.sft.steps : 0;
-  start.trainer = std::make_unique<Trainer>(dp, job.config, model, RlTrainerConfig(job.recipe), sft_version);
+  TrainerConfig cfg = RlTrainerConfig(job.recipe);
+  cfg.sampled_vocab_size = SampledVocabSize(job.config, job.tokenizer);
+  start.trainer = std::make_unique<Trainer>(dp, job.config, model, cfg, sft_version);
   if (!latest.empty()) {
     Json extra = start.trainer->LoadCheckpoint(latest);
     start.rl_step = extra.at("rl_step").get<int64_t>();

@@ -70,6 +70,9 @@ Trainer::Trainer(Communicator& dp, const LlamaConfig& config, LlamaForCausalLMIm
   TORCH_CHECK(cfg_.sharding == "zero3" || cfg_.sharding == "replicated",
               "trainer.sharding must be 'zero3' or 'replicated', got '", cfg_.sharding, "'");
   zero3_ = cfg_.sharding == "zero3";
+  TORCH_CHECK(cfg_.sampled_vocab_size >= 0 && cfg_.sampled_vocab_size <= config.vocab_size,
+              "TrainerConfig::sampled_vocab_size must be in [0, vocab_size ", config.vocab_size, "] (0 = vocab_size), got ",
+              cfg_.sampled_vocab_size);
   const at::ScalarType compute = ComputeDtype(cfg_.compute_dtype);
   specs_ = LlamaParamSpecs(model_config_);
   at::Tensor full = FlattenParameters(model, specs_);

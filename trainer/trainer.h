@@ -162,6 +162,9 @@ class Trainer {
   trainer_detail::MicroBatchOutput ForwardMicroBatch(const trainer_detail::StepContext& ctx, const PackedMicroBatch& mb,
                                                      const at::Tensor& value_param);
   at::Tensor ReferenceLogprobs(const trainer_detail::StepContext& ctx, const PackedMicroBatch& mb);
+  int64_t SampledVocab() const;  // cfg_.sampled_vocab_size, 0 resolved to the model's vocab_size
+  // The LM head's first SampledVocab() rows: what log-probs and entropy are taken over.
+  at::Tensor SampledHead(LlamaForCausalLMImpl& model) const;
   // Unweighted per-token loss of the step's algorithm (+ KL term, - entropy bonus, + value loss);
   // adds the micro-batch's diagnostics to `acc`.
   at::Tensor TokenLoss(const StepContext& ctx, const PackedMicroBatch& mb, const trainer_detail::MicroBatchOutput& out,

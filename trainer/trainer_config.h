@@ -55,6 +55,12 @@ struct TrainerConfig {
   uint64_t seed = 0;
   int64_t logprob_token_chunk = 1024;  // TokenLogprobs tiles
   int64_t logprob_vocab_chunk = 8192;
+  // Not a recipe key: the ids the sampler can draw, set by whoever builds the trainer from the same
+  // source as the generator's EngineOptions::sampled_vocab_size (the tokenizer's size). Log-probs,
+  // entropy and the KL reference are taken over the first sampled_vocab_size rows of the LM head,
+  // the distribution the behaviour log-probs came from; a padded vocabulary's extra rows get no
+  // gradient. 0 = every row.
+  int64_t sampled_vocab_size = 0;
 
   static TrainerConfig FromJson(const Json& j, const std::string& path = "trainer");
   Json ToJson() const;

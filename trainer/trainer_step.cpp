@@ -30,12 +30,15 @@ void CheckTokens(const std::vector<int64_t>& tokens, int64_t vocab, size_t sampl
                 vocab, "); the tokenizer does not match this model");
 }
 
-void CheckSamples(const TrainBatch& batch, const std::string& algorithm, int64_t vocab) {
+void CheckSamples(const TrainBatch& batch, const std::string& algorithm, int64_t vocab, int64_t sampled_vocab) {
   for (size_t i = 0; i < batch.samples.size(); ++i) {
     const TrainSample& s = batch.samples[i];
     const size_t n = s.response.size();
     CheckTokens(s.prompt, vocab, i, "prompt");
     CheckTokens(s.response, vocab, i, "response");
+    for (int64_t t : s.response)
+      TORCH_CHECK(t < sampled_vocab, "train sample ", i, " has response token ", t, " at or above the sampled ",
+                  "vocabulary (", sampled_vocab, " of ", vocab, " rows; the rest are padding the sampler never draws)");
     TORCH_CHECK(!s.prompt.empty() || n == 0, "train sample ", i, " (group ", s.group_id,
                 ") has an empty prompt; every sample needs at least one prompt token (e.g. BOS)");
     TORCH_CHECK(s.behaviour_logprobs.size() == n || (s.behaviour_logprobs.empty() && !NeedsBehaviour(algorithm)),
@@ -106,7 +109,8 @@ void trainer_detail::CollectiveTry(Communicator& comm, bool active, const std::f
 
 TrainStepMetrics Trainer::RunStep(const TrainBatch& batch, const std::string& algorithm) {
   // A bad sample on one rank must fail every rank before the first collective of the step.
-  trainer_detail::CollectiveTry(dp_, true, [&] { CheckSamples(batch, algorithm, model_config_.vocab_size); },
+  trainer_detail::CollectiveTry(dp_, true,
+                                [&] { CheckSamples(batch, algorithm, model_config_.vocab_size, SampledVocab()); },
                                 "checking the train batch");
   for (auto& p : work_->parameters()) p.mutable_grad() = at::Tensor();  // left over by a failed step
   GatherParams();
@@ -366,13 +370,22 @@ MicroBatchOutput Trainer::ForwardMicroBatch(const StepContext& ctx, const Packed
   options.token_chunk = cfg_.logprob_token_chunk;
   options.vocab_chunk = cfg_.logprob_vocab_chunk;
   options.temperature = ctx.temperature;
-  kernels::TokenLogprobsResult r = kernels::TokenLogprobsAndEntropy(hidden, work_->LmHeadWeight(), mb.targets, options);
+  kernels::TokenLogprobsResult r = kernels::TokenLogprobsAndEntropy(hidden, SampledHead(*work_), mb.targets, options);
   MicroBatchOutput out{r.logprobs, r.entropy, at::Tensor()};
   if (value_param.defined()) {
     const int64_t d = hidden.size(1);
     out.values = at::matmul(hidden.to(at::kFloat), value_param.narrow(0, 0, d)) + value_param.narrow(0, d, 1);
   }
   return out;
+}
+
+int64_t Trainer::SampledVocab() const {
+  return cfg_.sampled_vocab_size > 0 ? cfg_.sampled_vocab_size : model_config_.vocab_size;
+}
+
+at::Tensor Trainer::SampledHead(LlamaForCausalLMImpl& model) const {
+  const at::Tensor& w = model.LmHeadWeight();
+  return SampledVocab() == w.size(0) ? w : w.narrow(0, 0, SampledVocab());
 }
 
 at::Tensor Trainer::ReferenceLogprobs(const StepContext& ctx, const PackedMicroBatch& mb) {
@@ -385,7 +398,7 @@ at::Tensor Trainer::ReferenceLogprobs(const StepContext& ctx, const PackedMicroB
   options.token_chunk = cfg_.logprob_token_chunk;
   options.vocab_chunk = cfg_.logprob_vocab_chunk;
   options.temperature = ctx.temperature;
-  return kernels::TokenLogprobs(hidden, reference_->LmHeadWeight(), mb.targets, options);
+  return kernels::TokenLogprobs(hidden, SampledHead(*reference_), mb.targets, options);
 }
 
 }  // namespace llamarl
