@@ -261,7 +261,9 @@ TrainerConfig SftTrainerConfig(const RecipeConfig& recipe) {
   // comes from sft.trainer (its keys, or the combination).
   TrainerConfig::FromJson(WithScheduleSteps(merged, recipe.sft.steps), "trainer");
   if (!recipe.sft.trainer.is_null()) merged.merge_patch(recipe.sft.trainer);
-  return TrainerConfig::FromJson(WithScheduleSteps(merged, recipe.sft.steps), "sft.trainer");
+  TrainerConfig c = TrainerConfig::FromJson(WithScheduleSteps(merged, recipe.sft.steps), "sft.trainer");
+  c.critic = CriticConfig();  // the warm start trains the policy alone; RL builds the critic from its result
+  return c;
 }
 
 void ValidateTrainerSections(const RecipeConfig& recipe) {

@@ -115,6 +115,7 @@ SamplingParams EvalSampleSampling(const RecipeConfig& recipe, const LlamaConfig&
 TrainerConfig RlTrainerConfig(const RecipeConfig& recipe);
 // The warm start's: recipe.trainer with sft.trainer merged over it, a schedule over sft.steps. An
 // error names the key as the recipe has it: trainer.X, or sft.trainer.X when the merge causes it.
+// It trains no separate critic (trainer.critic is RL's: the critic starts from the warm start's result).
 TrainerConfig SftTrainerConfig(const RecipeConfig& recipe);
 // Parses both (SFT only when sft.steps > 0), so that a bad trainer value fails before any work.
 void ValidateTrainerSections(const RecipeConfig& recipe);

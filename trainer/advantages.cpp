@@ -2,6 +2,7 @@
 
 #include "core/check.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -87,6 +88,14 @@ GaeResult Gae(const std::vector<double>& token_rewards, const std::vector<double
     next_value = values[k];
   }
   return out;
+}
+
+double ExplainedVariance(double sum_r, double sum_r_sq, double sum_err, double sum_err_sq, double n) {
+  if (n <= 0) return 0.0;
+  const double mean_r = sum_r / n, mean_err = sum_err / n;
+  const double var_r = sum_r_sq / n - mean_r * mean_r, var_err = sum_err_sq / n - mean_err * mean_err;
+  if (!(var_r > 1e-12)) return 0.0;
+  return 1.0 - std::max(0.0, var_err) / var_r;
 }
 
 void Whiten(std::vector<double>& x, double mean, double std, double eps) {

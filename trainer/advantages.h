@@ -26,6 +26,11 @@ struct GaeResult {
 GaeResult Gae(const std::vector<double>& token_rewards, const std::vector<double>& values, double gamma,
               double lambda);
 
+// How much of the returns' variance the values explain, 1 - Var(R - V) / Var(R), from sums over n
+// tokens (so that ranks can add them): 1 = perfect, 0 = no better than the mean, negative = worse.
+// The variances are both biased (the n/(n-1) cancels); 0 when Var(R) is 0 or n is 0.
+double ExplainedVariance(double sum_r, double sum_r_sq, double sum_err, double sum_err_sq, double n);
+
 // (x - mean) / (std + eps) with the biased std over all entries, in place; the mean and std may come
 // from a larger (global) population.
 void Whiten(std::vector<double>& x, double mean, double std, double eps = 1e-8);

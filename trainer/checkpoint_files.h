@@ -12,7 +12,8 @@ namespace llamarl {
 // What is wrong with the trainer checkpoint at `dir`, "" when it is whole: trainer_state.json
 // readable and of the supported format, every shard file present with an intact header (a truncated
 // file fails there) holding each tensor of its range at the size the shard geometry gives. Reads
-// headers only; not collective; never throws.
+// headers only; not collective; never throws. A checkpoint with a separate critic (critic/) is whole
+// only when that is too.
 std::string CheckpointProblem(const std::string& dir);
 
 // One flat float32 vector of a checkpoint, assembled from every shard: "param" (the policy's master

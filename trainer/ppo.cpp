@@ -28,4 +28,12 @@ at::Tensor ValueTokenLoss(const at::Tensor& values, const at::Tensor& old_values
   return 0.5 * at::max(unclipped, at::pow(clipped_values - returns, 2));
 }
 
+at::Tensor ValueClipped(const at::Tensor& values, const at::Tensor& old_values, const at::Tensor& returns,
+                        double value_clip) {
+  at::NoGradGuard no_grad;
+  if (value_clip <= 0) return at::zeros(values.sizes(), values.options().dtype(at::kBool));
+  at::Tensor clipped_values = old_values + at::clamp(values - old_values, -value_clip, value_clip);
+  return at::gt(at::pow(clipped_values - returns, 2), at::pow(values - returns, 2));
+}
+
 }  // namespace llamarl

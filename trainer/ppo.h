@@ -4,7 +4,9 @@
 // advantages come from GAE(gamma, lambda) (trainer/advantages.h), optionally whitened over the global
 // batch; the policy loss is the clipped surrogate with ratio pi/mu, and the value loss is clipped:
 //   l^V_t = 0.5 * max((V_t - R_t)^2, (V_old_t + clip(V_t - V_old_t, -c, c) - R_t)^2)
-// V_old are the values before the update (one pass under no_grad at the start of the step).
+// V_old are the values before the update (one pass under no_grad at the start of the step). V_t comes
+// from the head on the policy trunk or from a separate critic (trainer/critic.h); in the latter, the
+// critic minimises l^V_t alone (value_coef does not apply).
 #pragma once
 
 #include "core/config.h"
@@ -24,5 +26,10 @@ struct PpoConfig {
 
 at::Tensor ValueTokenLoss(const at::Tensor& values, const at::Tensor& old_values, const at::Tensor& returns,
                           double value_clip);
+// Per token, whether the clipped term is the larger one (verl's vf_clipfrac counts these; the
+// gradient then flows through the clipped value, i.e. not at all when the clip binds). All false
+// when value_clip is 0.
+at::Tensor ValueClipped(const at::Tensor& values, const at::Tensor& old_values, const at::Tensor& returns,
+                        double value_clip);
 
 }  // namespace llamarl

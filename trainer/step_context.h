@@ -19,12 +19,13 @@ namespace llamarl::trainer_detail {
 
 // What a step knows about each local sample before its updates, and the minibatch being trained.
 struct StepContext {
-  std::string algorithm;
+  std::string algorithm;     // TrainerConfig's, "sft", or "value" (a separate critic's updates)
   double temperature = 1.0;  // logits are divided by it before scoring (1 for sft)
   // The whole step, per local sample (index into TrainBatch::samples):
   std::vector<double> advantage;                        // all algorithms but ppo and sft
   std::vector<std::vector<float>> token_advantage;      // ppo: per token
-  std::vector<std::vector<float>> returns, old_values;  // ppo: per token
+  std::vector<std::vector<float>> returns, old_values;  // ppo (and the critic's "value" steps): per token
+  double explained_variance = 0;                        // ppo: of old_values against returns, global
   std::vector<std::vector<float>> mu, prox;             // per token; prox may be empty per sample
   int64_t step_tokens = 0, step_samples = 0;  // trained tokens and samples of the whole batch, all ranks
   // The current minibatch (one optimizer update). Loss-masked samples are not packed.
@@ -34,13 +35,14 @@ struct StepContext {
 };
 
 struct MicroBatchOutput {
-  at::Tensor logp, entropy;  // [N] float32, differentiable
-  at::Tensor values;         // [N] float32 (ppo), differentiable in the value head
+  at::Tensor logp, entropy;  // [N] float32, differentiable; undefined in a critic's "value" steps
+  at::Tensor values;         // [N] float32 (ppo's shared head, or the critic), differentiable
 };
 
 // Local partial sums of the step's metrics over all its updates (summed over ranks at the end).
 struct StepAccumulators {
   double loss = 0, kl = 0, entropy = 0, value_loss = 0;
+  double value_clipped = 0, value_tokens = 0;  // tokens whose clipped value term binds, of those scored
   double tokens = 0;  // global tokens summed over the updates (the same on every rank: not reduced)
   ImportanceStats iw;
   RatioStats ratio;

@@ -3,6 +3,7 @@
 #include "core/communicator.h"
 #include "model/attention.h"
 #include "trainer/adamw.h"
+#include "trainer/critic.h"
 #include "trainer/flat_params.h"
 #include "weight_sync/offload.h"
 #include "weight_sync/shard_layout.h"
@@ -35,6 +36,10 @@ nlohmann::json TrainStepMetrics::ToJson() const {
                         {"updates", updates},
                         {"updates_applied", updates_applied},
                         {"value_loss", value_loss},
+                        {"value_clip_frac", value_clip_frac},
+                        {"explained_variance", explained_variance},
+                        {"critic_grad_norm", critic_grad_norm},
+                        {"critic_lr", critic_lr},
                         {"tokens", tokens},
                         {"samples", samples},
                         {"skipped", skipped},
@@ -61,10 +66,15 @@ void CheckAlgorithm(const std::string& algorithm) {
 
 Trainer::Trainer(Communicator& dp, const LlamaConfig& config, LlamaForCausalLMImpl& model, TrainerConfig cfg,
                  int64_t version)
+    : Trainer(dp, config, model, std::move(cfg), version, /*value_only=*/false) {}
+
+Trainer::Trainer(Communicator& dp, const LlamaConfig& config, LlamaForCausalLMImpl& model, TrainerConfig cfg,
+                 int64_t version, bool value_only)
     : dp_(dp),
       model_config_(config),
       cfg_(std::move(cfg)),
       version_(version),
+      value_only_(value_only),
       offload_(std::make_unique<HostOffload>()) {
   CheckAlgorithm(cfg_.algorithm);
   TORCH_CHECK(cfg_.sharding == "zero3" || cfg_.sharding == "replicated",
@@ -94,7 +104,9 @@ Trainer::Trainer(Communicator& dp, const LlamaConfig& config, LlamaForCausalLMIm
     AssignFlat(*reference_, specs_, full, /*bind=*/false);
     for (auto& p : reference_->parameters()) p.set_requires_grad(false);
   }
-  if (cfg_.algorithm == "ppo") InitValueHead();
+  const bool ppo = cfg_.algorithm == "ppo";
+  if (value_only_ || (ppo && !cfg_.critic.Separate())) InitValueHead();
+  if (ppo && cfg_.critic.Separate() && !value_only_) critic_ = BuildCritic(model);
   if (zero3_) {
     BuildShardedGroups();
     ReleaseParameters(*work_);
@@ -139,6 +151,20 @@ void Trainer::BuildShardedGroups() {
 }
 
 Trainer::~Trainer() = default;
+
+std::unique_ptr<Trainer> Trainer::BuildCritic(LlamaForCausalLMImpl& policy_model) {
+  const CriticConfig& c = cfg_.critic;
+  const LlamaConfig config = CriticModelConfig(c, model_config_);
+  LlamaForCausalLM own = LoadCriticModel(c, config);
+  TrainerConfig critic_cfg = cfg_;
+  critic_cfg.optimizer = c.optimizer;
+  critic_cfg.max_grad_norm = c.max_grad_norm;
+  critic_cfg.kl = KlConfig();  // coef 0: no reference policy
+  critic_cfg.entropy_coef = 0;
+  // The private constructor: std::make_unique cannot reach it.
+  return std::unique_ptr<Trainer>(
+      new Trainer(dp_, config, own ? *own : policy_model, std::move(critic_cfg), 0, /*value_only=*/true));
+}
 
 int64_t Trainer::StepCount() const { return adam_->step(); }
 int64_t Trainer::ShardBegin() const { return bounds_[size_t(dp_.Rank())]; }
@@ -292,13 +318,13 @@ int64_t Trainer::OffloadState() {
   // master, and the replicated shard_ is a view of it: both would keep the master's storage alive.
   ReleaseParameters(*work_);
   if (!zero3_) shard_ = at::Tensor();
-  return offload_->HostBytes();
+  return offload_->HostBytes() + (critic_ ? critic_->OffloadState() : 0);
 }
 
 int64_t Trainer::RestoreState() {
   TORCH_CHECK(offload_->offloaded(), "Trainer::RestoreState: the state is resident; nothing was offloaded ",
               "(call OffloadState() first)");
-  const int64_t bytes = offload_->HostBytes();
+  const int64_t bytes = offload_->HostBytes() + (critic_ ? critic_->RestoreState() : 0);
   offload_->Restore(offloaded_);
   offloaded_.clear();
   if (!zero3_) {  // what the constructor set up, now over the restored storage
@@ -322,7 +348,7 @@ int64_t Trainer::ResidentStateBytes() const {
   }
   for (const at::Tensor& p : work_->parameters())
     if (!master_.defined() || master_.numel() == 0 || !p.is_alias_of(master_)) add(p);
-  return n;
+  return n + (critic_ ? critic_->ResidentStateBytes() : 0);
 }
 
 }  // namespace llamarl

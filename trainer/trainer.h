@@ -20,7 +20,11 @@
 //      b. reduce-scatter the edges' gradients, global grad norm, skip on a non-finite loss or gradient
 //         (counted, weights and optimizer state untouched), clip, AdamW on the shard, free the edges
 //         (gathered again for the next minibatch);
-//   4. bump the policy version once (unless every update was skipped).
+//   4. ppo with a separate critic (trainer/critic.h): the critic's values for GAE come from its own
+//      no-grad pass in step 2, and after the policy's updates the critic runs its own ppo_epochs x
+//      num_minibatches updates of the clipped value loss toward the step's returns, with the same
+//      gathers, reduce-scatters and AdamW over its own flat shards (a value-only Trainer);
+//   5. bump the policy version once (unless every update was skipped).
 // Under "replicated" every rank keeps the full parameters and optimizer state, runs its own
 // micro-batches with no communication and all-reduces the full gradient once per update (the DDP
 // baseline); FlatShard() still returns the ZeRO range so weight sync can use one plan for both.
@@ -69,7 +73,10 @@ struct TrainStepMetrics {
   double ratio_mean = 0, ratio_min = 0, ratio_max = 0;  // r = pi / anchor over the step's tokens
   double clip_frac_low = 0, clip_frac_high = 0;         // fraction of tokens whose clip binds below / above
   double approx_kl = 0;                                 // KL(anchor || pi), mean of (r - 1) - log r
-  double value_loss = 0;      // ppo only
+  double value_loss = 0;      // ppo only: the clipped value loss (mean over the critic's updates)
+  double value_clip_frac = 0;  // ppo: fraction of tokens whose clipped value term is the larger one
+  double explained_variance = 0;  // ppo: 1 - Var(R - V_old) / Var(R) over the step's tokens (1 = perfect)
+  double critic_grad_norm = 0, critic_lr = 0;  // separate critic: its own mean grad norm and first lr
   int64_t tokens = 0;         // response tokens trained on, over all ranks
   int64_t samples = 0;        // samples over all ranks
   int64_t updates = 0;        // optimizer updates run (ppo_epochs * num_minibatches; 1 for sft)
@@ -101,6 +108,12 @@ class Trainer {
   // rollouts that outlived the staleness bound with it (async.on_stale "recompute").
   std::vector<std::vector<float>> ScoreLogprobs(const TrainBatch& local_batch);
 
+  // The separate critic (trainer.critic.mode "separate" with algorithm ppo), null otherwise: a
+  // value-only Trainer over the same `dp` with its own flat shards (FlatShard(), GatherInto() of its
+  // decoder) and optimizer. Stepped, checkpointed and offloaded by this Trainer; call nothing that
+  // changes it.
+  Trainer* critic() const { return critic_.get(); }
+
   int64_t PolicyVersion() const { return version_; }
   int64_t StepCount() const;
   const TrainerConfig& config() const { return cfg_; }
@@ -127,8 +140,8 @@ class Trainer {
   // moves it to host memory with HostOffload (weight_sync/offload.h: the tensors are emptied in
   // place, pinned host buffers for CUDA tensors): the float32 master parameters (this rank's flat
   // shard under zero3, the full vector under replicated), the AdamW moments, any gradient buffer
-  // left defined (none between two steps), the ppo value head and its moments, and the frozen KL
-  // reference policy. The working module's parameters are freed instead of copied: they are
+  // left defined (none between two steps), the ppo value head and its moments, the frozen KL
+  // reference policy, and the separate critic's own state. The working module's parameters are freed instead of copied: they are
   // rebuilt from the master (under zero3 they are freed between steps anyway). Returns the bytes
   // copied to host. RestoreState() copies them back bit-exactly and returns the same count; the
   // weights after further steps are then bit-identical to those of a trainer that never offloaded.
@@ -143,7 +156,18 @@ class Trainer {
 
  private:
   using StepContext = trainer_detail::StepContext;
+  // The separate critic: value-only (its loss is the clipped value loss alone, no log-probs).
+  Trainer(Communicator& dp, const LlamaConfig& config, LlamaForCausalLMImpl& model, TrainerConfig cfg,
+          int64_t version, bool value_only);
+  std::unique_ptr<Trainer> BuildCritic(LlamaForCausalLMImpl& policy_model);
   TrainStepMetrics RunStep(const TrainBatch& batch, const std::string& algorithm);
+  // Collective: ppo_epochs x num_minibatches updates over ctx (epochs and parts 1 for sft).
+  std::vector<trainer_detail::UpdateResult> RunUpdates(const std::vector<TrainSample>& samples, StepContext& ctx,
+                                                       trainer_detail::StepAccumulators& acc);
+  // Collective, on the critic: V_t of every response token of the local samples (no gradient).
+  std::vector<std::vector<float>> ScoreValues(const std::vector<TrainSample>& samples);
+  // Collective, on the critic: its updates toward the policy step's returns and old values.
+  TrainStepMetrics FitValues(const std::vector<TrainSample>& samples, const StepContext& policy_ctx);
   // Collective: advantages, ppo's values and GAE, the KL folded into rewards and the proximal
   // log-probs over the whole batch (one no-grad pass when any is needed), and the batch's counts.
   void PrepareStep(const TrainBatch& batch, StepContext& ctx);
@@ -165,6 +189,9 @@ class Trainer {
   int64_t SampledVocab() const;  // cfg_.sampled_vocab_size, 0 resolved to the model's vocab_size
   // The LM head's first SampledVocab() rows: what log-probs and entropy are taken over.
   at::Tensor SampledHead(LlamaForCausalLMImpl& model) const;
+  // The clipped value loss per token (unweighted); adds its sum and clip count to `acc`.
+  at::Tensor ValueLoss(const StepContext& ctx, const PackedMicroBatch& mb, const at::Tensor& values,
+                       trainer_detail::StepAccumulators& acc);
   // Unweighted per-token loss of the step's algorithm (+ KL term, - entropy bonus, + value loss);
   // adds the micro-batch's diagnostics to `acc`.
   at::Tensor TokenLoss(const StepContext& ctx, const PackedMicroBatch& mb, const trainer_detail::MicroBatchOutput& out,
@@ -195,6 +222,7 @@ class Trainer {
   std::vector<int64_t> bounds_;  // EvenSplit of the flat parameter vector over dp ranks
   int64_t total_numel_ = 0;
   bool zero3_ = true;
+  bool value_only_ = false;      // this Trainer is a separate critic
   at::Tensor master_;            // replicated: full f32 parameters; zero3: == shard_
   at::Tensor shard_;             // this rank's flat f32 shard (a view of master_ under replicated)
   at::Tensor grad_;              // gradient of master_ (same extent)
@@ -204,7 +232,8 @@ class Trainer {
   LlamaForCausalLM work_{nullptr};       // the working module, compute dtype, full parameters
   LlamaForCausalLM reference_{nullptr};  // frozen reference policy (kl.coef > 0)
   std::unique_ptr<FlatAdamW> value_adam_;
-  at::Tensor value_master_;               // ppo critic head [w (D), b (1)] f32, replicated
+  at::Tensor value_master_;               // value head [w (D), b (1)] f32, replicated (shared mode, or the critic)
+  std::unique_ptr<Trainer> critic_;       // separate critic (ppo)
   at::Tensor value_grad_;
   std::unique_ptr<HostOffload> offload_;
   std::vector<at::Tensor> offloaded_;  // the tensors in offload_, in its order (same TensorImpls)

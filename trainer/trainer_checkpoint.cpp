@@ -8,7 +8,9 @@
 //                                      reference policy's range, float32, when kl.coef > 0: a resumed
 //                                      run keeps the reference RL started with, the post-SFT weights,
 //                                      not the weights its trainer was built from); shard 0 also the
-//                                      ppo value head
+//                                      ppo value head (shared mode)
+//   critic/                            ppo's separate critic: a checkpoint of this layout of its own
+//                                      (its flat shards, AdamW state and value head)
 // Shards follow the ZeRO flat layout whatever the sharding mode, so a checkpoint saved by n ranks
 // loads on any number of ranks (each reads the old shards overlapping its new range).
 #include "trainer/trainer.h"
@@ -92,6 +94,7 @@ void Trainer::SaveCheckpoint(const std::string& dir, const nlohmann::json& extra
                {"policy_version", version_},
                {"skipped_steps", skipped_steps_},
                {"reference", bool(reference_)},
+               {"critic", bool(critic_)},
                {"num_shards", ranks},
                {"total_numel", total_numel_},
                {"lr", LearningRateAt(cfg_.schedule, cfg_.optimizer.lr, adam_->step())},
@@ -100,6 +103,7 @@ void Trainer::SaveCheckpoint(const std::string& dir, const nlohmann::json& extra
                {"extra", extra}};
     WriteJson(tmp + "/trainer_state.json", state);
   }, "writing checkpoint shards into " + tmp);
+  if (critic_) critic_->SaveCheckpoint(tmp + "/critic");  // collective; inside DIR.tmp, so renamed with it
   CollectiveTry(dp_, rank == 0, [&] { SwapIntoPlace(tmp, dir); }, "moving " + tmp + " to " + dir);
 }
 
@@ -107,6 +111,16 @@ nlohmann::json Trainer::LoadCheckpoint(const std::string& dir) {
   CheckResident("LoadCheckpoint");
   Json extra;
   CollectiveTry(dp_, true, [&] { extra = LoadCheckpointShards(dir); }, "loading checkpoint " + dir);
+  if (critic_) {
+    // LoadCheckpointShards read DIR, or DIR.old after a save interrupted between its renames.
+    const std::string path = fs::exists(dir) ? dir : dir + ".old";
+    CollectiveTry(dp_, true, [&] {
+      TORCH_CHECK(fs::exists(path + "/critic/trainer_state.json"), "checkpoint '", dir, "' holds no critic (saved ",
+                  "with trainer.critic.mode 'shared', or by an older llamarl); a trainer with a separate critic ",
+                  "cannot resume from it: start the run again, or resume with trainer.critic.mode \"shared\"");
+    }, "loading checkpoint " + dir);
+    critic_->LoadCheckpoint(path + "/critic");
+  }
   return extra;
 }
 
@@ -220,6 +234,10 @@ std::string CheckpointProblem(const std::string& dir) {
       std::string problem = ShardProblem(ShardFile(dir, s, shards), bounds[size_t(s) + 1] - bounds[size_t(s)],
                                          state.value("reference", false));
       if (!problem.empty()) return problem;
+    }
+    if (state.value("critic", false)) {
+      std::string problem = CheckpointProblem(dir + "/critic");
+      if (!problem.empty()) return "critic/: " + problem;
     }
   } catch (const std::exception& e) {
     return state_path + ": " + WhatOf(e);

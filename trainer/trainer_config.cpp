@@ -35,7 +35,12 @@ TrainerConfig TrainerConfig::FromJson(const Json& j, const std::string& path) {
   c.seed = uint64_t(seed);
   r.Read("logprob_token_chunk", &c.logprob_token_chunk, Range::AtLeast(1), "TokenLogprobs token tile");
   r.Read("logprob_vocab_chunk", &c.logprob_vocab_chunk, Range::AtLeast(1), "TokenLogprobs vocab tile");
+  // After optimizer and max_grad_norm: the critic inherits them.
+  c.critic = CriticConfig::FromJson(r.Raw("critic"), r.PathOf("critic"), r.Raw("optimizer"), c.max_grad_norm);
   r.Finish();
+  TORCH_CHECK(!c.critic.Separate() || c.algorithm == "ppo", path, ".critic.mode is ",
+              "'separate' but ", path, ".algorithm is '", c.algorithm, "'; only ppo trains a critic: remove ", path,
+              ".critic or set ", path, ".algorithm to \"ppo\"");
   if (c.algorithm == "gspo") {
     TORCH_CHECK(c.aggregation == "seq_mean_token_mean", "trainer.aggregation is '", c.aggregation,
                 "' but algorithm gspo optimises the mean over sequences of the sequence loss; set ",
@@ -58,6 +63,7 @@ Json TrainerConfig::ToJson() const {
       {"ppo",
        {{"gamma", ppo.gamma}, {"lambda", ppo.lambda}, {"value_clip", ppo.value_clip},
         {"value_coef", ppo.value_coef}, {"whiten_advantages", ppo.whiten_advantages}}},
+      {"critic", critic.ToJson()},
       {"gspo", clip(gspo.clip)},
       {"cispo", clip(cispo.clip)},
       {"ppo_epochs", ppo_epochs},

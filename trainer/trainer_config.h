@@ -4,6 +4,7 @@
 #pragma once
 
 #include "trainer/adamw.h"
+#include "trainer/critic.h"
 #include "trainer/losses.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/ppo.h"
@@ -21,6 +22,7 @@ struct TrainerConfig {
   TruncatedIsConfig tis{2.0};
   TruncatedIsConfig decoupled_ppo{0.0};
   PpoConfig ppo;
+  CriticConfig critic;           // ppo: the value head on the policy trunk, or a critic model of its own
   GspoConfig gspo;
   CispoConfig cispo;
   KlConfig kl;

@@ -2,6 +2,7 @@
 // KL term, the entropy bonus and (ppo) the value loss, and the importance-weight and ratio diagnostics.
 #include "trainer/trainer.h"
 
+#include "trainer/ppo.h"
 #include "trainer/step_context.h"
 
 #include <ATen/ATen.h>
@@ -82,16 +83,24 @@ at::Tensor Trainer::PolicyTokenLoss(const StepContext& ctx, const PackedMicroBat
   return loss;
 }
 
+at::Tensor Trainer::ValueLoss(const StepContext& ctx, const PackedMicroBatch& mb, const at::Tensor& values,
+                              StepAccumulators& acc) {
+  const at::Tensor old_values = GatherPerToken(mb, ctx.old_values), returns = GatherPerToken(mb, ctx.returns);
+  at::Tensor value_loss = ValueTokenLoss(values, old_values, returns, cfg_.ppo.value_clip);
+  acc.value_loss += (value_loss.detach() * BroadcastPerSample(mb, ctx.token_weight)).sum().item<double>();
+  acc.value_clipped += ValueClipped(values, old_values, returns, cfg_.ppo.value_clip).sum().item<double>();
+  acc.value_tokens += double(values.numel());
+  return value_loss;
+}
+
 at::Tensor Trainer::TokenLoss(const StepContext& ctx, const PackedMicroBatch& mb, const MicroBatchOutput& out,
                               StepAccumulators& acc) {
+  if (ctx.algorithm == "value") return ValueLoss(ctx, mb, out.values, acc);  // a separate critic: nothing else
   const bool sft = ctx.algorithm == "sft";
   const at::Tensor& logp = out.logp;
   at::Tensor loss = sft ? SftTokenLoss(logp) : PolicyTokenLoss(ctx, mb, logp, acc);
-  if (ctx.algorithm == "ppo") {
-    at::Tensor value_loss = ValueTokenLoss(out.values, GatherPerToken(mb, ctx.old_values),
-                                           GatherPerToken(mb, ctx.returns), cfg_.ppo.value_clip);
-    acc.value_loss += (value_loss.detach() * BroadcastPerSample(mb, ctx.token_weight)).sum().item<double>();
-    loss = loss + cfg_.ppo.value_coef * value_loss;
+  if (ctx.algorithm == "ppo" && out.values.defined()) {  // the head on the policy trunk
+    loss = loss + cfg_.ppo.value_coef * ValueLoss(ctx, mb, out.values, acc);
   }
   if (cfg_.kl.coef > 0) {
     at::Tensor kl = KlEstimate(logp, ReferenceLogprobs(ctx, mb), cfg_.kl.estimator);

@@ -118,26 +118,68 @@ TrainStepMetrics Trainer::RunStep(const TrainBatch& batch, const std::string& al
   ctx.algorithm = algorithm;
   ctx.temperature = algorithm == "sft" ? 1.0 : cfg_.temperature;
   PrepareStep(batch, ctx);
-  const bool sft = algorithm == "sft";
-  const int64_t epochs = sft ? 1 : cfg_.ppo_epochs, parts = sft ? 1 : cfg_.num_minibatches;
-  const int64_t n = int64_t(batch.samples.size());
-  const std::vector<int64_t> bounds = EvenSplit(n, int(parts));
   StepAccumulators acc;
+  std::vector<UpdateResult> updates = RunUpdates(batch.samples, ctx, acc);
+  TrainStepMetrics m = ReduceStepMetrics(acc, updates);
+  m.tokens = ctx.step_tokens, m.samples = ctx.step_samples;
+  m.explained_variance = ctx.explained_variance;
+  if (critic_ && algorithm == "ppo") {
+    const TrainStepMetrics c = critic_->FitValues(batch.samples, ctx);
+    m.value_loss = c.value_loss, m.value_clip_frac = c.value_clip_frac;
+    m.critic_grad_norm = c.grad_norm, m.critic_lr = c.lr;
+  }
+  if (m.updates_applied > 0) ++version_;
+  m.skipped_steps = skipped_steps_;
+  return m;
+}
+
+std::vector<UpdateResult> Trainer::RunUpdates(const std::vector<TrainSample>& samples, StepContext& ctx,
+                                              StepAccumulators& acc) {
+  const bool sft = ctx.algorithm == "sft";
+  const int64_t epochs = sft ? 1 : cfg_.ppo_epochs, parts = sft ? 1 : cfg_.num_minibatches;
+  const std::vector<int64_t> bounds = EvenSplit(int64_t(samples.size()), int(parts));
   std::vector<UpdateResult> updates;
   for (int64_t epoch = 0; epoch < epochs; ++epoch) {
     for (int64_t part = 0; part < parts; ++part) {
       if (!updates.empty()) GatherParams();  // the previous update changed the shards
-      if (parts > 1) {  // with one part, PrepareStep selected the whole batch
+      if (parts > 1) {  // with one part, the caller selected the whole batch
         std::vector<int64_t> subset;
         for (int64_t i = bounds[size_t(part)]; i < bounds[size_t(part) + 1]; ++i) subset.push_back(i);
-        SelectMinibatch(batch.samples, subset, ctx);
+        SelectMinibatch(samples, subset, ctx);
       }
       updates.push_back(RunUpdate(ctx, acc));
     }
   }
+  return updates;
+}
+
+std::vector<std::vector<float>> Trainer::ScoreValues(const std::vector<TrainSample>& samples) {
+  TORCH_INTERNAL_ASSERT(value_only_, "ScoreValues is the separate critic's");
+  StepContext ctx;
+  ctx.algorithm = "value";
+  ScoreRequest want;
+  want.values = true;
+  GatherParams();
+  NoGradScores scores = ScoreNoGrad(ctx, samples, want);
+  ReleaseParams();
+  return std::move(scores.values);
+}
+
+TrainStepMetrics Trainer::FitValues(const std::vector<TrainSample>& samples, const StepContext& policy_ctx) {
+  TORCH_INTERNAL_ASSERT(value_only_, "FitValues is the separate critic's");
+  for (auto& p : work_->parameters()) p.mutable_grad() = at::Tensor();  // left over by a failed step
+  GatherParams();
+  StepContext ctx;
+  ctx.algorithm = "value";
+  ctx.returns = policy_ctx.returns;
+  ctx.old_values = policy_ctx.old_values;
+  std::vector<int64_t> all(samples.size());
+  for (size_t i = 0; i < samples.size(); ++i) all[i] = int64_t(i);
+  SelectMinibatch(samples, all, ctx);
+  StepAccumulators acc;
+  std::vector<UpdateResult> updates = RunUpdates(samples, ctx, acc);
   TrainStepMetrics m = ReduceStepMetrics(acc, updates);
-  m.tokens = ctx.step_tokens, m.samples = ctx.step_samples;
-  if (m.updates_applied > 0) ++version_;
+  m.tokens = ctx.global_tokens, m.samples = ctx.global_samples;
   m.skipped_steps = skipped_steps_;
   return m;
 }
@@ -150,8 +192,8 @@ UpdateResult Trainer::RunUpdate(StepContext& ctx, StepAccumulators& acc) {
   for (const PackedMicroBatch& mb : ctx.micro) {
     MicroBatchOutput out = ForwardMicroBatch(ctx, mb, value_param);
     if (mb.padding) {  // zero loss; the backward still runs every layer's collectives
-      at::Tensor zero = out.logp.sum() * 0.0;
-      if (out.values.defined()) zero = zero + out.values.sum() * 0.0;
+      at::Tensor zero = (out.logp.defined() ? out.logp : out.values).sum() * 0.0;
+      if (out.logp.defined() && out.values.defined()) zero = zero + out.values.sum() * 0.0;
       zero.backward();
       continue;
     }
@@ -159,7 +201,7 @@ UpdateResult Trainer::RunUpdate(StepContext& ctx, StepAccumulators& acc) {
     at::Tensor total = (loss_t * BroadcastPerSample(mb, ctx.token_weight)).sum();
     total.backward();
     local_loss += total.item<double>();
-    acc.entropy += out.entropy.detach().to(at::kDouble).sum().item<double>();
+    if (out.entropy.defined()) acc.entropy += out.entropy.detach().to(at::kDouble).sum().item<double>();
   }
   if (value_param.defined()) {
     value_grad_ = value_param.grad().defined() ? value_param.grad().clone() : at::zeros_like(value_master_);
@@ -189,7 +231,8 @@ TrainStepMetrics Trainer::ReduceStepMetrics(const StepAccumulators& acc, const s
   const RatioStats& r = acc.ratio;
   const std::vector<double> partial{acc.kl,          acc.entropy,         acc.value_loss, acc.iw.sum,
                                     acc.iw.sum_sq,   acc.iw.truncated,    acc.iw.count,   r.sum,
-                                    r.clipped_low,   r.clipped_high,      r.kl,           r.count};
+                                    r.clipped_low,   r.clipped_high,      r.kl,           r.count,
+                                    acc.value_clipped, acc.value_tokens};
   at::Tensor sums = at::tensor(partial, at::kDouble);
   dp_.AllReduce(sums)->Wait();
   at::Tensor maxes = at::tensor(std::vector<double>{acc.iw.max, r.max, -r.min}, at::kDouble);
@@ -203,6 +246,7 @@ TrainStepMetrics Trainer::ReduceStepMetrics(const StepAccumulators& acc, const s
   m.kl = s[0] / tokens;
   m.entropy = s[1] / tokens;
   m.value_loss = s[2] / num_updates;
+  m.value_clip_frac = s[13] > 0 ? s[12] / s[13] : 0.0;
   m.iw_mean = iw.Mean(), m.iw_max = iw.max, m.iw_truncated_fraction = iw.TruncatedFraction(), m.iw_ess = iw.Ess();
   m.ratio_mean = ratio.Mean(), m.ratio_min = ratio.Min(), m.ratio_max = ratio.max;
   m.clip_frac_low = ratio.ClippedLowFraction(), m.clip_frac_high = ratio.ClippedHighFraction();
@@ -279,14 +323,14 @@ void Trainer::PrepareStep(const TrainBatch& batch, StepContext& ctx) {
 
   ScoreRequest want;
   want.logp = NeedsProximalPass(ctx, samples);
-  want.values = ctx.algorithm == "ppo";
+  want.values = ctx.algorithm == "ppo" && !critic_;
   want.kl = cfg_.kl.coef > 0 && cfg_.kl.mode == "reward";
   NoGradScores scores;
   if (want.logp || want.values || want.kl) scores = ScoreNoGrad(ctx, samples, want);
   for (size_t i = 0; i < n && want.logp; ++i)
     if (ctx.prox[i].empty()) ctx.prox[i] = scores.logp[i];
   if (ctx.algorithm == "ppo") {
-    ctx.old_values = std::move(scores.values);
+    ctx.old_values = critic_ ? critic_->ScoreValues(samples) : std::move(scores.values);
     PreparePpo(samples, scores.kl, ctx);
     return;
   }
@@ -310,6 +354,7 @@ void Trainer::PrepareStep(const TrainBatch& batch, StepContext& ctx) {
 void Trainer::PreparePpo(const std::vector<TrainSample>& samples, const std::vector<std::vector<float>>& kl_tokens,
                          StepContext& ctx) {
   double sum = 0, sum_sq = 0, count = 0;
+  std::vector<double> ev_local(4, 0.0);  // sums of R, R^2, R - V, (R - V)^2 for the explained variance
   for (size_t i = 0; i < samples.size(); ++i) {
     const size_t len = samples[i].response.size();
     std::vector<double> rewards(len, 0.0), values(ctx.old_values[i].begin(), ctx.old_values[i].end());
@@ -318,13 +363,20 @@ void Trainer::PreparePpo(const std::vector<TrainSample>& samples, const std::vec
       for (size_t t = 0; t < len; ++t) rewards[t] -= cfg_.kl.coef * kl_tokens[i][t];
     GaeResult gae = Gae(rewards, values, cfg_.ppo.gamma, cfg_.ppo.lambda);
     for (double a : gae.advantages) sum += a, sum_sq += a * a, count += 1;
+    for (size_t t = 0; t < len; ++t) {
+      const double r = gae.returns[t], e = r - values[t];
+      ev_local[0] += r, ev_local[1] += r * r, ev_local[2] += e, ev_local[3] += e * e;
+    }
     ctx.token_advantage.emplace_back(gae.advantages.begin(), gae.advantages.end());
     ctx.returns.emplace_back(gae.returns.begin(), gae.returns.end());
   }
-  if (!cfg_.ppo.whiten_advantages) return;
-  at::Tensor stats = at::tensor(std::vector<double>{sum, sum_sq, count}, at::kDouble);
+  ev_local.insert(ev_local.end(), {sum, sum_sq, count});
+  at::Tensor stats = at::tensor(ev_local, at::kDouble);
   dp_.AllReduce(stats)->Wait();
-  const auto s = ToVector<double>(stats);
+  const auto all = ToVector<double>(stats);
+  ctx.explained_variance = ExplainedVariance(all[0], all[1], all[2], all[3], all[6]);
+  if (!cfg_.ppo.whiten_advantages) return;
+  const std::vector<double> s(all.begin() + 4, all.end());
   const double mean = s[2] > 0 ? s[0] / s[2] : 0.0;
   const double std = s[2] > 0 ? std::sqrt(std::max(0.0, s[1] / s[2] - mean * mean)) : 0.0;
   for (auto& adv : ctx.token_advantage) {
@@ -366,12 +418,15 @@ MicroBatchOutput Trainer::ForwardMicroBatch(const StepContext& ctx, const Packed
   inputs.input_ids = mb.input_ids;
   inputs.segment_ids = mb.segment_ids;
   at::Tensor hidden = Hidden(inputs).squeeze(0).index_select(0, mb.positions);  // [N, D]
-  kernels::TokenLogprobsOptions options;
-  options.token_chunk = cfg_.logprob_token_chunk;
-  options.vocab_chunk = cfg_.logprob_vocab_chunk;
-  options.temperature = ctx.temperature;
-  kernels::TokenLogprobsResult r = kernels::TokenLogprobsAndEntropy(hidden, SampledHead(*work_), mb.targets, options);
-  MicroBatchOutput out{r.logprobs, r.entropy, at::Tensor()};
+  MicroBatchOutput out;
+  if (ctx.algorithm != "value") {  // a critic scores no tokens
+    kernels::TokenLogprobsOptions options;
+    options.token_chunk = cfg_.logprob_token_chunk;
+    options.vocab_chunk = cfg_.logprob_vocab_chunk;
+    options.temperature = ctx.temperature;
+    kernels::TokenLogprobsResult r = kernels::TokenLogprobsAndEntropy(hidden, SampledHead(*work_), mb.targets, options);
+    out.logp = r.logprobs, out.entropy = r.entropy;
+  }
   if (value_param.defined()) {
     const int64_t d = hidden.size(1);
     out.values = at::matmul(hidden.to(at::kFloat), value_param.narrow(0, 0, d)) + value_param.narrow(0, d, 1);

@@ -1,7 +1,8 @@
 // Sharded data parallel under mpirun (-np 2 and -np 3): ZeRO-3 and replicated training on a global
 // batch split across the ranks match single-rank training on the whole batch (parameters within 1e-5
 // relative after 5 steps, float32), groups straddling ranks included; FlatShard() is this rank's
-// range of weight_sync's ZeroFlatLayout; checkpoints written by n ranks resume on n ranks and on one.
+// range of weight_sync's ZeroFlatLayout; checkpoints written by n ranks resume on n ranks and on one;
+// ppo's separate critic is sharded the same way over its own layout.
 #include "core/communicator.h"
 #include "tests/test_util.h"
 #include "tests/trainer/trainer_test_util.h"
@@ -109,6 +110,44 @@ TEST_F(ShardedTrainerTest, Zero3MatchesSingleRankAipoAndPpo) {
 TEST_F(ShardedTrainerTest, Zero3MinibatchEpochsMatchSingleRank) {
   ExpectShardedMatchesSingleRank(*world_, *local_, config_, "decoupled_ppo", "zero3", 2, 2);
   ExpectShardedMatchesSingleRank(*world_, *local_, config_, "ppo", "zero3", 2, 2);
+}
+
+// PPO's separate critic (smaller than the policy: one layer) keeps its own ZeRO-3 shards over the same
+// ranks: its flat shard is this rank's range of the critic's own ZeroFlatLayout, and critic and policy
+// match single-rank training on the whole batch.
+TEST_F(ShardedTrainerTest, Zero3SeparateCriticMatchesSingleRank) {
+  TrainerConfig c = TrainerTestTrainerConfig("ppo");
+  c.num_minibatches = 2;
+  c.critic.mode = "separate";
+  c.critic.config = {{"num_hidden_layers", 1}};
+  c.critic.optimizer = c.optimizer;
+  c.critic.optimizer.lr = 5e-3;
+  LlamaForCausalLM init = TrainerTestModel(config_);
+  Trainer sharded(*world_, config_, *init, c);
+  TrainerConfig single_cfg = c;
+  single_cfg.sharding = "replicated";
+  Trainer single(*local_, config_, *init, single_cfg);
+  const at::Tensor critic0 = single.critic()->FlatShard().clone();
+  for (int step = 0; step < 3; ++step) {
+    TrainBatch global = TrainerTestBatch(config_, 3, 4, 500 + uint32_t(step));
+    TrainStepMetrics a = sharded.Step(LocalPart(global, *world_));
+    TrainStepMetrics b = single.Step(MinibatchOrder(global, *world_, c.num_minibatches));
+    EXPECT_NEAR(a.loss, b.loss, 1e-5 * std::max(1.0, std::abs(b.loss)));
+    EXPECT_NEAR(a.value_loss, b.value_loss, 1e-5 * b.value_loss);
+    EXPECT_NEAR(a.critic_grad_norm, b.critic_grad_norm, 1e-5 * b.critic_grad_norm);
+    EXPECT_NEAR(a.explained_variance, b.explained_variance, 1e-5);
+    EXPECT_NEAR(a.value_clip_frac, b.value_clip_frac, 0.02);  // a token at the clip edge may round either way
+  }
+  const LlamaConfig critic_config = sharded.critic()->model_config();
+  EXPECT_EQ(critic_config.num_hidden_layers, 1);
+  const ShardLayout layout = ZeroFlatLayout(LlamaParamSpecs(critic_config), world_->Size(), at::kFloat);
+  const at::Tensor& shard = sharded.critic()->FlatShard();
+  ASSERT_EQ(shard.numel(), layout.RankNumel(world_->Rank()));
+  const at::Tensor want = single.critic()->FlatShard().narrow(0, sharded.critic()->ShardBegin(), shard.numel());
+  EXPECT_LT((shard - want).norm().item<double>() / want.norm().item<double>(), 1e-5);
+  EXPECT_GT((single.critic()->FlatShard() - critic0).abs().max().item<double>(), 1e-3);
+  const at::Tensor policy_want = single.FlatShard().narrow(0, sharded.ShardBegin(), sharded.FlatShard().numel());
+  EXPECT_LT((sharded.FlatShard() - policy_want).norm().item<double>() / policy_want.norm().item<double>(), 1e-5);
 }
 
 TEST_F(ShardedTrainerTest, ReplicatedBaselineMatchesSingleRank) {

@@ -15,20 +15,11 @@
 namespace llamarl {
 namespace {
 
+using testing::ErrorOf;
 using testing::TrainerTestBatch;
 using testing::TrainerTestConfig;
 using testing::TrainerTestModel;
 using testing::TrainerTestTrainerConfig;
-
-// The message of the c10::Error that `f` throws (without the backtrace), or "(no error)".
-std::string ErrorOf(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const c10::Error& e) {
-    return e.what_without_backtrace();
-  }
-  return "(no error)";
-}
 
 void ExpectContains(const std::string& text, const std::string& part) {
   EXPECT_NE(text.find(part), std::string::npos) << "'" << part << "' not in: " << text;

@@ -8,9 +8,11 @@
 #include "trainer/trainer_config.h"
 
 #include <ATen/ATen.h>
+#include <c10/util/Exception.h>
 #include <torch/optim/adamw.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <random>
 
@@ -110,6 +112,18 @@ inline double MaxAbsDiff(LlamaForCausalLMImpl& a, LlamaForCausalLMImpl& b) {
   auto pa = a.parameters(), pb = b.parameters();
   for (size_t i = 0; i < pa.size(); ++i) worst = std::max(worst, (pa[i] - pb[i]).abs().max().item<double>());
   return worst;
+}
+
+// The message of the error that `f` throws (a c10::Error's without the backtrace), or "(no error)".
+inline std::string ErrorOf(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const c10::Error& e) {
+    return e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "(no error)";
 }
 
 }  // namespace llamarl::testing
