@@ -23,6 +23,12 @@ ReadyGroup ReadyGroup::FromJson(const Json& j, int replica) {
   return g;
 }
 
+bool GroupHasSignal(const std::vector<double>& rewards) {
+  for (double r : rewards)
+    if (r != rewards.front()) return true;
+  return false;
+}
+
 std::vector<int64_t> BatchPlan::GroupsFor(int trainer, int replica) const {
   std::vector<int64_t> ids;
   for (const RoutedGroup& g : groups)
@@ -34,9 +40,13 @@ Json BatchPlan::ToJson() const {
   Json routed = Json::array();
   for (const RoutedGroup& g : groups)
     routed.push_back({g.group_id, g.replica, g.trainer, g.tokens, int(g.stale), int(g.recompute)});
-  Json drops = Json::array();
-  for (const ReadyGroup& g : dropped) drops.push_back({g.group_id, g.replica});
-  return {{"step", step}, {"groups", routed}, {"dropped", drops}, {"stale_trained", stale_trained},
+  const auto ids = [](const std::vector<ReadyGroup>& groups) {
+    Json out = Json::array();
+    for (const ReadyGroup& g : groups) out.push_back({g.group_id, g.replica});
+    return out;
+  };
+  return {{"step", step}, {"groups", routed}, {"dropped", ids(dropped)}, {"filtered", ids(filtered)},
+          {"stale_trained", stale_trained},
           {"stale_recomputed", stale_recomputed}, {"trainer_tokens", trainer_tokens}};
 }
 
@@ -47,11 +57,13 @@ BatchPlan BatchPlan::FromJson(const Json& j) {
     p.groups.push_back(RoutedGroup{g[0].get<int64_t>(), g[1].get<int>(), g[2].get<int>(), g[3].get<int64_t>(),
                                    g[4].get<int>() != 0, g[5].get<int>() != 0});
   }
-  for (const Json& g : j.at("dropped")) {
-    ReadyGroup r;
-    r.group_id = g[0].get<int64_t>();
-    r.replica = g[1].get<int>();
-    p.dropped.push_back(r);
+  for (const char* key : {"dropped", "filtered"}) {
+    for (const Json& g : j.at(key)) {
+      ReadyGroup r;
+      r.group_id = g[0].get<int64_t>();
+      r.replica = g[1].get<int>();
+      (std::string(key) == "dropped" ? p.dropped : p.filtered).push_back(r);
+    }
   }
   p.stale_trained = j.at("stale_trained").get<int64_t>();
   p.stale_recomputed = j.at("stale_recomputed").get<int64_t>();
@@ -67,14 +79,16 @@ BatchPlanner::BatchPlanner(BatchPlannerOptions options) : options_(std::move(opt
                 ") must be >= 1 and max_policy_lag (", options_.max_policy_lag, ") >= 0");
   LLAMARL_CHECK(options_.on_stale == "train" || options_.on_stale == "drop" || options_.on_stale == "recompute",
                 "async.on_stale: unknown '", options_.on_stale, "'; known: train, drop, recompute");
+  LLAMARL_CHECK(options_.max_gen_batches >= 1, "algorithm.dapo.max_gen_batches (", options_.max_gen_batches,
+                ") must be >= 1");
   generating_.assign(size_t(options_.num_replicas), 0);
 }
 
 std::vector<Admission> BatchPlanner::Admit() {
   const int64_t cap = (options_.max_policy_lag + 1) * options_.groups_per_step;
   std::vector<Admission> out;
-  // A dropped group gives its admission back, so the run still trains total_groups groups.
-  while (Live() < cap && admitted_ < options_.total_groups + dropped_) {
+  // A dropped or filtered group gives its admission back, so the run still trains total_groups groups.
+  while (Live() < cap && admitted_ - dropped_ - filtered_ < options_.total_groups) {
     const int replica = int(std::min_element(generating_.begin(), generating_.end()) - generating_.begin());
     out.push_back(Admission{replica, admitted_++});
     ++generating_[size_t(replica)];
@@ -95,27 +109,38 @@ bool BatchPlanner::IsStale(const ReadyGroup& group, int64_t trainer_version) con
 }
 
 BatchPlanner::Decision BatchPlanner::Decide(const ReadyGroup& group, int64_t trainer_version) const {
+  if (options_.dynamic_sampling && !GroupHasSignal(group.rewards)) return Decision::kFilter;
   if (!IsStale(group, trainer_version) || options_.on_stale == "train") return Decision::kTrain;
   return options_.on_stale == "drop" ? Decision::kDrop : Decision::kRecompute;
 }
 
 std::optional<BatchPlan> BatchPlanner::TryPlan(int64_t step, int64_t trainer_version) {
-  // Versions only grow, so a group stale now stays stale: it is dropped at once and its admission
-  // given back, even while the batch is not complete yet.
+  // Versions only grow, so a group stale now stays stale, and a group's rewards never change: either
+  // is discarded at once and its admission given back, even while the batch is not complete yet.
   for (auto it = ready_.begin(); it != ready_.end();) {
-    if (Decide(*it, trainer_version) != Decision::kDrop) {
+    const Decision d = Decide(*it, trainer_version);
+    if (d != Decision::kDrop && d != Decision::kFilter) {
       ++it;
       continue;
     }
-    ++dropped_;
-    dropped_pending_.push_back(std::move(*it));
+    ++(d == Decision::kDrop ? dropped_ : filtered_);
+    (d == Decision::kDrop ? dropped_pending_ : filtered_pending_).push_back(std::move(*it));
     it = ready_.erase(it);
   }
+  const int64_t allowed = (options_.max_gen_batches - 1) * options_.groups_per_step;
+  LLAMARL_CHECK(int64_t(filtered_pending_.size()) <= allowed, "RL step ", step, ": ", filtered_pending_.size(),
+                " finished groups had rewards all equal (no signal) and were discarded, more than the ", allowed,
+                " that algorithm.dapo.max_gen_batches (", options_.max_gen_batches, ") allows per step ((",
+                options_.max_gen_batches, " - 1) x rollout.prompts_per_step ", options_.groups_per_step,
+                "); the task is too easy or too hard for the policy: raise algorithm.dapo.max_gen_batches or ",
+                "set algorithm.dapo.dynamic_sampling to false");
   if (int64_t(ready_.size()) < options_.groups_per_step) return std::nullopt;
   BatchPlan plan;
   plan.step = step;
   plan.dropped = std::move(dropped_pending_);
   dropped_pending_.clear();
+  plan.filtered = std::move(filtered_pending_);
+  filtered_pending_.clear();
   for (int64_t i = 0; i < options_.groups_per_step; ++i) {
     const ReadyGroup& g = ready_.front();
     RoutedGroup r{g.group_id, g.replica, 0, g.tokens, IsStale(g, trainer_version), false};

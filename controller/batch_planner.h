@@ -19,6 +19,15 @@
 // trainer's current policy). Each choice is counted. A step never trains fewer than
 // groups_per_step groups: TryPlan waits for more rather than plan a short batch.
 //
+// Dynamic sampling (DAPO, algorithm.dapo.dynamic_sampling): a finished group whose rewards are all
+// equal (GroupHasSignal false: every advantage is zero) is discarded when a step is planned and its
+// admission given back, like a dropped stale group, so Admit grants a replacement at once: the
+// controller calls Admit while it waits for a batch, not only after weight pushes (the trainer's
+// version has not moved since the last push, so the replacement still starts at it). Planning one
+// step may discard at most (max_gen_batches - 1) * groups_per_step groups; one more is an error
+// naming algorithm.dapo.max_gen_batches. Discarded groups are in the plan (`filtered`), so the
+// replicas holding them free them, and counted.
+//
 // Routing: the batch's groups go to the trainer ranks by load, longest first to the rank with the
 // fewest response tokens so far (LPT), so the ranks' micro-batches come out even.
 //
@@ -43,7 +52,13 @@ struct BatchPlannerOptions {
   int num_replicas = 1;
   int num_trainers = 1;
   int64_t total_groups = INT64_MAX;  // the run's steps * groups_per_step: nothing is admitted past it
+  bool dynamic_sampling = false;     // AlgorithmRecipe::dapo
+  int64_t max_gen_batches = 1;
 };
+
+// Whether a group's rewards differ (DAPO's filter: std > 0). Equal rewards give every sample a zero
+// group-relative advantage.
+bool GroupHasSignal(const std::vector<double>& rewards);
 
 // A generator's notice that a group finished (scored, held by the replica until routed).
 struct ReadyGroup {
@@ -75,6 +90,7 @@ struct BatchPlan {
   int64_t step = 0;
   std::vector<RoutedGroup> groups;  // the batch, in completion order
   std::vector<ReadyGroup> dropped;  // stale groups discarded while planning this step
+  std::vector<ReadyGroup> filtered;  // groups without signal discarded while planning it (dynamic sampling)
   int64_t stale_trained = 0, stale_recomputed = 0;
   std::vector<int64_t> trainer_tokens;  // response tokens routed to each trainer rank
 
@@ -96,22 +112,25 @@ class BatchPlanner {
   // the plan that is eventually returned).
   std::optional<BatchPlan> TryPlan(int64_t step, int64_t trainer_version);
 
-  int64_t Live() const { return admitted_ - consumed_ - dropped_; }
+  int64_t Live() const { return admitted_ - consumed_ - dropped_ - filtered_; }
   int64_t NumReady() const { return int64_t(ready_.size()); }
   int64_t TotalDropped() const { return dropped_; }
+  int64_t TotalFiltered() const { return filtered_; }
 
  private:
-  enum class Decision { kTrain, kRecompute, kDrop };
-  // The single decision on a finished group at planning time (on_stale for a stale one).
+  enum class Decision { kTrain, kRecompute, kDrop, kFilter };
+  // The single decision on a finished group at planning time: kFilter for one without signal (with
+  // dynamic sampling), else on_stale for a stale one.
   Decision Decide(const ReadyGroup& group, int64_t trainer_version) const;
   bool IsStale(const ReadyGroup& group, int64_t trainer_version) const;
   void Route(BatchPlan* plan) const;
 
   BatchPlannerOptions options_;
-  int64_t admitted_ = 0, consumed_ = 0, dropped_ = 0;
+  int64_t admitted_ = 0, consumed_ = 0, dropped_ = 0, filtered_ = 0;
   std::vector<int64_t> generating_;  // per replica: admitted, not yet finished
   std::deque<ReadyGroup> ready_;     // finished, in completion order
   std::vector<ReadyGroup> dropped_pending_;  // dropped since the last plan
+  std::vector<ReadyGroup> filtered_pending_;  // filtered since the last plan
 };
 
 }  // namespace llamarl::controller

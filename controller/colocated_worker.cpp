@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 
+#include "controller/batch_planner.h"
 #include "controller/metrics.h"
 #include "controller/progress.h"
 #include "controller/trace.h"
@@ -15,6 +16,9 @@
 namespace llamarl::controller {
 namespace {
 using Clock = std::chrono::steady_clock;
+// Ids of dynamic sampling's replacement groups: this bit | the prompt's stream position
+// (StepPrompts::Extra), apart from the step * prompts_per_step + k of a step's own groups.
+constexpr uint64_t kReplacementGroupBit = uint64_t(1) << 40;
 }  // namespace
 
 ColocatedWorker::ColocatedWorker(JobContext& job, LlamaForCausalLMImpl& model, ReplicaWeightSync& sync,
@@ -27,40 +31,102 @@ ColocatedWorker::ColocatedWorker(JobContext& job, LlamaForCausalLMImpl& model, R
 
 ColocatedWorker::~ColocatedWorker() = default;
 
-std::vector<RolloutGroup> ColocatedWorker::Generate(int64_t step, StepTimings* timings) {
+std::vector<RolloutGroup> ColocatedWorker::GenerateGroups(int64_t step, const std::vector<GroupRequest>& requests,
+                                                          StepTimings* timings) {
   const auto t = Clock::now();
-  const std::vector<DatasetItem>& items = prompts_.ForStep(step);
-  const int64_t offset = job_.routing.Offset(replica_), share = job_.routing.Share(replica_);
   std::map<uint64_t, std::vector<Completion>> by_group;
   {
     ScopedPhase phase(job_, "generate");
-    for (int64_t k = offset; k < offset + share; ++k) {
-      const uint64_t id = uint64_t(step * job_.routing.groups_per_step + k);
-      engine_->Submit(GenerationRequest{id, job_.tokenizer.Encode(items[size_t(k)].prompt),
-                                        RolloutSampling(job_.recipe, job_.config, GroupSeed(job_.recipe.seed, int64_t(id))),
+    for (const GroupRequest& r : requests) {
+      engine_->Submit(GenerationRequest{r.id, job_.tokenizer.Encode(r.item.prompt),
+                                        RolloutSampling(job_.recipe, job_.config, GroupSeed(job_.recipe.seed, int64_t(r.id))),
                                         job_.recipe.rollout.group_size});
     }
     for (Completion& c : engine_->RunUntilDone()) by_group[c.request_id].push_back(std::move(c));
   }
-  timings->gen_s = SecondsSince(t);
+  const double gen_s = SecondsSince(t);
+  timings->gen_s += gen_s;
   const auto ts = Clock::now();
   ScopedPhase scoring(job_, "score", /*trace=*/false);
   std::vector<RolloutGroup> groups;
-  int64_t i = 0;
-  for (auto& [id, completions] : by_group) {
-    // TP ranks of a replica hold the same groups; each trains on a disjoint subset of them.
-    if (i++ % tp_->Size() != tp_->Rank()) continue;
-    const int64_t k = int64_t(id) - step * job_.routing.groups_per_step;
-    for (const Completion& c : completions) lengths_.Add(int64_t(c.tokens.size()));
-    RolloutGroup g = ScoreGroup(completions, items[size_t(k)], *reward_, job_.tokenizer, job_.eos_ids());
-    g.group_id = int64_t(id);
+  for (const GroupRequest& r : requests) {
+    RolloutGroup g = ScoreGroup(by_group.at(r.id), r.item, *reward_, job_.tokenizer, job_.eos_ids());
+    ShapeRewards(&g, job_.recipe.algorithm.dapo, job_.recipe.rollout.max_new_tokens);
+    g.group_id = int64_t(r.id);
     g.step = step;
     g.generator_rank = job_.world.Rank();
-    g.gen_s = timings->gen_s;
+    g.gen_s = gen_s;
     groups.push_back(std::move(g));
   }
-  timings->score_s = SecondsSince(ts);
+  timings->score_s += SecondsSince(ts);
   return groups;
+}
+
+std::vector<RolloutGroup> ColocatedWorker::FillWithSignal(int64_t step, std::vector<RolloutGroup> groups,
+                                                          StepTimings* timings, SamplingTally* tally) {
+  const int64_t per_step = job_.routing.groups_per_step, share = job_.routing.Share(replica_);
+  const int64_t max_generated = job_.recipe.algorithm.dapo.max_gen_batches * per_step;
+  const int num_replicas = job_.placement.NumReplicas();
+  std::vector<RolloutGroup> kept;
+  *tally = SamplingTally{per_step, 0, 0};
+  for (;;) {
+    ++tally->rounds;
+    int64_t filtered = 0;
+    for (RolloutGroup& g : groups) {
+      std::vector<double> rewards;
+      for (const RolloutSample& sample : g.samples) rewards.push_back(sample.reward);
+      if (GroupHasSignal(rewards)) kept.push_back(std::move(g));
+      else ++filtered;
+    }
+    // Each replica's missing groups and the groups filtered this round, every replica counted once
+    // (by its first TP rank; the others hold the same groups).
+    at::Tensor counts = at::zeros({num_replicas + 1}, at::kLong);
+    if (tp_->Rank() == 0) {
+      counts[replica_] = share - int64_t(kept.size());
+      counts[num_replicas] = filtered;
+    }
+    job_.world.AllReduce(counts)->Wait(job_.timeouts.step);
+    const int64_t* c = counts.data_ptr<int64_t>();
+    tally->filtered += c[num_replicas];
+    int64_t missing = 0, before = 0;
+    for (int r = 0; r < num_replicas; ++r) {
+      missing += c[r];
+      if (r < replica_) before += c[r];
+    }
+    if (missing == 0) return kept;
+    LLAMARL_CHECK(tally->generated + missing <= max_generated, "RL step ", step, ": ", tally->filtered, " of the ",
+                  tally->generated, " groups generated in ", tally->rounds, " rounds had rewards all equal (no ",
+                  "signal) and ", missing, " more are needed, beyond the ", max_generated, " groups a step may ",
+                  "generate (algorithm.dapo.max_gen_batches ", job_.recipe.algorithm.dapo.max_gen_batches,
+                  " x rollout.prompts_per_step ", per_step, "); the task is too easy or too hard for the policy: ",
+                  "raise algorithm.dapo.max_gen_batches or set algorithm.dapo.dynamic_sampling to false");
+    // Every rank draws the same replacements; replica r takes the c[r] after those of replicas < r.
+    int64_t first = 0;
+    const std::vector<DatasetItem> extra = prompts_.Extra(missing, &first);
+    tally->generated += missing;
+    std::vector<GroupRequest> requests;
+    for (int64_t j = before; j < before + c[replica_]; ++j)
+      requests.push_back(GroupRequest{kReplacementGroupBit | uint64_t(first + j), extra[size_t(j)]});
+    groups = GenerateGroups(step, requests, timings);
+  }
+}
+
+std::vector<RolloutGroup> ColocatedWorker::Generate(int64_t step, StepTimings* timings, SamplingTally* tally) {
+  const std::vector<DatasetItem>& items = prompts_.ForStep(step);
+  const int64_t offset = job_.routing.Offset(replica_), share = job_.routing.Share(replica_);
+  std::vector<GroupRequest> requests;
+  for (int64_t k = offset; k < offset + share; ++k)
+    requests.push_back(GroupRequest{uint64_t(step * job_.routing.groups_per_step + k), items[size_t(k)]});
+  std::vector<RolloutGroup> groups = GenerateGroups(step, requests, timings);
+  if (job_.recipe.algorithm.dapo.dynamic_sampling) groups = FillWithSignal(step, std::move(groups), timings, tally);
+  // TP ranks of a replica hold the same groups; each trains on a disjoint subset of them.
+  std::vector<RolloutGroup> mine;
+  for (size_t i = 0; i < groups.size(); ++i) {
+    if (int64_t(i) % tp_->Size() != tp_->Rank()) continue;
+    for (const RolloutSample& s : groups[i].samples) lengths_.Add(int64_t(s.response.size()));
+    mine.push_back(std::move(groups[i]));
+  }
+  return mine;
 }
 
 EvalTally ColocatedWorker::Evaluate() {
@@ -147,7 +213,8 @@ void ColocatedWorker::RunStep(int64_t step, int64_t end_step) {
   const auto step_start = Clock::now();
   StepTimings timings;
   OffloadTally tally;
-  std::vector<RolloutGroup> generated = Generate(step, &timings);
+  SamplingTally sampling;
+  std::vector<RolloutGroup> generated = Generate(step, &timings, &sampling);
   tally.gen_trainer_state_bytes = start_.trainer->ResidentStateBytes();
   tally.gen_kv_cache_bytes = engine_->CacheBytes();
   EnterTraining(&tally);
@@ -169,6 +236,11 @@ void ColocatedWorker::RunStep(int64_t step, int64_t end_step) {
   gen_total_s_ += timings.gen_s;
   idle_total_s_ += timings.wait_s;
   Json row = StepMetricsRow(job_.world, groups, staleness, metrics, timings);
+  if (job_.recipe.algorithm.dapo.dynamic_sampling) {
+    row.update({{"filtered_groups", sampling.filtered}, {"generated_groups", sampling.generated},
+                {"generation_rounds", sampling.rounds}});
+    filtered_total_ += sampling.filtered;
+  }
   const bool last = step + 1 == end_step;
   const CheckpointRecipe& c = job_.recipe.checkpoint;
   if (last || (c.every > 0 && (step + 1) % c.every == 0)) {
@@ -227,12 +299,14 @@ Json ColocatedWorker::Run() {
   const LengthHistogram lengths = SumOverRanks(job_.world, lengths_, job_.timeouts.step);
   const LengthHistogram staleness = SumOverRanks(job_.world, buffer_.StalenessHistogram(), job_.timeouts.step);
   const KvCacheStats kv = engine_->KvStats();  // this rank's (every rank's engine is sized alike)
-  return Json{{"eval_start", {{"eval_reward_mean", first_eval_}}}, {"eval_end", {{"eval_reward_mean", last_eval_}}},
-              {"response_lengths", lengths.ToJson()}, {"staleness_tokens", staleness.ToJson()},
-              {"kv_cache_budget_bytes", kv.budget_bytes}, {"kv_block_size", kv.block_size}, {"kv_blocks", kv.num_blocks},
-              {"kv_peak_blocks_in_use", kv.peak_blocks_in_use},
-              {"generate_s_total", gen_total_s_}, {"idle_s_total", idle_total_s_},
-              {"offload_s_total", offload_total_s_}, {"dropped_stale_total", 0}};
+  Json summary{{"eval_start", {{"eval_reward_mean", first_eval_}}}, {"eval_end", {{"eval_reward_mean", last_eval_}}},
+               {"response_lengths", lengths.ToJson()}, {"staleness_tokens", staleness.ToJson()},
+               {"kv_cache_budget_bytes", kv.budget_bytes}, {"kv_block_size", kv.block_size}, {"kv_blocks", kv.num_blocks},
+               {"kv_peak_blocks_in_use", kv.peak_blocks_in_use},
+               {"generate_s_total", gen_total_s_}, {"idle_s_total", idle_total_s_},
+               {"offload_s_total", offload_total_s_}, {"dropped_stale_total", 0}};
+  if (job_.recipe.algorithm.dapo.dynamic_sampling) summary["filtered_groups_total"] = filtered_total_;
+  return summary;
 }
 
 }  // namespace llamarl::controller

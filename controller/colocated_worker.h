@@ -34,7 +34,30 @@ class ColocatedWorker {
   Json Run();  // the run summary (on the controller)
 
  private:
-  std::vector<RolloutGroup> Generate(int64_t step, StepTimings* timings);
+  // Dynamic sampling's counts for one step (the same on every rank): groups generated over the
+  // world, of them filtered for having no signal, and generation rounds.
+  struct SamplingTally {
+    int64_t generated = 0, filtered = 0, rounds = 0;
+  };
+  struct GroupRequest {
+    uint64_t id;
+    DatasetItem item;
+  };
+  // This rank's groups of `step` (its replica's share of the batch, split among the replica's TP
+  // ranks); with algorithm.dapo.dynamic_sampling, collective over the world (FillWithSignal).
+  std::vector<RolloutGroup> Generate(int64_t step, StepTimings* timings, SamplingTally* tally);
+  // Generates and scores (shaped rewards included) one group per request, in request order; adds to
+  // timings' gen_s and score_s. Collective over the replica's TP ranks.
+  std::vector<RolloutGroup> GenerateGroups(int64_t step, const std::vector<GroupRequest>& requests,
+                                           StepTimings* timings);
+  // DAPO's dynamic sampling: keeps `groups` (this replica's share of the step) that have signal and
+  // generates replacements in rounds until every replica holds its share. Each round is collective
+  // over the world: the ranks sum every replica's missing count, draw that many prompts from the
+  // stream (StepPrompts::Extra), and replica r generates the slice after those of replicas < r, so
+  // every rank agrees on the prompts and on the error once more than max_gen_batches x
+  // prompts_per_step groups would be generated.
+  std::vector<RolloutGroup> FillWithSignal(int64_t step, std::vector<RolloutGroup> groups, StepTimings* timings,
+                                           SamplingTally* tally);
   // Collective: greedy mean reward over the held-out prompts, each replica evaluating its slice.
   EvalTally Evaluate();  // collective: every replica's share of the eval prompts
   // Device bytes of this rank, and what the swaps of one step cost (see OffloadMetrics).
@@ -69,6 +92,7 @@ class ColocatedWorker {
   int64_t first_eval_version_ = 0;  // policy version the start-of-RL eval ran at
   LengthHistogram lengths_;  // this rank's trained samples by response length
   double gen_total_s_ = 0, idle_total_s_ = 0, offload_total_s_ = 0;  // this rank's
+  int64_t filtered_total_ = 0;  // dynamic sampling: groups discarded over the run (world)
 };
 
 }  // namespace llamarl::controller

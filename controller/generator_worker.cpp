@@ -230,6 +230,7 @@ void GeneratorWorker::OnCompletion(Completion c) {
     ScopedStep in_step("RL", int64_t(it->first) / job_.routing.groups_per_step);
     ScopedPhase scoring(job_, "score", /*trace=*/false);
     RolloutGroup g = ScoreGroup(it->second.done, it->second.item, *reward_, job_.tokenizer, job_.eos_ids());
+    ShapeRewards(&g, job_.recipe.algorithm.dapo, job_.recipe.rollout.max_new_tokens);
     summary_.score_s += SecondsSince(t);
     g.group_id = int64_t(it->first);
     g.gen_s = SecondsSince(it->second.start);

@@ -9,6 +9,7 @@
 #include "core/logging.h"
 #include "model/llama_checkpoint.h"
 #include "model/tiny_tokenizer.h"
+#include "reward/overlong.h"
 #include "weight_sync/shard_layout.h"
 
 namespace llamarl::controller {
@@ -81,6 +82,16 @@ Cursor StepPrompts::CursorAt(int64_t step) {
     ++next_step_;
   }
   return sampler_.cursor();
+}
+
+std::vector<DatasetItem> StepPrompts::Extra(int64_t n, int64_t* first_position) {
+  const Cursor& at = sampler_.cursor();
+  *first_position = at.epoch * at.num_items + at.index;
+  std::vector<DatasetItem> items = sampler_.Next(size_t(n));
+  TORCH_CHECK(int64_t(items.size()) == n, "the dataset ran out while drawing ", n, " replacement prompts (data.num_epochs ",
+              "= a bounded number of epochs; algorithm.dapo.dynamic_sampling draws more than prompts_per_step a step); ",
+              "raise data.num_epochs, set it to 0 (unbounded), or lower steps");
+  return items;
 }
 
 void StepPrompts::Restore(const Cursor& cursor, int64_t step) {
@@ -178,6 +189,14 @@ RolloutGroup ScoreGroup(const std::vector<Completion>& completions, const Datase
   return g;
 }
 
+void ShapeRewards(RolloutGroup* group, const DapoRecipe& dapo, int64_t max_new_tokens) {
+  if (dapo.overlong != "penalty") return;
+  for (RolloutSample& s : group->samples) {
+    s.reward += dapo.overlong_penalty_factor *
+                reward::OverlongPenalty(int64_t(s.response.size()), max_new_tokens, dapo.overlong_buffer);
+  }
+}
+
 double ScoreEval(const std::vector<Completion>& completions, const std::vector<DatasetItem>& items,
                  reward::Reward& reward, const Tokenizer& tokenizer, const std::vector<int64_t>& eos_ids) {
   TORCH_INTERNAL_ASSERT(completions.size() == items.size(), completions.size(), " completions for ",
@@ -271,7 +290,7 @@ void ValidateTrainerSections(const RecipeConfig& recipe) {
   if (recipe.sft.steps > 0) SftTrainerConfig(recipe);
 }
 
-TrainBatch ToTrainBatch(const std::vector<RolloutGroup>& groups) {
+TrainBatch ToTrainBatch(const std::vector<RolloutGroup>& groups, bool mask_truncated) {
   TrainBatch batch;
   for (const RolloutGroup& g : groups) {
     for (const RolloutSample& s : g.samples) {
@@ -282,6 +301,7 @@ TrainBatch ToTrainBatch(const std::vector<RolloutGroup>& groups) {
       t.versions = s.versions;
       t.reward = s.reward;
       t.group_id = g.group_id;
+      t.loss_masked = mask_truncated && s.finish_reason == "length";
       batch.samples.push_back(std::move(t));
     }
   }

@@ -46,6 +46,10 @@ class StepPrompts {
   Cursor CursorAt(int64_t step);
   // Continues from a checkpoint: `cursor` is the cursor at the start of `step`.
   void Restore(const Cursor& cursor, int64_t step);
+  // Dynamic sampling's replacement prompts: the next `n` items after everything handed out so far
+  // (the following steps' items come after them; CursorAt counts them), with the stream position of
+  // the first (epoch * dataset size + index), unique over the run and the same after a resume.
+  std::vector<DatasetItem> Extra(int64_t n, int64_t* first_position);
 
  private:
   EpochSampler sampler_;
@@ -92,6 +96,10 @@ std::string ResponseText(const Tokenizer& tokenizer, const std::vector<int64_t>&
 // Scores `completions` (the samples of one prompt) and packs them into a rollout group.
 RolloutGroup ScoreGroup(const std::vector<Completion>& completions, const DatasetItem& item,
                         reward::Reward& reward, const Tokenizer& tokenizer, const std::vector<int64_t>& eos_ids);
+// algorithm.dapo.overlong "penalty": adds overlong_penalty_factor x R_length(|y|) (reward/overlong.h,
+// L_max = max_new_tokens) to the reward of each of `group`'s samples; other modes change nothing.
+// Call it right after ScoreGroup, before anything reads the rewards.
+void ShapeRewards(RolloutGroup* group, const DapoRecipe& dapo, int64_t max_new_tokens);
 // Mean reward of evaluation completions (one per item, in item order).
 double ScoreEval(const std::vector<Completion>& completions, const std::vector<DatasetItem>& items,
                  reward::Reward& reward, const Tokenizer& tokenizer, const std::vector<int64_t>& eos_ids);
@@ -120,8 +128,10 @@ TrainerConfig SftTrainerConfig(const RecipeConfig& recipe);
 // Parses both (SFT only when sft.steps > 0), so that a bad trainer value fails before any work.
 void ValidateTrainerSections(const RecipeConfig& recipe);
 
-// Training samples of accepted groups (group_id kept, so GRPO groups stay together).
-TrainBatch ToTrainBatch(const std::vector<RolloutGroup>& groups);
+// Training samples of accepted groups (group_id kept, so GRPO groups stay together). With
+// mask_truncated (algorithm.dapo.overlong "filter") a sample whose finish reason is "length" is
+// loss-masked (TrainSample::loss_masked).
+TrainBatch ToTrainBatch(const std::vector<RolloutGroup>& groups, bool mask_truncated = false);
 // SFT samples: prompt -> reference_response + EOS.
 TrainBatch SftBatch(const std::vector<DatasetItem>& items, const Tokenizer& tokenizer,
                     const std::vector<int64_t>& eos_ids);

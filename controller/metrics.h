@@ -17,8 +17,9 @@
 //   anchor over the step's updates), updates, updates_applied (optimizer updates of the step),
 //   tokens, tokens_per_s, samples, response_len_mean,
 //   gen_s, score_s, train_s, sync_s, idle_s_trainer, idle_s_generator,
-//   rollout.dynamic_sampling: ds_groups_generated (all rounds), ds_groups_kept (with signal),
-//   ds_extra_rounds, ds_groups_surplus (kept beyond the batch, cut),
+//   zero_std_groups (trained groups whose rewards are all equal: no group-relative signal),
+//   algorithm.dapo.dynamic_sampling only: filtered_groups (groups without signal discarded for
+//   this step), generated_groups (the batch plus those), colocated: generation_rounds,
 //   colocated: offload_s, offload_bytes, {gen,train}_{trainer_state,kv_cache}_bytes (resident per phase).
 // Non-finite numbers are written as null (JSON has no NaN); readers treat null as "no value".
 // `llamarl report` reads these keys; a key it does not know is kept and ignored.

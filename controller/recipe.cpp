@@ -107,6 +107,31 @@ AsyncRecipe AsyncRecipe::FromJson(const Json& j, const std::string& path) {
   return c;
 }
 
+DapoRecipe DapoRecipe::FromJson(const Json& j, const std::string& path) {
+  DapoRecipe c;
+  ConfigReader r(j, path);
+  r.Read("dynamic_sampling", &c.dynamic_sampling,
+         "discard groups whose rewards are all equal and generate replacements until the batch is full");
+  r.Read("max_gen_batches", &c.max_gen_batches, Range::AtLeast(1),
+         "a step generates at most this many batches' worth of groups (dynamic sampling)");
+  r.Read("overlong", &c.overlong, {"off", "penalty", "filter"},
+         "truncated responses: no change, DAPO's soft length penalty, or kept out of the loss");
+  r.Read("overlong_buffer", &c.overlong_buffer, Range::AtLeast(0),
+         "penalty: tokens before rollout.max_new_tokens over which the penalty ramps from 0 to -1");
+  r.Read("overlong_penalty_factor", &c.overlong_penalty_factor, Range::AtLeast(0),
+         "penalty: the penalty's scale (1 = DAPO's)");
+  r.Finish();
+  return c;
+}
+
+AlgorithmRecipe AlgorithmRecipe::FromJson(const Json& j, const std::string& path) {
+  AlgorithmRecipe c;
+  ConfigReader r(j, path);
+  c.dapo = DapoRecipe::FromJson(r.Raw("dapo"), r.PathOf("dapo"));
+  r.Finish();
+  return c;
+}
+
 TimeoutRecipe TimeoutRecipe::FromJson(const Json& j, const std::string& path) {
   TimeoutRecipe c;
   ConfigReader r(j, path);
@@ -149,6 +174,15 @@ void ValidateRecipe(const RecipeConfig& c) {
   LLAMARL_CHECK(c.model.source != "tiny" || c.model.num_heads % c.model.num_kv_heads == 0,
                 "model.num_heads (", c.model.num_heads, ") must be a multiple of model.num_kv_heads (",
                 c.model.num_kv_heads, ")");
+  const DapoRecipe& dapo = c.algorithm.dapo;
+  LLAMARL_CHECK(!dapo.dynamic_sampling || c.rollout.group_size >= 2,
+                "algorithm.dapo.dynamic_sampling needs rollout.group_size >= 2 (got ", c.rollout.group_size,
+                "): the rewards of a one-sample group are always all equal, so every group would be discarded");
+  LLAMARL_CHECK(dapo.overlong != "penalty" ||
+                    (dapo.overlong_buffer >= 1 && dapo.overlong_buffer <= c.rollout.max_new_tokens),
+                "algorithm.dapo.overlong_buffer (", dapo.overlong_buffer, ") must be in [1, rollout.max_new_tokens (",
+                c.rollout.max_new_tokens, ")] with algorithm.dapo.overlong 'penalty': the penalty ramps over that ",
+                "many tokens before the limit (DAPO used 4096 of 20480)");
   LLAMARL_CHECK(!c.run_dir.empty(), "run_dir: must name the run directory, e.g. runs/tiny_grpo");
 }
 
@@ -175,6 +209,7 @@ RecipeConfig RecipeConfig::FromJson(const Json& j, const std::string& path) {
   r.Read("mode", &c.mode, {"async", "sync"}, "bounded-staleness async RL or the synchronous baseline");
   r.Read("max_policy_lag", &c.max_policy_lag, Range::AtLeast(0), "staleness bound in policy versions");
   c.async = AsyncRecipe::FromJson(r.Raw("async"), r.PathOf("async"));
+  c.algorithm = AlgorithmRecipe::FromJson(r.Raw("algorithm"), r.PathOf("algorithm"));
   c.rollout = RolloutRecipe::FromJson(r.Raw("rollout"), r.PathOf("rollout"));
   c.generator = r.Raw("generator");
   LLAMARL_CHECK(c.generator.is_null() || c.generator.is_object(), r.PathOf("generator"),

@@ -105,6 +105,39 @@ struct AsyncRecipe {
   static AsyncRecipe FromJson(const Json& j, const std::string& path);
 };
 
+// DAPO (Yu et al. 2025, arXiv:2503.14476): the parts that live outside the loss. Clip-higher and
+// token-level aggregation are trainer keys (trainer.grpo.eps_high, trainer.aggregation).
+//
+// Dynamic sampling: a group whose rewards are all equal has zero advantage for every sample, so it
+// adds nothing to the gradient but still dilutes the batch. It is discarded and another prompt is
+// generated in its place until the batch holds rollout.prompts_per_step groups with signal. Split
+// placement: the controller discards it when it plans a step and gives its admission back, so a
+// replacement is admitted at once (controller/batch_planner.h). Colocated: each replica generates
+// replacements in rounds until it holds its share (controller/colocated_worker.h). Either way a
+// step generates at most max_gen_batches x prompts_per_step groups; one that needs more ends the
+// run with an error naming this key (the task is then too easy or too hard for the policy).
+//
+// Overlong: "penalty" adds overlong_penalty_factor x R_length (reward/overlong.h; DAPO's soft
+// overlong punishment over the last overlong_buffer tokens before rollout.max_new_tokens) to each
+// sample's reward; "filter" keeps truncated samples (finish reason "length") out of the loss, their
+// rewards still counting in their group's advantage statistics (DAPO's overlong filtering).
+struct DapoRecipe {
+  bool dynamic_sampling = false;
+  int64_t max_gen_batches = 10;  // verl's max_num_gen_batches
+  std::string overlong = "off";  // "off", "penalty" or "filter"
+  int64_t overlong_buffer = 0;   // L_cache in tokens ("penalty": required, in [1, rollout.max_new_tokens])
+  double overlong_penalty_factor = 1.0;
+
+  static DapoRecipe FromJson(const Json& j, const std::string& path);
+};
+
+// Controller-side parts of RL algorithms (the losses are trainer.algorithm's).
+struct AlgorithmRecipe {
+  DapoRecipe dapo;
+
+  static AlgorithmRecipe FromJson(const Json& j, const std::string& path);
+};
+
 // Every wait of the job has one of these limits; an expired wait is an error naming the rank and the
 // phase (never a hang).
 struct TimeoutRecipe {
@@ -142,6 +175,7 @@ struct RecipeConfig {
   std::string mode = "async";  // "async" (bounded staleness) or "sync" (the colocated baseline)
   int64_t max_policy_lag = 1;  // a group starts only while at most (lag + 1) batches are live
   AsyncRecipe async;
+  AlgorithmRecipe algorithm;
   RolloutRecipe rollout;
   Json generator;  // GeneratorConfig (generator/generator_config.h): the engine's KV cache budget
   Json trainer;  // TrainerConfig (trainer/trainer.h)

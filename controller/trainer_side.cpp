@@ -7,6 +7,7 @@
 #include <exception>
 #include <filesystem>
 
+#include "controller/batch_planner.h"
 #include "controller/metrics.h"
 #include "controller/trace.h"
 #include "core/logging.h"
@@ -135,19 +136,22 @@ void SaveRunCheckpoint(JobContext& job, Trainer& trainer, int64_t next_rl_step, 
 
 Json StepMetricsRow(Communicator& dp, const std::vector<RolloutGroup>& groups, const StalenessStats& staleness,
                     const TrainStepMetrics& train, const StepTimings& timings) {
-  double reward_sum = 0, reward_sq = 0, samples = 0, len_sum = 0, gen_sum = 0;
+  double reward_sum = 0, reward_sq = 0, samples = 0, len_sum = 0, gen_sum = 0, zero_std = 0;
   for (const auto& g : groups) {
     gen_sum += g.gen_s;
+    std::vector<double> rewards;
     for (const auto& s : g.samples) {
       reward_sum += s.reward;
       reward_sq += s.reward * s.reward;
       len_sum += double(s.response.size());
       samples += 1;
+      rewards.push_back(s.reward);
     }
+    zero_std += !GroupHasSignal(rewards);
   }
   at::Tensor sums = at::tensor({reward_sum, reward_sq, samples, len_sum, staleness.staleness_mean * double(staleness.tokens),
                                 double(staleness.tokens), double(staleness.stale_groups), double(groups.size()), gen_sum,
-                                timings.wait_s, timings.score_s},
+                                timings.wait_s, timings.score_s, zero_std},
                                at::kDouble);
   at::Tensor maxes = at::tensor({double(staleness.staleness_max), timings.train_s, timings.sync_s, timings.gen_s},
                                 at::kDouble);
@@ -161,7 +165,7 @@ Json StepMetricsRow(Communicator& dp, const std::vector<RolloutGroup>& groups, c
   row.update({{"reward_mean", mean}, {"reward_std", std::sqrt(std::max(0.0, s[1] / n - mean * mean))},
               {"samples", int64_t(s[2])}, {"response_len_mean", s[3] / n},
               {"staleness_mean", s[5] > 0 ? s[4] / s[5] : 0.0}, {"staleness_max", int64_t(m[0])},
-              {"stale_groups", int64_t(s[6])}, {"train_s", m[1]}, {"sync_s", m[2]},
+              {"stale_groups", int64_t(s[6])}, {"zero_std_groups", int64_t(s[11])}, {"train_s", m[1]}, {"sync_s", m[2]},
               {"score_s", s[10] / dp.Size()}, {"idle_s_trainer", s[9] / dp.Size()}});
   // Split placement: the groups' mean latency; colocated: the generate phase's wall time.
   row["gen_s"] = m[3] > 0 ? m[3] : (s[7] > 0 ? s[8] / s[7] : 0.0);
@@ -206,7 +210,7 @@ TrainStepMetrics TrainOnGroups(JobContext& job, Trainer& trainer, const std::vec
   TrainStepMetrics metrics;
   {
     ScopedPhase phase(job, "train");
-    TrainBatch batch = ToTrainBatch(groups);
+    TrainBatch batch = ToTrainBatch(groups, job.recipe.algorithm.dapo.overlong == "filter");
     if (step == job.recipe.debug.nan_at_step) {
       LogWarning("debug.nan_at_step: the rewards of RL step ", step, " are NaN");
       for (TrainSample& s : batch.samples) s.reward = std::nan("");

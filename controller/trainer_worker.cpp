@@ -77,6 +77,9 @@ BatchPlan TrainerWorker::NextBatch(int64_t step) {
                   job_.recipe.timeouts.step_s, " s waiting for the finished groups of step ", step, " (",
                   planner_->NumReady(), " ready of ", job_.recipe.rollout.prompts_per_step, ", ", planner_->Live(),
                   " live); raise timeouts.step_s if generation is this slow");
+      // A group discarded while planning (dynamic sampling, async.on_stale "drop") gave its admission
+      // back: its replacement starts now, at the version of the last push, not after the next one.
+      Admit(step);
       CollectMessages(false);
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
@@ -84,7 +87,8 @@ BatchPlan TrainerWorker::NextBatch(int64_t step) {
     const std::vector<int> trainers = job_.placement.TrainerRanks();
     for (const RoutedGroup& g : plan->groups)
       routes[size_t(g.replica)]["send"].push_back({g.group_id, trainers[size_t(g.trainer)]});
-    for (const ReadyGroup& g : plan->dropped) routes[size_t(g.replica)]["drop"].push_back(g.group_id);
+    for (const auto* discarded : {&plan->dropped, &plan->filtered})
+      for (const ReadyGroup& g : *discarded) routes[size_t(g.replica)]["drop"].push_back(g.group_id);
     for (Json& r : routes) {
       if (r.is_null()) continue;
       if (!r.contains("send")) r["send"] = Json::array();
@@ -192,6 +196,10 @@ void TrainerWorker::RunStep(int64_t step) {
   row.update({{"dropped_stale", int64_t(plan.dropped.size())}, {"stale_trained", plan.stale_trained},
               {"stale_recomputed", plan.stale_recomputed}, {"trainer_tokens", plan.trainer_tokens},
               {"ready_queue", ready_queue}});
+  if (job_.recipe.algorithm.dapo.dynamic_sampling) {
+    const int64_t filtered = int64_t(plan.filtered.size());
+    row.update({{"filtered_groups", filtered}, {"generated_groups", int64_t(plan.groups.size()) + filtered}});
+  }
   const bool last = step + 1 == end_step_;
   const EvalRecipe& e = job_.recipe.eval;
   if (last || (e.every > 0 && (step + 1 - start_.rl_step) % e.every == 0)) RequestEval(step + 1);
@@ -223,9 +231,11 @@ Json TrainerWorker::Run() {
   const Cursor cursor = prompts_.CursorAt(start_.rl_step);
   if (job_.IsController()) {
     const int64_t per_step = job_.recipe.rollout.prompts_per_step;
+    const DapoRecipe& dapo = job_.recipe.algorithm.dapo;
     planner_ = std::make_unique<BatchPlanner>(BatchPlannerOptions{
         per_step, job_.recipe.max_policy_lag, job_.recipe.async.on_stale, job_.placement.NumReplicas(),
-        job_.placement.num_trainers, (end_step_ - start_.rl_step) * per_step});
+        job_.placement.num_trainers, (end_step_ - start_.rl_step) * per_step, dapo.dynamic_sampling,
+        dapo.max_gen_batches});
     SendCommand(Command{Command::Kind::kStart, start_.rl_step, start_.trainer->PolicyVersion(),
                         Json{{"first_step", start_.rl_step}, {"end_step", end_step_}, {"cursor", cursor.ToJson()}}});
   }
@@ -253,6 +263,7 @@ void TrainerWorker::Finish() {
   run_ = {{"eval_start", first_eval_}, {"eval_end", last_eval_}, {"generators", summaries_},
           {"response_lengths", lengths.ToJson()}, {"staleness_tokens", staleness.ToJson()},
           {"dropped_stale_total", planner_->TotalDropped()}};
+  if (job_.recipe.algorithm.dapo.dynamic_sampling) run_["filtered_groups_total"] = planner_->TotalFiltered();
 }
 
 }  // namespace llamarl::controller

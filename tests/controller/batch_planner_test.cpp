@@ -1,6 +1,7 @@
 // BatchPlanner against hand-worked schedules: the admission cap of (lag + 1) batches of live groups,
 // admissions to the least busy replica, full batches in completion order, each async.on_stale
-// choice counted (drops give their admission back), and longest-first routing to the least loaded
+// choice counted (drops give their admission back), DAPO's dynamic sampling (filtered groups give
+// their admission back at once, the per-step bound), and longest-first routing to the least loaded
 // trainer rank.
 #include "controller/batch_planner.h"
 
@@ -178,6 +179,97 @@ TEST(BatchPlanner, ReadyNoticeRoundTripAndErrors) {
               std::string::npos)
         << e.what();
   }
+}
+
+BatchPlannerOptions Sampling(int64_t per_step, int64_t lag, int64_t max_gen_batches, int64_t total = INT64_MAX) {
+  BatchPlannerOptions o = Options(per_step, lag, "train", 1, 1, total);
+  o.dynamic_sampling = true;
+  o.max_gen_batches = max_gen_batches;
+  return o;
+}
+
+ReadyGroup WithRewards(int64_t id, std::vector<double> rewards, int64_t min_version = 0) {
+  ReadyGroup g = Ready(id, 0, 4, min_version);
+  g.rewards = std::move(rewards);
+  return g;
+}
+
+// The replacement of a filtered group is admitted while the controller still waits for the batch
+// (the earlier attempt only admitted after the next weight push, so a step whose batch lost a group
+// never filled).
+TEST(BatchPlanner, FilteredGroupGivesItsAdmissionBackAtOnce) {
+  BatchPlanner p(Sampling(/*per_step=*/2, /*lag=*/0, /*max_gen_batches=*/3, /*total=*/4));
+  ASSERT_EQ(p.Admit().size(), 2u);
+  p.OnReady(WithRewards(0, {1, 1, 1}));
+  p.OnReady(WithRewards(1, {0, 1, 0}));
+  EXPECT_FALSE(p.TryPlan(0, 0).has_value()) << "one group with signal is not a batch of two";
+  EXPECT_EQ(p.Live(), 1) << "the filtered group is no longer live";
+  EXPECT_EQ(p.TotalFiltered(), 1);
+  const std::vector<Admission> replacement = p.Admit();
+  ASSERT_EQ(replacement.size(), 1u) << "its admission is given back before any push";
+  EXPECT_EQ(replacement[0].index, 2);
+  p.OnReady(WithRewards(2, {0, 0, 0.5}));
+  const std::optional<BatchPlan> plan = p.TryPlan(0, 0);
+  ASSERT_TRUE(plan.has_value());
+  EXPECT_EQ(Ids(*plan), (std::vector<int64_t>{1, 2}));
+  ASSERT_EQ(plan->filtered.size(), 1u);
+  EXPECT_EQ(plan->filtered[0].group_id, 0);
+  EXPECT_TRUE(plan->dropped.empty());
+  // The run's 4 groups are still all trained: the cap on admissions grows by the filtered group.
+  EXPECT_EQ(p.Admit().size(), 2u);
+  EXPECT_TRUE(p.Admit().empty());
+}
+
+TEST(BatchPlanner, FilterComesBeforeOnStaleAndEveryPlannedGroupHasSignal) {
+  BatchPlannerOptions o = Sampling(2, 1, 5);
+  o.on_stale = "drop";
+  BatchPlanner p(o);
+  p.Admit();
+  p.OnReady(WithRewards(0, {1, 1}, /*min_version=*/0));  // stale at version 5 and without signal
+  p.OnReady(WithRewards(1, {1, 0}, 0));                  // stale: dropped
+  p.OnReady(WithRewards(2, {0, 1}, 5));
+  p.OnReady(WithRewards(3, {0.25, 0.25}, 5));
+  EXPECT_FALSE(p.TryPlan(0, 5).has_value());
+  EXPECT_EQ(p.TotalFiltered(), 2);
+  EXPECT_EQ(p.TotalDropped(), 1);
+  EXPECT_EQ(p.Admit().size(), 3u) << "each discarded group's admission comes back";
+  p.OnReady(WithRewards(4, {1, 0}, 5));
+  const BatchPlan plan = *p.TryPlan(0, 5);
+  EXPECT_EQ(Ids(plan), (std::vector<int64_t>{2, 4}));
+  EXPECT_EQ(plan.filtered.size(), 2u);
+  EXPECT_EQ(plan.dropped.size(), 1u);
+  const BatchPlan back = BatchPlan::FromJson(plan.ToJson());
+  EXPECT_EQ(back.ToJson(), plan.ToJson());
+  ASSERT_EQ(back.filtered.size(), 2u);
+  EXPECT_EQ(back.filtered[1].group_id, 3);
+}
+
+TEST(BatchPlanner, TooManyFilteredGroupsInOneStepNameTheKey) {
+  BatchPlanner p(Sampling(/*per_step=*/2, 0, /*max_gen_batches=*/2));  // at most 2 filtered a step
+  p.Admit();
+  p.OnReady(WithRewards(0, {0, 0}));
+  p.OnReady(WithRewards(1, {0, 0}));
+  EXPECT_FALSE(p.TryPlan(0, 0).has_value()) << "2 filtered groups are within the bound";
+  p.Admit();
+  p.OnReady(WithRewards(2, {1, 0}));
+  p.OnReady(WithRewards(3, {1, 1}));
+  try {
+    p.TryPlan(0, 0);
+    FAIL() << "no error";
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("RL step 0: 3 finished groups had rewards all equal"), std::string::npos) << what;
+    EXPECT_NE(what.find("algorithm.dapo.max_gen_batches (2) allows"), std::string::npos) << what;
+  }
+}
+
+TEST(BatchPlanner, WithoutDynamicSamplingGroupsWithoutSignalAreTrained) {
+  BatchPlanner p(Options(2, 0));
+  p.Admit();
+  p.OnReady(WithRewards(0, {1, 1}));
+  p.OnReady(WithRewards(1, {0, 0}));
+  ASSERT_TRUE(p.TryPlan(0, 0).has_value());
+  EXPECT_EQ(p.TotalFiltered(), 0);
 }
 
 }  // namespace

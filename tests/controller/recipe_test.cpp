@@ -92,6 +92,41 @@ TEST(RecipeConfig, AsyncOnStaleChoicesAndErrors) {
   EXPECT_CONTAINS(ErrorOf([&] { RecipeConfig::FromJson(j); }), "unknown key 'on_stal'");
 }
 
+TEST(RecipeConfig, DapoKeysDefaultOffAndNameTheirPathOnBadValues) {
+  Json j = MinimalRecipe();
+  const DapoRecipe off = RecipeConfig::FromJson(j).algorithm.dapo;
+  EXPECT_FALSE(off.dynamic_sampling);
+  EXPECT_EQ(off.overlong, "off");
+  j["algorithm"] = {{"dapo", {{"dynamic_sampling", true}, {"max_gen_batches", 4}, {"overlong", "penalty"},
+                              {"overlong_buffer", 8}, {"overlong_penalty_factor", 0.5}}}};
+  const DapoRecipe on = RecipeConfig::FromJson(j).algorithm.dapo;
+  EXPECT_TRUE(on.dynamic_sampling);
+  EXPECT_EQ(on.max_gen_batches, 4);
+  EXPECT_EQ(on.overlong_buffer, 8);
+  EXPECT_EQ(on.overlong_penalty_factor, 0.5);
+  const auto error_with = [&](const char* key, const Json& value) {
+    Json k = j;
+    k["algorithm"]["dapo"][key] = value;
+    return ErrorOf([&] { RecipeConfig::FromJson(k); });
+  };
+  EXPECT_CONTAINS(error_with("max_gen_batches", 0), "algorithm.dapo.max_gen_batches");
+  EXPECT_CONTAINS(error_with("overlong", "truncate"), "algorithm.dapo.overlong");
+  EXPECT_CONTAINS(error_with("overlong", "truncate"), "filter");
+  EXPECT_CONTAINS(error_with("overlong_penalty_factor", -1), "algorithm.dapo.overlong_penalty_factor");
+  EXPECT_CONTAINS(error_with("overlong_buffer", 33), "algorithm.dapo.overlong_buffer (33) must be in [1, "
+                                                     "rollout.max_new_tokens (32)]");
+  EXPECT_CONTAINS(error_with("overlong_buffer", 0), "algorithm.dapo.overlong_buffer (0)");
+  EXPECT_CONTAINS(error_with("max_rounds", 3), "unknown key 'max_rounds'");
+  j["algorithm"]["dapo"]["overlong"] = "filter";
+  j["algorithm"]["dapo"]["overlong_buffer"] = 0;
+  EXPECT_EQ(RecipeConfig::FromJson(j).algorithm.dapo.overlong, "filter") << "the buffer is the penalty's only";
+  j["rollout"] = {{"group_size", 1}};
+  EXPECT_CONTAINS(ErrorOf([&] { RecipeConfig::FromJson(j); }),
+                  "algorithm.dapo.dynamic_sampling needs rollout.group_size >= 2 (got 1)");
+  j["algorithm"] = {{"dapos", Json::object()}};
+  EXPECT_CONTAINS(ErrorOf([&] { RecipeConfig::FromJson(j); }), "unknown key 'dapos'");
+}
+
 TEST(RecipeConfig, SyncModeNeedsColocatedPlacement) {
   Json j = MinimalRecipe();
   j["mode"] = "sync";
@@ -113,7 +148,7 @@ TEST(LoadRecipe, OverridesApplyBeforeParsing) {
 }
 
 TEST(ShippedRecipes, ParseAndResolveOnTwoRanks) {
-  for (const char* name : {"tiny_grpo.json", "tiny_ppo.json", "tiny_gspo.json", "tiny_cispo.json"}) {
+  for (const char* name : {"tiny_grpo.json", "tiny_ppo.json", "tiny_gspo.json", "tiny_cispo.json", "tiny_dapo.json"}) {
     SCOPED_TRACE(name);
     RecipeConfig c = LoadRecipe(std::string(LLAMARL_SOURCE_DIR) + "/recipes/" + name);
     Placement p = ResolvePlacement(c.placement, 2);
