@@ -1,5 +1,6 @@
 // llamarl generate --model DIR (--prompt TEXT | --prompt-tokens 1,2,3) [--max-new-tokens N]
-//                  [--temperature T] [--top-p P] [--top-k K] [--seed S] [--samples N] [--reference] [--json]
+//                  [--temperature T] [--top-p P] [--top-k K] [--seed S] [--samples N] [--dtype D] [--reference]
+//                  [--json]
 // Runs the batched engine (generator/engine.h): one request of N samples, prompt prefilled once.
 // --reference runs the full-recompute decode (model/reference_generate.h) instead: the engine's
 // oracle in tests, kept here so a user can compare the two on a checkpoint. Log-probs are those of the
@@ -15,6 +16,7 @@
 #include "generator/engine.h"
 #include "model/llama.h"
 #include "model/llama_checkpoint.h"
+#include "model/llama_weights.h"
 #include "model/reference_generate.h"
 #include "model/tokenizer.h"
 
@@ -49,16 +51,17 @@ ReferenceGenerateOptions ReadSamplingOptions(const Args& args) {
 
 // One request of `samples` samples through the engine, sized to the request. A request the engine
 // rejects (a token outside the vocabulary, a prompt longer than the context) is the user's error.
-std::vector<Completion> GenerateWithEngine(LlamaForCausalLMImpl& model, const std::vector<int64_t>& prompt,
-                                           const ReferenceGenerateOptions& options, int64_t samples,
-                                           int64_t sampled_vocab_size) {
-  const LlamaConfig& config = model.config();
+// The weights are read from the mapped checkpoint straight into `dtype`: the f32 model is never built.
+std::vector<Completion> GenerateWithEngine(const LlamaWeightSource& weights, at::ScalarType dtype,
+                                           const std::vector<int64_t>& prompt, const ReferenceGenerateOptions& options,
+                                           int64_t samples, int64_t sampled_vocab_size) {
+  const LlamaConfig& config = weights.config();
   EngineOptions engine_options;
   engine_options.max_slots = samples;
   engine_options.sampled_vocab_size = sampled_vocab_size;
   engine_options.max_seq_len = std::min<int64_t>(config.max_position_embeddings,
                                                  int64_t(prompt.size()) + options.max_new_tokens);
-  Engine engine(config, model, engine_options);
+  Engine engine(config, weights, at::TensorOptions().dtype(dtype), engine_options);
   GenerationRequest request;
   request.prompt = prompt;
   request.num_samples = samples;
@@ -112,7 +115,7 @@ std::string DecodeText(const Tokenizer& tokenizer, const std::vector<int64_t>& t
 int RunGenerate(const CommandArgs& argv) {
   Args args("generate",
             "llamarl generate --model DIR (--prompt TEXT | --prompt-tokens 1,2,3) [--max-new-tokens N] "
-            "[--temperature T] [--top-p P] [--top-k K] [--seed S] [--json]");
+            "[--temperature T] [--top-p P] [--top-k K] [--seed S] [--dtype float32|bfloat16] [--json]");
   args.Option("model", "HF checkpoint directory (config.json + safetensors, tokenizer optional)")
       .Option("prompt", "prompt text (needs tokenizer files in --model)")
       .Option("prompt-tokens", "prompt token ids, comma-separated")
@@ -121,6 +124,7 @@ int RunGenerate(const CommandArgs& argv) {
       .Option("top-p", "nucleus mass kept", "1")
       .Option("top-k", "keep the k most likely tokens; 0 = all", "0")
       .Option("seed", "sampling seed", "0")
+      .Option("dtype", "weights, compute and KV cache dtype: float32 or bfloat16", "float32")
       .Flag("ignore-eos", "do not stop at the end-of-sequence tokens of config.json")
       .Option("samples", "independent samples of the prompt (a GRPO-style group, prefilled once)", "1")
       .Flag("reference", "decode with the full-recompute reference instead of the engine")
@@ -140,19 +144,24 @@ int RunGenerate(const CommandArgs& argv) {
     prompt = args.GetIntList("prompt-tokens");
   }
 
-  LlamaForCausalLM model = LoadLlama(dir.string());
+  const std::string dtype_name = args.Get("dtype");
+  LLAMARL_CHECK(dtype_name == "float32" || dtype_name == "bfloat16", "--dtype must be float32 or bfloat16, got '",
+                dtype_name, "'");
+  const at::ScalarType dtype = TorchDtypeFromName(dtype_name);
+  LlamaWeightSource weights = LlamaWeightSource::FromCheckpoint(dir.string());
   if (args.GetFlag("ignore-eos")) options.eos_ids = std::vector<int64_t>{};
   const int64_t samples = args.GetInt("samples");
   LLAMARL_CHECK(samples >= 1, "--samples must be >= 1, got ", samples);
   LLAMARL_CHECK(samples == 1 || !args.GetFlag("reference"), "--reference decodes one sample; drop --samples ",
                 samples);
   std::vector<Json> outputs;
-  const int64_t sampled_vocab = DecodableVocab(model->config(), tokenizer);
+  const int64_t sampled_vocab = DecodableVocab(weights.config(), tokenizer);
   if (args.GetFlag("reference")) {
+    LlamaForCausalLM model = MaterializeLlama(weights, at::TensorOptions().dtype(dtype));
     GenerationResult r = ReferenceGenerate(*model, prompt, options);
     outputs.push_back({{"tokens", r.tokens}, {"logprobs", r.logprobs}, {"finish_reason", r.finish_reason}});
   } else {
-    for (const Completion& c : GenerateWithEngine(*model, prompt, options, samples, sampled_vocab))
+    for (const Completion& c : GenerateWithEngine(weights, dtype, prompt, options, samples, sampled_vocab))
       outputs.push_back({{"tokens", c.tokens},
                          {"logprobs", c.logprobs},
                          {"versions", c.versions},

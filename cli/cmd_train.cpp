@@ -1,11 +1,14 @@
 // llamarl train RECIPE.json [--set key=value]... [--resume RUN_DIR]: runs one recipe on every rank of
 // the job (mpirun -np N llamarl train ..., or one process for a colocated job of size 1).
+// With --dry-run [--ranks N] it prints every rank's planned memory instead (cli/train_dry_run.h),
+// loading no weights, and exits 2 when a rank or the machine's ranks together do not fit.
 //
 // A failure on any rank prints one line naming the rank, its role and its phase, then aborts the
 // whole MPI job (MPI_Abort) with status 1, so that no other rank waits for the dead one; the last
 // checkpoint stays intact (saves are atomic).
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/train_dry_run.h"
 #include "controller/loop.h"
 #include "core/communicator.h"
 #include "core/mpi.h"
@@ -33,9 +36,13 @@ void SetTorchThreads(int world_size) {
 }  // namespace
 
 int RunTrain(const CommandArgs& argv) {
-  Args args("train", "[mpirun -np N] llamarl train RECIPE.json [--set key=value]... [--resume RUN_DIR] [--json]");
+  Args args("train",
+            "[mpirun -np N] llamarl train RECIPE.json [--set key=value]... [--resume RUN_DIR] [--json]\n"
+            "llamarl train RECIPE.json --dry-run [--ranks N] [--json]");
   args.Repeated("set", "override a recipe value, e.g. --set rollout.group_size=8 (JSON values; repeatable)")
       .Option("resume", "continue the run in RUN_DIR from its latest checkpoint")
+      .Flag("dry-run", "print each rank's planned memory and whether it fits this machine; load nothing, train nothing")
+      .Option("ranks", "--dry-run: the number of ranks (mpirun -np) to plan for", "1")
       .Flag("json", "print the run summary as one JSON object (controller rank)");
   if (!args.Parse(argv)) return 0;
   const auto& positional = args.Positional();
@@ -45,6 +52,14 @@ int RunTrain(const CommandArgs& argv) {
     return 1;
   }
   controller::RecipeConfig recipe = controller::LoadRecipe(positional[0], args.GetAll("set"));
+  if (args.GetFlag("dry-run")) {
+    try {
+      return TrainDryRun(recipe, int(args.GetInt("ranks")), args.GetFlag("json"));
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "llamarl train --dry-run: error: %s\n", e.what());
+      return 1;
+    }
+  }
   controller::RunOptions options;
   if (args.Has("resume")) options.resume_dir = args.Get("resume");
   auto world = CreateCommunicator(DefaultCommunicatorName());

@@ -21,9 +21,9 @@ using Clock = std::chrono::steady_clock;
 constexpr uint64_t kReplacementGroupBit = uint64_t(1) << 40;
 }  // namespace
 
-ColocatedWorker::ColocatedWorker(JobContext& job, LlamaForCausalLMImpl& model, ReplicaWeightSync& sync,
+ColocatedWorker::ColocatedWorker(JobContext& job, LlamaWeightSource& weights, ReplicaWeightSync& sync,
                                  std::unique_ptr<Communicator> tp_group)
-    : job_(job), sync_(sync), model_(model), tp_(std::move(tp_group)), prompts_(job.data.train, job.recipe),
+    : job_(job), sync_(sync), weights_(weights), tp_(std::move(tp_group)), prompts_(job.data.train, job.recipe),
       buffer_(job.recipe.max_policy_lag) {
   replica_ = job.placement.ReplicaOf(job.world.Rank());
   reward_ = reward::MakeRewardFromSpec(job.recipe.reward);
@@ -241,6 +241,7 @@ void ColocatedWorker::RunStep(int64_t step, int64_t end_step) {
                 {"generation_rounds", sampling.rounds}});
     filtered_total_ += sampling.filtered;
   }
+  row.update(PeakRssRow(job_.world, job_.world.Rank()));
   const bool last = step + 1 == end_step;
   const CheckpointRecipe& c = job_.recipe.checkpoint;
   if (last || (c.every > 0 && (step + 1) % c.every == 0)) {
@@ -277,18 +278,18 @@ void ColocatedWorker::RunStep(int64_t step, int64_t end_step) {
 }
 
 Json ColocatedWorker::Run() {
-  start_ = StartTraining(job_, job_.world, model_);
+  start_ = StartTraining(job_, job_.world, weights_);
   const int64_t end_step = job_.recipe.steps;
   TORCH_CHECK(start_.rl_step < end_step, "the run in ", job_.resume_dir, " already finished its ", end_step,
               " steps; raise steps (--set steps=N) to continue it");
   prompts_.Restore(start_.resumed ? start_.cursor : prompts_.CursorAt(0), start_.rl_step);
   EngineOptions options = GeneratorEngineOptions(job_.recipe, job_.config, job_.tokenizer, job_.data);
   options.tp_group = tp_.get();
-  engine_ = std::make_unique<Engine>(job_.config, model_, options, 0);
+  engine_ = std::make_unique<Engine>(job_.config, weights_, GeneratorWeightOptions(job_.recipe), options, 0);
+  load_s_ = job_.ElapsedS();
+  weights_.Release();  // the engine sliced its weights and the trainer read its master: nothing reads them again
   SyncWeights();
   if (job_.placement.offload) {
-    // The engine sliced its weights and the trainer flattened its master; nothing reads `model_` again.
-    ReleaseParameters(model_);
     OffloadTally unused;
     EnterGeneration(&unused);
   }
@@ -304,7 +305,7 @@ Json ColocatedWorker::Run() {
                {"kv_cache_budget_bytes", kv.budget_bytes}, {"kv_block_size", kv.block_size}, {"kv_blocks", kv.num_blocks},
                {"kv_peak_blocks_in_use", kv.peak_blocks_in_use},
                {"generate_s_total", gen_total_s_}, {"idle_s_total", idle_total_s_},
-               {"offload_s_total", offload_total_s_}, {"dropped_stale_total", 0}};
+               {"offload_s_total", offload_total_s_}, {"dropped_stale_total", 0}, {"load_s", load_s_}};
   if (job_.recipe.algorithm.dapo.dynamic_sampling) summary["filtered_groups_total"] = filtered_total_;
   return summary;
 }

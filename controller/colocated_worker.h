@@ -16,6 +16,8 @@
 // trainer hold their copies, the worker also frees the parameters of the `model` it was given.
 #pragma once
 
+#include "model/llama_weights.h"
+
 #include <memory>
 
 #include "controller/length_histogram.h"
@@ -28,7 +30,7 @@ namespace llamarl::controller {
 
 class ColocatedWorker {
  public:
-  ColocatedWorker(JobContext& job, LlamaForCausalLMImpl& model, ReplicaWeightSync& sync,
+  ColocatedWorker(JobContext& job, LlamaWeightSource& weights, ReplicaWeightSync& sync,
                   std::unique_ptr<Communicator> tp_group);
   ~ColocatedWorker();
   Json Run();  // the run summary (on the controller)
@@ -79,7 +81,8 @@ class ColocatedWorker {
 
   JobContext& job_;
   ReplicaWeightSync& sync_;
-  LlamaForCausalLMImpl& model_;
+  LlamaWeightSource& weights_;
+  double load_s_ = 0;  // seconds from the job's start until the trainer and the engine held their weights  // released once the trainer and engine hold their slices
   std::unique_ptr<Communicator> tp_;
   int replica_ = 0;
   TrainingStart start_;

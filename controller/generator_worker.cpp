@@ -6,6 +6,7 @@
 #include "controller/batch_planner.h"
 #include "controller/trace.h"
 #include "core/logging.h"
+#include "core/process_memory.h"
 #include "reward/registry.h"
 
 namespace llamarl::controller {
@@ -33,13 +34,13 @@ struct GeneratorWorker::EvalJob {
 };
 
 Json GeneratorSummary::ToJson() const {
-  return {{"kind", "summary"}, {"gen_s", gen_s}, {"score_s", score_s}, {"sync_s", sync_s},
+  return {{"kind", "summary"}, {"load_s", load_s}, {"gen_s", gen_s}, {"score_s", score_s}, {"sync_s", sync_s},
           {"idle_s", idle_s}, {"total_s", total_s}, {"groups_sent", groups_sent}, {"groups_unrouted", groups_unrouted},
           {"response_lengths", response_lengths.ToJson()}, {"kv_cache_budget_bytes", kv.budget_bytes},
           {"kv_block_size", kv.block_size}, {"kv_blocks", kv.num_blocks}, {"kv_peak_blocks_in_use", kv.peak_blocks_in_use}};
 }
 
-GeneratorWorker::GeneratorWorker(JobContext& job, LlamaForCausalLMImpl& model, ReplicaWeightSync& sync,
+GeneratorWorker::GeneratorWorker(JobContext& job, LlamaWeightSource& weights, ReplicaWeightSync& sync,
                                  std::unique_ptr<Communicator> tp_group)
     : job_(job), sync_(sync), tp_(std::move(tp_group)), prompts_(job.data.train, job.recipe) {
   replica_ = job.placement.ReplicaOf(job.world.Rank());
@@ -54,7 +55,9 @@ GeneratorWorker::GeneratorWorker(JobContext& job, LlamaForCausalLMImpl& model, R
   // recorded log-probs are those the tokens were actually sampled with, which is what the trainer's
   // importance weights divide by.
   options.refresh_kv_on_update = false;
-  engine_ = std::make_unique<Engine>(job.config, model, options, 0);
+  engine_ = std::make_unique<Engine>(job.config, weights, GeneratorWeightOptions(job.recipe), options, 0);
+  weights.Release();
+  summary_.load_s = job.ElapsedS();
   reward_ = reward::MakeRewardFromSpec(job.recipe.reward);
   if (IsLeader()) commands_ = std::make_unique<MessagePoller>(job.world, job.placement.FirstTrainer(), kCommandTag);
 }
@@ -237,7 +240,9 @@ void GeneratorWorker::OnCompletion(Completion c) {
     g.generator_rank = job_.world.Rank();
     ReadyGroup ready{g.group_id, replica_, g.NumResponseTokens(), g.MinVersion(), {}};
     for (const RolloutSample& s : g.samples) ready.rewards.push_back(s.reward);
-    SendReport(ready.ToJson());
+    Json report = ready.ToJson();
+    report.update({{"rank", job_.world.Rank()}, {"peak_rss_bytes", TakeWindowPeakRssBytes()}});
+    SendReport(report);
     finished_[g.group_id] = std::move(g);
   }
   in_flight_.erase(it);

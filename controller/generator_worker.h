@@ -17,6 +17,8 @@
 // submits, steps and updates in lockstep.
 #pragma once
 
+#include "model/llama_weights.h"
+
 #include <deque>
 #include <map>
 #include <memory>
@@ -34,6 +36,7 @@ namespace llamarl::controller {
 // What a generator rank reports at the end (sent to the controller by each replica leader). Times
 // count from the first weight push (the start of RL), so the trainers' warm start is not idle time.
 struct GeneratorSummary {
+  double load_s = 0;  // seconds from the job's start until the engine held its weights
   double gen_s = 0, score_s = 0, sync_s = 0, idle_s = 0, total_s = 0;
   int64_t groups_sent = 0;
   int64_t groups_unrouted = 0;  // finished but never routed when the run stopped
@@ -45,7 +48,7 @@ struct GeneratorSummary {
 class GeneratorWorker {
  public:
   // Collective over the world (builds the weight sync and the TP group).
-  GeneratorWorker(JobContext& job, LlamaForCausalLMImpl& model, ReplicaWeightSync& sync,
+  GeneratorWorker(JobContext& job, LlamaWeightSource& weights, ReplicaWeightSync& sync,
                   std::unique_ptr<Communicator> tp_group);
   ~GeneratorWorker();
   // Until the stop command; returns this rank's summary.

@@ -34,11 +34,15 @@ LlamaConfig BuildModelConfig(const RecipeConfig& recipe) {
   return TinyLlamaConfig(o);
 }
 
-LlamaForCausalLM BuildModel(const RecipeConfig& recipe, const LlamaConfig& config) {
-  if (recipe.model.source == "hf") return LoadLlama(recipe.model.path);
-  LlamaForCausalLM model(config);
+LlamaWeightSource BuildWeights(const RecipeConfig& recipe) {
+  if (recipe.model.source == "hf") return LlamaWeightSource::FromCheckpoint(recipe.model.path);
+  LlamaForCausalLM model(BuildModelConfig(recipe));
   InitLlamaWeights(*model, uint64_t(recipe.model.init_seed));
-  return model;
+  return LlamaWeightSource::FromModel(*model);
+}
+
+at::TensorOptions GeneratorWeightOptions(const RecipeConfig& recipe) {
+  return at::TensorOptions().dtype(GeneratorConfig::FromJson(recipe.generator, "generator").WeightDtype());
 }
 
 Tokenizer BuildTokenizer(const RecipeConfig& recipe) {

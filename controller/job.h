@@ -17,6 +17,7 @@
 #include "controller/rollout.h"
 #include "generator/engine.h"
 #include "model/llama.h"
+#include "model/llama_weights.h"
 #include "model/tokenizer.h"
 #include "reward/reward.h"
 #include "trainer/train_batch.h"
@@ -30,9 +31,11 @@ std::string ErrorText(const std::exception& e);
 // The model config: a tiny Llama over the 259-token byte tokenizer (EOS = <|endoftext|> and
 // <|im_end|>), or the HF directory's config.json.
 LlamaConfig BuildModelConfig(const RecipeConfig& recipe);
-// The initial weights: InitLlamaWeights(model.init_seed) or the HF checkpoint, in float32. Every rank
-// builds the same weights.
-LlamaForCausalLM BuildModel(const RecipeConfig& recipe, const LlamaConfig& config);
+// The initial weights: the HF checkpoint mapped (each rank reads only its slice), or a tiny model
+// from InitLlamaWeights(model.init_seed) in float32, the same on every rank.
+LlamaWeightSource BuildWeights(const RecipeConfig& recipe);
+// generator.weight_dtype as tensor options: what generator ranks load and compute in.
+at::TensorOptions GeneratorWeightOptions(const RecipeConfig& recipe);
 Tokenizer BuildTokenizer(const RecipeConfig& recipe);
 
 // The groups of every RL step: step s takes the next prompts_per_step items of the epoch sampler, so

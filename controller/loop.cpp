@@ -13,6 +13,7 @@
 #include "controller/trace.h"
 #include "controller/trainer_worker.h"
 #include "core/logging.h"
+#include "core/process_memory.h"
 #include "generator/generator_config.h"
 
 namespace llamarl::controller {
@@ -37,20 +38,36 @@ void CheckRecipeFitsPlacement(const RecipeConfig& recipe, const Placement& p) {
   GeneratorConfig::FromJson(recipe.generator, "generator");  // its errors before any model is built
 }
 
-Json RunRole(JobContext& job, LlamaForCausalLMImpl& model) {
+Json RunRole(JobContext& job, LlamaWeightSource& weights) {
   const Placement& p = job.placement;
   const int rank = job.world.Rank();
   // Sub-communicators, split collectively in the same order on every rank.
   const int replica = p.ReplicaOf(rank);
   std::unique_ptr<Communicator> tp = job.world.Split(replica, rank);
   std::unique_ptr<Communicator> dp = job.world.Split(p.split && p.IsTrainer(rank) ? 0 : -1, rank);
-  ReplicaWeightSync sync(job.world, job.config, p, job.recipe.mode == "sync", job.timeouts.step);
-  if (!p.split) return ColocatedWorker(job, model, sync, std::move(tp)).Run();
+  ReplicaWeightSync sync(job.world, job.config, p, job.recipe.mode == "sync", job.timeouts.step,
+                         GeneratorWeightOptions(job.recipe).dtype().toScalarType());
+  if (!p.split) return ColocatedWorker(job, weights, sync, std::move(tp)).Run();
   if (p.IsGenerator(rank)) {
-    GeneratorWorker(job, model, sync, std::move(tp)).Run();
+    GeneratorWorker(job, weights, sync, std::move(tp)).Run();
     return Json::object();
   }
-  return TrainerWorker(job, model, sync, std::move(dp)).Run();
+  return TrainerWorker(job, weights, sync, std::move(dp)).Run();
+}
+
+// Every rank's peak resident memory over the run and its resident memory before loading:
+// {"peak_rss_bytes": {"rank0": ..}, "rss_at_start_bytes": {...}}. Collective over the world.
+Json RanksMemory(Communicator& world, int64_t rss_at_start) {
+  at::Tensor mine = at::tensor({LifetimePeakRssBytes(), rss_at_start}, at::kLong);
+  std::vector<at::Tensor> all;
+  for (int r = 0; r < world.Size(); ++r) all.push_back(at::empty({2}, at::kLong));
+  world.AllGather(all, mine)->Wait();
+  Json peak = Json::object(), start = Json::object();
+  for (int r = 0; r < world.Size(); ++r) {
+    peak["rank" + std::to_string(r)] = all[size_t(r)][0].item<int64_t>();
+    start["rank" + std::to_string(r)] = all[size_t(r)][1].item<int64_t>();
+  }
+  return Json{{"peak_rss_bytes", peak}, {"rss_at_start_bytes", start}};
 }
 
 // RUN_DIR/summary.json. The start of RL is where the run began RL, not where a resume picked it up.
@@ -86,6 +103,7 @@ Json RunTraining(Communicator& world, RecipeConfig recipe, const RunOptions& opt
   const Json resolved = ResolvedRecipeJson(recipe, placement);
   std::optional<ResumePoint> resume;
   if (!options.resume_dir.empty()) resume = PlanResume(resolved, options.resume_dir);  // reads only
+  const int64_t rss_at_start = CurrentRssBytes();  // before any weight is loaded
   const int rank = world.Rank();
   const bool controller = rank == placement.FirstTrainer();
   SetLogRank(world.Size() > 1 ? rank : -1);
@@ -107,16 +125,18 @@ Json RunTraining(Communicator& world, RecipeConfig recipe, const RunOptions& opt
   Json summary;
   ResetPhase();
   try {
-    LlamaForCausalLM model = BuildModel(recipe, config);
-    summary = RunRole(job, *model);
+    LlamaWeightSource weights = BuildWeights(recipe);
+    summary = RunRole(job, weights);
   } catch (const std::exception& e) {
     throw TrainingFailure("rank " + std::to_string(rank) + " (" + RoleOf(placement, rank) + ") failed in phase '" +
                           CurrentPhase() + "'" + CurrentStepText() + ": " + ErrorText(e));
   }
   tracer.reset();
+  const Json memory = RanksMemory(world, rss_at_start);  // collective over the world
   world.Barrier()->Wait(TimeoutsOf(recipe).step);
   if (rank == 0) MergeTraceOrWarn(recipe.run_dir);
   if (!controller) return Json::object();
+  summary.update(memory);
   WriteSummary(recipe.run_dir, resume ? &*resume : nullptr, &summary);
   return summary;
 }

@@ -20,7 +20,11 @@
 //   zero_std_groups (trained groups whose rewards are all equal: no group-relative signal),
 //   algorithm.dapo.dynamic_sampling only: filtered_groups (groups without signal discarded for
 //   this step), generated_groups (the batch plus those), colocated: generation_rounds,
-//   colocated: offload_s, offload_bytes, {gen,train}_{trainer_state,kv_cache}_bytes (resident per phase).
+//   colocated: offload_s, offload_bytes, {gen,train}_{trainer_state,kv_cache}_bytes (resident per phase),
+//   peak_rss_bytes_rank<r> (rank r's peak resident memory, VmHWM, since the previous row: every
+//   trainer / colocated rank each step; split generator replicas' leaders as of their latest finished
+//   group) and peak_rss_bytes (their max). summary.json holds every rank's peak over the run
+//   (peak_rss_bytes) and its resident memory before loading (rss_at_start_bytes).
 // Non-finite numbers are written as null (JSON has no NaN); readers treat null as "no value".
 // `llamarl report` reads these keys; a key it does not know is kept and ignored.
 #pragma once

@@ -11,6 +11,7 @@
 #include "controller/metrics.h"
 #include "controller/trace.h"
 #include "core/logging.h"
+#include "core/process_memory.h"
 #include "weight_sync/shard_layout.h"
 
 namespace llamarl::controller {
@@ -24,12 +25,13 @@ std::vector<DatasetItem> LocalSlice(const std::vector<DatasetItem>& items, const
                                   items.begin() + bounds[size_t(dp.Rank()) + 1]);
 }
 
-// SFT warm start on the reference responses; returns the number of steps taken.
-void WarmStart(JobContext& job, Communicator& dp, LlamaForCausalLMImpl& model) {
+// SFT warm start on the reference responses; returns the warm-started weights (whole, on every rank:
+// the warm start is for small models).
+LlamaWeightSource WarmStart(JobContext& job, Communicator& dp, const LlamaWeightSource& weights) {
   const SftRecipe& sft = job.recipe.sft;
   TrainerConfig cfg = SftTrainerConfig(job.recipe);
   cfg.sampled_vocab_size = SampledVocabSize(job.config, job.tokenizer);
-  Trainer trainer(dp, job.config, model, cfg);
+  Trainer trainer(dp, job.config, weights, cfg);
   EpochSampler sampler(job.data.train, SamplerOptions{job.recipe.data.seed + 1, true, 0});
   for (int64_t i = 0; i < sft.steps; ++i) {
     ScopedStep in_step("SFT", i);
@@ -50,7 +52,9 @@ void WarmStart(JobContext& job, Communicator& dp, LlamaForCausalLMImpl& model) {
     }
     if (dp.Rank() == 0 && (i + 1) % 10 == 0) LogInfo("sft step ", i + 1, "/", sft.steps, " loss ", m.loss);
   }
-  trainer.GatherInto(model);
+  LlamaForCausalLM tuned(job.config);
+  trainer.GatherInto(*tuned);
+  return LlamaWeightSource::FromModel(*tuned);
 }
 
 }  // namespace
@@ -108,14 +112,14 @@ void ResetPhase() {
   failed_step.clear();
 }
 
-TrainingStart StartTraining(JobContext& job, Communicator& dp, LlamaForCausalLMImpl& model) {
+TrainingStart StartTraining(JobContext& job, Communicator& dp, LlamaWeightSource& weights) {
   TrainingStart start;
   const std::string& latest = job.resume_checkpoint;
-  if (latest.empty() && job.recipe.sft.steps > 0) WarmStart(job, dp, model);
+  if (latest.empty() && job.recipe.sft.steps > 0) weights = WarmStart(job, dp, weights);
   const int64_t sft_version = latest.empty() ? job.recipe.sft.steps : 0;
   TrainerConfig cfg = RlTrainerConfig(job.recipe);
   cfg.sampled_vocab_size = SampledVocabSize(job.config, job.tokenizer);
-  start.trainer = std::make_unique<Trainer>(dp, job.config, model, cfg, sft_version);
+  start.trainer = std::make_unique<Trainer>(dp, job.config, weights, cfg, sft_version);
   if (!latest.empty()) {
     Json extra = start.trainer->LoadCheckpoint(latest);
     start.rl_step = extra.at("rl_step").get<int64_t>();
@@ -169,6 +173,21 @@ Json StepMetricsRow(Communicator& dp, const std::vector<RolloutGroup>& groups, c
               {"score_s", s[10] / dp.Size()}, {"idle_s_trainer", s[9] / dp.Size()}});
   // Split placement: the groups' mean latency; colocated: the generate phase's wall time.
   row["gen_s"] = m[3] > 0 ? m[3] : (s[7] > 0 ? s[8] / s[7] : 0.0);
+  return row;
+}
+
+Json PeakRssRow(Communicator& dp, int world_rank) {
+  at::Tensor mine = at::tensor({int64_t(world_rank), TakeWindowPeakRssBytes()}, at::kLong);
+  std::vector<at::Tensor> all;
+  for (int r = 0; r < dp.Size(); ++r) all.push_back(at::empty({2}, at::kLong));
+  dp.AllGather(all, mine)->Wait();
+  Json row;
+  int64_t peak = 0;
+  for (const at::Tensor& t : all) {
+    row["peak_rss_bytes_rank" + std::to_string(t[0].item<int64_t>())] = t[1].item<int64_t>();
+    peak = std::max(peak, t[1].item<int64_t>());
+  }
+  row["peak_rss_bytes"] = peak;
   return row;
 }
 

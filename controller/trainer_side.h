@@ -99,7 +99,9 @@ struct TrainingStart {
 
 // Collective over `dp` (the trainer ranks). Resumes from job.resume_checkpoint when set; otherwise runs recipe.sft.steps of SFT (written to metrics with phase
 // "sft") and builds the RL trainer from the warm-started weights.
-TrainingStart StartTraining(JobContext& job, Communicator& dp, LlamaForCausalLMImpl& model);
+// Reads each rank's shard from `weights`; after an SFT warm start `weights` becomes the warm-started
+// model (which a colocated engine then loads).
+TrainingStart StartTraining(JobContext& job, Communicator& dp, LlamaWeightSource& weights);
 
 // RUN_DIR/checkpoints/step_<rl_step>: the trainer's atomic checkpoint with {"rl_step", "cursor"} as
 // extra. Collective over dp; the controller deletes all but the newest recipe.checkpoint.keep.
@@ -128,6 +130,11 @@ TrainStepMetrics TrainOnGroups(JobContext& job, Trainer& trainer, const std::vec
 // The metrics row of one RL step (contract in controller/metrics.h), aggregated over dp; collective.
 Json StepMetricsRow(Communicator& dp, const std::vector<RolloutGroup>& groups, const StalenessStats& staleness,
                     const TrainStepMetrics& train, const StepTimings& timings);
+
+// Collective over `dp`: each dp rank's peak resident memory since its previous call (the start for the
+// first), as {"peak_rss_bytes_rank<world rank>": bytes, ...} plus "peak_rss_bytes" (their max); each
+// rank then starts a new window (core/process_memory.h).
+Json PeakRssRow(Communicator& dp, int world_rank);
 
 // Every rank's histogram summed (collective over `comm`): e.g. the lengths of all samples the
 // ranks trained on. The counts travel as one tensor as long as the longest rank's.

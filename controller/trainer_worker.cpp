@@ -14,9 +14,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 }  // namespace
 
-TrainerWorker::TrainerWorker(JobContext& job, LlamaForCausalLMImpl& model, ReplicaWeightSync& sync,
+TrainerWorker::TrainerWorker(JobContext& job, LlamaWeightSource& weights, ReplicaWeightSync& sync,
                              std::unique_ptr<Communicator> dp)
-    : job_(job), sync_(sync), dp_(std::move(dp)), model_(model), prompts_(job.data.train, job.recipe),
+    : job_(job), sync_(sync), dp_(std::move(dp)), weights_(weights), prompts_(job.data.train, job.recipe),
       buffer_(job.recipe.max_policy_lag) {
   if (job.IsController()) {
     for (int r = 0; r < job.placement.NumReplicas(); ++r)
@@ -149,6 +149,10 @@ void TrainerWorker::CollectMessages(bool block_for_evals) {
           continue;
         }
         if (m.at("kind") == "ready") {
+          if (m.contains("peak_rss_bytes")) {
+            int64_t& peak = generator_peak_rss_[m.at("rank").get<int>()];
+            peak = std::max(peak, m.at("peak_rss_bytes").get<int64_t>());
+          }
           planner_->OnReady(ReadyGroup::FromJson(m, r));
           continue;
         }
@@ -193,6 +197,7 @@ void TrainerWorker::RunStep(int64_t step) {
   Admit(step + 1);
   timings.sync_s = SecondsSince(t);
   Json row = StepMetricsRow(*dp_, groups, staleness, metrics, timings);
+  row.update(PeakRssRow(*dp_, job_.world.Rank()));
   row.update({{"dropped_stale", int64_t(plan.dropped.size())}, {"stale_trained", plan.stale_trained},
               {"stale_recomputed", plan.stale_recomputed}, {"trainer_tokens", plan.trainer_tokens},
               {"ready_queue", ready_queue}});
@@ -215,6 +220,12 @@ void TrainerWorker::RunStep(int64_t step) {
   row["step_s"] = SecondsSince(step_start);
   row["tokens_per_s"] = double(row.value("tokens", int64_t(0))) / std::max(1e-9, SecondsSince(step_start));
   if (!pending_eval_.is_null()) row.update(pending_eval_), pending_eval_ = Json();
+  // The generator leaders' peaks reported since the previous row (their "ready" reports).
+  for (const auto& [rank, bytes] : generator_peak_rss_) {
+    row["peak_rss_bytes_rank" + std::to_string(rank)] = bytes;
+    row["peak_rss_bytes"] = std::max(row.value("peak_rss_bytes", int64_t(0)), bytes);
+  }
+  generator_peak_rss_.clear();
   if (job_.metrics) {
     ScopedPhase writing(job_, "metrics", /*trace=*/false);
     job_.metrics->Write(row);
@@ -223,7 +234,9 @@ void TrainerWorker::RunStep(int64_t step) {
 }
 
 Json TrainerWorker::Run() {
-  start_ = StartTraining(job_, *dp_, model_);
+  start_ = StartTraining(job_, *dp_, weights_);
+  load_s_ = job_.ElapsedS();
+  weights_.Release();  // the trainer holds its shard; the mapping (or tiny model) goes
   end_step_ = job_.recipe.steps;
   TORCH_CHECK(start_.rl_step < end_step_, "the run in ", job_.resume_dir, " already finished its ", end_step_,
               " steps; raise steps (--set steps=N) to continue it");
@@ -262,7 +275,7 @@ void TrainerWorker::Finish() {
   }
   run_ = {{"eval_start", first_eval_}, {"eval_end", last_eval_}, {"generators", summaries_},
           {"response_lengths", lengths.ToJson()}, {"staleness_tokens", staleness.ToJson()},
-          {"dropped_stale_total", planner_->TotalDropped()}};
+          {"dropped_stale_total", planner_->TotalDropped()}, {"trainer_load_s", load_s_}};
   if (job_.recipe.algorithm.dapo.dynamic_sampling) run_["filtered_groups_total"] = planner_->TotalFiltered();
 }
 

@@ -17,6 +17,8 @@
 // the row of the step during which their result arrived (with eval_policy_version).
 #pragma once
 
+#include "model/llama_weights.h"
+
 #include <map>
 #include <memory>
 #include <optional>
@@ -31,7 +33,7 @@ namespace llamarl::controller {
 
 class TrainerWorker {
  public:
-  TrainerWorker(JobContext& job, LlamaForCausalLMImpl& model, ReplicaWeightSync& sync,
+  TrainerWorker(JobContext& job, LlamaWeightSource& weights, ReplicaWeightSync& sync,
                 std::unique_ptr<Communicator> dp);
   ~TrainerWorker();
   // Runs the RL steps; returns the run summary on the controller (empty elsewhere).
@@ -53,7 +55,9 @@ class TrainerWorker {
   JobContext& job_;
   ReplicaWeightSync& sync_;
   std::unique_ptr<Communicator> dp_;
-  LlamaForCausalLMImpl& model_;
+  LlamaWeightSource& weights_;
+  double load_s_ = 0;                        // seconds from the job's start until the trainer held its shard
+  std::map<int, int64_t> generator_peak_rss_;  // world rank -> peak since the last metrics row  // released once the trainer and engine hold their slices
   TrainingStart start_;
   StepPrompts prompts_;
   RolloutBuffer buffer_;

@@ -8,10 +8,11 @@
 namespace llamarl::controller {
 
 ReplicaWeightSync::ReplicaWeightSync(Communicator& world, const LlamaConfig& config, const Placement& placement,
-                                     bool baseline, std::chrono::milliseconds timeout)
+                                     bool baseline, std::chrono::milliseconds timeout,
+                                     at::ScalarType generator_dtype)
     : world_(world), placement_(placement), baseline_(baseline), timeout_(timeout) {
   ShardLayout src = ZeroFlatLayout(LlamaParamSpecs(config), placement.num_trainers, at::kFloat);
-  ShardLayout dst = TensorParallelLayout(config, TensorParallelOptions{placement.tp_size, at::kFloat, true});
+  ShardLayout dst = TensorParallelLayout(config, TensorParallelOptions{placement.tp_size, generator_dtype, true});
   plan_ = TransferPlan::Build(src, dst);
   for (int r = 0; r < placement.NumReplicas(); ++r) {
     replica_placements_.push_back(TransferPlacement{placement.TrainerRanks(), placement.ReplicaRanks(r)});

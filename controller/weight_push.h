@@ -32,8 +32,10 @@ namespace llamarl::controller {
 class ReplicaWeightSync {
  public:
   // Collective over `world` (the baseline splits broadcast groups). `baseline` picks gather-broadcast.
+  // Weights travel and are staged on the generators in `generator_dtype` (generator.weight_dtype):
+  // the trainers' f32 shards are converted as they are sent.
   ReplicaWeightSync(Communicator& world, const LlamaConfig& config, const Placement& placement, bool baseline,
-                    std::chrono::milliseconds timeout);
+                    std::chrono::milliseconds timeout, at::ScalarType generator_dtype = at::kFloat);
   ~ReplicaWeightSync();
 
   // `flat_shard`: this rank's trainer shard (null on generator-only ranks); `engine`: this rank's

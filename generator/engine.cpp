@@ -102,6 +102,22 @@ int64_t MemoryLeftBytes(const at::Device& device) {
 
 Engine::Engine(const LlamaConfig& config, LlamaForCausalLMImpl& model, EngineOptions options, int64_t version)
     : config_(config), options_(std::move(options)), version_(version) {
+  Init(std::make_unique<EngineModel>(config_, model, options_.tp_group));
+}
+
+Engine::Engine(const LlamaConfig& config, const LlamaWeightSource& weights, const at::TensorOptions& weights_options,
+               EngineOptions options, int64_t version)
+    : config_(config), options_(std::move(options)), version_(version) {
+  Init(std::make_unique<EngineModel>(config_, weights, weights_options, options_.tp_group));
+}
+
+std::vector<std::pair<std::string, at::Tensor>> Engine::LocalParameters() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& item : model_->local().named_parameters()) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+void Engine::Init(std::unique_ptr<EngineModel> model) {
   TORCH_CHECK(options_.max_slots >= 1, "EngineOptions::max_slots must be >= 1, got ", options_.max_slots);
   max_seq_len_ = options_.max_seq_len == 0 ? config_.max_position_embeddings : options_.max_seq_len;
   TORCH_CHECK(max_seq_len_ >= 2 && max_seq_len_ <= config_.max_position_embeddings,
@@ -114,7 +130,7 @@ Engine::Engine(const LlamaConfig& config, LlamaForCausalLMImpl& model, EngineOpt
   TORCH_CHECK(sampled_vocab_ >= 1 && sampled_vocab_ <= config_.vocab_size,
               "EngineOptions::sampled_vocab_size must be in [1, vocab_size ", config_.vocab_size,
               "] (0 = vocab_size), got ", options_.sampled_vocab_size);
-  model_ = std::make_unique<EngineModel>(config_, model, options_.tp_group);
+  model_ = std::move(model);
   const LlamaConfig& local = model_->local_config();
   const at::TensorOptions tensor_options = model_->options();
   KvCacheSizing sizing;

@@ -34,6 +34,7 @@
 #include "model/llama_config.h"
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/TensorOptions.h>
 
 #include <cstdint>
 #include <deque>
@@ -47,6 +48,7 @@ namespace llamarl {
 
 class Communicator;
 class LlamaForCausalLMImpl;
+class LlamaWeightSource;
 class WeightReceiver;
 class EngineModel;
 class KvCache;
@@ -128,6 +130,13 @@ class Engine {
   // afterwards. Starts at policy version `version`. Throws when the options or the TP degree do not
   // fit the config (tp_size must divide the attention heads, the kv heads and intermediate_size).
   Engine(const LlamaConfig& config, LlamaForCausalLMImpl& model, EngineOptions options, int64_t version = 0);
+  // Loading by shard: this rank's TP shard (the whole model without TP) read from `weights` (a mapped
+  // checkpoint's bytes, model/llama_weights.h) straight into `weights_options` (the dtype the engine
+  // computes and keeps its KV cache in: generator.weight_dtype), never the full model first.
+  Engine(const LlamaConfig& config, const LlamaWeightSource& weights, const at::TensorOptions& weights_options,
+         EngineOptions options, int64_t version = 0);
+  // This rank's weights (its TP shard of each HF-named parameter), for checks.
+  std::vector<std::pair<std::string, at::Tensor>> LocalParameters() const;
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -177,6 +186,7 @@ class Engine {
   };
   struct Sequence;
 
+  void Init(std::unique_ptr<EngineModel> model);  // what both constructors share, once the weights are in
   std::vector<Completion> TakeRejected();
   std::vector<Completion> Admit();
   std::vector<Completion> DecodeRunning();

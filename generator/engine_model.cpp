@@ -67,26 +67,28 @@ void CheckTensorParallel(const LlamaConfig& config, int tp_size) {
 }
 
 EngineModel::EngineModel(const LlamaConfig& config, LlamaForCausalLMImpl& full, Communicator* tp_group)
+    : EngineModel(config, LlamaWeightSource::FromModel(full),
+                  at::TensorOptions().dtype(full.LmHeadWeight().scalar_type()).device(full.LmHeadWeight().device()),
+                  tp_group) {}
+
+EngineModel::EngineModel(const LlamaConfig& config, const LlamaWeightSource& weights, const at::TensorOptions& options,
+                         Communicator* tp_group)
     : config_(config), local_config_(config), tp_(tp_group && tp_group->Size() > 1 ? tp_group : nullptr) {
   const int tp = TpSize();
   CheckTensorParallel(config, tp);
   local_config_.num_attention_heads /= tp;
   local_config_.num_key_value_heads /= tp;
   local_config_.intermediate_size /= tp;
-  const at::Tensor& any = full.LmHeadWeight();
-  local_ = LlamaForCausalLM(local_config_, at::TensorOptions().dtype(any.scalar_type()).device(any.device()));
-  std::unordered_map<std::string, at::Tensor> full_params;
-  for (const auto& item : full.named_parameters()) full_params[item.key()] = item.value();
+  local_ = LlamaForCausalLM(local_config_, options);
   torch::NoGradGuard no_grad;
   for (auto& item : local_->named_parameters()) {
-    auto it = full_params.find(item.key());
-    TORCH_CHECK(it != full_params.end(), "the model passed to the engine has no parameter '", item.key(),
-                "' that its config implies; build it from the same config");
-    const at::Tensor shard = ShardOf(item.key(), it->second);
-    TORCH_CHECK(shard.sizes() == item.value().sizes(), "the model passed to the engine has '", item.key(),
-                "' of shape ", it->second.sizes(), ", which does not match the engine's config; build it from the ",
+    const at::Tensor full = weights.Get(item.key());
+    const at::Tensor shard = ShardOf(item.key(), full);
+    TORCH_CHECK(shard.sizes() == item.value().sizes(), "the weights passed to the engine have '", item.key(),
+                "' of shape ", full.sizes(), ", which does not match the engine's config; build them from the ",
                 "same config");
-    item.value().copy_(shard);
+    item.value().copy_(shard);  // the one conversion, from the slice (mapped pages) into the local dtype
+    weights.DoneWith(item.key());
     item.value().set_requires_grad(false);
     params_[item.key()] = item.value();
   }

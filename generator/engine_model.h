@@ -15,6 +15,7 @@
 #pragma once
 
 #include "model/llama.h"
+#include "model/llama_weights.h"
 
 #include <string>
 #include <unordered_map>
@@ -46,6 +47,11 @@ class EngineModel {
  public:
   // Slices this rank's shard of `full` (same dtype and device); keeps no reference to `full`.
   EngineModel(const LlamaConfig& config, LlamaForCausalLMImpl& full, Communicator* tp_group);
+  // Loading by shard: this rank's shard of each parameter of `weights` sliced as a view (of the mapped
+  // bytes, for a checkpoint) and converted once into a module of `options` (dtype, device); the full
+  // model is never built. Keeps no reference to `weights`.
+  EngineModel(const LlamaConfig& config, const LlamaWeightSource& weights, const at::TensorOptions& options,
+              Communicator* tp_group);
 
   const LlamaConfig& local_config() const { return local_config_; }
   int TpSize() const;

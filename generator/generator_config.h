@@ -1,14 +1,19 @@
 // The recipe's "generator" section: how each generator rank's engine is set up. Parsed here, next to
 // the engine that uses it (the recipe keeps the section as raw JSON), with unknown keys rejected.
-//   {"kv_cache_bytes": 0, "kv_cache_fraction": 0, "kv_block_size": 16}
+//   {"kv_cache_bytes": 0, "kv_cache_fraction": 0, "kv_block_size": 16, "weight_dtype": "bfloat16"}
 // kv_cache_bytes: the paged KV cache per rank in bytes, in the engine's compute dtype; 0 = use
 //   kv_cache_fraction, else room for rollout.max_slots sequences of the longest prompt + response.
 // kv_cache_fraction: (0, 1], the share of the memory left once the weights are loaded (MemAvailable
 //   on the CPU); 0 = off. kv_block_size: tokens per KV block.
+// weight_dtype: bfloat16 | float32, the dtype each generator rank loads its weights in (straight from
+//   the checkpoint's mapped bytes), computes in and keeps its KV cache in; pushed weights are converted
+//   to it. (fp8 weights are not implemented: weight_sync's fp8 is a transfer format only.)
 #pragma once
 
 #include "core/config.h"
 #include "generator/kv_budget.h"
+
+#include <c10/core/ScalarType.h>
 
 #include <string>
 
@@ -16,6 +21,8 @@ namespace llamarl {
 
 struct GeneratorConfig {
   KvCacheConfig kv_cache;
+  std::string weight_dtype = "bfloat16";
+  at::ScalarType WeightDtype() const;
 
   static GeneratorConfig FromJson(const Json& j, const std::string& path);
 };

@@ -1,6 +1,7 @@
 #include "model/llama_checkpoint.h"
 
 #include "core/check.h"
+#include "model/llama_weights.h"
 #include "model/safetensors.h"
 
 #include <ATen/ATen.h>
@@ -29,68 +30,6 @@ std::string ShapeString(const Shape& shape) {
   return out.str();
 }
 
-// The config.json fields that set a parameter's shape, for error messages.
-std::string ShapeOrigin(const std::string& name, const LlamaConfig& c) {
-  auto field = [](const char* key, int64_t value) { return std::string(key) + " " + std::to_string(value); };
-  const std::string d = field("hidden_size", c.hidden_size), v = field("vocab_size", c.vocab_size);
-  const std::string e = field("head_dim", c.head_dim), i = field("intermediate_size", c.intermediate_size);
-  const std::string q = field("num_attention_heads", c.num_attention_heads) + " x " + e;
-  const std::string kv = field("num_key_value_heads", c.num_key_value_heads) + " x " + e;
-  if (EndsWith(name, "embed_tokens.weight") || name == "lm_head.weight") return v + ", " + d;
-  if (EndsWith(name, "q_proj.weight")) return q + ", " + d;
-  if (EndsWith(name, "q_proj.bias")) return q;
-  if (EndsWith(name, "k_proj.weight") || EndsWith(name, "v_proj.weight")) return kv + ", " + d;
-  if (EndsWith(name, "k_proj.bias") || EndsWith(name, "v_proj.bias")) return kv;
-  if (EndsWith(name, "o_proj.weight")) return d + ", " + q;
-  if (EndsWith(name, "gate_proj.weight") || EndsWith(name, "up_proj.weight")) return i + ", " + d;
-  if (EndsWith(name, "down_proj.weight")) return d + ", " + i;
-  if (EndsWith(name, "q_norm.weight") || EndsWith(name, "k_norm.weight")) return e;
-  return d;
-}
-
-std::string JoinNames(const std::vector<std::string>& names) {
-  const size_t shown = std::min<size_t>(names.size(), 8);
-  std::string out;
-  for (size_t i = 0; i < shown; ++i) out += (i ? ", " : "") + names[i];
-  if (names.size() > shown) out += ", ... (" + std::to_string(names.size() - shown) + " more)";
-  return out;
-}
-
-bool IgnorableExtra(const std::string& name, const LlamaConfig& config) {
-  return (config.tie_word_embeddings && name == "lm_head.weight") || EndsWith(name, "rotary_emb.inv_freq");
-}
-
-// Every name, shape and dtype is checked before any byte is read, so a bad checkpoint fails fast.
-void CheckCheckpointMatches(const std::string& dir, const SafetensorsCheckpoint& ckpt, LlamaForCausalLMImpl& model) {
-  const LlamaConfig& config = model.config();
-  std::vector<std::string> missing, unexpected;
-  std::set<std::string> expected;
-  for (const auto& p : model.named_parameters()) {
-    expected.insert(p.key());
-    if (!ckpt.Has(p.key())) missing.push_back(p.key());
-  }
-  for (const auto& name : ckpt.Names()) {
-    if (!expected.count(name) && !IgnorableExtra(name, config)) unexpected.push_back(name);
-  }
-  TORCH_CHECK(missing.empty() && unexpected.empty(), dir, ": the weights do not match config.json (model_type ",
-              config.model_type, ", ", config.num_hidden_layers, " layers, attention_bias ",
-              config.attention_bias, ", tie_word_embeddings ", config.tie_word_embeddings, "): ",
-              missing.empty() ? "" : "missing " + std::to_string(missing.size()) + " tensors: " + JoinNames(missing),
-              missing.empty() || unexpected.empty() ? "" : "; ",
-              unexpected.empty() ? "" : "unexpected " + std::to_string(unexpected.size()) + " tensors: " +
-                                            JoinNames(unexpected));
-  static const std::set<std::string> floating = {"F64", "F32", "BF16", "F16"};
-  for (const auto& p : model.named_parameters()) {
-    const std::vector<int64_t> shape = ckpt.Shape(p.key());
-    TORCH_CHECK(p.value().sizes() == at::IntArrayRef(shape), p.key(), ": shape ", ShapeString(shape),
-                " in checkpoint, expected ", ShapeString(p.value().sizes()), " from config.json (",
-                ShapeOrigin(p.key(), config), ")");
-    const std::string dtype = ckpt.Dtype(p.key());
-    TORCH_CHECK(floating.count(dtype), p.key(), ": dtype ", dtype,
-                " in checkpoint cannot hold weights; expected F32, BF16, F16 or F64");
-  }
-}
-
 void WriteJson(const std::string& path, const Json& json) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   TORCH_CHECK(out.good(), "cannot write ", path, "; check that the directory is writable");
@@ -116,13 +55,8 @@ std::string TorchDtypeName(at::ScalarType dtype) {
 
 LlamaForCausalLM LoadLlama(const std::string& dir, const LoadLlamaOptions& options) {
   TORCH_CHECK(at::isFloatingType(options.dtype), "LoadLlama: dtype must be floating, got ", options.dtype);
-  LlamaConfig config = LlamaConfig::FromFile(dir);
-  SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::Open(dir);
-  LlamaForCausalLM model(config, at::TensorOptions().dtype(options.dtype).device(options.device));
-  CheckCheckpointMatches(dir, ckpt, *model);
-  torch::NoGradGuard no_grad;
-  for (auto& p : model->named_parameters()) p.value().copy_(ckpt.Get(p.key()));
-  return model;
+  return MaterializeLlama(LlamaWeightSource::FromCheckpoint(dir),
+                          at::TensorOptions().dtype(options.dtype).device(options.device));
 }
 
 std::vector<std::string> SaveLlama(const std::string& dir, LlamaForCausalLMImpl& model, const LlamaConfig& config,

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -41,6 +42,14 @@ std::shared_ptr<MappedFile> MappedFile::Open(const std::string& path) {
   LLAMARL_CHECK(addr != MAP_FAILED, "cannot map '", path, "' (", file->size_, " bytes): ", std::strerror(errno));
   file->data_ = static_cast<uint8_t*>(addr);
   return file;
+}
+
+void MappedFile::DropPages(size_t offset, size_t length) const {
+  if (!data_ || length == 0 || offset >= size_) return;
+  const size_t page = size_t(sysconf(_SC_PAGESIZE));
+  const size_t begin = offset / page * page;
+  const size_t end = std::min(size_, offset + length);
+  madvise(data_ + begin, end - begin, MADV_DONTNEED);  // advice: a failure only leaves the pages resident
 }
 
 MappedFile::~MappedFile() {

@@ -25,6 +25,10 @@ class MappedFile {
   uint8_t* mutable_data() const { return data_; }  // writes stay private to this process
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Gives the pages of [offset, offset + length) back to the kernel (madvise MADV_DONTNEED, whole
+  // pages, rounded outward): they leave this process's resident set and are read again from the
+  // page cache if touched. For bytes nobody wrote into: private copies of written pages are lost.
+  void DropPages(size_t offset, size_t length) const;
 
  private:
   MappedFile() = default;

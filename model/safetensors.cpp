@@ -132,6 +132,11 @@ at::Tensor SafetensorsFile::Get(const std::string& name) const {
   return copy;
 }
 
+void SafetensorsFile::DropPages(const std::string& name) const {
+  const SafetensorsEntry& entry = Find(name);
+  mapping_->DropPages(header_->data_offset + entry.begin, entry.end - entry.begin);
+}
+
 std::vector<int64_t> SafetensorsFile::Shape(const std::string& name) const { return Find(name).shape; }
 
 std::string SafetensorsFile::Dtype(const std::string& name) const { return Find(name).dtype; }
@@ -248,6 +253,8 @@ const SafetensorsFile& SafetensorsCheckpoint::Owner(const std::string& name) con
 at::Tensor SafetensorsCheckpoint::Get(const std::string& name) const { return Owner(name).Get(name); }
 
 std::vector<int64_t> SafetensorsCheckpoint::Shape(const std::string& name) const { return Owner(name).Shape(name); }
+
+void SafetensorsCheckpoint::DropPages(const std::string& name) const { Owner(name).DropPages(name); }
 
 std::string SafetensorsCheckpoint::Dtype(const std::string& name) const { return Owner(name).Dtype(name); }
 

@@ -44,6 +44,9 @@ class SafetensorsFile {
   at::Tensor Get(const std::string& name) const;
   std::vector<int64_t> Shape(const std::string& name) const;
   std::string Dtype(const std::string& name) const;  // "F32", "BF16", ...
+  // The tensor's mapped pages leave the resident set (MappedFile::DropPages): for a loader that has
+  // copied what it needs out of a Get() tensor it did not write into.
+  void DropPages(const std::string& name) const;
   const std::map<std::string, std::string>& Metadata() const;
   // The whole mapped file; a zero-copy tensor's data lies inside [mapped_data, + mapped_size).
   const uint8_t* mapped_data() const;
@@ -73,6 +76,7 @@ class SafetensorsCheckpoint {
   at::Tensor Get(const std::string& name) const;
   std::vector<int64_t> Shape(const std::string& name) const;
   std::string Dtype(const std::string& name) const;
+  void DropPages(const std::string& name) const;  // SafetensorsFile::DropPages
 
  private:
   const SafetensorsFile& Owner(const std::string& name) const;

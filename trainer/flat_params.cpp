@@ -6,6 +6,8 @@
 #include <c10/util/Exception.h>
 #include <torch/autograd.h>
 
+#include <algorithm>
+
 namespace llamarl {
 
 at::Tensor FlattenParameters(LlamaForCausalLMImpl& model, const std::vector<ParamSpec>& specs) {
@@ -21,6 +23,29 @@ at::Tensor FlattenParameters(LlamaForCausalLMImpl& model, const std::vector<Para
     parts.push_back(item.value().detach().reshape({-1}).to(at::kFloat));
   }
   return at::cat(parts).contiguous();
+}
+
+at::Tensor LoadFlatRange(const LlamaWeightSource& source, const std::vector<ParamSpec>& specs, int64_t begin,
+                         int64_t end, at::ScalarType dtype) {
+  TORCH_CHECK(0 <= begin && begin <= end, "LoadFlatRange: bad range [", begin, ", ", end, ")");
+  at::Tensor out = at::empty({end - begin}, at::TensorOptions().dtype(dtype));
+  at::NoGradGuard no_grad;
+  int64_t offset = 0;  // of specs[i] in the flat vector
+  for (const ParamSpec& spec : specs) {
+    const int64_t numel = spec.Numel();
+    const int64_t lo = std::max(begin, offset), hi = std::min(end, offset + numel);
+    if (lo < hi) {
+      at::Tensor param = source.Get(spec.name);
+      TORCH_CHECK(param.sizes().vec() == spec.shape, "parameter '", spec.name, "' has shape ", param.sizes(),
+                  " but the config implies ", at::IntArrayRef(spec.shape), "; pass the config of the weights");
+      // A view of the elements needed (a mapped tensor is contiguous), converted while copied.
+      out.narrow(0, lo - begin, hi - lo).copy_(param.reshape({-1}).narrow(0, lo - offset, hi - lo));
+      source.DoneWith(spec.name);
+    }
+    offset += numel;
+  }
+  TORCH_CHECK(end <= offset, "LoadFlatRange: range end ", end, " beyond the ", offset, " parameters");
+  return out;
 }
 
 void AssignFlat(LlamaForCausalLMImpl& model, const std::vector<ParamSpec>& specs, const at::Tensor& flat,

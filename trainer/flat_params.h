@@ -3,6 +3,7 @@
 #pragma once
 
 #include "model/llama.h"
+#include "model/llama_weights.h"
 
 #include <vector>
 
@@ -13,6 +14,13 @@ struct ParamSpec;
 // All parameters concatenated as float32 [total]; throws when the module's parameters do not match
 // `specs` (names and shapes), naming the first difference.
 at::Tensor FlattenParameters(LlamaForCausalLMImpl& model, const std::vector<ParamSpec>& specs);
+
+// Elements [begin, end) of the flat parameter vector (`specs` order), read from `source` as `dtype`:
+// only the parameters overlapping the range are touched, each through its flattened slice, so a
+// mapped checkpoint is read for exactly those bytes and converted once, straight into the result.
+// Equals FlattenParameters(full model).narrow(0, begin, end - begin).to(dtype) bit for bit.
+at::Tensor LoadFlatRange(const LlamaWeightSource& source, const std::vector<ParamSpec>& specs, int64_t begin,
+                         int64_t end, at::ScalarType dtype);
 
 // Copies `flat` into the module's parameters (converted to their dtype), shaped by `specs` (so that a
 // released module can be refilled). With bind, float32

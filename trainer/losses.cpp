@@ -79,6 +79,7 @@ KlConfig KlConfig::FromJson(const Json& j, const std::string& path) {
   r.Read("coef", &c.coef, Range::AtLeast(0), "weight of the KL to the frozen reference; 0 = off");
   r.Read("estimator", &c.estimator, {"k1", "k2", "k3", "low_var_kl"}, "per-token KL estimator");
   r.Read("mode", &c.mode, {"loss", "reward"}, "a loss term, or subtracted from the reward");
+  r.Read("reference_dtype", &c.reference_dtype, {"bfloat16", "float32"}, "storage dtype of the reference policy");
   r.Finish();
   return c;
 }

@@ -107,6 +107,9 @@ struct KlConfig {
   double coef = 0.0;             // 0 = no reference model
   std::string estimator = "k3";  // k1 | k2 | k3 | low_var_kl
   std::string mode = "loss";     // loss | reward
+  // How the frozen reference policy is stored (sharded like the policy's master weights); it runs in
+  // the trainer's compute dtype. bfloat16 halves its memory (verl and OpenRLHF keep it in bf16).
+  std::string reference_dtype = "bfloat16";  // bfloat16 | float32
   static KlConfig FromJson(const Json& j, const std::string& path);
 };
 at::Tensor KlEstimate(const at::Tensor& logp, const at::Tensor& ref_logp, const std::string& estimator);

@@ -1,6 +1,7 @@
 #include "trainer/trainer.h"
 
 #include "core/communicator.h"
+#include "model/llama_weights.h"
 #include "model/attention.h"
 #include "trainer/adamw.h"
 #include "trainer/critic.h"
@@ -66,9 +67,13 @@ void CheckAlgorithm(const std::string& algorithm) {
 
 Trainer::Trainer(Communicator& dp, const LlamaConfig& config, LlamaForCausalLMImpl& model, TrainerConfig cfg,
                  int64_t version)
-    : Trainer(dp, config, model, std::move(cfg), version, /*value_only=*/false) {}
+    : Trainer(dp, config, LlamaWeightSource::FromModel(model), std::move(cfg), version, /*value_only=*/false) {}
 
-Trainer::Trainer(Communicator& dp, const LlamaConfig& config, LlamaForCausalLMImpl& model, TrainerConfig cfg,
+Trainer::Trainer(Communicator& dp, const LlamaConfig& config, const LlamaWeightSource& weights, TrainerConfig cfg,
+                 int64_t version)
+    : Trainer(dp, config, weights, std::move(cfg), version, /*value_only=*/false) {}
+
+Trainer::Trainer(Communicator& dp, const LlamaConfig& config, const LlamaWeightSource& weights, TrainerConfig cfg,
                  int64_t version, bool value_only)
     : dp_(dp),
       model_config_(config),
@@ -85,45 +90,63 @@ Trainer::Trainer(Communicator& dp, const LlamaConfig& config, LlamaForCausalLMIm
               cfg_.sampled_vocab_size);
   const at::ScalarType compute = ComputeDtype(cfg_.compute_dtype);
   specs_ = LlamaParamSpecs(model_config_);
-  at::Tensor full = FlattenParameters(model, specs_);
-  total_numel_ = full.numel();
+  CheckWeightsMatch(weights, specs_);  // on every rank, before any rank reads its range
+  for (const ParamSpec& spec : specs_) total_numel_ += spec.Numel();
   bounds_ = EvenSplit(total_numel_, dp_.Size());
-  const int64_t lo = ShardBegin(), hi = ShardEnd();
-  if (zero3_) {
-    master_ = full.narrow(0, lo, hi - lo).clone();
-    shard_ = master_;
-  } else {
-    master_ = full;
-    shard_ = master_.narrow(0, lo, hi - lo);
-  }
+  // zero3: this rank's range only; replicated: everything (FlatShard() is still the ZeRO range).
+  const int64_t lo = zero3_ ? ShardBegin() : 0, hi = zero3_ ? ShardEnd() : total_numel_;
+  master_ = LoadFlatRange(weights, specs_, lo, hi, at::kFloat);
+  shard_ = zero3_ ? master_ : master_.narrow(0, ShardBegin(), ShardEnd() - ShardBegin());
   adam_ = std::make_unique<FlatAdamW>(cfg_.optimizer, master_.numel(), master_.options());
   work_ = LlamaForCausalLM(model_config_, at::TensorOptions().dtype(compute));
   for (auto& p : work_->parameters()) p.set_requires_grad(true);
   if (cfg_.kl.coef > 0) {
+    // Stored like the master (the same range) in kl.reference_dtype, run in the compute dtype, its
+    // layers gathered one at a time like the policy's (over a one-rank group under replicated).
+    const at::ScalarType stored = cfg_.kl.reference_dtype == "float32" ? at::kFloat : at::kBFloat16;
+    reference_shard_ = LoadFlatRange(weights, specs_, lo, hi, stored);
     reference_ = LlamaForCausalLM(model_config_, at::TensorOptions().dtype(compute));
-    AssignFlat(*reference_, specs_, full, /*bind=*/false);
     for (auto& p : reference_->parameters()) p.set_requires_grad(false);
+    if (!zero3_) {
+      reference_comm_ = CreateCommunicator("local");
+      reference_bounds_ = {0, total_numel_};
+    }
+    reference_groups_ = BuildGroups(*reference_, zero3_ ? &dp_ : reference_comm_.get(),
+                                    zero3_ ? &bounds_ : &reference_bounds_, &reference_shard_, nullptr);
+    ReleaseParameters(*reference_);
   }
   const bool ppo = cfg_.algorithm == "ppo";
   if (value_only_ || (ppo && !cfg_.critic.Separate())) InitValueHead();
-  if (ppo && cfg_.critic.Separate() && !value_only_) critic_ = BuildCritic(model);
+  if (ppo && cfg_.critic.Separate() && !value_only_) critic_ = BuildCritic(weights);
   if (zero3_) {
-    BuildShardedGroups();
+    groups_ = BuildGroups(*work_, &dp_, &bounds_, &shard_, &grad_);
     ReleaseParameters(*work_);
   } else {
     BindParams(master_);
   }
 }
 
-void Trainer::BuildShardedGroups() {
+void Trainer::CheckWeightsMatch(const LlamaWeightSource& weights, const std::vector<ParamSpec>& specs) {
+  for (const ParamSpec& spec : specs) {
+    const at::Tensor p = weights.Get(spec.name);  // a mapped tensor: no byte is read
+    TORCH_CHECK(p.sizes().vec() == spec.shape, "the initial weights' '", spec.name, "' has shape ", p.sizes(),
+                " but the trainer's config implies ", at::IntArrayRef(spec.shape),
+                "; pass the config the weights were built from");
+  }
+}
+
+std::vector<ShardedLayer> Trainer::BuildGroups(LlamaForCausalLMImpl& module, Communicator* comm,
+                                               const std::vector<int64_t>* bounds, at::Tensor* shard,
+                                               at::Tensor* grad_shard) {
   // Parameters of "model.layers.<i>." are contiguous in named_parameters() order; what precedes the
   // first layer (the embedding) and what follows the last (final norm, LM head) form the edge groups.
-  std::vector<at::Tensor> params = work_->parameters();
+  std::vector<at::Tensor> params = module.parameters();
   auto layer_of = [](const std::string& name) -> int64_t {
     const std::string prefix = "model.layers.";
     if (name.rfind(prefix, 0) != 0) return -1;
     return std::stoll(name.substr(prefix.size()));
   };
+  std::vector<ShardedLayer> groups;
   int64_t offset = 0, current = -2;
   for (size_t i = 0; i < specs_.size(); ++i) {
     int64_t layer = layer_of(specs_[i].name);
@@ -131,28 +154,29 @@ void Trainer::BuildShardedGroups() {
     if (layer < 0) layer = (current == -2 || current == -1) ? -1 : -3;
     if (layer != current) {
       ShardedLayer g;
-      g.comm = &dp_;
-      g.layer = layer >= 0 ? &work_->Layer(layer) : nullptr;
+      g.comm = comm;
+      g.layer = layer >= 0 ? &module.Layer(layer) : nullptr;
       g.begin = g.end = offset;
-      g.bounds = &bounds_;
-      g.shard = &shard_;
-      g.grad_shard = &grad_;
-      groups_.push_back(std::move(g));
+      g.bounds = bounds;
+      g.shard = shard;
+      g.grad_shard = grad_shard;
+      groups.push_back(std::move(g));
       current = layer;
     }
-    groups_.back().params.push_back(params[i]);
-    groups_.back().shapes.push_back(specs_[i].shape);
+    groups.back().params.push_back(params[i]);
+    groups.back().shapes.push_back(specs_[i].shape);
     offset += specs_[i].Numel();
-    groups_.back().end = offset;
+    groups.back().end = offset;
   }
-  TORCH_INTERNAL_ASSERT(groups_.size() == size_t(work_->NumLayers()) + 2 && !groups_.front().layer &&
-                            !groups_.back().layer,
-                        "expected embedding, ", work_->NumLayers(), " layers, norm/head groups; got ", groups_.size());
+  TORCH_INTERNAL_ASSERT(groups.size() == size_t(module.NumLayers()) + 2 && !groups.front().layer &&
+                            !groups.back().layer,
+                        "expected embedding, ", module.NumLayers(), " layers, norm/head groups; got ", groups.size());
+  return groups;
 }
 
 Trainer::~Trainer() = default;
 
-std::unique_ptr<Trainer> Trainer::BuildCritic(LlamaForCausalLMImpl& policy_model) {
+std::unique_ptr<Trainer> Trainer::BuildCritic(const LlamaWeightSource& policy_weights) {
   const CriticConfig& c = cfg_.critic;
   const LlamaConfig config = CriticModelConfig(c, model_config_);
   LlamaForCausalLM own = LoadCriticModel(c, config);
@@ -163,7 +187,8 @@ std::unique_ptr<Trainer> Trainer::BuildCritic(LlamaForCausalLMImpl& policy_model
   critic_cfg.entropy_coef = 0;
   // The private constructor: std::make_unique cannot reach it.
   return std::unique_ptr<Trainer>(
-      new Trainer(dp_, config, own ? *own : policy_model, std::move(critic_cfg), 0, /*value_only=*/true));
+      new Trainer(dp_, config, own ? LlamaWeightSource::FromModel(*own) : policy_weights, std::move(critic_cfg), 0,
+                  /*value_only=*/true));
 }
 
 int64_t Trainer::StepCount() const { return adam_->step(); }
@@ -212,14 +237,19 @@ void Trainer::ReleaseParams() {
 
 at::Tensor Trainer::Hidden(const LlamaInputs& inputs) {
   if (!zero3_) return work_->Hidden(inputs);
+  return HiddenThrough(*work_, groups_, inputs);
+}
+
+at::Tensor Trainer::HiddenThrough(LlamaForCausalLMImpl& module, std::vector<ShardedLayer>& groups,
+                                  const LlamaInputs& inputs) {
   // LlamaForCausalLMImpl::Hidden with each decoder layer run through ShardedLayerForward.
-  at::Tensor h = work_->Embed(inputs.input_ids);
+  at::Tensor h = module.Embed(inputs.input_ids);
   const int64_t batch = inputs.input_ids.size(0), tokens = inputs.input_ids.size(1);
   at::Tensor positions = PackedPositionIds(inputs.segment_ids);
   at::Tensor allowed = BuildAttentionMask({batch, tokens, at::Tensor(), inputs.segment_ids}, h.device());
-  RopeCosSin rope = work_->Rope(positions, h.scalar_type());
-  for (size_t i = 1; i + 1 < groups_.size(); ++i) h = ShardedLayerForward(&groups_[i], h, rope, allowed);
-  return work_->FinalNorm(h);
+  RopeCosSin rope = module.Rope(positions, h.scalar_type());
+  for (size_t i = 1; i + 1 < groups.size(); ++i) h = ShardedLayerForward(&groups[i], h, rope, allowed);
+  return module.FinalNorm(h);
 }
 
 at::Tensor Trainer::FlattenGrads() {
@@ -303,9 +333,7 @@ std::vector<at::Tensor> Trainer::OffloadableState() {
   for (const at::Tensor& t : {grad_, value_master_, value_grad_})
     if (t.defined()) state.push_back(t);
   if (value_adam_) state.insert(state.end(), {value_adam_->exp_avg(), value_adam_->exp_avg_sq()});
-  if (reference_) {
-    for (const at::Tensor& p : reference_->parameters()) state.push_back(p);
-  }
+  if (reference_shard_.defined()) state.push_back(reference_shard_);
   return state;
 }
 
@@ -343,9 +371,7 @@ int64_t Trainer::ResidentStateBytes() const {
     add(value_adam_->exp_avg());
     add(value_adam_->exp_avg_sq());
   }
-  if (reference_) {
-    for (const at::Tensor& p : reference_->parameters()) add(p);
-  }
+  add(reference_shard_);
   for (const at::Tensor& p : work_->parameters())
     if (!master_.defined() || master_.numel() == 0 || !p.is_alias_of(master_)) add(p);
   return n + (critic_ ? critic_->ResidentStateBytes() : 0);

@@ -40,6 +40,7 @@
 #include "trainer/trainer_config.h"
 
 #include "model/llama.h"
+#include "model/llama_weights.h"
 #include "trainer/zero3_layers.h"
 #include "weight_sync/shard_layout.h"
 
@@ -92,6 +93,13 @@ class Trainer {
   // rank (each keeps only its flat shard under zero3); it is not referenced after construction.
   // Policy version starts at `version`.
   Trainer(Communicator& dp, const LlamaConfig& config, LlamaForCausalLMImpl& model, TrainerConfig cfg,
+          int64_t version = 0);
+  // Collective over `dp`. Loading by shard: each rank reads only its range of the flat vector from
+  // `weights` (model/llama_weights.h), converted to f32 straight from the mapped bytes (the KL
+  // reference: the same range in kl.reference_dtype). No rank builds the full model, except that
+  // under "replicated" every rank's range is the whole vector. `weights` is not referenced after
+  // construction.
+  Trainer(Communicator& dp, const LlamaConfig& config, const LlamaWeightSource& weights, TrainerConfig cfg,
           int64_t version = 0);
   ~Trainer();
   Trainer(const Trainer&) = delete;
@@ -157,9 +165,9 @@ class Trainer {
  private:
   using StepContext = trainer_detail::StepContext;
   // The separate critic: value-only (its loss is the clipped value loss alone, no log-probs).
-  Trainer(Communicator& dp, const LlamaConfig& config, LlamaForCausalLMImpl& model, TrainerConfig cfg,
+  Trainer(Communicator& dp, const LlamaConfig& config, const LlamaWeightSource& weights, TrainerConfig cfg,
           int64_t version, bool value_only);
-  std::unique_ptr<Trainer> BuildCritic(LlamaForCausalLMImpl& policy_model);
+  std::unique_ptr<Trainer> BuildCritic(const LlamaWeightSource& policy_weights);
   TrainStepMetrics RunStep(const TrainBatch& batch, const std::string& algorithm);
   // Collective: ppo_epochs x num_minibatches updates over ctx (epochs and parts 1 for sft).
   std::vector<trainer_detail::UpdateResult> RunUpdates(const std::vector<TrainSample>& samples, StepContext& ctx,
@@ -206,7 +214,13 @@ class Trainer {
   at::Tensor FlattenGrads();             // the working module's gradients as one f32 vector; clears them
   double ReduceGrads();                  // collective; returns the global gradient norm
   at::Tensor Hidden(const LlamaInputs& inputs);  // final-norm hidden states (per-layer gathers under zero3)
-  void BuildShardedGroups();
+  // [embedding, layer 0 .. L-1, final norm + LM head] of `module` as gatherable groups over `shard`.
+  std::vector<ShardedLayer> BuildGroups(LlamaForCausalLMImpl& module, Communicator* comm,
+                                        const std::vector<int64_t>* bounds, at::Tensor* shard, at::Tensor* grad_shard);
+  static void CheckWeightsMatch(const LlamaWeightSource& weights, const std::vector<ParamSpec>& specs);
+  // Final-norm hidden states of `module` with each decoder layer gathered from `groups` (collective
+  // over the groups' communicator).
+  at::Tensor HiddenThrough(LlamaForCausalLMImpl& module, std::vector<ShardedLayer>& groups, const LlamaInputs& inputs);
   void ApplyUpdate(double lr, double clip_coef);
   nlohmann::json LoadCheckpointShards(const std::string& dir);  // this rank's part of LoadCheckpoint
   // Throws, naming `what` and RestoreState, while the state is offloaded.
@@ -230,7 +244,13 @@ class Trainer {
   std::vector<ShardedLayer> groups_;
   std::unique_ptr<FlatAdamW> adam_;
   LlamaForCausalLM work_{nullptr};       // the working module, compute dtype, full parameters
-  LlamaForCausalLM reference_{nullptr};  // frozen reference policy (kl.coef > 0)
+  // Frozen reference policy (kl.coef > 0): stored as the master's range of the flat vector in
+  // kl.reference_dtype, gathered layer by layer into reference_ (compute dtype, released between uses).
+  LlamaForCausalLM reference_{nullptr};
+  at::Tensor reference_shard_;
+  std::vector<ShardedLayer> reference_groups_;
+  std::unique_ptr<Communicator> reference_comm_;  // replicated: a one-rank group (the range is whole)
+  std::vector<int64_t> reference_bounds_;         // replicated: {0, total}
   std::unique_ptr<FlatAdamW> value_adam_;
   at::Tensor value_master_;               // value head [w (D), b (1)] f32, replicated (shared mode, or the critic)
   std::unique_ptr<Trainer> critic_;       // separate critic (ppo)

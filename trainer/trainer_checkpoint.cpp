@@ -5,7 +5,7 @@
 //   trainer_state.json                 step, policy version, schedule, extra, shard geometry
 //   shard-<r>-of-<n>.safetensors       rank r's flat ranges: param, exp_avg, exp_avg_sq (float32), rng
 //                                      (the rank's CPU generator state), reference (the frozen KL
-//                                      reference policy's range, float32, when kl.coef > 0: a resumed
+//                                      reference policy's range in kl.reference_dtype, when kl.coef > 0: a resumed
 //                                      run keeps the reference RL started with, the post-SFT weights,
 //                                      not the weights its trainer was built from); shard 0 also the
 //                                      ppo value head (shared mode)
@@ -80,7 +80,7 @@ void Trainer::SaveCheckpoint(const std::string& dir, const nlohmann::json& extra
                          {"exp_avg", adam_->exp_avg().narrow(0, off, hi - lo)},
                          {"exp_avg_sq", adam_->exp_avg_sq().narrow(0, off, hi - lo)},
                          {"rng", at::detail::getDefaultCPUGenerator().get_state()}};
-    if (reference_) tensors.push_back({"reference", FlattenParameters(*reference_, specs_).narrow(0, lo, hi - lo)});
+    if (reference_shard_.defined()) tensors.push_back({"reference", reference_shard_.narrow(0, off, hi - lo)});
     if (rank == 0 && value_master_.defined()) {
       tensors.push_back({"value_head", value_master_});
       tensors.push_back({"value_exp_avg", value_adam_->exp_avg()});
@@ -93,7 +93,7 @@ void Trainer::SaveCheckpoint(const std::string& dir, const nlohmann::json& extra
                {"value_step", value_adam_ ? value_adam_->step() : 0},
                {"policy_version", version_},
                {"skipped_steps", skipped_steps_},
-               {"reference", bool(reference_)},
+               {"reference", reference_shard_.defined()},
                {"critic", bool(critic_)},
                {"num_shards", ranks},
                {"total_numel", total_numel_},
@@ -139,14 +139,21 @@ nlohmann::json Trainer::LoadCheckpointShards(const std::string& dir) {
   const int shards = state.at("num_shards").get<int>();
   const std::vector<int64_t> old_bounds = EvenSplit(total, shards);
   const int64_t lo = zero3_ ? ShardBegin() : 0, hi = zero3_ ? ShardEnd() : total_numel_;
-  const char* names[] = {"param", "exp_avg", "exp_avg_sq"};
-  at::Tensor* targets[] = {&master_, &adam_->exp_avg(), &adam_->exp_avg_sq()};
+  if (reference_shard_.defined()) {
+    TORCH_CHECK(state.value("reference", false), "checkpoint '", path, "' holds no KL reference policy (saved with ",
+                "trainer.kl.coef 0, or by an older llamarl); a trainer with trainer.kl.coef > 0 cannot resume from it ",
+                "without changing its reference: start the run again, or resume with the kl.coef it was saved with");
+  }
+  // The reference's range is read like the master's, from the old shards overlapping it.
+  const char* names[] = {"param", "exp_avg", "exp_avg_sq", "reference"};
+  at::Tensor* targets[] = {&master_, &adam_->exp_avg(), &adam_->exp_avg_sq(), &reference_shard_};
+  const int num_targets = reference_shard_.defined() ? 4 : 3;
   const int rng_shard = std::min(dp_.Rank(), shards - 1);
   for (int s = 0; s < shards; ++s) {
     const int64_t a = std::max(lo, old_bounds[size_t(s)]), b = std::min(hi, old_bounds[size_t(s) + 1]);
     if (a >= b && s != 0 && s != rng_shard) continue;
     auto file = SafetensorsFile::Open(ShardFile(path, s, shards));
-    for (int k = 0; k < 3 && a < b; ++k)
+    for (int k = 0; k < num_targets && a < b; ++k)
       targets[k]->narrow(0, a - lo, b - a).copy_(file->Get(names[k]).narrow(0, a - old_bounds[size_t(s)], b - a));
     if (s == rng_shard) {
       at::Generator generator = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
@@ -159,13 +166,6 @@ nlohmann::json Trainer::LoadCheckpointShards(const std::string& dir) {
       value_adam_->exp_avg_sq().copy_(file->Get("value_exp_avg_sq"));
       value_adam_->set_step(state.value("value_step", int64_t(0)));
     }
-  }
-  if (reference_) {
-    // The reference is whole on every rank: each reads every shard's range of it.
-    TORCH_CHECK(state.value("reference", false), "checkpoint '", path, "' holds no KL reference policy (saved with ",
-                "trainer.kl.coef 0, or by an older llamarl); a trainer with trainer.kl.coef > 0 cannot resume from it ",
-                "without changing its reference: start the run again, or resume with the kl.coef it was saved with");
-    AssignFlat(*reference_, specs_, ReadCheckpointVector(path, "reference"), /*bind=*/false);
   }
   adam_->set_step(state.at("step").get<int64_t>());
   version_ = state.at("policy_version").get<int64_t>();

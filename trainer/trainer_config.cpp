@@ -68,7 +68,7 @@ Json TrainerConfig::ToJson() const {
       {"cispo", clip(cispo.clip)},
       {"ppo_epochs", ppo_epochs},
       {"num_minibatches", num_minibatches},
-      {"kl", {{"coef", kl.coef}, {"estimator", kl.estimator}, {"mode", kl.mode}}},
+      {"kl", {{"coef", kl.coef}, {"estimator", kl.estimator}, {"mode", kl.mode}, {"reference_dtype", kl.reference_dtype}}},
       {"temperature", temperature},
       {"entropy_coef", entropy_coef},
       {"aggregation", aggregation},

@@ -8,6 +8,7 @@
 #include "trainer/advantages.h"
 #include "trainer/packing.h"
 #include "trainer/step_context.h"
+#include "trainer/zero3_layers.h"
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
@@ -192,6 +193,7 @@ UpdateResult Trainer::RunUpdate(StepContext& ctx, StepAccumulators& acc) {
   for (const PackedMicroBatch& mb : ctx.micro) {
     MicroBatchOutput out = ForwardMicroBatch(ctx, mb, value_param);
     if (mb.padding) {  // zero loss; the backward still runs every layer's collectives
+      if (cfg_.kl.coef > 0) ReferenceLogprobs(ctx, mb);  // and so does the reference's forward
       at::Tensor zero = (out.logp.defined() ? out.logp : out.values).sum() * 0.0;
       if (out.logp.defined() && out.values.defined()) zero = zero + out.values.sum() * 0.0;
       zero.backward();
@@ -404,7 +406,10 @@ trainer_detail::NoGradScores Trainer::ScoreNoGrad(const StepContext& ctx, const 
   at::Tensor value_param = want.values ? value_master_ : at::Tensor();
   for (const PackedMicroBatch& mb : micro) {
     MicroBatchOutput o = ForwardMicroBatch(ctx, mb, value_param);
-    if (mb.padding) continue;
+    if (mb.padding) {
+      if (want.kl) ReferenceLogprobs(ctx, mb);  // its gathers are collective
+      continue;
+    }
     if (want.logp) scatter(mb, o.logp, out.logp);
     if (want.values) scatter(mb, o.values, out.values);
     if (want.kl) scatter(mb, KlEstimate(o.logp, ReferenceLogprobs(ctx, mb), cfg_.kl.estimator), out.kl);
@@ -444,16 +449,23 @@ at::Tensor Trainer::SampledHead(LlamaForCausalLMImpl& model) const {
 }
 
 at::Tensor Trainer::ReferenceLogprobs(const StepContext& ctx, const PackedMicroBatch& mb) {
+  // Collective under zero3 (the reference's layers are gathered like the policy's): every rank calls
+  // it for each of its micro-batches, padding ones included.
   at::NoGradGuard no_grad;
+  GatherLayer(reference_groups_.front());
+  GatherLayer(reference_groups_.back());
   LlamaInputs inputs;
   inputs.input_ids = mb.input_ids;
   inputs.segment_ids = mb.segment_ids;
-  at::Tensor hidden = reference_->Hidden(inputs).squeeze(0).index_select(0, mb.positions);
+  at::Tensor hidden = HiddenThrough(*reference_, reference_groups_, inputs).squeeze(0).index_select(0, mb.positions);
   kernels::TokenLogprobsOptions options;
   options.token_chunk = cfg_.logprob_token_chunk;
   options.vocab_chunk = cfg_.logprob_vocab_chunk;
   options.temperature = ctx.temperature;
-  return kernels::TokenLogprobs(hidden, SampledHead(*reference_), mb.targets, options);
+  at::Tensor logprobs = kernels::TokenLogprobs(hidden, SampledHead(*reference_), mb.targets, options);
+  ReleaseLayer(reference_groups_.front());
+  ReleaseLayer(reference_groups_.back());
+  return logprobs;
 }
 
 }  // namespace llamarl

@@ -68,7 +68,7 @@ class LayerFunction : public torch::autograd::Function<LayerFunction> {
 
 void GatherLayer(const ShardedLayer& s) {
   const int ranks = s.comm->Size();
-  at::Tensor full = at::empty({s.end - s.begin}, at::kFloat);
+  at::Tensor full = at::empty({s.end - s.begin}, s.shard->options());
   std::vector<at::Tensor> outputs;
   for (int r = 0; r < ranks; ++r) {
     auto [lo, hi] = Overlap(s, r);
@@ -82,9 +82,9 @@ void GatherLayer(const ShardedLayer& s) {
     int64_t numel = 1;
     for (int64_t d : s.shapes[i]) numel *= d;
     at::Tensor view = full.narrow(0, offset, numel).view(s.shapes[i]);
-    // float32 parameters alias the gathered buffer; others get a converted copy.
+    // Parameters of the shard's dtype alias the gathered buffer; others get a converted copy.
     at::Tensor p = params[i];
-    p.set_data(p.scalar_type() == at::kFloat ? view : view.to(p.scalar_type()));
+    p.set_data(p.scalar_type() == full.scalar_type() ? view : view.to(p.scalar_type()));
     offset += numel;
   }
 }

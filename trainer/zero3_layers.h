@@ -32,11 +32,12 @@ struct ShardedLayer {
   std::vector<std::vector<int64_t>> shapes;  // of the parameters, in order
   int64_t begin = 0, end = 0;                // the layer's flat range
   const std::vector<int64_t>* bounds = nullptr;  // EvenSplit of the flat vector over the ranks
-  at::Tensor* shard = nullptr;               // this rank's master shard (float32)
-  at::Tensor* grad_shard = nullptr;          // this rank's gradient shard (float32), accumulated into
+  at::Tensor* shard = nullptr;               // this rank's shard (the master's float32; a frozen copy's any dtype)
+  at::Tensor* grad_shard = nullptr;          // this rank's gradient shard (float32), accumulated into; null when frozen
 };
 
-// Collective: fills the group's parameters from the shards (converted to their dtype).
+// Collective: fills the group's parameters from the shards (gathered in the shards' dtype, converted
+// to the parameters').
 void GatherLayer(const ShardedLayer& s);
 // Frees the group's parameter storage.
 void ReleaseLayer(const ShardedLayer& s);

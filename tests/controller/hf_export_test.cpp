@@ -51,7 +51,7 @@ class ExportTest : public ::testing::Test {
   static LlamaForCausalLM TrainerPolicy(const std::string& checkpoint) {
     const RecipeConfig recipe = RecipeConfig::FromJson(ReadJsonFile(*run_dir_ + "/recipe.json"));
     const LlamaConfig config = BuildModelConfig(recipe);
-    LlamaForCausalLM model = BuildModel(recipe, config);
+    LlamaForCausalLM model = MaterializeLlama(BuildWeights(recipe), at::TensorOptions().dtype(at::kFloat));
     auto comm = CreateCommunicator("local");
     Trainer trainer(*comm, config, *model, RlTrainerConfig(recipe));
     trainer.LoadCheckpoint(checkpoint);

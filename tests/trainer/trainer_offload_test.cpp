@@ -47,13 +47,13 @@ class TrainerOffloadTest : public ::testing::TestWithParam<OffloadCase> {
   }
 
   // What OffloadState must copy, counted from the model and the config rather than the trainer:
-  // f32 master + two f32 moments per parameter, the reference policy in the compute dtype, and the
+  // f32 master + two f32 moments per parameter, the reference policy in kl.reference_dtype (bf16), and the
   // ppo head (D weights + 1 bias) with its two moments.
   int64_t ExpectedHostBytes() const {
     int64_t numel = 0;
     for (const auto& p : init_->parameters()) numel += p.numel();
     int64_t bytes = 3 * 4 * numel;
-    if (GetParam().kl_coef > 0) bytes += numel * (GetParam().compute_dtype == "bfloat16" ? 2 : 4);
+    if (GetParam().kl_coef > 0) bytes += numel * 2;
     if (GetParam().algorithm == "ppo") bytes += 3 * 4 * (config_.hidden_size + 1);
     return bytes;
   }

@@ -1,0 +1,80 @@
+// The dry run's memory plan per rank, worked by hand from the formulas in plan/plan_rank_memory.h,
+// and the messages that say what does not fit.
+#include "model/llama_presets.h"
+#include "plan/plan_model.h"
+#include "plan/plan_rank_memory.h"
+
+#include <gtest/gtest.h>
+
+namespace llamarl {
+namespace {
+
+TEST(PlanRankMemoryTest, TrainerAndGeneratorFiguresWorkedByHand) {
+  const PlanModel model = LoadPlanModel("qwen2.5-0.5b");
+  const LlamaConfig& c = model.config;
+  const double n = double(model.num_params);  // 494,032,768
+  ASSERT_EQ(model.num_params, 494032768);
+  ASSERT_TRUE(c.tie_word_embeddings);
+  const double edges = double(c.vocab_size * c.hidden_size + c.hidden_size);
+  const double layer = (n - edges) / double(c.num_hidden_layers);
+  RankMemoryInputs in;
+  in.role = "trainer";
+  in.trainer_ranks = 2;
+  in.compute_bytes = 4;
+  in.reference_bytes = 2;
+  in.micro_batch_tokens = 1000;
+  in.logprob_token_chunk = 100, in.logprob_vocab_chunk = 1000;
+  const RankMemoryPlan t = PlanRankMemory(model, in);
+  EXPECT_DOUBLE_EQ(t.weights, 4 * n / 2 + (2 * 4 + 4) * (edges + layer));
+  EXPECT_DOUBLE_EQ(t.optimizer, 12 * n / 2);
+  EXPECT_DOUBLE_EQ(t.reference, 2 * n / 2 + 4 * (edges + layer));
+  const double d = double(c.hidden_size), kv = double(c.num_key_value_heads * c.head_dim);
+  const double per_layer = 2 * (6 * d + 2 * kv + 4 * double(c.intermediate_size));
+  EXPECT_DOUBLE_EQ(t.activations, (2 * d * double(c.num_hidden_layers) + per_layer) * 1000 * 4 / 2 + 3 * 4 * 100 * 1000);
+  EXPECT_EQ(t.kv_cache, 0);
+
+  in.role = "generator";
+  in.generator_weight_bytes = 2;
+  in.kv_budget_bytes = 1e8;
+  in.max_slots = 32;
+  const RankMemoryPlan g = PlanRankMemory(model, in);
+  EXPECT_DOUBLE_EQ(g.weights, 2 * n + 2 * n);  // TP 1: the whole model in bf16, and its staging buffers
+  EXPECT_DOUBLE_EQ(g.kv_cache, 1e8);
+  EXPECT_DOUBLE_EQ(g.activations, 3 * 4 * 32 * double(c.vocab_size));
+  EXPECT_EQ(g.optimizer, 0);
+  in.tp = 2;
+  EXPECT_DOUBLE_EQ(PlanRankMemory(model, in).weights, 2 * ((n - edges) / 2 + edges) + 2 * n / 2)
+      << "edges replicated in the engine under TP, split in the staging buffers";
+
+  in.role = "colocated";
+  in.tp = 1;
+  const RankMemoryPlan both = PlanRankMemory(model, in);
+  EXPECT_DOUBLE_EQ(both.weights, t.weights + g.weights);
+  EXPECT_DOUBLE_EQ(both.optimizer, t.optimizer);
+  EXPECT_DOUBLE_EQ(both.kv_cache, g.kv_cache);
+}
+
+TEST(PlanRankMemoryTest, AOneAndAHalfBModelDoesNotFitF32AdamWIn24GiBAndSaysWhy) {
+  const PlanModel model = LoadPlanModel("qwen2.5-1.5b");
+  RankMemoryInputs in;
+  in.reference_bytes = 2;
+  std::vector<PlannedRank> ranks;
+  in.role = "generator";
+  in.kv_budget_bytes = 1e8;
+  ranks.push_back({0, "generator", PlanRankMemory(model, in)});
+  in.role = "trainer";
+  ranks.push_back({1, "trainer", PlanRankMemory(model, in)});
+  const double host = 24.0 * (1 << 30);
+  const std::string problem = MemoryFitProblem(ranks, host);
+  ASSERT_FALSE(problem.empty());
+  EXPECT_NE(problem.find("rank 1 (trainer) does not fit"), std::string::npos) << problem;
+  EXPECT_NE(problem.find("largest part is the optimizer state"), std::string::npos) << problem;
+  EXPECT_NE(problem.find(" over"), std::string::npos) << problem;
+  EXPECT_EQ(problem.find("rank 0 (generator) does not fit"), std::string::npos) << problem;
+  EXPECT_NE(problem.find("the 2 rank(s) together need"), std::string::npos) << problem;
+  EXPECT_EQ(MemoryFitProblem(ranks, 1e12), "");
+  EXPECT_NE(MemoryPlanText(ranks, host).find("rank 1 (trainer): "), std::string::npos);
+}
+
+}  // namespace
+}  // namespace llamarl
