@@ -88,11 +88,38 @@ std::vector<Admission> BatchPlanner::Admit() {
   const int64_t cap = (options_.max_policy_lag + 1) * options_.groups_per_step;
   std::vector<Admission> out;
   // A dropped or filtered group gives its admission back, so the run still trains total_groups groups.
-  while (Live() < cap && admitted_ - dropped_ - filtered_ < options_.total_groups) {
-    const int replica = int(std::min_element(generating_.begin(), generating_.end()) - generating_.begin());
-    out.push_back(Admission{replica, admitted_++});
+  while (Live() < cap && restored_ + admitted_ - dropped_ - filtered_ < options_.total_groups) {
+    const int replica =
+        options_.in_order ? int((options_.first_index + admitted_) % options_.num_replicas)
+                          : int(std::min_element(generating_.begin(), generating_.end()) - generating_.begin());
+    const int64_t index = options_.first_index + admitted_++;
+    out.push_back(Admission{replica, index});
     ++generating_[size_t(replica)];
+    if (options_.in_order) order_.push_back(index);
   }
+  return out;
+}
+
+void BatchPlanner::Restore(const std::vector<ReadyGroup>& groups) {
+  LLAMARL_CHECK(admitted_ == 0 && restored_ == 0, "batch planner: Restore after admissions");
+  std::vector<int64_t> ids;
+  for (const ReadyGroup& g : groups) {
+    LLAMARL_CHECK(g.group_id < options_.first_index && g.replica >= 0 && g.replica < options_.num_replicas,
+                  "batch planner: restored group ", g.group_id, " (replica ", g.replica,
+                  ") must have been admitted before index ", options_.first_index);
+    ++generating_[size_t(g.replica)];
+    ids.push_back(g.group_id);
+  }
+  std::sort(ids.begin(), ids.end());
+  if (options_.in_order) order_.insert(order_.begin(), ids.begin(), ids.end());
+  restored_ = int64_t(groups.size());
+}
+
+std::vector<ReadyGroup> BatchPlanner::FinishedBefore(int64_t index) const {
+  std::vector<ReadyGroup> out;
+  for (const ReadyGroup& g : ready_)
+    if (g.group_id < index) out.push_back(g);
+  std::sort(out.begin(), out.end(), [](const ReadyGroup& a, const ReadyGroup& b) { return a.group_id < b.group_id; });
   return out;
 }
 
@@ -114,7 +141,26 @@ BatchPlanner::Decision BatchPlanner::Decide(const ReadyGroup& group, int64_t tra
   return options_.on_stale == "drop" ? Decision::kDrop : Decision::kRecompute;
 }
 
+void BatchPlanner::CheckFilteredBound(int64_t step) const {
+  const int64_t allowed = (options_.max_gen_batches - 1) * options_.groups_per_step;
+  LLAMARL_CHECK(int64_t(filtered_pending_.size()) <= allowed, "RL step ", step, ": ", filtered_pending_.size(),
+                " finished groups had rewards all equal (no signal) and were discarded, more than the ", allowed,
+                " that algorithm.dapo.max_gen_batches (", options_.max_gen_batches, ") allows per step ((",
+                options_.max_gen_batches, " - 1) x rollout.prompts_per_step ", options_.groups_per_step,
+                "); the task is too easy or too hard for the policy: raise algorithm.dapo.max_gen_batches or ",
+                "set algorithm.dapo.dynamic_sampling to false");
+}
+
+void BatchPlanner::AddToPlan(const ReadyGroup& g, int64_t trainer_version, BatchPlan* plan) const {
+  RoutedGroup r{g.group_id, g.replica, 0, g.tokens, IsStale(g, trainer_version), false};
+  r.recompute = Decide(g, trainer_version) == Decision::kRecompute;
+  plan->stale_trained += r.stale && !r.recompute;
+  plan->stale_recomputed += r.recompute;
+  plan->groups.push_back(r);
+}
+
 std::optional<BatchPlan> BatchPlanner::TryPlan(int64_t step, int64_t trainer_version) {
+  if (options_.in_order) return TryPlanInOrder(step, trainer_version);
   // Versions only grow, so a group stale now stays stale, and a group's rewards never change: either
   // is discarded at once and its admission given back, even while the batch is not complete yet.
   for (auto it = ready_.begin(); it != ready_.end();) {
@@ -127,13 +173,7 @@ std::optional<BatchPlan> BatchPlanner::TryPlan(int64_t step, int64_t trainer_ver
     (d == Decision::kDrop ? dropped_pending_ : filtered_pending_).push_back(std::move(*it));
     it = ready_.erase(it);
   }
-  const int64_t allowed = (options_.max_gen_batches - 1) * options_.groups_per_step;
-  LLAMARL_CHECK(int64_t(filtered_pending_.size()) <= allowed, "RL step ", step, ": ", filtered_pending_.size(),
-                " finished groups had rewards all equal (no signal) and were discarded, more than the ", allowed,
-                " that algorithm.dapo.max_gen_batches (", options_.max_gen_batches, ") allows per step ((",
-                options_.max_gen_batches, " - 1) x rollout.prompts_per_step ", options_.groups_per_step,
-                "); the task is too easy or too hard for the policy: raise algorithm.dapo.max_gen_batches or ",
-                "set algorithm.dapo.dynamic_sampling to false");
+  CheckFilteredBound(step);
   if (int64_t(ready_.size()) < options_.groups_per_step) return std::nullopt;
   BatchPlan plan;
   plan.step = step;
@@ -142,15 +182,53 @@ std::optional<BatchPlan> BatchPlanner::TryPlan(int64_t step, int64_t trainer_ver
   plan.filtered = std::move(filtered_pending_);
   filtered_pending_.clear();
   for (int64_t i = 0; i < options_.groups_per_step; ++i) {
-    const ReadyGroup& g = ready_.front();
-    RoutedGroup r{g.group_id, g.replica, 0, g.tokens, IsStale(g, trainer_version), false};
-    r.recompute = Decide(g, trainer_version) == Decision::kRecompute;
-    plan.stale_trained += r.stale && !r.recompute;
-    plan.stale_recomputed += r.recompute;
-    plan.groups.push_back(r);
+    AddToPlan(ready_.front(), trainer_version, &plan);
     ready_.pop_front();
   }
   consumed_ += options_.groups_per_step;
+  Route(&plan);
+  return plan;
+}
+
+std::optional<BatchPlan> BatchPlanner::TryPlanInOrder(int64_t step, int64_t trainer_version) {
+  // Scan the live groups in admission order up to the first that has not finished. A stale group
+  // met on the way is dropped at once (its admission given back): any later call for this step
+  // would scan past it too, so when it is dropped does not change the plan. The kept groups are
+  // taken only once groups_per_step of them are known, so the plan does not depend on when it is asked.
+  auto ready_at = [&](int64_t id) {
+    return std::find_if(ready_.begin(), ready_.end(), [&](const ReadyGroup& g) { return g.group_id == id; });
+  };
+  int64_t taken = 0;
+  size_t scanned = 0;
+  while (scanned < order_.size() && taken < options_.groups_per_step) {
+    auto it = ready_at(order_[scanned]);
+    if (it == ready_.end()) break;
+    const Decision d = Decide(*it, trainer_version);
+    if (d == Decision::kDrop || d == Decision::kFilter) {
+      ++(d == Decision::kDrop ? dropped_ : filtered_);
+      (d == Decision::kDrop ? dropped_pending_ : filtered_pending_).push_back(std::move(*it));
+      ready_.erase(it);
+      order_.erase(order_.begin() + std::ptrdiff_t(scanned));
+      continue;
+    }
+    ++taken;
+    ++scanned;
+  }
+  CheckFilteredBound(step);
+  if (taken < options_.groups_per_step) return std::nullopt;
+  BatchPlan plan;
+  plan.step = step;
+  plan.dropped = std::move(dropped_pending_);
+  dropped_pending_.clear();
+  plan.filtered = std::move(filtered_pending_);
+  filtered_pending_.clear();
+  for (size_t i = 0; i < scanned; ++i) {
+    auto it = ready_at(order_.front());
+    order_.pop_front();
+    AddToPlan(*it, trainer_version, &plan);
+    ++consumed_;
+    ready_.erase(it);
+  }
   Route(&plan);
   return plan;
 }

@@ -31,6 +31,17 @@
 // Routing: the batch's groups go to the trainer ranks by load, longest first to the rank with the
 // fewest response tokens so far (LPT), so the ranks' micro-batches come out even.
 //
+// In order (async.deterministic): step s takes the first groups_per_step usable groups in admission
+// order, waiting for a slow one rather than taking a later one, admissions go to the replicas in turn
+// (index % replicas) rather than by load, and a stale group is decided when the scan reaches it. With
+// the generators applying each push between rounds of generation (controller/generator_worker.h), a
+// run's batches then no longer depend on timing.
+//
+// Admission indices are the run's, not the invocation's: the first is options.first_index
+// (rl_step * groups_per_step of the first step), and a group's id is its admission index. At a
+// checkpoint, the finished live groups (FinishedBefore) let a resumed run restore the groups that
+// were waiting (Restore) and admit the same groups after them.
+//
 // LibTorch-free and deterministic (ties go to the lowest index); not thread-safe (the controller's
 // loop owns it).
 #pragma once
@@ -54,6 +65,8 @@ struct BatchPlannerOptions {
   int64_t total_groups = INT64_MAX;  // the run's steps * groups_per_step: nothing is admitted past it
   bool dynamic_sampling = false;     // AlgorithmRecipe::dapo
   int64_t max_gen_batches = 1;
+  bool in_order = false;             // batches in admission order (async.deterministic)
+  int64_t first_index = 0;           // the first admission index (= group id) of this invocation
 };
 
 // Whether a group's rewards differ (DAPO's filter: std > 0). Equal rewards give every sample a zero
@@ -74,7 +87,7 @@ struct ReadyGroup {
 
 struct Admission {
   int replica = 0;
-  int64_t index = 0;  // the run's admission counter (0, 1, ...): picks the prompt and the group id
+  int64_t index = 0;  // the run's admission counter: the group id; index / groups_per_step picks the prompts
 };
 
 struct RoutedGroup {
@@ -112,10 +125,19 @@ class BatchPlanner {
   // the plan that is eventually returned).
   std::optional<BatchPlan> TryPlan(int64_t step, int64_t trainer_version);
 
-  int64_t Live() const { return admitted_ - consumed_ - dropped_ - filtered_; }
+  int64_t Live() const { return restored_ + admitted_ - consumed_ - dropped_ - filtered_; }
   int64_t NumReady() const { return int64_t(ready_.size()); }
   int64_t TotalDropped() const { return dropped_; }
   int64_t TotalFiltered() const { return filtered_; }
+
+  // For a checkpoint: the next admission index, and the finished live groups admitted before
+  // `index` (by id). A checkpoint keeps those admitted before its step's admissions; a resumed
+  // run admits again from there.
+  int64_t NextIndex() const { return options_.first_index + admitted_; }
+  std::vector<ReadyGroup> FinishedBefore(int64_t index) const;
+  // A resumed run: `groups` (from the checkpoint, each with the replica that will announce it) are
+  // live again as if admitted before first_index; their OnReady notices follow.
+  void Restore(const std::vector<ReadyGroup>& groups);
 
  private:
   enum class Decision { kTrain, kRecompute, kDrop, kFilter };
@@ -124,9 +146,13 @@ class BatchPlanner {
   Decision Decide(const ReadyGroup& group, int64_t trainer_version) const;
   bool IsStale(const ReadyGroup& group, int64_t trainer_version) const;
   void Route(BatchPlan* plan) const;
+  std::optional<BatchPlan> TryPlanInOrder(int64_t step, int64_t trainer_version);
+  void AddToPlan(const ReadyGroup& g, int64_t trainer_version, BatchPlan* plan) const;
+  void CheckFilteredBound(int64_t step) const;  // algorithm.dapo.max_gen_batches
 
   BatchPlannerOptions options_;
-  int64_t admitted_ = 0, consumed_ = 0, dropped_ = 0, filtered_ = 0;
+  int64_t admitted_ = 0, consumed_ = 0, dropped_ = 0, filtered_ = 0, restored_ = 0;
+  std::deque<int64_t> order_;  // in order: live group ids in admission order
   std::vector<int64_t> generating_;  // per replica: admitted, not yet finished
   std::deque<ReadyGroup> ready_;     // finished, in completion order
   std::vector<ReadyGroup> dropped_pending_;  // dropped since the last plan

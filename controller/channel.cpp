@@ -31,7 +31,7 @@ void WaitNamed(Communicator& comm, Work& work, std::chrono::milliseconds timeout
   }
 }
 
-const char* const kKindNames[] = {"start", "weights", "admit", "route", "eval", "stop"};
+const char* const kKindNames[] = {"start", "weights", "admit", "route", "eval", "stop", "save"};
 constexpr int kNumKinds = int(sizeof(kKindNames) / sizeof(kKindNames[0]));
 
 }  // namespace
@@ -149,7 +149,8 @@ Command Command::Decode(const std::vector<uint8_t>& bytes) {
   for (int k = 0; k < kNumKinds; ++k) {
     if (kind == kKindNames[k]) c.kind = Command::Kind(k), known = true;
   }
-  LLAMARL_CHECK(known, "controller command: unknown kind '", kind, "'; known: start, weights, admit, route, eval, stop");
+  LLAMARL_CHECK(known, "controller command: unknown kind '", kind,
+                "'; known: start, weights, admit, route, eval, stop, save");
   c.step = j.value("step", int64_t(0));
   c.version = j.value("version", int64_t(0));
   c.payload = j.value("payload", Json());

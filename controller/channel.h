@@ -4,7 +4,10 @@
 //   kRolloutTag   generator -> trainer ranks: encoded RolloutGroups (controller/rollout.h), directly,
 //                 never through the controller;
 //   kReportTag    generator replica leader -> controller: JSON reports (a finished group is ready,
-//                 evaluation results, the final summary), told apart by their "kind".
+//                 evaluation results, the final summary), told apart by their "kind";
+//   kCheckpointTag finished groups waiting for the trainer, as encoded RolloutGroups: replica
+//                 leader -> controller when a deterministic run saves them into a checkpoint ("save"),
+//                 controller -> replica leader when a resumed run gives them back ("start").
 // Each message is two point-to-point sends on its tag: an int64 byte count, then the uint8 payload
 // (omitted when empty). Messages between a pair of ranks on one tag arrive in order (core/communicator.h),
 // so the header always precedes its payload.
@@ -32,6 +35,7 @@ namespace llamarl::controller {
 constexpr int kCommandTag = 0x4300;
 constexpr int kRolloutTag = 0x4301;
 constexpr int kReportTag = 0x4302;
+constexpr int kCheckpointTag = 0x4303;
 
 // A message in flight. Keeps its tensors alive until the sends complete.
 class PendingSend {
@@ -77,8 +81,10 @@ Json BroadcastJson(Communicator& comm, const Json& value, std::chrono::milliseco
 struct Command {
   // kAdmit: start these groups ({"groups": [admission index, ...]}); kRoute: send these finished
   // groups to these trainer ranks, in this order, and forget the dropped ones ({"send": [[group id,
-  // world rank], ...], "drop": [group id, ...]}). See controller/batch_planner.h.
-  enum class Kind { kStart, kWeights, kAdmit, kRoute, kEval, kStop };
+  // world rank], ...], "drop": [group id, ...]}). See controller/batch_planner.h. kSave: send a copy
+  // of these finished groups to the controller on kCheckpointTag, in this order ({"groups": [id, ...]}).
+  // kStart's payload may hold {"restored": n}: n groups follow on kCheckpointTag, to be held as finished.
+  enum class Kind { kStart, kWeights, kAdmit, kRoute, kEval, kStop, kSave };
   Kind kind = Kind::kStop;
   int64_t step = 0;     // the RL step the command belongs to
   int64_t version = 0;  // kWeights: the version being pushed; kEval: the version evaluated

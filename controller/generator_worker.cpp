@@ -66,6 +66,10 @@ GeneratorWorker::~GeneratorWorker() = default;
 
 GeneratorSummary GeneratorWorker::Run() {
   for (;;) {
+    if (job_.recipe.async.deterministic) {
+      if (!RunInOrderTurn()) break;
+      continue;
+    }
     // Pending commands first (a weight push or an eval request must not queue behind new groups);
     // block only when there is nothing to decode and nothing the bound lets us start.
     std::optional<Command> command = NextCommand(/*block=*/!engine_->HasWork() && !CanSubmit());
@@ -86,6 +90,32 @@ GeneratorSummary GeneratorWorker::Run() {
     sends_.back().Wait(job_.timeouts.step, "the generator summary to the controller");
   }
   return summary_;
+}
+
+// async.deterministic: a command that changes what the engine computes (weights, admit, eval, start,
+// stop) waits until the engine is idle, and at most one of them that submits work is taken per idle
+// moment; so each round of generation is exactly one admit (or one eval) under exactly one version,
+// whatever the timing. Route and save only move finished groups and are handled as they come.
+bool GeneratorWorker::RunInOrderTurn() {
+  const bool idle = !engine_->HasWork();
+  if (idle && !waiting_.empty()) {
+    Command c = std::move(waiting_.front());
+    waiting_.pop_front();
+    if (!Handle(c)) return false;
+    SubmitAdmitted();
+    return true;
+  }
+  if (std::optional<Command> c = NextCommand(/*block=*/idle)) {
+    if (c->kind == Command::Kind::kRoute || c->kind == Command::Kind::kSave) {
+      Handle(*c);
+    } else {
+      waiting_.push_back(std::move(*c));
+    }
+    return true;
+  }
+  if (engine_->HasWork()) StepEngine();
+  while (!sends_.empty() && sends_.front().IsCompleted()) sends_.pop_front();
+  return true;
 }
 
 std::optional<Command> GeneratorWorker::NextCommand(bool block) {
@@ -120,6 +150,10 @@ bool GeneratorWorker::Handle(const Command& c) {
     case Command::Kind::kStart:
       first_step_ = c.payload.at("first_step").get<int64_t>();
       prompts_.Restore(Cursor::FromJson(c.payload.at("cursor"), "start command cursor"), first_step_);
+      Restore(c.payload.value("restored", int64_t(0)));
+      return true;
+    case Command::Kind::kSave:
+      Save(c);
       return true;
     case Command::Kind::kWeights: {
       const auto t = Clock::now();
@@ -172,10 +206,11 @@ bool GeneratorWorker::Handle(const Command& c) {
 void GeneratorWorker::SubmitAdmitted() {
   const int64_t per_step = job_.routing.groups_per_step;
   for (; !admitted_.empty(); admitted_.pop_front()) {
-    const int64_t step = first_step_ + admitted_.front() / per_step;
+    // The admission index is the run's (batch_planner.h): the group id, and the step whose prompts it takes.
+    const int64_t step = admitted_.front() / per_step;
     const int64_t k = admitted_.front() % per_step;
     const DatasetItem& item = prompts_.ForStep(step)[size_t(k)];
-    const uint64_t id = uint64_t(step * per_step + k);
+    const uint64_t id = uint64_t(admitted_.front());
     GenerationRequest r{id, job_.tokenizer.Encode(item.prompt),
                         RolloutSampling(job_.recipe, job_.config, GroupSeed(job_.recipe.seed, int64_t(id))),
                         job_.recipe.rollout.group_size};
@@ -238,14 +273,38 @@ void GeneratorWorker::OnCompletion(Completion c) {
     g.group_id = int64_t(it->first);
     g.gen_s = SecondsSince(it->second.start);
     g.generator_rank = job_.world.Rank();
-    ReadyGroup ready{g.group_id, replica_, g.NumResponseTokens(), g.MinVersion(), {}};
-    for (const RolloutSample& s : g.samples) ready.rewards.push_back(s.reward);
-    Json report = ready.ToJson();
-    report.update({{"rank", job_.world.Rank()}, {"peak_rss_bytes", TakeWindowPeakRssBytes()}});
-    SendReport(report);
-    finished_[g.group_id] = std::move(g);
+    Announce(std::move(g));
   }
   in_flight_.erase(it);
+}
+
+void GeneratorWorker::Announce(RolloutGroup g) {
+  ReadyGroup ready{g.group_id, replica_, g.NumResponseTokens(), g.MinVersion(), {}};
+  for (const RolloutSample& s : g.samples) ready.rewards.push_back(s.reward);
+  Json report = ready.ToJson();
+  report.update({{"rank", job_.world.Rank()}, {"peak_rss_bytes", TakeWindowPeakRssBytes()}});
+  SendReport(report);
+  finished_[g.group_id] = std::move(g);
+}
+
+void GeneratorWorker::Restore(int64_t count) {
+  if (!IsLeader()) return;
+  const int controller = job_.placement.FirstTrainer();
+  for (int64_t i = 0; i < count; ++i) {
+    std::vector<uint8_t> bytes = RecvBytes(job_.world, controller, kCheckpointTag, job_.timeouts.startup,
+                                           "the finished groups of the checkpoint being resumed");
+    Announce(DecodeRolloutGroup(bytes.data(), bytes.size()));
+  }
+}
+
+void GeneratorWorker::Save(const Command& c) {
+  if (!IsLeader()) return;
+  for (const Json& id : c.payload.at("groups")) {
+    auto it = finished_.find(id.get<int64_t>());
+    TORCH_INTERNAL_ASSERT(it != finished_.end(), "save of group ", id, " which replica ", replica_, " does not hold");
+    sends_.push_back(
+        SendBytes(job_.world, EncodeRolloutGroup(it->second), job_.placement.FirstTrainer(), kCheckpointTag));
+  }
 }
 
 void GeneratorWorker::SendReport(const Json& report) {

@@ -60,6 +60,10 @@ class GeneratorWorker {
 
   std::optional<Command> NextCommand(bool block);  // leader polls; broadcast over TP
   bool Handle(const Command& command);             // false on stop
+  bool RunInOrderTurn();                           // async.deterministic; false on stop
+  void Announce(RolloutGroup group);               // leader: hold a finished group, tell the controller
+  void Restore(int64_t count);                     // leader: groups given back from a checkpoint
+  void Save(const Command& save);                  // leader: copies of finished groups to the controller
   bool CanSubmit() const { return !admitted_.empty(); }
   void SubmitAdmitted();
   void Route(const Command& route);
@@ -79,6 +83,7 @@ class GeneratorWorker {
   StepPrompts prompts_;
   int64_t first_step_ = 0, known_step_ = -1;
   std::deque<int64_t> admitted_;  // admission indices not yet submitted
+  std::deque<Command> waiting_;   // async.deterministic: commands held until the engine is idle
   std::map<uint64_t, InFlight> in_flight_;
   std::map<int64_t, RolloutGroup> finished_;  // leader: scored, announced, not yet routed
   std::deque<EvalJob> evals_;

@@ -103,6 +103,8 @@ AsyncRecipe AsyncRecipe::FromJson(const Json& j, const std::string& path) {
   ConfigReader r(j, path);
   r.Read("on_stale", &c.on_stale, {"train", "drop", "recompute"},
          "a finished group past the bound: train on it, drop it, or rescore it under the current policy");
+  r.Read("deterministic", &c.deterministic,
+         "batches in admission order, pushes between generation rounds: runs and resumes reproduce exactly");
   r.Finish();
   return c;
 }

@@ -101,6 +101,13 @@ struct AsyncRecipe {
   // "train": train on it as sampled (importance-corrected); "drop": discard it and wait for another
   // (the batch stays full); "recompute": rescore its log-probs under the current policy, then train.
   std::string on_stale = "train";
+  // Reproducible split runs: batches in admission order, admissions to the replicas in turn, and
+  // each generator applies a weight push (and runs an evaluation) only between rounds of generation,
+  // never under a running group, so a group is sampled with one version and a run's figures do not
+  // depend on timing. Checkpoints then carry the finished groups waiting for the trainer, and a
+  // resumed run reproduces the uninterrupted one row for row. Costs overlap: a push waits for the
+  // round in progress (max_policy_lag >= 1 still overlaps generation of step s + lag with training).
+  bool deterministic = false;
 
   static AsyncRecipe FromJson(const Json& j, const std::string& path);
 };

@@ -6,10 +6,13 @@
 #include <cmath>
 #include <exception>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "controller/batch_planner.h"
 #include "controller/metrics.h"
 #include "controller/trace.h"
+#include "core/check.h"
 #include "core/logging.h"
 #include "core/process_memory.h"
 #include "weight_sync/shard_layout.h"
@@ -125,17 +128,71 @@ TrainingStart StartTraining(JobContext& job, Communicator& dp, LlamaWeightSource
     start.rl_step = extra.at("rl_step").get<int64_t>();
     start.cursor = Cursor::FromJson(extra.at("cursor"), latest + " extra.cursor");
     start.resumed = true;
+    start.extra = extra;
     if (dp.Rank() == 0) LogInfo("resumed from ", latest, " at RL step ", start.rl_step);
   }
   return start;
 }
 
-void SaveRunCheckpoint(JobContext& job, Trainer& trainer, int64_t next_rl_step, const Cursor& cursor) {
+void SaveRunCheckpoint(JobContext& job, Trainer& trainer, int64_t next_rl_step, const Cursor& cursor,
+                       const std::vector<RolloutGroup>* parked, int64_t next_index) {
   const std::string dir = job.recipe.run_dir + "/checkpoints/step_" + std::to_string(next_rl_step);
-  trainer.SaveCheckpoint(dir, Json{{"rl_step", next_rl_step}, {"cursor", cursor.ToJson()}});
+  Json extra{{"rl_step", next_rl_step}, {"cursor", cursor.ToJson()}};
+  std::vector<uint8_t> bytes;
+  if (parked) {
+    auto put = [&](uint64_t v) {
+      for (int i = 0; i < 8; ++i) bytes.push_back(uint8_t(v >> (8 * i)));
+    };
+    put(parked->size());
+    for (const RolloutGroup& g : *parked) {
+      const std::vector<uint8_t> one = EncodeRolloutGroup(g);
+      put(one.size());
+      bytes.insert(bytes.end(), one.begin(), one.end());
+    }
+    extra["parked"] = {{"groups", int64_t(parked->size())}, {"next_index", next_index}};
+    // CheckpointProblem holds the checkpoint incomplete until this file is there at this size.
+    extra["files"] = {{kParkedGroupsFile, bytes.size()}};
+  }
+  trainer.SaveCheckpoint(dir, extra);
   if (!job.IsController()) return;
+  if (parked) {
+    const std::string path = dir + "/" + kParkedGroupsFile;
+    {
+      std::ofstream out(path + ".tmp", std::ios::binary);
+      out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+      out.close();
+      TORCH_CHECK(out, "writing ", path, ".tmp (", bytes.size(), " bytes) failed");
+    }
+    fs::rename(path + ".tmp", path);
+  }
   const auto all = CheckpointsNewestFirst(job.recipe.run_dir);
   for (size_t i = size_t(job.recipe.checkpoint.keep); i < all.size(); ++i) fs::remove_all(all[i].second);
+}
+
+std::vector<RolloutGroup> ReadParkedGroups(const std::string& checkpoint_dir) {
+  const std::string path = checkpoint_dir + "/" + kParkedGroupsFile;
+  std::ifstream in(path, std::ios::binary);
+  LLAMARL_CHECK(in, "cannot open ", path, " (the finished groups of a deterministic run's checkpoint)");
+  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t at = 0;
+  auto get = [&]() {
+    LLAMARL_CHECK(at + 8 <= bytes.size(), path, ": truncated at byte ", at, " of ", bytes.size());
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= uint64_t(bytes[at + size_t(i)]) << (8 * i);
+    at += 8;
+    return v;
+  };
+  const uint64_t n = get();
+  std::vector<RolloutGroup> groups;
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint64_t size = get();
+    LLAMARL_CHECK(size <= bytes.size() - at, path, ": group ", i, " claims ", size, " bytes, ", bytes.size() - at,
+                  " left");
+    groups.push_back(DecodeRolloutGroup(bytes.data() + at, size_t(size)));
+    at += size_t(size);
+  }
+  LLAMARL_CHECK(at == bytes.size(), path, ": ", bytes.size() - at, " bytes after the last of its ", n, " groups");
+  return groups;
 }
 
 Json StepMetricsRow(Communicator& dp, const std::vector<RolloutGroup>& groups, const StalenessStats& staleness,

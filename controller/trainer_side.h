@@ -95,6 +95,7 @@ struct TrainingStart {
   int64_t rl_step = 0;  // first RL step to run
   Cursor cursor;        // the dataset cursor at the start of rl_step
   bool resumed = false;
+  Json extra;           // the checkpoint's controller state (SaveRunCheckpoint), when resumed
 };
 
 // Collective over `dp` (the trainer ranks). Resumes from job.resume_checkpoint when set; otherwise runs recipe.sft.steps of SFT (written to metrics with phase
@@ -105,7 +106,14 @@ TrainingStart StartTraining(JobContext& job, Communicator& dp, LlamaWeightSource
 
 // RUN_DIR/checkpoints/step_<rl_step>: the trainer's atomic checkpoint with {"rl_step", "cursor"} as
 // extra. Collective over dp; the controller deletes all but the newest recipe.checkpoint.keep.
-void SaveRunCheckpoint(JobContext& job, Trainer& trainer, int64_t next_rl_step, const Cursor& cursor);
+// `parked`: the finished groups waiting for the trainer (async.deterministic), saved as
+// kParkedGroupsFile with {"parked": {"groups": n, "next_index": admission index after them}} in extra.
+void SaveRunCheckpoint(JobContext& job, Trainer& trainer, int64_t next_rl_step, const Cursor& cursor,
+                       const std::vector<RolloutGroup>* parked = nullptr, int64_t next_index = 0);
+constexpr const char* kParkedGroupsFile = "parked_groups.bin";
+// The groups a checkpoint's kParkedGroupsFile holds (count, then per group its byte size and its
+// EncodeRolloutGroup bytes); throws naming the file when it is malformed.
+std::vector<RolloutGroup> ReadParkedGroups(const std::string& checkpoint_dir);
 
 // Per-step training-side timings of one rank (seconds).
 struct StepTimings {

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "controller/metrics.h"
@@ -59,11 +60,13 @@ void TrainerWorker::Push(int64_t step) {
     sync_.PushReplica(r, version, &start_.trainer->FlatShard(), nullptr);
 }
 
-void TrainerWorker::Admit(int64_t step) {
-  if (!job_.IsController()) return;
+int64_t TrainerWorker::Admit(int64_t step) {
+  if (!job_.IsController()) return 0;
   std::vector<Json> payloads(size_t(job_.placement.NumReplicas()));
-  for (const Admission& a : planner_->Admit()) payloads[size_t(a.replica)]["groups"].push_back(a.index);
+  const std::vector<Admission> admitted = planner_->Admit();
+  for (const Admission& a : admitted) payloads[size_t(a.replica)]["groups"].push_back(a.index);
   SendPayloads(Command::Kind::kAdmit, step, payloads);
+  return int64_t(admitted.size());
 }
 
 BatchPlan TrainerWorker::NextBatch(int64_t step) {
@@ -79,8 +82,10 @@ BatchPlan TrainerWorker::NextBatch(int64_t step) {
                   " live); raise timeouts.step_s if generation is this slow");
       // A group discarded while planning (dynamic sampling, async.on_stale "drop") gave its admission
       // back: its replacement starts now, at the version of the last push, not after the next one.
-      Admit(step);
-      CollectMessages(false);
+      // Deterministic runs admit replacements only once nothing is generating: by then the scan has
+      // seen every live group, so how many are admitted at once does not depend on timing.
+      if (!job_.recipe.async.deterministic || planner_->Live() == planner_->NumReady()) Admit(step);
+      CollectMessages();
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
     std::vector<Json> routes(size_t(job_.placement.NumReplicas()));
@@ -133,7 +138,7 @@ void TrainerWorker::RequestEval(int64_t step) {
   SendCommand(Command{Command::Kind::kEval, step, start_.trainer->PolicyVersion(), Json{{"seq", seq}}});
 }
 
-void TrainerWorker::CollectMessages(bool block_for_evals) {
+void TrainerWorker::CollectMessages(int64_t wait_through_step) {
   if (!job_.IsController()) return;
   const auto deadline = Clock::now() + job_.timeouts.step;
   for (;;) {
@@ -167,13 +172,15 @@ void TrainerWorker::CollectMessages(bool block_for_evals) {
     for (auto it = evals_.begin(); it != evals_.end();) {
       if (it->second.replicas < job_.placement.NumReplicas()) break;  // in order of request
       auto [step, version] = eval_meta_[it->first];
-      pending_eval_ = it->second.ToJson(job_.recipe.eval.samples);
-      pending_eval_.update({{"eval_policy_version", version}, {"eval_step", step}});
-      if (first_eval_.is_null()) first_eval_ = pending_eval_;
-      last_eval_ = pending_eval_;
+      Json& done = done_evals_[step];
+      done = it->second.ToJson(job_.recipe.eval.samples);
+      done.update({{"eval_policy_version", version}, {"eval_step", step}});
+      if (first_eval_.is_null()) first_eval_ = done;
+      last_eval_ = done;
       it = evals_.erase(it);
     }
-    if (!block_for_evals || evals_.empty()) return;
+    // evals_ is in order of request, so of step: the first outstanding one decides.
+    if (evals_.empty() || eval_meta_[evals_.begin()->first].first > wait_through_step) return;
     TORCH_CHECK(Clock::now() < deadline, "rank ", job_.world.Rank(), " (controller) timed out after ",
                 job_.recipe.timeouts.step_s, " s waiting for evaluation results from the generators");
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -194,7 +201,7 @@ void TrainerWorker::RunStep(int64_t step) {
   const TrainStepMetrics metrics = TrainOnGroups(job_, *start_.trainer, groups, step, &timings);
   t = Clock::now();
   Push(step + 1);
-  Admit(step + 1);
+  const int64_t just_admitted = Admit(step + 1);
   timings.sync_s = SecondsSince(t);
   Json row = StepMetricsRow(*dp_, groups, staleness, metrics, timings);
   row.update(PeakRssRow(*dp_, job_.world.Rank()));
@@ -207,19 +214,22 @@ void TrainerWorker::RunStep(int64_t step) {
   }
   const bool last = step + 1 == end_step_;
   const EvalRecipe& e = job_.recipe.eval;
-  if (last || (e.every > 0 && (step + 1 - start_.rl_step) % e.every == 0)) RequestEval(step + 1);
-  CollectMessages(/*block_for_evals=*/last);
+  const bool eval_now = last || (e.every > 0 && (step + 1 - start_.rl_step) % e.every == 0);
+  if (eval_now) RequestEval(step + 1);
+  // Deterministic runs write an evaluation into the row of the step after its request (it runs on
+  // the generators right after that step's round), never where timing happens to put it.
+  const bool in_order = job_.recipe.async.deterministic;
+  CollectMessages(last ? INT64_MAX : in_order ? step : kNoWait);
   const CheckpointRecipe& c = job_.recipe.checkpoint;
-  if (last || (c.every > 0 && (step + 1) % c.every == 0)) {
-    ScopedPhase phase(job_, "checkpoint");
-    SaveRunCheckpoint(job_, *start_.trainer, step + 1, prompts_.CursorAt(step + 1));
-  }
+  if (last || (c.every > 0 && (step + 1) % c.every == 0)) Checkpoint(step, just_admitted);
   if (!job_.IsController()) return;
   row.update({{"step", job_.recipe.sft.steps + step}, {"rl_step", step}, {"phase", "rl"},
               {"policy_version", start_.trainer->PolicyVersion()}, {"time_s", job_.ElapsedS()}});
   row["step_s"] = SecondsSince(step_start);
   row["tokens_per_s"] = double(row.value("tokens", int64_t(0))) / std::max(1e-9, SecondsSince(step_start));
-  if (!pending_eval_.is_null()) row.update(pending_eval_), pending_eval_ = Json();
+  // The newest completed evaluation goes into this row; a deterministic run's only once its step.
+  for (auto it = done_evals_.begin(); it != done_evals_.end() && (!in_order || last || it->first <= step);)
+    row.update(it->second), it = done_evals_.erase(it);
   // The generator leaders' peaks reported since the previous row (their "ready" reports).
   for (const auto& [rank, bytes] : generator_peak_rss_) {
     row["peak_rss_bytes_rank" + std::to_string(rank)] = bytes;
@@ -241,24 +251,94 @@ Json TrainerWorker::Run() {
   TORCH_CHECK(start_.rl_step < end_step_, "the run in ", job_.resume_dir, " already finished its ", end_step_,
               " steps; raise steps (--set steps=N) to continue it");
   prompts_.Restore(start_.resumed ? start_.cursor : prompts_.CursorAt(0), start_.rl_step);
-  const Cursor cursor = prompts_.CursorAt(start_.rl_step);
-  if (job_.IsController()) {
-    const int64_t per_step = job_.recipe.rollout.prompts_per_step;
-    const DapoRecipe& dapo = job_.recipe.algorithm.dapo;
-    planner_ = std::make_unique<BatchPlanner>(BatchPlannerOptions{
-        per_step, job_.recipe.max_policy_lag, job_.recipe.async.on_stale, job_.placement.NumReplicas(),
-        job_.placement.num_trainers, (end_step_ - start_.rl_step) * per_step, dapo.dynamic_sampling,
-        dapo.max_gen_batches});
-    SendCommand(Command{Command::Kind::kStart, start_.rl_step, start_.trainer->PolicyVersion(),
-                        Json{{"first_step", start_.rl_step}, {"end_step", end_step_}, {"cursor", cursor.ToJson()}}});
-  }
+  StartGenerators(prompts_.CursorAt(start_.rl_step));
   Push(start_.rl_step);
   RequestEval(start_.rl_step);  // before the first admissions, so the engine evaluates first
   Admit(start_.rl_step);
-  CollectMessages(/*block_for_evals=*/true);
+  CollectMessages(/*wait_through_step=*/start_.rl_step);
   for (int64_t step = start_.rl_step; step < end_step_; ++step) RunStep(step);
   Finish();
   return run_;
+}
+
+void TrainerWorker::StartGenerators(const Cursor& cursor) {
+  if (!job_.IsController()) return;
+  const int64_t per_step = job_.recipe.rollout.prompts_per_step;
+  const int replicas = job_.placement.NumReplicas();
+  const bool in_order = job_.recipe.async.deterministic;
+  // A deterministic run's checkpoint holds the finished groups that were waiting for the trainer:
+  // each goes back to the replica that admission in turn gives it, admissions continue after them.
+  std::vector<RolloutGroup> parked;
+  int64_t first_index = start_.rl_step * per_step;
+  if (in_order && start_.extra.contains("parked")) {
+    parked = ReadParkedGroups(job_.resume_checkpoint);
+    first_index = start_.extra.at("parked").at("next_index").get<int64_t>();
+  }
+  const int64_t to_consume = (end_step_ - start_.rl_step) * per_step;
+  const DapoRecipe& dapo = job_.recipe.algorithm.dapo;
+  planner_ = std::make_unique<BatchPlanner>(BatchPlannerOptions{
+      per_step, job_.recipe.max_policy_lag, job_.recipe.async.on_stale, replicas, job_.placement.num_trainers,
+      to_consume, dapo.dynamic_sampling, dapo.max_gen_batches, in_order, first_index});
+  std::vector<ReadyGroup> restored;
+  std::vector<std::vector<const RolloutGroup*>> to(static_cast<size_t>(replicas));
+  for (const RolloutGroup& g : parked) {
+    const int r = int(g.group_id % replicas);
+    restored.push_back(ReadyGroup{g.group_id, r, g.NumResponseTokens(), g.MinVersion(), {}});
+    to[size_t(r)].push_back(&g);
+  }
+  planner_->Restore(restored);
+  std::vector<Json> payloads;
+  for (int r = 0; r < replicas; ++r) {
+    payloads.push_back(Json{{"first_step", start_.rl_step}, {"end_step", end_step_}, {"cursor", cursor.ToJson()},
+                            {"restored", int64_t(to[size_t(r)].size())}});
+  }
+  SendPayloads(Command::Kind::kStart, start_.rl_step, payloads);
+  for (int r = 0; r < replicas; ++r) {
+    for (const RolloutGroup* g : to[size_t(r)]) {
+      SendBytes(job_.world, EncodeRolloutGroup(*g), job_.placement.ReplicaRanks(r)[0], kCheckpointTag)
+          .Wait(job_.timeouts.startup, "a parked group to replica " + std::to_string(r));
+    }
+  }
+  if (!parked.empty()) LogInfo("resumed ", parked.size(), " finished groups waiting in the checkpoint");
+}
+
+// A deterministic run with max_policy_lag > 0 has finished groups waiting for the trainer at any step
+// boundary; they were sampled with weights older than the checkpoint's, so they go into it (copies
+// from the replicas) for a resumed run to train on exactly as the uninterrupted one does. The push
+// that just returned waited for each replica's round in progress, so every group admitted before
+// this step's admissions has finished (its notice may still be on the way).
+void TrainerWorker::Checkpoint(int64_t step, int64_t just_admitted) {
+  ScopedPhase phase(job_, "checkpoint");
+  const bool park = job_.recipe.async.deterministic;
+  std::vector<RolloutGroup> parked;
+  int64_t next_index = 0;
+  if (park && job_.IsController()) {
+    next_index = planner_->NextIndex() - just_admitted;
+    const auto deadline = Clock::now() + job_.timeouts.step;
+    std::vector<ReadyGroup> ready;
+    while (int64_t((ready = planner_->FinishedBefore(next_index)).size()) < planner_->Live() - just_admitted) {
+      TORCH_CHECK(Clock::now() < deadline, "rank ", job_.world.Rank(), " (controller) timed out after ",
+                  job_.recipe.timeouts.step_s, " s waiting for the finished groups a checkpoint keeps");
+      CollectMessages();
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    std::vector<Json> saves(size_t(job_.placement.NumReplicas()));
+    for (const ReadyGroup& g : ready) saves[size_t(g.replica)]["groups"].push_back(g.group_id);
+    SendPayloads(Command::Kind::kSave, step + 1, saves);
+    for (int r = 0; r < job_.placement.NumReplicas(); ++r) {
+      const int leader = job_.placement.ReplicaRanks(r)[0];
+      for (const ReadyGroup& g : ready) {
+        if (g.replica != r) continue;
+        std::vector<uint8_t> bytes = RecvBytes(job_.world, leader, kCheckpointTag, job_.timeouts.step,
+                                               "the finished groups a checkpoint keeps");
+        parked.push_back(DecodeRolloutGroup(bytes.data(), bytes.size()));
+      }
+    }
+    std::sort(parked.begin(), parked.end(),
+              [](const RolloutGroup& a, const RolloutGroup& b) { return a.group_id < b.group_id; });
+  }
+  SaveRunCheckpoint(job_, *start_.trainer, step + 1, prompts_.CursorAt(step + 1), park ? &parked : nullptr,
+                    next_index);
 }
 
 void TrainerWorker::Finish() {
@@ -270,7 +350,7 @@ void TrainerWorker::Finish() {
   while (int(summaries_.size()) < job_.placement.NumReplicas()) {
     TORCH_CHECK(Clock::now() < deadline, "rank ", job_.world.Rank(), " timed out waiting for the generators' ",
                 "summaries after the stop command (", summaries_.size(), " of ", job_.placement.NumReplicas(), ")");
-    CollectMessages(false);
+    CollectMessages();
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   run_ = {{"eval_start", first_eval_}, {"eval_end", last_eval_}, {"generators", summaries_},

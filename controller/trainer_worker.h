@@ -19,6 +19,7 @@
 
 #include "model/llama_weights.h"
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
@@ -44,11 +45,16 @@ class TrainerWorker {
   void SendEach(const std::vector<std::optional<Command>>& commands);  // commands[r] to replica r's leader
   void SendPayloads(Command::Kind kind, int64_t step, const std::vector<Json>& payloads);
   void Push(int64_t step);
-  void Admit(int64_t step);             // controller: what the bound allows now
+  int64_t Admit(int64_t step);          // controller: what the bound allows now; returns how many
+  void StartGenerators(const Cursor& cursor);  // controller: start command, parked groups given back
+  void Checkpoint(int64_t step, int64_t just_admitted);
   BatchPlan NextBatch(int64_t step);    // collective over dp: the controller plans, routes, broadcasts
   std::vector<RolloutGroup> Receive(const BatchPlan& plan, StalenessStats* stats);
   void RequestEval(int64_t step);
-  void CollectMessages(bool block_for_evals);  // controller: eval results and summaries
+  // Controller: eval results and summaries; blocks until every evaluation requested for a step <=
+  // `wait_through_step` has its result (kNoWait: never blocks).
+  static constexpr int64_t kNoWait = INT64_MIN;
+  void CollectMessages(int64_t wait_through_step = kNoWait);
   void RunStep(int64_t step);
   void Finish();
 
@@ -69,7 +75,7 @@ class TrainerWorker {
   int64_t eval_seq_ = 0;
   std::map<int64_t, EvalTally> evals_;  // by seq, until every replica answered
   std::map<int64_t, std::pair<int64_t, int64_t>> eval_meta_;  // seq -> (step, version)
-  Json pending_eval_;                   // completed evaluation for the next metrics row
+  std::map<int64_t, Json> done_evals_;  // completed evaluations by step, until a metrics row takes them
   Json first_eval_, last_eval_;
   std::vector<Json> summaries_;
   Json run_;  // totals for the summary

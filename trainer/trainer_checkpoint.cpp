@@ -239,6 +239,17 @@ std::string CheckpointProblem(const std::string& dir) {
       std::string problem = CheckpointProblem(dir + "/critic");
       if (!problem.empty()) return "critic/: " + problem;
     }
+    // Files the caller adds beside the shards after the save, named with their sizes in extra.files
+    // (the controller's parked groups): one missing or cut short makes the checkpoint incomplete.
+    const Json extra = state.value("extra", Json());
+    const Json added = extra.is_object() ? extra.value("files", Json::object()) : Json::object();
+    for (const auto& [name, size] : added.items()) {
+      const fs::path path = fs::path(dir) / name;
+      if (!fs::exists(path)) return "missing " + path.string();
+      if (fs::file_size(path) != size.get<uint64_t>())
+        return path.string() + " holds " + std::to_string(fs::file_size(path)) + " bytes, not the " + size.dump() +
+               " saved";
+    }
   } catch (const std::exception& e) {
     return state_path + ": " + WhatOf(e);
   }

@@ -1,8 +1,9 @@
 // BatchPlanner against hand-worked schedules: the admission cap of (lag + 1) batches of live groups,
 // admissions to the least busy replica, full batches in completion order, each async.on_stale
 // choice counted (drops give their admission back), DAPO's dynamic sampling (filtered groups give
-// their admission back at once, the per-step bound), and longest-first routing to the least loaded
-// trainer rank.
+// their admission back at once, the per-step bound), longest-first routing to the least loaded
+// trainer rank; in order (async.deterministic): batches in admission order whatever the completion
+// order, admissions in turn, and the finished groups a checkpoint keeps restored in a new planner.
 #include "controller/batch_planner.h"
 
 #include <gtest/gtest.h>
@@ -270,6 +271,87 @@ TEST(BatchPlanner, WithoutDynamicSamplingGroupsWithoutSignalAreTrained) {
   p.OnReady(WithRewards(1, {0, 0}));
   ASSERT_TRUE(p.TryPlan(0, 0).has_value());
   EXPECT_EQ(p.TotalFiltered(), 0);
+}
+
+BatchPlannerOptions InOrder(int64_t per_step, int64_t lag, int replicas, int64_t first_index,
+                            const std::string& on_stale = "train", int64_t total = INT64_MAX) {
+  BatchPlannerOptions o = Options(per_step, lag, on_stale, replicas, 1, total);
+  o.in_order = true;
+  o.first_index = first_index;
+  return o;
+}
+
+TEST(BatchPlanner, InOrderBatchesFollowAdmissionsNotCompletions) {
+  BatchPlanner p(InOrder(/*per_step=*/2, /*lag=*/1, /*replicas=*/2, /*first_index=*/10));
+  const std::vector<Admission> a = p.Admit();
+  ASSERT_EQ(a.size(), 4u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].index, 10 + int64_t(i)) << "the run's indices start at first_index";
+    EXPECT_EQ(a[i].replica, int(a[i].index % 2)) << "in turn, not by load";
+  }
+  // Groups 13, 12 and 11 finish first: step 0 still needs group 10, so nothing is planned.
+  p.OnReady(Ready(13, 1, 9, 0));
+  p.OnReady(Ready(12, 0, 9, 0));
+  p.OnReady(Ready(11, 1, 9, 0));
+  EXPECT_FALSE(p.TryPlan(0, 0).has_value()) << "a completion-order planner would take 13 and 12";
+  p.OnReady(Ready(10, 0, 9, 0));
+  std::optional<BatchPlan> plan = p.TryPlan(0, 0);
+  ASSERT_TRUE(plan.has_value());
+  EXPECT_EQ(Ids(*plan), (std::vector<int64_t>{10, 11}));
+  plan = p.TryPlan(1, 1);
+  ASSERT_TRUE(plan.has_value());
+  EXPECT_EQ(Ids(*plan), (std::vector<int64_t>{12, 13}));
+}
+
+TEST(BatchPlanner, InOrderDropsAStaleGroupWhenTheScanReachesIt) {
+  BatchPlanner p(InOrder(2, 0, 1, 0, "drop"));
+  ASSERT_EQ(p.Admit().size(), 2u);
+  p.OnReady(Ready(1, 0, 4, 5));
+  EXPECT_FALSE(p.TryPlan(0, 5).has_value());
+  EXPECT_EQ(p.TotalDropped(), 0) << "group 0 has not finished: the scan stops there";
+  p.OnReady(Ready(0, 0, 4, 3));  // older than version 5 - lag 0
+  EXPECT_FALSE(p.TryPlan(0, 5).has_value());
+  EXPECT_EQ(p.TotalDropped(), 1) << "dropped when the scan reached it";
+  const std::vector<Admission> again = p.Admit();
+  ASSERT_EQ(again.size(), 1u) << "its admission is given back";
+  EXPECT_EQ(again[0].index, 2);
+  p.OnReady(Ready(2, 0, 4, 5));
+  std::optional<BatchPlan> plan = p.TryPlan(0, 5);
+  ASSERT_TRUE(plan.has_value());
+  EXPECT_EQ(Ids(*plan), (std::vector<int64_t>{1, 2}));
+  ASSERT_EQ(plan->dropped.size(), 1u);
+  EXPECT_EQ(plan->dropped[0].group_id, 0);
+}
+
+TEST(BatchPlanner, InOrderCheckpointRestoresTheFinishedLiveGroups) {
+  // Lag 1, 2 per step: after step 0 is planned and step 2 admitted, step 1's groups (2, 3) have
+  // finished and step 2's (4, 5) are generating: the checkpoint keeps 2 and 3, and admissions resume at 4.
+  BatchPlanner p(InOrder(2, 1, 1, 0));
+  p.Admit();
+  for (int64_t id = 0; id < 4; ++id) p.OnReady(Ready(id, 0, 5 + id, 0));
+  ASSERT_TRUE(p.TryPlan(0, 0).has_value());
+  ASSERT_EQ(p.Admit().size(), 2u);
+  EXPECT_EQ(p.NextIndex(), 6);
+  p.OnReady(Ready(5, 0, 1, 1));  // one of the new admissions finished already: not kept
+  const std::vector<ReadyGroup> kept = p.FinishedBefore(p.NextIndex() - 2);
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_EQ(kept[0].group_id, 2);
+  EXPECT_EQ(kept[1].group_id, 3);
+
+  BatchPlanner q(InOrder(2, 1, 1, /*first_index=*/4));
+  q.Restore(kept);
+  EXPECT_EQ(q.Live(), 2);
+  const std::vector<Admission> a = q.Admit();
+  ASSERT_EQ(a.size(), 2u) << "the same admissions as the uninterrupted planner's";
+  EXPECT_EQ(a[0].index, 4);
+  EXPECT_EQ(a[1].index, 5);
+  q.OnReady(Ready(5, 0, 1, 1));
+  q.OnReady(Ready(3, 0, 8, 0));
+  q.OnReady(Ready(2, 0, 7, 0));
+  std::optional<BatchPlan> plan = q.TryPlan(1, 1);
+  ASSERT_TRUE(plan.has_value());
+  EXPECT_EQ(Ids(*plan), (std::vector<int64_t>{2, 3}));
+  EXPECT_FALSE(q.TryPlan(2, 2).has_value()) << "group 4 is still generating";
 }
 
 }  // namespace

@@ -2,7 +2,10 @@
 // refused before anything in the run directory changes; a damaged newest checkpoint is skipped for
 // the newest whole one; a run with a KL penalty resumes to the same figures as the uninterrupted
 // run (the reference policy is in the checkpoint); the summary keeps the true start-of-RL
-// evaluation; an injected non-finite step is skipped and counted end to end.
+// evaluation; an injected non-finite step is skipped and counted end to end; a deterministic
+// asynchronous run (max_policy_lag 1) repeats itself exactly, and resumed from a mid-run checkpoint
+// it reproduces the uninterrupted run row for row (the finished groups waiting at the checkpoint
+// were saved in it).
 #include "controller/jsonl_file.h"
 #include "controller/loop.h"
 #include "controller/metrics.h"
@@ -116,6 +119,51 @@ TEST_F(TrainingTest, NonFiniteStepIsSkippedAndCounted) {
   EXPECT_EQ(rl[2]["skipped"], false);
   EXPECT_EQ(rl[2]["skipped_steps"], 1);
   EXPECT_EQ(rl[2]["policy_version"], rl[1]["policy_version"].get<int64_t>() + 1);
+}
+
+// The figures of a row that do not depend on timing.
+void ExpectSameFigures(const Json& a, const Json& b, const std::string& what) {
+  for (const char* key : {"rl_step", "policy_version", "reward_mean", "reward_std", "loss", "entropy", "grad_norm",
+                          "samples", "tokens", "response_len_mean", "staleness_mean", "staleness_max", "stale_groups",
+                          "trainer_tokens", "eval_reward_mean", "eval_policy_version"}) {
+    EXPECT_EQ(a.contains(key), b.contains(key)) << what << ": " << key << "\n" << a.dump() << "\n" << b.dump();
+    if (a.contains(key) && b.contains(key)) EXPECT_EQ(a[key], b[key]) << what << ": " << key;
+  }
+}
+
+TEST_F(TrainingTest, DeterministicAsyncRunResumesRowForRow) {
+  const std::vector<std::string> common{"async.deterministic=true", "max_policy_lag=1", "checkpoint.every=1",
+                                        "checkpoint.keep=10", "eval.every=1", "steps=5",
+                                        R"(reward={"name": "format", "config": {"pattern": "[a-z0-9]"}})"};
+  const std::vector<Json> whole = Run(TinyRecipe(RunDir("det_whole"), common));
+  ASSERT_EQ(whole.size(), 5u);
+  int64_t learning_rows = 0;  // rows whose figures would show a difference
+  for (const Json& row : whole) learning_rows += row["reward_std"].get<double>() > 0 && row["loss"].get<double>() != 0;
+  EXPECT_GE(learning_rows, 3) << "the reward must vary for the comparison to mean something";
+  EXPECT_EQ(whole[3]["staleness_max"], 1) << "a group of step s is sampled at version s - lag, all of it";
+  EXPECT_EQ(whole[3]["staleness_mean"], 1.0);
+
+  const std::vector<Json> again = Run(TinyRecipe(RunDir("det_again"), common));
+  ASSERT_EQ(again.size(), whole.size());
+  for (size_t i = 0; i < whole.size(); ++i)
+    ExpectSameFigures(again[i], whole[i], "second run, row " + std::to_string(i));
+
+  // As if killed right after checkpoint step_2: the later checkpoints were never written.
+  const std::string dir = RunDir("det_resumed");
+  if (world_->Rank() == 0) {
+    fs::copy(std::string(LLAMARL_BINARY_DIR) + "/Testing/tmp/training_np" + std::to_string(world_->Size()) +
+                 "_det_whole",
+             dir, fs::copy_options::recursive);
+    for (int s = 3; s <= 5; ++s) fs::remove_all(dir + "/checkpoints/step_" + std::to_string(s));
+    const Json state = ReadJsonFile(dir + "/checkpoints/step_2/trainer_state.json");
+    EXPECT_EQ(state["extra"]["parked"]["groups"], 4) << "step 2's batch was sampled before the checkpoint";
+    EXPECT_EQ(state["extra"]["parked"]["next_index"], 3 * 4) << "step 3's groups are sampled again";
+  }
+  world_->Barrier()->Wait(training_test::kTimeout);
+  const std::vector<Json> resumed = Run(TinyRecipe(dir, common), RunOptions{dir});
+  ASSERT_EQ(resumed.size(), whole.size());
+  for (size_t i = 0; i < whole.size(); ++i)
+    ExpectSameFigures(resumed[i], whole[i], "resumed, row " + std::to_string(i));
 }
 
 }  // namespace

@@ -187,5 +187,21 @@ TEST(TrainerCheckpoint, CheckpointProblemNamesTheDamage) {
   EXPECT_EQ(CheckpointProblem(dir), "missing trainer_state.json");
 }
 
+// A file the caller adds after the save (the controller's parked groups) and names in extra.files
+// belongs to the checkpoint: missing or of another size, the checkpoint is incomplete.
+TEST(TrainerCheckpoint, CheckpointProblemChecksTheFilesNamedInExtra) {
+  auto comm = CreateCommunicator("local");
+  const LlamaConfig config = TrainerTestConfig();
+  LlamaForCausalLM init = TrainerTestModel(config);
+  Trainer t(*comm, config, *init, TrainerTestTrainerConfig("grpo"));
+  const std::string dir = testing::MakeTempDir("trainer_ckpt_files") + "/ckpt";
+  t.SaveCheckpoint(dir, {{"files", {{"parked.bin", 5}}}});
+  EXPECT_EQ(CheckpointProblem(dir), "missing " + dir + "/parked.bin");
+  std::ofstream(dir + "/parked.bin", std::ios::binary) << "abc";
+  EXPECT_EQ(CheckpointProblem(dir), dir + "/parked.bin holds 3 bytes, not the 5 saved");
+  std::ofstream(dir + "/parked.bin", std::ios::binary) << "abcde";
+  EXPECT_EQ(CheckpointProblem(dir), "");
+}
+
 }  // namespace
 }  // namespace llamarl
