@@ -151,6 +151,21 @@ void BatchPlanner::CheckFilteredBound(int64_t step) const {
                 "set algorithm.dapo.dynamic_sampling to false");
 }
 
+void BatchPlanner::Discard(Decision d, ReadyGroup group) {
+  ++(d == Decision::kDrop ? dropped_ : filtered_);
+  (d == Decision::kDrop ? dropped_pending_ : filtered_pending_).push_back(std::move(group));
+}
+
+BatchPlan BatchPlanner::StartPlan(int64_t step) {
+  BatchPlan plan;
+  plan.step = step;
+  plan.dropped = std::move(dropped_pending_);
+  dropped_pending_.clear();
+  plan.filtered = std::move(filtered_pending_);
+  filtered_pending_.clear();
+  return plan;
+}
+
 void BatchPlanner::AddToPlan(const ReadyGroup& g, int64_t trainer_version, BatchPlan* plan) const {
   RoutedGroup r{g.group_id, g.replica, 0, g.tokens, IsStale(g, trainer_version), false};
   r.recompute = Decide(g, trainer_version) == Decision::kRecompute;
@@ -169,18 +184,12 @@ std::optional<BatchPlan> BatchPlanner::TryPlan(int64_t step, int64_t trainer_ver
       ++it;
       continue;
     }
-    ++(d == Decision::kDrop ? dropped_ : filtered_);
-    (d == Decision::kDrop ? dropped_pending_ : filtered_pending_).push_back(std::move(*it));
+    Discard(d, std::move(*it));
     it = ready_.erase(it);
   }
   CheckFilteredBound(step);
   if (int64_t(ready_.size()) < options_.groups_per_step) return std::nullopt;
-  BatchPlan plan;
-  plan.step = step;
-  plan.dropped = std::move(dropped_pending_);
-  dropped_pending_.clear();
-  plan.filtered = std::move(filtered_pending_);
-  filtered_pending_.clear();
+  BatchPlan plan = StartPlan(step);
   for (int64_t i = 0; i < options_.groups_per_step; ++i) {
     AddToPlan(ready_.front(), trainer_version, &plan);
     ready_.pop_front();
@@ -198,30 +207,22 @@ std::optional<BatchPlan> BatchPlanner::TryPlanInOrder(int64_t step, int64_t trai
   auto ready_at = [&](int64_t id) {
     return std::find_if(ready_.begin(), ready_.end(), [&](const ReadyGroup& g) { return g.group_id == id; });
   };
-  int64_t taken = 0;
-  size_t scanned = 0;
-  while (scanned < order_.size() && taken < options_.groups_per_step) {
+  size_t scanned = 0;  // the groups kept so far: order_[0, scanned)
+  while (scanned < order_.size() && int64_t(scanned) < options_.groups_per_step) {
     auto it = ready_at(order_[scanned]);
     if (it == ready_.end()) break;
     const Decision d = Decide(*it, trainer_version);
     if (d == Decision::kDrop || d == Decision::kFilter) {
-      ++(d == Decision::kDrop ? dropped_ : filtered_);
-      (d == Decision::kDrop ? dropped_pending_ : filtered_pending_).push_back(std::move(*it));
+      Discard(d, std::move(*it));
       ready_.erase(it);
       order_.erase(order_.begin() + std::ptrdiff_t(scanned));
       continue;
     }
-    ++taken;
     ++scanned;
   }
   CheckFilteredBound(step);
-  if (taken < options_.groups_per_step) return std::nullopt;
-  BatchPlan plan;
-  plan.step = step;
-  plan.dropped = std::move(dropped_pending_);
-  dropped_pending_.clear();
-  plan.filtered = std::move(filtered_pending_);
-  filtered_pending_.clear();
+  if (int64_t(scanned) < options_.groups_per_step) return std::nullopt;
+  BatchPlan plan = StartPlan(step);
   for (size_t i = 0; i < scanned; ++i) {
     auto it = ready_at(order_.front());
     order_.pop_front();

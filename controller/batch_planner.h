@@ -149,6 +149,8 @@ class BatchPlanner {
   std::optional<BatchPlan> TryPlanInOrder(int64_t step, int64_t trainer_version);
   void AddToPlan(const ReadyGroup& g, int64_t trainer_version, BatchPlan* plan) const;
   void CheckFilteredBound(int64_t step) const;  // algorithm.dapo.max_gen_batches
+  void Discard(Decision d, ReadyGroup group);  // kDrop or kFilter: counted, kept for the next plan
+  BatchPlan StartPlan(int64_t step);           // a plan carrying the discards since the last one
 
   BatchPlannerOptions options_;
   int64_t admitted_ = 0, consumed_ = 0, dropped_ = 0, filtered_ = 0, restored_ = 0;
