@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace llamarl {
@@ -26,6 +27,15 @@ AdamWConfig AdamWConfig::FromJson(const Json& j, const std::string& path) {
   return c;
 }
 
+at::Tensor SumOfSquares(const at::Tensor& flat) {
+  TORCH_CHECK(flat.dim() == 1, "SumOfSquares expects a flat tensor, got ", flat.sizes());
+  const int64_t n = flat.numel();
+  at::Tensor total = flat.narrow(0, 0, std::min(n, kFlatChunkElements)).to(at::kDouble).pow(2).sum();
+  for (int64_t begin = kFlatChunkElements; begin < n; begin += kFlatChunkElements)
+    total = total + flat.narrow(0, begin, std::min(kFlatChunkElements, n - begin)).to(at::kDouble).pow(2).sum();
+  return total;
+}
+
 FlatAdamW::FlatAdamW(const AdamWConfig& config, int64_t numel, const at::TensorOptions& options)
     : config_(config),
       exp_avg_(at::zeros({numel}, options.dtype(at::kFloat))),
@@ -40,13 +50,21 @@ void FlatAdamW::Step(at::Tensor& param, const at::Tensor& grad, double lr) {
               grad.scalar_type());
   ++step_;
   // The order of operations is torch::optim::AdamW's, so that results agree to the last bit or two.
-  param.mul_(1.0 - lr * config_.weight_decay);
-  exp_avg_.mul_(config_.beta1).add_(grad, 1.0 - config_.beta1);
-  exp_avg_sq_.mul_(config_.beta2).addcmul_(grad, grad, 1.0 - config_.beta2);
+  // Element-wise, so it runs chunk by chunk (kFlatChunkElements) with the same
+  // result: the temporaries (sqrt(v), the denominator) are one chunk, not two more shard-sized tensors.
   const double bias_correction1 = 1.0 - std::pow(config_.beta1, double(step_));
   const double bias_correction2 = 1.0 - std::pow(config_.beta2, double(step_));
-  at::Tensor denom = (exp_avg_sq_.sqrt() / std::sqrt(bias_correction2)).add_(config_.eps);
-  param.addcdiv_(exp_avg_, denom, -lr / bias_correction1);
+  const int64_t n = param.numel();
+  for (int64_t begin = 0; begin < n; begin += kFlatChunkElements) {
+    const int64_t len = std::min(kFlatChunkElements, n - begin);
+    at::Tensor p = param.narrow(0, begin, len), g = grad.narrow(0, begin, len);
+    at::Tensor m = exp_avg_.narrow(0, begin, len), v = exp_avg_sq_.narrow(0, begin, len);
+    p.mul_(1.0 - lr * config_.weight_decay);
+    m.mul_(config_.beta1).add_(g, 1.0 - config_.beta1);
+    v.mul_(config_.beta2).addcmul_(g, g, 1.0 - config_.beta2);
+    at::Tensor denom = (v.sqrt() / std::sqrt(bias_correction2)).add_(config_.eps);
+    p.addcdiv_(m, denom, -lr / bias_correction1);
+  }
 }
 
 }  // namespace llamarl

@@ -19,6 +19,16 @@ struct AdamWConfig {
   static AdamWConfig FromJson(const Json& j, const std::string& path);
 };
 
+// Elements per chunk of the whole-shard passes over flat state (FlatAdamW::Step, SumOfSquares): their
+// temporaries are one chunk (32 MB in float64), never another shard-sized tensor. For a 0.5B model's
+// 494M-element gradient, a float64 copy and its square were 7.9 GB on top of the 7.9 GB of master,
+// moments and gradient. A shard of at most one chunk is computed exactly as in one pass.
+constexpr int64_t kFlatChunkElements = int64_t(1) << 22;
+
+// sum(flat^2) in float64 (float64 squares, summed chunk by chunk) as a 0-dim tensor on flat's device,
+// without a host synchronisation: the squared gradient norm for clipping.
+at::Tensor SumOfSquares(const at::Tensor& flat);
+
 class FlatAdamW {
  public:
   // `numel` elements of float32 state, zeroed, on `options`' device.

@@ -274,17 +274,17 @@ double Trainer::ReduceGrads() {
       }
       ReduceScatterLayerGrads(*g, grads);
     }
-    at::Tensor local = grad_.to(at::kDouble).pow(2).sum().reshape({1});
+    at::Tensor local = SumOfSquares(grad_).reshape({1});
     dp_.AllReduce(local)->Wait();
     sq = local.item<double>();
   } else {
     grad_ = FlattenGrads();
     dp_.AllReduce(grad_)->Wait();
-    sq = grad_.to(at::kDouble).pow(2).sum().item<double>();
+    sq = SumOfSquares(grad_).item<double>();
   }
   if (value_master_.defined()) {
     dp_.AllReduce(value_grad_)->Wait();
-    sq += value_grad_.to(at::kDouble).pow(2).sum().item<double>();
+    sq += SumOfSquares(value_grad_).item<double>();
   }
   return std::sqrt(sq);
 }

@@ -195,6 +195,43 @@ TEST(AdamW, MatchesTorchOptimAdamW) {
   EXPECT_TRUE(at::allclose(ours, theirs.detach(), 1e-6, 1e-7)) << (ours - theirs).abs().max().item<float>();
 }
 
+// A shard longer than two chunks: the chunked update equals the same arithmetic over the whole shard
+// bit for bit (it is element-wise), so its temporaries can be one chunk without changing results.
+TEST(AdamW, ChunkedStepEqualsOneWholeShardPass) {
+  AdamWConfig c;
+  c.lr = 0.01, c.weight_decay = 0.1;
+  const int64_t n = 2 * kFlatChunkElements + 5;
+  at::manual_seed(4);
+  at::Tensor ours = at::randn({n});
+  at::Tensor p = ours.clone(), m = at::zeros({n}), v = at::zeros({n});
+  FlatAdamW adam(c, n, ours.options());
+  for (int step = 1; step <= 2; ++step) {
+    at::Tensor g = at::randn({n});
+    adam.Step(ours, g, c.lr);
+    p.mul_(1.0 - c.lr * c.weight_decay);
+    m.mul_(c.beta1).add_(g, 1.0 - c.beta1);
+    v.mul_(c.beta2).addcmul_(g, g, 1.0 - c.beta2);
+    at::Tensor denom = (v.sqrt() / std::sqrt(1.0 - std::pow(c.beta2, step))).add_(c.eps);
+    p.addcdiv_(m, denom, -c.lr / (1.0 - std::pow(c.beta1, step)));
+  }
+  EXPECT_TRUE(at::equal(ours, p));
+  EXPECT_TRUE(at::equal(adam.exp_avg_sq(), v));
+}
+
+// SumOfSquares over several chunks against a float64 sum done another way (a dot product); a shard
+// of one chunk gives exactly the one-pass figure; an empty shard gives 0.
+TEST(AdamW, SumOfSquaresIsTheSquaredNormInFloat64) {
+  at::manual_seed(5);
+  at::Tensor g = at::randn({2 * kFlatChunkElements + 7});
+  at::Tensor d = g.to(at::kDouble);
+  const double expected = at::dot(d, d).item<double>();
+  EXPECT_NEAR(SumOfSquares(g).item<double>(), expected, 1e-10 * expected);
+  EXPECT_EQ(SumOfSquares(g).scalar_type(), at::kDouble);
+  at::Tensor small = g.narrow(0, 0, 1000);
+  EXPECT_EQ(SumOfSquares(small).item<double>(), small.to(at::kDouble).pow(2).sum().item<double>());
+  EXPECT_EQ(SumOfSquares(at::empty({0})).item<double>(), 0.0);
+}
+
 TEST(AdamW, ConfigParsesBetasAndNamesBadValues) {
   AdamWConfig c = AdamWConfig::FromJson(Json{{"lr", 0.5}, {"betas", {0.7, 0.9}}}, "trainer.optimizer");
   EXPECT_EQ(c.beta1, 0.7);
