@@ -2,8 +2,8 @@
 
 #include "controller/length_histogram.h"
 #include "controller/loop.h"
-#include "controller/metrics.h"
 #include "core/config.h"
+#include "report/metrics.h"
 
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>

@@ -1,13 +1,13 @@
 // llamarl report RUN_DIR [RUN_B] [--out FILE]
-// Writes one self-contained HTML page about a run (controller/report.h): open it in any browser,
+// Writes one self-contained HTML page about a run (report/report.h): open it in any browser,
 // offline. Merges RUN_DIR/trace/rank_<r>.jsonl into RUN_DIR/trace.json first when that is missing.
 // With two run directories, the page draws both on shared charts (RUN_DIR/compare.html).
 #include <cstdio>
 
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "controller/report.h"
 #include "core/check.h"
+#include "report/report.h"
 
 namespace llamarl::cli {
 

@@ -6,10 +6,11 @@
 #include <map>
 
 #include "controller/batch_planner.h"
-#include "controller/metrics.h"
+#include "controller/generator_side.h"
 #include "controller/progress.h"
-#include "controller/trace.h"
 #include "core/logging.h"
+#include "report/metrics.h"
+#include "report/trace.h"
 #include "reward/registry.h"
 #include "trainer/flat_params.h"
 
@@ -37,11 +38,7 @@ std::vector<RolloutGroup> ColocatedWorker::GenerateGroups(int64_t step, const st
   std::map<uint64_t, std::vector<Completion>> by_group;
   {
     ScopedPhase phase(job_, "generate");
-    for (const GroupRequest& r : requests) {
-      engine_->Submit(GenerationRequest{r.id, job_.tokenizer.Encode(r.item.prompt),
-                                        RolloutSampling(job_.recipe, job_.config, GroupSeed(job_.recipe.seed, int64_t(r.id))),
-                                        job_.recipe.rollout.group_size});
-    }
+    for (const GroupRequest& r : requests) engine_->Submit(RolloutRequest(job_, r.id, r.item));
     for (Completion& c : engine_->RunUntilDone()) by_group[c.request_id].push_back(std::move(c));
   }
   const double gen_s = SecondsSince(t);
@@ -50,12 +47,8 @@ std::vector<RolloutGroup> ColocatedWorker::GenerateGroups(int64_t step, const st
   ScopedPhase scoring(job_, "score", /*trace=*/false);
   std::vector<RolloutGroup> groups;
   for (const GroupRequest& r : requests) {
-    RolloutGroup g = ScoreGroup(by_group.at(r.id), r.item, *reward_, job_.tokenizer, job_.eos_ids());
-    ShapeRewards(&g, job_.recipe.algorithm.dapo, job_.recipe.rollout.max_new_tokens);
-    g.group_id = int64_t(r.id);
+    RolloutGroup g = ScoreRolloutGroup(job_, *reward_, by_group.at(r.id), r.item, int64_t(r.id), gen_s);
     g.step = step;
-    g.generator_rank = job_.world.Rank();
-    g.gen_s = gen_s;
     groups.push_back(std::move(g));
   }
   timings->score_s += SecondsSince(ts);
@@ -131,32 +124,19 @@ std::vector<RolloutGroup> ColocatedWorker::Generate(int64_t step, StepTimings* t
 
 EvalTally ColocatedWorker::Evaluate() {
   ScopedPhase phase(job_, "eval");
-  const int64_t n = std::min<int64_t>(job_.recipe.eval.num_prompts, int64_t(job_.data.eval.size()));
-  auto bounds = EvenSplit(n, job_.placement.NumReplicas());
-  std::vector<DatasetItem> items(job_.data.eval.begin() + bounds[size_t(replica_)],
-                                 job_.data.eval.begin() + bounds[size_t(replica_) + 1]);
-  const int64_t k = job_.recipe.eval.samples;
-  const uint64_t n_items = items.size();  // request ids: i greedy, n_items + i the k samples of item i
-  for (size_t i = 0; i < items.size(); ++i) {
-    const std::vector<int64_t> prompt = job_.tokenizer.Encode(items[i].prompt);
-    engine_->Submit(GenerationRequest{i, prompt, EvalSampling(job_.recipe, job_.config), 1});
-    if (k > 0) {
-      engine_->Submit(GenerationRequest{n_items + i, prompt,
-                                        EvalSampleSampling(job_.recipe, job_.config, bounds[size_t(replica_)] + int64_t(i)), k});
-    }
-  }
+  const EvalShare share = EvalShareOf(job_, replica_);
+  const uint64_t n_items = share.items.size();  // request ids: i greedy, n_items + i the k samples of item i
+  SubmitEval(*engine_, job_, share, [](size_t i) { return uint64_t(i); }, [n_items](size_t i) { return n_items + i; });
   std::vector<Completion> done, all = engine_->RunUntilDone();
-  std::vector<std::vector<Completion>> sampled(items.size());
+  std::vector<std::vector<Completion>> sampled(share.items.size());
   for (Completion& c : all) {
     if (c.request_id < n_items) done.push_back(std::move(c));
     else sampled[size_t(c.request_id - n_items)].push_back(std::move(c));
   }
   std::sort(done.begin(), done.end(), [](const Completion& a, const Completion& b) { return a.request_id < b.request_id; });
   const bool leader = tp_->Rank() == 0;
-  const double mean = items.empty() ? 0.0 : ScoreEval(done, items, *reward_, job_.tokenizer, job_.eos_ids());
-  const EvalSampleSums s = ScoreEvalSamples(sampled, items, *reward_, job_.tokenizer, job_.eos_ids(),
-                                            job_.recipe.eval.pass_threshold);
-  at::Tensor sums = at::tensor({mean * double(items.size()), double(items.size()), s.pass_at_k, s.mean_at_k}, at::kDouble);
+  const EvalTally mine = ScoreEvalShare(job_, *reward_, share, done, sampled);
+  at::Tensor sums = at::tensor({mine.sum, double(mine.count), mine.pass_at_k_sum, mine.mean_at_k_sum}, at::kDouble);
   if (!leader) sums.zero_();  // TP ranks of a replica evaluated the same items
   job_.world.AllReduce(sums)->Wait(job_.timeouts.step);
   auto v = sums.accessor<double, 1>();

@@ -2,11 +2,11 @@
 
 #include <ATen/ATen.h>
 
-
 #include "controller/batch_planner.h"
-#include "controller/trace.h"
+#include "controller/generator_side.h"
 #include "core/logging.h"
 #include "core/process_memory.h"
+#include "report/trace.h"
 #include "reward/registry.h"
 
 namespace llamarl::controller {
@@ -27,7 +27,7 @@ struct GeneratorWorker::InFlight {
 
 struct GeneratorWorker::EvalJob {
   int64_t seq = 0, step = 0, version = 0;
-  std::vector<DatasetItem> items;
+  EvalShare share;                               // this replica's held-out prompts
   std::vector<Completion> done;                  // greedy, one per item
   std::vector<std::vector<Completion>> sampled;  // eval.samples per item
   int64_t remaining = 0;                          // completions still to come
@@ -176,23 +176,14 @@ bool GeneratorWorker::Handle(const Command& c) {
       e.seq = c.payload.at("seq").get<int64_t>();
       e.step = c.step;
       e.version = c.version;
-      const int64_t n = std::min<int64_t>(job_.recipe.eval.num_prompts, int64_t(job_.data.eval.size()));
-      auto bounds = EvenSplit(n, job_.placement.NumReplicas());
-      e.items.assign(job_.data.eval.begin() + bounds[size_t(replica_)], job_.data.eval.begin() + bounds[size_t(replica_) + 1]);
-      const int64_t k = job_.recipe.eval.samples;
-      e.done.resize(e.items.size());
-      e.sampled.resize(e.items.size());
-      e.remaining = int64_t(e.items.size()) * (1 + k);
-      for (size_t i = 0; i < e.items.size(); ++i) {
-        const uint64_t id = kEvalBit | (uint64_t(e.seq) << 24) | i;
-        const std::vector<int64_t> prompt = job_.tokenizer.Encode(e.items[i].prompt);
-        engine_->Submit(GenerationRequest{id, prompt, EvalSampling(job_.recipe, job_.config), 1});
-        if (k > 0) {
-          engine_->Submit(GenerationRequest{
-              id | kEvalSampledBit, prompt,
-              EvalSampleSampling(job_.recipe, job_.config, bounds[size_t(replica_)] + int64_t(i)), k});
-        }
-      }
+      e.share = EvalShareOf(job_, replica_);
+      const size_t n = e.share.items.size();
+      e.done.resize(n);
+      e.sampled.resize(n);
+      e.remaining = int64_t(n) * (1 + job_.recipe.eval.samples);
+      const uint64_t base = kEvalBit | (uint64_t(e.seq) << 24);
+      SubmitEval(*engine_, job_, e.share, [base](size_t i) { return base | i; },
+                 [base](size_t i) { return base | kEvalSampledBit | i; });
       evals_.push_back(std::move(e));
       if (evals_.back().remaining == 0) FinishEval(evals_.back());
       return true;
@@ -211,10 +202,7 @@ void GeneratorWorker::SubmitAdmitted() {
     const int64_t k = admitted_.front() % per_step;
     const DatasetItem& item = prompts_.ForStep(step)[size_t(k)];
     const uint64_t id = uint64_t(admitted_.front());
-    GenerationRequest r{id, job_.tokenizer.Encode(item.prompt),
-                        RolloutSampling(job_.recipe, job_.config, GroupSeed(job_.recipe.seed, int64_t(id))),
-                        job_.recipe.rollout.group_size};
-    engine_->Submit(std::move(r));
+    engine_->Submit(RolloutRequest(job_, id, item));
     in_flight_[id] = InFlight{item, Clock::now(), {}};
   }
 }
@@ -267,12 +255,9 @@ void GeneratorWorker::OnCompletion(Completion c) {
     const auto t = Clock::now();
     ScopedStep in_step("RL", int64_t(it->first) / job_.routing.groups_per_step);
     ScopedPhase scoring(job_, "score", /*trace=*/false);
-    RolloutGroup g = ScoreGroup(it->second.done, it->second.item, *reward_, job_.tokenizer, job_.eos_ids());
-    ShapeRewards(&g, job_.recipe.algorithm.dapo, job_.recipe.rollout.max_new_tokens);
+    RolloutGroup g = ScoreRolloutGroup(job_, *reward_, it->second.done, it->second.item, int64_t(it->first),
+                                       SecondsSince(it->second.start));
     summary_.score_s += SecondsSince(t);
-    g.group_id = int64_t(it->first);
-    g.gen_s = SecondsSince(it->second.start);
-    g.generator_rank = job_.world.Rank();
     Announce(std::move(g));
   }
   in_flight_.erase(it);
@@ -317,16 +302,14 @@ void GeneratorWorker::FinishEval(EvalJob& e) {
   if (!IsLeader()) return;
   ScopedStep in_step("RL", e.step);
   ScopedPhase scoring(job_, "eval", /*trace=*/false);
-  const double mean = ScoreEval(e.done, e.items, *reward_, job_.tokenizer, job_.eos_ids());
   int64_t oldest = INT64_MAX;
   for (const auto& c : e.done) {
     for (int64_t v : c.versions) oldest = std::min(oldest, v);
   }
-  const EvalSampleSums s = ScoreEvalSamples(e.sampled, e.items, *reward_, job_.tokenizer, job_.eos_ids(),
-                                            job_.recipe.eval.pass_threshold);
+  const EvalTally t = ScoreEvalShare(job_, *reward_, e.share, e.done, e.sampled);
   Json j = {{"kind", "eval"}, {"seq", e.seq}, {"step", e.step}, {"version", e.version},
-            {"sum", mean * double(e.items.size())}, {"count", int64_t(e.items.size())},
-            {"pass_at_k_sum", s.pass_at_k}, {"mean_at_k_sum", s.mean_at_k},
+            {"sum", t.sum}, {"count", t.count},
+            {"pass_at_k_sum", t.pass_at_k_sum}, {"mean_at_k_sum", t.mean_at_k_sum},
             {"oldest_version", oldest == INT64_MAX ? e.version : oldest}};
   SendReport(j);
 }

@@ -11,10 +11,10 @@
 #include "core/check.h"
 #include "core/logging.h"
 #include "model/llama_checkpoint.h"
+#include "model/shard_layout.h"
 #include "model/tiny_tokenizer.h"
 #include "trainer/checkpoint_files.h"
 #include "trainer/flat_params.h"
-#include "weight_sync/shard_layout.h"
 
 namespace llamarl::controller {
 namespace fs = std::filesystem;

@@ -5,12 +5,12 @@
 #include <cmath>
 
 #include "controller/dataset_random.h"
-#include "generator/generator_config.h"
 #include "core/logging.h"
+#include "generator/generator_config.h"
 #include "model/llama_checkpoint.h"
+#include "model/shard_layout.h"
 #include "model/tiny_tokenizer.h"
 #include "reward/overlong.h"
-#include "weight_sync/shard_layout.h"
 
 namespace llamarl::controller {
 

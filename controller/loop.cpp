@@ -8,13 +8,13 @@
 
 #include "controller/colocated_worker.h"
 #include "controller/generator_worker.h"
-#include "controller/metrics.h"
 #include "controller/run_dir.h"
-#include "controller/trace.h"
 #include "controller/trainer_worker.h"
 #include "core/logging.h"
 #include "core/process_memory.h"
 #include "generator/generator_config.h"
+#include "report/metrics.h"
+#include "report/trace.h"
 
 namespace llamarl::controller {
 namespace fs = std::filesystem;

@@ -8,11 +8,11 @@
 #include <sstream>
 
 #include "controller/dataset.h"
-#include "controller/jsonl_file.h"
-#include "controller/metrics.h"
-#include "controller/tensorboard.h"
 #include "core/check.h"
 #include "core/logging.h"
+#include "report/jsonl_file.h"
+#include "report/metrics.h"
+#include "report/tensorboard.h"
 #include "trainer/checkpoint_files.h"
 
 namespace llamarl::controller {

@@ -10,12 +10,12 @@
 #include <iterator>
 
 #include "controller/batch_planner.h"
-#include "controller/metrics.h"
-#include "controller/trace.h"
 #include "core/check.h"
 #include "core/logging.h"
 #include "core/process_memory.h"
-#include "weight_sync/shard_layout.h"
+#include "model/shard_layout.h"
+#include "report/metrics.h"
+#include "report/trace.h"
 
 namespace llamarl::controller {
 namespace fs = std::filesystem;

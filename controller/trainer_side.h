@@ -15,7 +15,7 @@
 #include "controller/rollout.h"
 #include "controller/run_dir.h"
 #include "core/communicator.h"
-#include "controller/trace.h"
+#include "report/trace.h"
 #include "trainer/trainer.h"
 
 namespace llamarl {
@@ -135,7 +135,7 @@ void RescoreLogprobs(JobContext& job, Trainer& trainer, const std::vector<Rollou
 TrainStepMetrics TrainOnGroups(JobContext& job, Trainer& trainer, const std::vector<RolloutGroup>& groups,
                                int64_t step, StepTimings* timings);
 
-// The metrics row of one RL step (contract in controller/metrics.h), aggregated over dp; collective.
+// The metrics row of one RL step (contract in report/metrics.h), aggregated over dp; collective.
 Json StepMetricsRow(Communicator& dp, const std::vector<RolloutGroup>& groups, const StalenessStats& staleness,
                     const TrainStepMetrics& train, const StepTimings& timings);
 

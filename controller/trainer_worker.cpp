@@ -5,10 +5,10 @@
 #include <algorithm>
 #include <thread>
 
-#include "controller/metrics.h"
 #include "controller/progress.h"
-#include "controller/trace.h"
 #include "core/logging.h"
+#include "report/metrics.h"
+#include "report/trace.h"
 
 namespace llamarl::controller {
 namespace {

@@ -32,7 +32,7 @@ int64_t ReplicaWeightSync::PushReplica(int replica, int64_t version, const at::T
     std::vector<at::Tensor> src;
     if (flat_shard) src.push_back(*flat_shard);
     PushWeights(world_, *plan_, where, version, src, engine ? receiver_.get() : nullptr, options);
-    return engine ? engine->UpdateFrom(*receiver_) : version;
+    return engine ? receiver_->UpdateEngine(*engine) : version;
   }
   TransferBuffers buffers;
   if (flat_shard) buffers.src.push_back(*flat_shard);

@@ -6,7 +6,6 @@
 #include "generator/kv_cache.h"
 #include "generator/request_checks.h"
 #include "kernels/sampling.h"
-#include "weight_sync/weight_sync.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
@@ -419,19 +418,6 @@ void Engine::UpdateWeights(const std::vector<std::pair<std::string, at::Tensor>>
   for (const auto& [name, shard] : shards) model_->LoadParameter(name, shard);
   version_ = version;
   if (options_.refresh_kv_on_update && !shards.empty()) kv_stale_ = !running_.empty();
-}
-
-int64_t Engine::UpdateFrom(WeightReceiver& receiver) {
-  if (receiver.StagedVersion() <= version_) return version_;
-  // The staged shards are only valid inside ApplyTo (the next push reuses them), so each is copied
-  // into the weights there.
-  const int64_t applied = receiver.ApplyTo([&](const std::string& name, const at::Tensor& shard) {
-    model_->CheckParameter(name, shard);
-    model_->LoadParameter(name, shard);
-  });
-  version_ = std::max(version_, applied);
-  if (options_.refresh_kv_on_update) kv_stale_ = !running_.empty();
-  return version_;
 }
 
 }  // namespace llamarl

@@ -17,8 +17,8 @@
 // or above it are never sampled: sampling and log-probs see only the first sampled_vocab_size logits
 // (see Completion::logprobs for what the trainer must compute to match).
 //
-// Ordering contract of weight updates: UpdateWeights / UpdateFrom may only be called between two
-// Step() calls. Every token sampled by a later Step() carries the new version. With
+// Ordering contract of weight updates: UpdateWeights may only be called between two Step() calls.
+// Every token sampled by a later Step() carries the new version. With
 // EngineOptions::refresh_kv_on_update (the default) the running sequences' KV caches are recomputed
 // with the new weights at the start of the next Step(), so their next tokens are exactly what a fresh
 // engine with the new weights would sample given the same prefix; without it they keep the KV cache
@@ -49,7 +49,6 @@ namespace llamarl {
 class Communicator;
 class LlamaForCausalLMImpl;
 class LlamaWeightSource;
-class WeightReceiver;
 class EngineModel;
 class KvCache;
 class KvBlockPool;
@@ -169,15 +168,15 @@ class Engine {
   KvCacheStats KvStats() const;
   void ResetKvPeak();
 
-  // In-flight update, between two Step() calls: each tensor is this rank's TP shard of the HF-named
-  // parameter (for tp=1 the full tensor; embed_tokens / lm_head may be either the full matrix or
-  // this rank's vocab-row shard of weight_sync's TensorParallelLayout), any dtype (converted); a
-  // subset of names is allowed. `version` must be >= Version(). Under TP, a vocab-row shard makes
-  // the call collective (the rows are all-gathered), so every rank passes the same names.
+  // The engine's one way to take new weights (in-flight update, between two Step() calls): each
+  // tensor is this rank's TP shard of the HF-named parameter (for tp=1 the full tensor; embed_tokens /
+  // lm_head may be either the full matrix or this rank's vocab-row shard of model/shard_layout.h's
+  // TensorParallelLayout), any dtype (converted); a subset of names is allowed. Every shard is
+  // checked before any is copied in, so a bad one changes nothing. `version` must be >= Version().
+  // Under TP, a vocab-row shard makes the call collective (the rows are all-gathered), so every
+  // rank passes the same names. The shards are copied: the caller may reuse them afterwards (weight
+  // pushes drive this from weight_sync's WeightReceiver::UpdateEngine).
   void UpdateWeights(const std::vector<std::pair<std::string, at::Tensor>>& shards, int64_t version);
-  // Applies weight_sync's staged push if it is newer than Version() (WeightReceiver::ApplyTo);
-  // returns Version(). Collective under TP like UpdateWeights.
-  int64_t UpdateFrom(WeightReceiver& receiver);
 
  private:
   struct Queued {

@@ -3,7 +3,7 @@
 #include "core/communicator.h"
 #include "generator/kv_cache.h"
 #include "model/attention.h"
-#include "weight_sync/shard_layout.h"
+#include "model/shard_layout.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>

@@ -1,6 +1,6 @@
 #include "trainer/flat_params.h"
 
-#include "weight_sync/shard_layout.h"
+#include "model/shard_layout.h"
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>

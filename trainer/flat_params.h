@@ -1,5 +1,5 @@
 // Conversions between a Llama module's parameters (named_parameters() order) and one flat float32
-// vector: the order weight_sync's ZeroFlatLayout(LlamaParamSpecs(config), ...) assumes.
+// vector: the order model/shard_layout.h's ZeroFlatLayout(LlamaParamSpecs(config), ...) assumes.
 #pragma once
 
 #include "model/llama.h"

@@ -1,13 +1,13 @@
 #include "trainer/trainer.h"
 
 #include "core/communicator.h"
-#include "model/llama_weights.h"
 #include "model/attention.h"
+#include "model/llama_weights.h"
+#include "model/shard_layout.h"
 #include "trainer/adamw.h"
 #include "trainer/critic.h"
 #include "trainer/flat_params.h"
-#include "weight_sync/offload.h"
-#include "weight_sync/shard_layout.h"
+#include "trainer/host_offload.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>

@@ -2,7 +2,7 @@
 // the data-parallel group `dp`.
 //
 // State per rank: a flat float32 shard of the master parameters (all parameters in named_parameters()
-// order concatenated and split with weight_sync's EvenSplit, i.e. ZeroFlatLayout(LlamaParamSpecs(
+// order concatenated and split with model/shard_layout.h's EvenSplit, i.e. ZeroFlatLayout(LlamaParamSpecs(
 // config), dp.Size(), kFloat32)), the matching gradient shard and AdamW state. One Step:
 //   1. all-gather the embedding, final norm and LM head (the edges) for the step;
 //   2. all-gather rewards and group ids (groups may straddle ranks) and the token/sample counts,
@@ -41,8 +41,8 @@
 
 #include "model/llama.h"
 #include "model/llama_weights.h"
+#include "model/shard_layout.h"
 #include "trainer/zero3_layers.h"
-#include "weight_sync/shard_layout.h"
 
 #include <nlohmann/json.hpp>
 
@@ -145,7 +145,7 @@ class Trainer {
   void ExportHf(const std::string& dir, const std::string& tokenizer_dir);
 
   // Colocated placement: the trainer's state is idle while its rank generates. OffloadState()
-  // moves it to host memory with HostOffload (weight_sync/offload.h: the tensors are emptied in
+  // moves it to host memory with HostOffload (trainer/host_offload.h: the tensors are emptied in
   // place, pinned host buffers for CUDA tensors): the float32 master parameters (this rank's flat
   // shard under zero3, the full vector under replicated), the AdamW moments, any gradient buffer
   // left defined (none between two steps), the ppo value head and its moments, the frozen KL

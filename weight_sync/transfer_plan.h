@@ -20,7 +20,7 @@
 // split of a 2-D weight is one block, not one entry per row. Plans are immutable and thread-safe.
 #pragma once
 
-#include "weight_sync/shard_layout.h"
+#include "model/shard_layout.h"
 
 #include <map>
 #include <memory>

@@ -3,6 +3,10 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include <utility>
+
+#include "generator/engine.h"
+
 namespace llamarl {
 namespace {
 
@@ -38,6 +42,22 @@ int64_t WeightReceiver::ApplyFp8To(const Fp8ApplyFn& apply) {
   TORCH_CHECK(plan_->encoding() == TransferEncoding::kFp8E4m3, "WeightReceiver::ApplyFp8To: the plan is ",
               ToString(plan_->encoding()), " and has no scales; use ApplyTo");
   return ApplyStaged(apply);
+}
+
+int64_t WeightReceiver::UpdateEngine(Engine& engine) {
+  TORCH_CHECK(plan_->encoding() == TransferEncoding::kPlain, "WeightReceiver::UpdateEngine: the plan is ",
+              ToString(plan_->encoding()), "; the engine takes plain shards (build the plan without fp8)");
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (staged_version_ <= engine.Version()) return engine.Version();
+  // The engine copies the shards in before UpdateWeights returns; the lock keeps the next receive out
+  // of the staging buffers until then.
+  std::vector<std::pair<std::string, at::Tensor>> shards;
+  const auto& specs = plan_->dst().Rank(dst_rank_).buffers;
+  for (size_t i = 0; i < specs.size(); ++i) shards.emplace_back(specs[i].name, staging_[i]);
+  engine.UpdateWeights(shards, staged_version_);
+  held_version_ = staged_version_;
+  staged_version_ = -1;
+  return engine.Version();
 }
 
 int64_t WeightReceiver::ApplyStaged(const Fp8ApplyFn& apply) {

@@ -6,7 +6,8 @@
 //     every trainer rank and before step v + 1 starts writing the master weights: the push reads the
 //     source buffers while it runs, so an optimizer step during a push would tear the weights.
 //   - A push lands in the WeightReceiver's staging buffers, never in the weights the generator is
-//     decoding with. The generator calls ApplyTo between two decode steps (the in-flight update); from
+//     decoding with. The generator's loop calls UpdateEngine (or ApplyTo) between two decode steps
+//     (the in-flight update, Engine::UpdateWeights: the engine's one way to take new weights); from
 //     the next decode step on, every sampled token is stamped with the applied version. A rollout that
 //     straddles an update therefore carries per-token versions (DESIGN.md, rollouts).
 //   - HeldVersion() is the version the generator samples with (-1 before the first apply);
@@ -29,6 +30,8 @@
 
 namespace llamarl {
 
+class Engine;
+
 class WeightReceiver {
  public:
   // Staging buffers for destination rank `dst_rank` of the plan, allocated with `options`' device.
@@ -50,6 +53,12 @@ class WeightReceiver {
   // kernels::CastFromFp8E4m3(shard, scales, dtype).
   using Fp8ApplyFn = std::function<void(const std::string& name, const at::Tensor& shard, const at::Tensor& scales)>;
   int64_t ApplyFp8To(const Fp8ApplyFn& apply);
+  // The in-flight update of a generator: when the staged push is newer than engine.Version(), hands
+  // all its shards (this rank's tensor-parallel shards, by HF name) to engine.UpdateWeights with the
+  // staged version, which becomes the held one; otherwise changes nothing. Returns engine.Version().
+  // Between two Engine::Step() calls only; collective over the engine's TP group like UpdateWeights.
+  // Plain plans only.
+  int64_t UpdateEngine(Engine& engine);
 
  private:
   int64_t ApplyStaged(const Fp8ApplyFn& apply);  // scales undefined for plain plans

@@ -6,11 +6,11 @@
 // asynchronous run (max_policy_lag 1) repeats itself exactly, and resumed from a mid-run checkpoint
 // it reproduces the uninterrupted run row for row (the finished groups waiting at the checkpoint
 // were saved in it).
-#include "controller/jsonl_file.h"
 #include "controller/loop.h"
-#include "controller/metrics.h"
 #include "controller/run_dir.h"
 #include "controller/trainer_side.h"
+#include "report/jsonl_file.h"
+#include "report/metrics.h"
 #include "tests/controller/training_test_util.h"
 
 #include <gtest/gtest.h>

@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "controller/metrics.h"
+#include "report/metrics.h"
 #include "tests/test_util.h"
 
 namespace llamarl::controller {

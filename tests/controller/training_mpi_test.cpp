@@ -4,11 +4,11 @@
 // the run wrote (metrics.jsonl, checkpoints, trace) against what the recipe asked for.
 #include "controller/length_histogram.h"
 #include "controller/loop.h"
-#include "controller/metrics.h"
-#include "controller/trace.h"
 #include "controller/trainer_side.h"
-#include "tests/controller/event_file_reader.h"
+#include "report/metrics.h"
+#include "report/trace.h"
 #include "tests/controller/training_test_util.h"
+#include "tests/report/event_file_reader.h"
 
 #include <gtest/gtest.h>
 

@@ -4,9 +4,9 @@
 #pragma once
 
 #include "controller/loop.h"
-#include "controller/metrics.h"
 #include "controller/recipe.h"
 #include "core/communicator.h"
+#include "report/metrics.h"
 
 #include <gtest/gtest.h>
 

@@ -4,8 +4,8 @@
 // whole world exercises the validation (4 heads are not divisible by 3).
 #include "core/communicator.h"
 #include "generator/engine.h"
+#include "model/shard_layout.h"
 #include "tests/generator/engine_test_util.h"
-#include "weight_sync/shard_layout.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>

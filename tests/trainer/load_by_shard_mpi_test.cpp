@@ -6,12 +6,12 @@
 #include "core/communicator.h"
 #include "model/llama_checkpoint.h"
 #include "model/llama_weights.h"
+#include "model/shard_layout.h"
 #include "tests/test_util.h"
 #include "tests/trainer/trainer_test_util.h"
 #include "trainer/checkpoint_files.h"
 #include "trainer/flat_params.h"
 #include "trainer/trainer.h"
-#include "weight_sync/shard_layout.h"
 
 #include <gtest/gtest.h>
 

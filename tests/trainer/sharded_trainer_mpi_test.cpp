@@ -4,10 +4,10 @@
 // range of weight_sync's ZeroFlatLayout; checkpoints written by n ranks resume on n ranks and on one;
 // ppo's separate critic is sharded the same way over its own layout.
 #include "core/communicator.h"
+#include "model/shard_layout.h"
 #include "tests/test_util.h"
 #include "tests/trainer/trainer_test_util.h"
 #include "trainer/trainer.h"
-#include "weight_sync/shard_layout.h"
 
 #include <gtest/gtest.h>
 

@@ -6,7 +6,7 @@
 
 #include "kernels/fp8.h"
 #include "model/llama_config.h"
-#include "weight_sync/shard_layout.h"
+#include "model/shard_layout.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>

@@ -1,4 +1,4 @@
-#include "controller/report.h"
+#include "report/report.h"
 
 #include <gtest/gtest.h>
 
@@ -7,11 +7,11 @@
 #include <functional>
 #include <sstream>
 
-#include "controller/metrics.h"
-#include "controller/report_sections.h"
-#include "controller/svg.h"
 #include "core/check.h"
-#include "tests/controller/file_text.h"
+#include "report/metrics.h"
+#include "report/report_sections.h"
+#include "report/svg.h"
+#include "tests/report/file_text.h"
 #include "tests/reward/error_text.h"
 #include "tests/test_util.h"
 

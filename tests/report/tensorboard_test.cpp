@@ -1,17 +1,17 @@
 // TensorBoard event files read back by an independent reader (tests/controller/event_file_reader.h):
 // its bit-at-a-time CRC-32C checked against the standard check value, then the framing, the CRCs and
 // the Event fields of what EventFileWriter and MetricsWriter wrote.
-#include "controller/tensorboard.h"
+#include "report/tensorboard.h"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
-#include "controller/metrics.h"
-#include "tests/controller/event_file_reader.h"
+#include "report/metrics.h"
+#include "tests/report/event_file_reader.h"
 #include "tests/test_util.h"
 
-namespace llamarl::controller {
+namespace llamarl {
 namespace {
 
 namespace fs = std::filesystem;
@@ -79,4 +79,4 @@ TEST(Tensorboard, MetricsRowsBecomeScalarsAtTheirStep) {
 }
 
 }  // namespace
-}  // namespace llamarl::controller
+}  // namespace llamarl

@@ -1,4 +1,4 @@
-#include "weight_sync/shard_layout.h"
+#include "model/shard_layout.h"
 
 #include "model/llama.h"
 

@@ -1,4 +1,4 @@
-#include "controller/jsonl_file.h"
+#include "report/jsonl_file.h"
 
 #include <cerrno>
 #include <cstring>

@@ -1,4 +1,4 @@
-#include "controller/metrics.h"
+#include "report/metrics.h"
 
 #include <gtest/gtest.h>
 
@@ -9,7 +9,7 @@
 #include <sstream>
 
 #include "core/check.h"
-#include "tests/controller/file_text.h"
+#include "tests/report/file_text.h"
 #include "tests/reward/error_text.h"
 #include "tests/test_util.h"
 

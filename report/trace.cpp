@@ -1,4 +1,4 @@
-#include "controller/trace.h"
+#include "report/trace.h"
 
 #include <algorithm>
 #include <chrono>
@@ -8,9 +8,9 @@
 #include <map>
 #include <regex>
 
-#include "controller/jsonl_file.h"
 #include "core/check.h"
 #include "core/logging.h"
+#include "report/jsonl_file.h"
 
 namespace llamarl {
 namespace fs = std::filesystem;

@@ -1,4 +1,4 @@
-// Sections of the `llamarl report` page (controller/report.h); internal to the report.
+// Sections of the `llamarl report` page (report/report.h); internal to the report.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "controller/report.h"
-#include "controller/svg.h"
+#include "report/report.h"
+#include "report/svg.h"
 
 namespace llamarl::report {
 

@@ -3,7 +3,7 @@
 #include <limits>
 #include <sstream>
 
-#include "controller/report_sections.h"
+#include "report/report_sections.h"
 
 namespace llamarl::report {
 using nlohmann::json;

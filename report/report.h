@@ -3,7 +3,7 @@
 // evaluations, staleness, importance weights, loss/KL/entropy, the step-time breakdown per role,
 // throughput, and the timeline of every rank's phases from the trace.
 //
-// Input, all under RUN_DIR: metrics.jsonl (required, controller/metrics.h), recipe.json (optional:
+// Input, all under RUN_DIR: metrics.jsonl (required, report/metrics.h), recipe.json (optional:
 // the summary says "no recipe.json" without it), trace.json or trace/rank_<r>.jsonl (optional; when
 // only the per-rank files exist they are merged into trace.json first, as MergeTrace does).
 #pragma once

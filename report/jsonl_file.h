@@ -1,5 +1,5 @@
 // Append-only JSON-lines files that a crash of their writer cannot corrupt beyond the last line:
-// metrics.jsonl and the per-rank trace files (controller/metrics.h, controller/trace.h).
+// metrics.jsonl and the per-rank trace files (report/metrics.h, report/trace.h).
 //
 // Crash model: a line is written with one fwrite and flushed, so after a crash the file holds whole
 // lines plus at most one torn (unterminated) tail. Readers drop that tail with a warning; writers that

@@ -19,7 +19,7 @@
 #include <cstdio>
 #include <string>
 
-namespace llamarl::controller {
+namespace llamarl {
 
 // CRC-32C (Castagnoli, reflected polynomial 0x82f63b78) of `size` bytes; Crc32c("123456789") is
 // 0xe3069283. MaskedCrc32c is the masked form TFRecord stores.
@@ -47,4 +47,4 @@ class EventFileWriter {
   std::FILE* file_ = nullptr;
 };
 
-}  // namespace llamarl::controller
+}  // namespace llamarl

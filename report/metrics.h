@@ -39,9 +39,7 @@
 namespace llamarl {
 
 class JsonlAppender;
-namespace controller {
 class EventFileWriter;
-}  // namespace controller
 
 class MetricsWriter {
  public:
@@ -60,12 +58,12 @@ class MetricsWriter {
   void ReplaceFromFirstRow() { replace_pending_ = true; }
   // Every later row's numbers (bools as 0/1; not "step" and "rl_step") also go to `events` as
   // TensorBoard scalars tagged with their key, at the row's step.
-  void AttachEventFile(std::unique_ptr<controller::EventFileWriter> events);
+  void AttachEventFile(std::unique_ptr<EventFileWriter> events);
   const std::string& path() const;
 
  private:
   std::unique_ptr<JsonlAppender> file_;
-  std::unique_ptr<controller::EventFileWriter> events_;
+  std::unique_ptr<EventFileWriter> events_;
   std::string path_;
   bool replace_pending_ = false;
 };

@@ -1,4 +1,4 @@
-#include "controller/trace.h"
+#include "report/trace.h"
 
 #include <gtest/gtest.h>
 
@@ -9,9 +9,9 @@
 #include <stdexcept>
 #include <thread>
 
-#include "controller/jsonl_file.h"
 #include "core/check.h"
-#include "tests/controller/file_text.h"
+#include "report/jsonl_file.h"
+#include "tests/report/file_text.h"
 #include "tests/reward/error_text.h"
 #include "tests/test_util.h"
 

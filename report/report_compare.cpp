@@ -1,4 +1,4 @@
-// `llamarl report RUN_A RUN_B`: two runs on shared charts (controller/report.h), typically the same
+// `llamarl report RUN_A RUN_B`: two runs on shared charts (report/report.h), typically the same
 // recipe asynchronous and synchronous (what `llamarl bench async` writes under RUN_DIR/async and
 // RUN_DIR/sync). The x axes are RL steps or wall-clock seconds since RL started (SFT excluded), so
 // the two runs line up whatever their warm starts took.
@@ -7,9 +7,9 @@
 #include <limits>
 #include <sstream>
 
-#include "controller/report.h"
-#include "controller/report_sections.h"
 #include "core/check.h"
+#include "report/report.h"
+#include "report/report_sections.h"
 
 namespace llamarl {
 namespace fs = std::filesystem;

@@ -1,4 +1,4 @@
-#include "controller/tensorboard.h"
+#include "report/tensorboard.h"
 
 #include <unistd.h>
 
@@ -9,7 +9,7 @@
 
 #include "core/check.h"
 
-namespace llamarl::controller {
+namespace llamarl {
 namespace {
 
 // Byte-at-a-time table of the reflected Castagnoli polynomial.
@@ -141,4 +141,4 @@ void EventFileWriter::WriteRecord(const std::string& data) {
   LLAMARL_CHECK(ok, "tensorboard: writing to '", path_, "' failed: ", std::strerror(errno), " (is the disk full?)");
 }
 
-}  // namespace llamarl::controller
+}  // namespace llamarl

@@ -1,4 +1,4 @@
-#include "controller/report.h"
+#include "report/report.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,12 +9,12 @@
 #include <numeric>
 #include <sstream>
 
-#include "controller/metrics.h"
-#include "controller/report_sections.h"
-#include "controller/trace.h"
 #include "core/check.h"
 #include "core/config.h"
 #include "core/logging.h"
+#include "report/metrics.h"
+#include "report/report_sections.h"
+#include "report/trace.h"
 
 namespace llamarl {
 namespace fs = std::filesystem;

@@ -1,13 +1,13 @@
 // `llamarl report RUN_A RUN_B` on two hand-written run directories: every chart holds both runs'
 // series on the shared axes (seconds since RL started, RL step), the table's figures are worked by
 // hand, run names are escaped, and a run without RL rows is an error naming it.
-#include "controller/report.h"
+#include "report/report.h"
 
 #include <gtest/gtest.h>
 
 #include <fstream>
 
-#include "tests/controller/file_text.h"
+#include "tests/report/file_text.h"
 #include "tests/test_util.h"
 
 namespace llamarl {

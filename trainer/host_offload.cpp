@@ -1,4 +1,4 @@
-#include "weight_sync/offload.h"
+#include "trainer/host_offload.h"
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>

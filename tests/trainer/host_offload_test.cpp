@@ -1,7 +1,7 @@
 // Host offload round trip: tensors are emptied while offloaded and come back bit for bit, in place
 // (the same tensor objects, so modules and optimizers holding them stay valid).
 #include "tests/core/communicator_test_util.h"
-#include "weight_sync/offload.h"
+#include "trainer/host_offload.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>

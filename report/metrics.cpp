@@ -1,13 +1,13 @@
-#include "controller/metrics.h"
+#include "report/metrics.h"
 
 #include <cstdio>
 #include <filesystem>
 #include <map>
 
-#include "controller/jsonl_file.h"
-#include "controller/tensorboard.h"
 #include "core/check.h"
 #include "core/logging.h"
+#include "report/jsonl_file.h"
+#include "report/tensorboard.h"
 
 namespace llamarl {
 namespace {
@@ -45,7 +45,7 @@ void MetricsWriter::Write(const nlohmann::json& row) {
   }
 }
 
-void MetricsWriter::AttachEventFile(std::unique_ptr<controller::EventFileWriter> events) {
+void MetricsWriter::AttachEventFile(std::unique_ptr<EventFileWriter> events) {
   events_ = std::move(events);
 }
 

@@ -4,7 +4,7 @@
 #include <map>
 #include <sstream>
 
-#include "controller/report_sections.h"
+#include "report/report_sections.h"
 
 namespace llamarl::report {
 using nlohmann::json;

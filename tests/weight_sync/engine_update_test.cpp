@@ -1,0 +1,77 @@
+// WeightReceiver::UpdateEngine, the in-flight update a weight push drives: a staged push newer than
+// the engine's version replaces its weights (greedy tokens then match the new model's reference) and
+// stamps the version; nothing staged, or a staged push not newer than the engine, changes nothing.
+#include "weight_sync/weight_sync.h"
+
+#include "core/communicator.h"
+#include "tests/generator/engine_test_util.h"
+#include "tests/weight_sync/weight_sync_test_util.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+namespace llamarl {
+namespace {
+
+using testing::Greedy;
+using testing::MakeModel;
+
+std::vector<at::Tensor> Parameters(LlamaForCausalLMImpl& model) {
+  std::vector<at::Tensor> out;
+  for (const auto& item : model.named_parameters()) out.push_back(item.value().detach());
+  return out;
+}
+
+struct Push {
+  std::unique_ptr<Communicator> comm = CreateCommunicator("local");
+  std::shared_ptr<const TransferPlan> plan;
+  std::unique_ptr<WeightReceiver> receiver;
+
+  explicit Push(const LlamaConfig& config) {
+    plan = TransferPlan::Build(ZeroFlatLayout(LlamaParamSpecs(config), 1, at::kFloat),
+                               TensorParallelLayout(config, {1, at::kFloat}));
+    receiver = std::make_unique<WeightReceiver>(plan, 0);
+  }
+  void Send(LlamaForCausalLMImpl& model, int64_t version) {
+    const at::Tensor flat = testing::ExpectedFlatShard(Parameters(model), 0, 1);
+    PushWeights(*comm, *plan, TransferPlacement::Colocated(1), version, {flat}, receiver.get());
+  }
+};
+
+TEST(EngineUpdateTest, AStagedPushReplacesTheEnginesWeightsAndVersion) {
+  const LlamaConfig config = testing::EngineTestConfig(96);
+  LlamaForCausalLM old_model = MakeModel(config, 6), new_model = MakeModel(config, 7);
+  const std::vector<int64_t> prompt = testing::Prompt(7, 1, 96);
+  ASSERT_NE(testing::Reference(*old_model, prompt, 8).tokens, testing::Reference(*new_model, prompt, 8).tokens);
+  Engine engine(config, *old_model, EngineOptions{}, /*version=*/2);
+  Push push(config);
+  EXPECT_EQ(push.receiver->UpdateEngine(engine), 2) << "nothing staged yet";
+  push.Send(*new_model, 5);
+  EXPECT_EQ(engine.Version(), 2) << "a push only stages; the engine changes when UpdateEngine runs";
+  EXPECT_EQ(push.receiver->UpdateEngine(engine), 5);
+  EXPECT_EQ(engine.Version(), 5);
+  EXPECT_EQ(push.receiver->HeldVersion(), 5);
+  EXPECT_EQ(push.receiver->StagedVersion(), -1);
+  engine.Submit(Greedy(1, prompt, 8));
+  const std::vector<Completion> done = engine.RunUntilDone();
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].tokens, testing::Reference(*new_model, prompt, 8).tokens);
+  EXPECT_EQ(done[0].versions, std::vector<int64_t>(8, 5));
+}
+
+TEST(EngineUpdateTest, APushNotNewerThanTheEngineChangesNothing) {
+  const LlamaConfig config = testing::EngineTestConfig(96);
+  LlamaForCausalLM model = MakeModel(config, 8), other = MakeModel(config, 9);
+  const std::vector<int64_t> prompt = testing::Prompt(5, 2, 96);
+  Engine engine(config, *model, EngineOptions{}, /*version=*/9);
+  Push push(config);
+  push.Send(*other, 9);
+  EXPECT_EQ(push.receiver->UpdateEngine(engine), 9);
+  EXPECT_EQ(push.receiver->HeldVersion(), -1);
+  EXPECT_EQ(push.receiver->StagedVersion(), 9);
+  engine.Submit(Greedy(1, prompt, 6));
+  EXPECT_EQ(engine.RunUntilDone()[0].tokens, testing::Reference(*model, prompt, 6).tokens);
+}
+
+}  // namespace
+}  // namespace llamarl
