@@ -96,7 +96,7 @@ TEST_F(EngineTpTest, SampledLogprobsEqualFullForwardAndRanksAgree) {
   }
 }
 
-// This rank's TP shard of every parameter, cut as weight_sync's TensorParallelLayout cuts it
+// This rank's TP shard of every parameter, cut as model/shard_layout.h's TensorParallelLayout cuts it
 // (vocab-parallel embeddings: near-equal row ranges).
 std::vector<std::pair<std::string, at::Tensor>> TpShards(LlamaForCausalLMImpl& model, int rank, int size) {
   auto ends_with = [](const std::string& s, const std::string& suffix) {

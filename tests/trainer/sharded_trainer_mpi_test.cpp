@@ -1,7 +1,7 @@
 // Sharded data parallel under mpirun (-np 2 and -np 3): ZeRO-3 and replicated training on a global
 // batch split across the ranks match single-rank training on the whole batch (parameters within 1e-5
 // relative after 5 steps, float32), groups straddling ranks included; FlatShard() is this rank's
-// range of weight_sync's ZeroFlatLayout; checkpoints written by n ranks resume on n ranks and on one;
+// range of model/shard_layout.h's ZeroFlatLayout; checkpoints written by n ranks resume on n ranks and on one;
 // ppo's separate critic is sharded the same way over its own layout.
 #include "core/communicator.h"
 #include "model/shard_layout.h"
