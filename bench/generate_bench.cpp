@@ -1,5 +1,6 @@
 #include "bench/generate_bench.h"
 
+#include "core/device.h"
 #include "generator/engine.h"
 #include "model/llama_checkpoint.h"
 
@@ -66,7 +67,7 @@ EngineRun RunEngine(const LlamaConfig& config, LlamaForCausalLMImpl& model, cons
     engine.Submit(std::move(r));
   }
   const auto start = Clock::now();
-  const std::vector<Completion> done = engine.RunUntilDone();
+  const std::vector<Completion> done = engine.RunUntilDone();  // ends with the tokens on the host
   const EngineRun run{Since(start), engine.KvStats()};
   for (const Completion& c : done) {
     TORCH_INTERNAL_ASSERT(int64_t(c.tokens.size()) == new_tokens, "engine stopped request ", c.request_id,
@@ -80,15 +81,18 @@ EngineRun RunEngine(const LlamaConfig& config, LlamaForCausalLMImpl& model, cons
 double RecomputeStepSeconds(LlamaForCausalLMImpl& model, const at::Tensor& prompts, int64_t new_tokens,
                             int64_t steps) {
   const int64_t batch = prompts.size(0), vocab = model.config().vocab_size;
+  const c10::Device device = model.LmHeadWeight().device();
   at::Tensor tail = at::randint(vocab, {batch, new_tokens}, at::kLong);
   double total = 0;
   for (int64_t s = 0; s < steps; ++s) {
     const int64_t generated = (2 * s + 1) * new_tokens / (2 * steps);
     LlamaInputs inputs;
-    inputs.input_ids = at::cat({prompts, tail.narrow(1, 0, generated)}, 1);
+    inputs.input_ids = at::cat({prompts, tail.narrow(1, 0, generated)}, 1).to(device);
+    SynchronizeDevice(device);
     const auto start = Clock::now();
     at::Tensor last = model.Hidden(inputs).select(1, inputs.input_ids.size(1) - 1);
     at::Tensor next = model.LmHead(last).argmax(-1);
+    SynchronizeDevice(device);
     total += Since(start);
     TORCH_INTERNAL_ASSERT(next.size(0) == batch);
   }
@@ -104,6 +108,7 @@ double RooflineStepSeconds(LlamaForCausalLMImpl& model, int64_t batch, int64_t r
   at::Tensor inter = at::randn({batch, c.intermediate_size}, options);
   double best = std::numeric_limits<double>::infinity();
   for (int64_t r = 0; r < repeats; ++r) {
+    SynchronizeDevice(options.device());
     const auto start = Clock::now();
     for (int64_t l = 0; l < model.NumLayers(); ++l) {
       LlamaDecoderLayerImpl& layer = model.Layer(l);
@@ -116,6 +121,7 @@ double RooflineStepSeconds(LlamaForCausalLMImpl& model, int64_t batch, int64_t r
       at::linear(inter, layer.mlp->down_proj->weight);
     }
     at::linear(x, model.LmHeadWeight());
+    SynchronizeDevice(options.device());
     best = std::min(best, Since(start));
   }
   return best;
@@ -131,6 +137,7 @@ nlohmann::json RunGenerateBench(const GenerateBenchOptions& options) {
   } else {
     model = LoadLlama(options.model_dir);
   }
+  model->to(options.device);
   const LlamaConfig& config = model->config();
   CheckOptions(options, config);
   c10::InferenceMode inference;
@@ -141,6 +148,7 @@ nlohmann::json RunGenerateBench(const GenerateBenchOptions& options) {
                            {"new_tokens", options.new_tokens},
                            {"recompute_steps_timed", options.recompute_steps},
                            {"threads", at::get_num_threads()},
+                           {"device", options.device.str()},
                            {"results", nlohmann::json::array()}};
   for (int64_t batch : options.batches) {
     at::Tensor prompts = at::randint(config.vocab_size, {batch, options.prompt_len}, at::kLong);

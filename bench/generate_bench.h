@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <c10/core/Device.h>
+
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -26,6 +28,7 @@ struct GenerateBenchOptions {
   int64_t recompute_steps = 4;
   int64_t roofline_repeats = 20;             // decode-step matmul passes; the fastest is reported
   uint64_t seed = 0;
+  c10::Device device = c10::Device(c10::kCPU);  // where the model, the KV cache and sampling run
   std::function<void(const std::string&)> progress;  // optional: one line per finished measurement
 };
 

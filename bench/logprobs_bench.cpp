@@ -1,5 +1,6 @@
 #include "bench/logprobs_bench.h"
 
+#include "core/device.h"
 #include "kernels/token_logprobs.h"
 
 #include <ATen/ATen.h>
@@ -55,18 +56,23 @@ at::ScalarType ParseDtype(const std::string& name) {
 nlohmann::json MeasureVariant(bool fused, const LogprobsBenchOptions& o) {
   at::manual_seed(o.seed);
   const at::ScalarType dtype = ParseDtype(o.dtype);
-  // Logits of realistic spread: unit hidden states, weights ~ N(0, 1/D).
-  at::Tensor hidden = at::randn({o.tokens, o.hidden}).to(dtype).requires_grad_(true);
-  at::Tensor weight = (at::randn({o.vocab, o.hidden}) / std::sqrt(double(o.hidden))).to(dtype).requires_grad_(true);
-  const at::Tensor targets = at::randint(0, o.vocab, {o.tokens}, at::kLong);
+  const bool gpu = o.device.is_cuda();
+  // Logits of realistic spread: unit hidden states, weights ~ N(0, 1/D); drawn on the host.
+  at::Tensor hidden = at::randn({o.tokens, o.hidden}).to(o.device, dtype).requires_grad_(true);
+  at::Tensor weight =
+      (at::randn({o.vocab, o.hidden}) / std::sqrt(double(o.hidden))).to(o.device, dtype).requires_grad_(true);
+  const at::Tensor targets = at::randint(0, o.vocab, {o.tokens}, at::kLong).to(o.device);
   const kernels::TokenLogprobsOptions options{o.token_chunk, o.vocab_chunk, 1.0};
-  const int64_t baseline = ReadStatusBytes("VmRSS");
-  ResetPeakRss();
+  SynchronizeDevice(o.device);
+  const int64_t baseline = gpu ? AllocatedDeviceBytes(o.device).current : ReadStatusBytes("VmRSS");
+  if (gpu) ResetPeakDeviceBytes(o.device);
+  else ResetPeakRss();
   double best_seconds = std::numeric_limits<double>::infinity();
   at::Tensor logprobs;
   for (int64_t r = 0; r < o.repeats; ++r) {
     hidden.mutable_grad() = at::Tensor();
     weight.mutable_grad() = at::Tensor();
+    SynchronizeDevice(o.device);
     const auto start = std::chrono::steady_clock::now();
     if (fused) {
       logprobs = kernels::TokenLogprobs(hidden, weight, targets, options);
@@ -75,11 +81,13 @@ nlohmann::json MeasureVariant(bool fused, const LogprobsBenchOptions& o) {
                      .gather(1, targets.unsqueeze(1)).squeeze(1);
     }
     logprobs.sum().backward();
+    SynchronizeDevice(o.device);
     best_seconds = std::min(best_seconds, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
-  const at::Tensor lp = logprobs.detach().contiguous();
+  const at::Tensor lp = logprobs.detach().cpu().contiguous();
+  const int64_t peak = gpu ? AllocatedDeviceBytes(o.device).peak : ReadStatusBytes("VmHWM");
   return {{"seconds", best_seconds},
-          {"peak_bytes", ReadStatusBytes("VmHWM") - baseline},
+          {"peak_bytes", peak - baseline},
           {"baseline_bytes", baseline},
           {"logprobs", std::vector<float>(lp.data_ptr<float>(), lp.data_ptr<float>() + lp.numel())},
           {"grad_weight_norm", weight.grad().to(at::kDouble).norm().item<double>()},
@@ -139,8 +147,12 @@ void CheckOptions(const LogprobsBenchOptions& o) {
 
 nlohmann::json RunLogprobsBench(const LogprobsBenchOptions& o) {
   CheckOptions(o);
-  const nlohmann::json naive = RunInChild("naive", [&] { return MeasureVariant(false, o); });
-  const nlohmann::json fused = RunInChild("fused", [&] { return MeasureVariant(true, o); });
+  // A GPU's allocator keeps exact statistics (and CUDA does not survive fork): no child there.
+  auto run = [&](const char* name, bool fused) {
+    return o.device.is_cuda() ? MeasureVariant(fused, o) : RunInChild(name, [&] { return MeasureVariant(fused, o); });
+  };
+  const nlohmann::json naive = run("naive", false);
+  const nlohmann::json fused = run("fused", true);
   const auto fused_lp = fused["logprobs"].get<std::vector<float>>();
   const auto naive_lp = naive["logprobs"].get<std::vector<float>>();
   double max_diff = 0;
@@ -159,6 +171,7 @@ nlohmann::json RunLogprobsBench(const LogprobsBenchOptions& o) {
           {"vocab", o.vocab},
           {"hidden", o.hidden},
           {"dtype", o.dtype},
+          {"device", o.device.str()},
           {"repeats", o.repeats},
           {"threads", fused["threads"]}};
 }

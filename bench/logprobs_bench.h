@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <c10/core/Device.h>
+
 #include <cstdint>
 #include <string>
 
@@ -19,6 +21,8 @@ struct LogprobsBenchOptions {
   int64_t token_chunk = 1024;     // TokenLogprobsOptions of the fused variant
   int64_t vocab_chunk = 8192;
   uint64_t seed = 0;
+  // On a GPU both variants run in this process and the peak is the CUDA caching allocator's.
+  c10::Device device = c10::Device(c10::kCPU);
 };
 
 // Runs each variant in a forked child process (see logprobs_bench.cpp for why) and returns

@@ -1,5 +1,6 @@
 #include "bench/train_bench.h"
 
+#include "core/device.h"
 #include "model/llama_checkpoint.h"
 #include "trainer/trainer.h"
 
@@ -26,6 +27,8 @@ void CheckOptions(const TrainBenchOptions& o) {
   TORCH_CHECK(o.steps >= 1, "bench train: steps must be >= 1, got ", o.steps);
   TORCH_CHECK(o.gemm_size >= 64, "bench train: gemm_size must be >= 64, got ", o.gemm_size);
   TORCH_CHECK(o.micro_batch_tokens >= 1, "bench train: micro_batch_tokens must be >= 1, got ", o.micro_batch_tokens);
+  TORCH_CHECK(o.compute_dtype == "float32" || o.compute_dtype == "bfloat16",
+              "bench train: compute_dtype must be float32 or bfloat16, got '", o.compute_dtype, "'");
 }
 
 // Random rollouts of fixed lengths; group ids run over the global batch (groups of 4).
@@ -59,20 +62,23 @@ double TimeSteps(Communicator& dp, const LlamaConfig& config, LlamaForCausalLMIm
     dp.Barrier()->Wait();
     const auto start = std::chrono::steady_clock::now();
     trainer.Step(batch);
+    SynchronizeDevice(cfg.device);
     dp.Barrier()->Wait();
     best = std::min(best, Seconds(start));
   }
   return best;
 }
 
-// Float32 GEMM throughput of this process: the best of several n x n x n at::mm.
-double GemmGflops(int64_t n) {
-  at::Tensor a = at::randn({n, n}), b = at::randn({n, n});
+// GEMM throughput of this process in `options` (dtype, device): the best of several n x n x n at::mm.
+double GemmGflops(int64_t n, const at::TensorOptions& options) {
+  at::Tensor a = at::randn({n, n}).to(options), b = at::randn({n, n}).to(options);
   at::Tensor c = at::mm(a, b);  // warm-up
   double best = std::numeric_limits<double>::infinity();
   for (int i = 0; i < 5; ++i) {
+    SynchronizeDevice(options.device());
     const auto start = std::chrono::steady_clock::now();
     c = at::mm(a, b);
+    SynchronizeDevice(options.device());
     best = std::min(best, Seconds(start));
   }
   return 2.0 * double(n) * double(n) * double(n) / best / 1e9;
@@ -104,10 +110,13 @@ nlohmann::json RunTrainBench(Communicator& dp, const TrainBenchOptions& o) {
   cfg.micro_batch_tokens = o.micro_batch_tokens;
   cfg.optimizer.lr = 1e-5;
   cfg.sharding = "zero3";
+  cfg.compute_dtype = o.compute_dtype;
+  cfg.device = o.device;
   const double zero3_s = TimeSteps(dp, config, *model, cfg, o);
   cfg.sharding = "replicated";
   const double baseline_s = TimeSteps(dp, config, *model, cfg, o);
-  const double gemm = GemmGflops(o.gemm_size);
+  const at::ScalarType compute = o.compute_dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
+  const double gemm = GemmGflops(o.gemm_size, at::TensorOptions().dtype(compute).device(o.device));
   const int64_t tokens = int64_t(dp.Size()) * o.samples_per_rank * (o.prompt_len + o.response_len - 1);
   const double params = double(config.NumParameters());
   const double achieved = 6.0 * params * double(tokens) / zero3_s / 1e9;
@@ -116,6 +125,8 @@ nlohmann::json RunTrainBench(Communicator& dp, const TrainBenchOptions& o) {
                         {"algorithm", o.algorithm},
                         {"ranks", dp.Size()},
                         {"threads", at::get_num_threads()},
+                        {"device", o.device.str()},
+                        {"compute_dtype", o.compute_dtype},
                         {"tokens_per_step", tokens},
                         {"tokens_per_s", double(tokens) / zero3_s},
                         {"baseline_tokens_per_s", double(tokens) / baseline_s},

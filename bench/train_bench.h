@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <c10/core/Device.h>
+
 #include <cstdint>
 #include <string>
 
@@ -22,8 +24,10 @@ struct TrainBenchOptions {
   int64_t response_len = 192;
   int64_t micro_batch_tokens = 1024;
   int64_t steps = 2;                // timed steps per variant after one warm-up step; the fastest counts
-  int64_t gemm_size = 1024;         // n of the n x n x n float32 at::mm that measures the peak
+  int64_t gemm_size = 1024;         // n of the n x n x n at::mm (compute dtype) that measures the peak
   uint64_t seed = 0;
+  std::string compute_dtype = "float32";        // TrainerConfig::compute_dtype: float32 or bfloat16
+  c10::Device device = c10::Device(c10::kCPU);  // every rank's (TrainerConfig::device)
 };
 
 // The default benchmark model: Llama-shaped, ~20M parameters (vocab 8192, hidden 384, 10 layers,

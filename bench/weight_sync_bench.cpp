@@ -1,5 +1,6 @@
 #include "bench/weight_sync_bench.h"
 
+#include "core/device.h"
 #include "model/llama_config.h"
 #include "weight_sync/baseline.h"
 #include "weight_sync/ddma.h"
@@ -42,14 +43,16 @@ double Seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
 }
 
-// The slowest rank's time of `body`, started together after a barrier; fastest of `repeats` runs
-// after one warm-up.
-double TimeCollective(Communicator& world, int repeats, const std::function<void()>& body) {
+// The slowest rank's time of `body` (its work on `device` finished), started together after a
+// barrier; fastest of `repeats` runs after one warm-up.
+double TimeCollective(Communicator& world, c10::Device device, int repeats, const std::function<void()>& body) {
   double best = std::numeric_limits<double>::infinity();
   for (int i = 0; i <= repeats; ++i) {
+    SynchronizeDevice(device);
     world.Barrier()->Wait();
     auto start = std::chrono::steady_clock::now();
     body();
+    SynchronizeDevice(device);
     at::Tensor elapsed = at::full({1}, Seconds(start), at::kDouble).to(at::kFloat);
     world.AllReduce(elapsed, {ReduceOp::kMax})->Wait();
     if (i > 0) best = std::min(best, double(elapsed.item<float>()));
@@ -57,15 +60,23 @@ double TimeCollective(Communicator& world, int repeats, const std::function<void
   return best;
 }
 
-// memcpy of `bytes` on rank 0 while the others wait; every rank gets rank 0's time.
-double TimeMemcpy(Communicator& world, int64_t bytes, int repeats) {
+// A copy of `bytes` on rank 0 while the others wait (memcpy on the host, a device-to-device copy on
+// a GPU); every rank gets rank 0's time.
+double TimeMemcpy(Communicator& world, c10::Device device, int64_t bytes, int repeats) {
   at::Tensor seconds = at::zeros({1}, at::kFloat);
   if (world.Rank() == 0) {
-    at::Tensor src = at::ones({bytes}, at::kByte), dst = at::zeros({bytes}, at::kByte);  // touched: no page faults
+    const auto options = at::TensorOptions().dtype(at::kByte).device(device);
+    at::Tensor src = at::ones({bytes}, options), dst = at::zeros({bytes}, options);  // touched: no page faults
     double best = std::numeric_limits<double>::infinity();
     for (int i = 0; i <= repeats; ++i) {
+      SynchronizeDevice(device);
       auto start = std::chrono::steady_clock::now();
-      std::memcpy(dst.data_ptr(), src.data_ptr(), size_t(bytes));
+      if (device.is_cpu()) {
+        std::memcpy(dst.data_ptr(), src.data_ptr(), size_t(bytes));
+      } else {
+        dst.copy_(src);
+        SynchronizeDevice(device);
+      }
       if (i > 0) best = std::min(best, Seconds(start));
     }
     seconds.fill_(best);
@@ -101,22 +112,22 @@ nlohmann::json RunWeightSyncBench(Communicator& world, const WeightSyncBenchOpti
   TransferBuffers ddma, baseline;
   if (my_src >= 0) {
     at::Generator gen = at::detail::createCPUGenerator(uint64_t(1000 + my_src));
-    ddma.src = {at::randn({plan->src().RankNumel(my_src)}, gen, at::kFloat)};
+    ddma.src = {at::randn({plan->src().RankNumel(my_src)}, gen, at::kFloat).to(options.device)};
     baseline.src = ddma.src;
   }
   if (my_dst >= 0) {
-    ddma.dst = AllocateBuffers(plan->dst(), my_dst);
-    baseline.dst = AllocateBuffers(plan->dst(), my_dst);
+    ddma.dst = AllocateBuffers(plan->dst(), my_dst, at::TensorOptions().device(options.device));
+    baseline.dst = AllocateBuffers(plan->dst(), my_dst, at::TensorOptions().device(options.device));
   }
   TransferOptions transfer;
   transfer.bucket_bytes = options.bucket_bytes;
   transfer.checksum = options.checksum;
   transfer.staging = std::make_shared<TransferStaging>();  // a trainer keeps it from push to push
-  const double ddma_s = TimeCollective(world, options.repeats, [&] { ExecuteTransfer(world, *plan, placement, ddma, transfer); });
+  const double ddma_s = TimeCollective(world, options.device, options.repeats, [&] { ExecuteTransfer(world, *plan, placement, ddma, transfer); });
   GatherBroadcastSync old_way(world, plan, placement);
-  const double baseline_s = TimeCollective(world, options.repeats, [&] { old_way.Run(baseline); });
+  const double baseline_s = TimeCollective(world, options.device, options.repeats, [&] { old_way.Run(baseline); });
   const int64_t bytes = plan->DstBytes();
-  const double memcpy_s = TimeMemcpy(world, bytes, options.repeats);
+  const double memcpy_s = TimeMemcpy(world, options.device, bytes, options.repeats);
   const bool match = AllEqual(world, ddma.dst, baseline.dst);
 
   const double gb = double(bytes) / 1e9;
@@ -131,6 +142,7 @@ nlohmann::json RunWeightSyncBench(Communicator& world, const WeightSyncBenchOpti
           {"baseline_gbps", gb / baseline_s},
           {"memcpy_gbps", gb / memcpy_s},
           {"results_match", match},
+          {"device", options.device.str()},
           {"model", options.model},
           {"parameters", config.NumParameters()},
           {"trainer_ranks", trainers},

@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <c10/core/Device.h>
+
 #include <cstdint>
 #include <string>
 
@@ -22,6 +24,9 @@ struct WeightSyncBenchOptions {
   int64_t bucket_bytes = int64_t(32) << 20;  // DDMA bucket per (trainer, generator) pair and round
   int repeats = 3;             // timed pushes per method after one warm-up; the fastest is reported
   bool checksum = false;       // DDMA verifies a hash of every bucket (slower; for debugging)
+  // Where every rank's shards live; `world` must move tensors of this device (nccl on cuda). The
+  // memcpy baseline is then a device-to-device copy.
+  c10::Device device = c10::Device(c10::kCPU);
 };
 
 // Collective over `world` (2 ranks or more). Print-free; every rank returns the same JSON:

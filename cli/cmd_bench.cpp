@@ -9,7 +9,9 @@
 #include "cli/commands.h"
 #include "core/check.h"
 #include "core/communicator.h"
+#include "core/device.h"
 #include "core/logging.h"
+#include "core/routed_communicator.h"
 
 #include <cstdio>
 #include <cstring>
@@ -28,13 +30,14 @@ void PrintResult(const nlohmann::json& result, bool json) {
 
 int BenchLogprobs(const CommandArgs& argv) {
   bench::LogprobsBenchOptions d;
-  Args args("bench logprobs", "llamarl bench logprobs [--tokens T] [--vocab V] [--hidden D] [--json]");
+  Args args("bench logprobs", "llamarl bench logprobs [--tokens T] [--vocab V] [--hidden D] [--device D] [--json]");
   args.Option("tokens", "tokens T", std::to_string(d.tokens))
       .Option("vocab", "vocabulary size V", std::to_string(d.vocab))
       .Option("hidden", "hidden size D", std::to_string(d.hidden))
       .Option("dtype", "float32 or bfloat16", d.dtype)
       .Option("repeats", "timed passes per variant (the fastest counts)", std::to_string(d.repeats))
       .Option("seed", "seed of the random inputs", std::to_string(d.seed))
+      .Option("device", "auto (cuda when built with CUDA and a GPU is visible), cpu or cuda", "auto")
       .Flag("json", "print one JSON object");
   if (!args.Parse(argv)) return 0;
   bench::LogprobsBenchOptions o = d;
@@ -44,6 +47,7 @@ int BenchLogprobs(const CommandArgs& argv) {
   o.dtype = args.Get("dtype");
   o.repeats = args.GetInt("repeats");
   o.seed = uint64_t(args.GetInt("seed"));
+  o.device = ResolveDevice(args.Get("device"), "--device");
   PrintResult(bench::RunLogprobsBench(o), args.GetFlag("json"));
   return 0;
 }
@@ -51,13 +55,14 @@ int BenchLogprobs(const CommandArgs& argv) {
 // Collective: run under mpirun with 2 ranks or more; rank 0 prints.
 int BenchWeightSync(const CommandArgs& argv) {
   bench::WeightSyncBenchOptions d;
-  Args args("bench weight-sync", "mpirun -np N llamarl bench weight-sync [--model 100m|tiny|8b] [--json]");
+  Args args("bench weight-sync", "mpirun -np N llamarl bench weight-sync [--model 100m|tiny|8b] [--device D] [--json]");
   args.Option("model", "100m (Llama-shaped, ~100M parameters) or a preset: tiny, 8b, 70b, 405b", d.model)
       .Option("layers", "replace the model's layer count (0 = keep)", std::to_string(d.num_layers))
       .Option("generators", "generator ranks (0 = half the world)", std::to_string(d.num_generators))
       .Option("bucket-bytes", "DDMA bucket per (trainer, generator) pair", std::to_string(d.bucket_bytes))
       .Option("repeats", "timed pushes per method (the fastest counts)", std::to_string(d.repeats))
       .Flag("checksum", "verify a hash of every bucket")
+      .Option("device", "auto (cuda when built with CUDA and a GPU is visible), cpu or cuda", "auto")
       .Flag("json", "print one JSON object");
   if (!args.Parse(argv)) return 0;
   bench::WeightSyncBenchOptions o = d;
@@ -67,7 +72,8 @@ int BenchWeightSync(const CommandArgs& argv) {
   o.bucket_bytes = args.GetInt("bucket-bytes");
   o.repeats = int(args.GetInt("repeats"));
   o.checksum = args.GetFlag("checksum");
-  auto world = CreateCommunicator(DefaultCommunicatorName());
+  o.device = ResolveDevice(args.Get("device"), "--device");
+  auto world = CreateJobCommunicator(o.device, "auto", "--device");
   LLAMARL_CHECK(world->Size() >= 2, "llamarl bench weight-sync needs 2 ranks or more; run it under ",
                 "mpirun -np 4 (as root add --allow-run-as-root, and --oversubscribe beyond the core count)");
   SetLogRank(world->Rank());
@@ -78,13 +84,14 @@ int BenchWeightSync(const CommandArgs& argv) {
 
 int BenchGenerate(const CommandArgs& argv) {
   bench::GenerateBenchOptions d;
-  Args args("bench generate", "llamarl bench generate [--model DIR] [--batches 1,8,32,64] [--new-tokens N] [--json]");
+  Args args("bench generate", "llamarl bench generate [--model DIR] [--batches 1,8,32,64] [--new-tokens N] [--device D] [--json]");
   args.Option("model", "HF checkpoint directory (default: a ~20M-parameter random Llama)")
       .Option("batches", "batch sizes, comma-separated", "1,8,32,64")
       .Option("prompt-len", "tokens per prompt", std::to_string(d.prompt_len))
       .Option("new-tokens", "tokens generated per sequence", std::to_string(d.new_tokens))
       .Option("recompute-steps", "full-recompute steps timed (at their true lengths)", std::to_string(d.recompute_steps))
       .Option("seed", "seed of the weights and prompts", std::to_string(d.seed))
+      .Option("device", "auto (cuda when built with CUDA and a GPU is visible), cpu or cuda", "auto")
       .Flag("json", "print one JSON object");
   if (!args.Parse(argv)) return 0;
   bench::GenerateBenchOptions o = d;
@@ -94,6 +101,7 @@ int BenchGenerate(const CommandArgs& argv) {
   o.new_tokens = args.GetInt("new-tokens");
   o.recompute_steps = args.GetInt("recompute-steps");
   o.seed = uint64_t(args.GetInt("seed"));
+  o.device = ResolveDevice(args.Get("device"), "--device");
   // Progress on stderr so that --json output stays one parseable line.
   o.progress = [](const std::string& line) { std::fprintf(stderr, "[bench generate] %s\n", line.c_str()); };
   PrintResult(bench::RunGenerateBench(o), args.GetFlag("json"));
@@ -103,7 +111,7 @@ int BenchGenerate(const CommandArgs& argv) {
 // Runs on one rank or under mpirun (every rank is a trainer rank); rank 0 prints.
 int BenchTrain(const CommandArgs& argv) {
   bench::TrainBenchOptions d;
-  Args args("bench train", "[mpirun -np N] llamarl bench train [--model DIR] [--algorithm grpo] [--json]");
+  Args args("bench train", "[mpirun -np N] llamarl bench train [--model DIR] [--algorithm grpo] [--device D] [--json]");
   args.Option("model", "HF checkpoint directory (default: a ~20M-parameter random Llama)")
       .Option("algorithm", "trainer algorithm (grpo, aipo, sft, ...)", d.algorithm)
       .Option("samples-per-rank", "rollouts per rank per step", std::to_string(d.samples_per_rank))
@@ -113,6 +121,8 @@ int BenchTrain(const CommandArgs& argv) {
       .Option("steps", "timed steps per variant (the fastest counts)", std::to_string(d.steps))
       .Option("gemm-size", "n of the n x n x n matmul that measures the peak", std::to_string(d.gemm_size))
       .Option("seed", "seed of the weights and rollouts", std::to_string(d.seed))
+      .Option("compute-dtype", "float32 or bfloat16 (master weights and Adam state stay float32)", d.compute_dtype)
+      .Option("device", "auto (cuda when built with CUDA and a GPU is visible), cpu or cuda", "auto")
       .Flag("json", "print one JSON object");
   if (!args.Parse(argv)) return 0;
   bench::TrainBenchOptions o = d;
@@ -125,7 +135,9 @@ int BenchTrain(const CommandArgs& argv) {
   o.steps = args.GetInt("steps");
   o.gemm_size = args.GetInt("gemm-size");
   o.seed = uint64_t(args.GetInt("seed"));
-  auto world = CreateCommunicator(DefaultCommunicatorName());
+  o.compute_dtype = args.Get("compute-dtype");
+  o.device = ResolveDevice(args.Get("device"), "--device");
+  auto world = CreateJobCommunicator(o.device, "auto", "--device");
   SetLogRank(world->Rank());
   nlohmann::json result = bench::RunTrainBench(*world, o);
   if (world->Rank() == 0) PrintResult(result, args.GetFlag("json"));

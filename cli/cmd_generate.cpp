@@ -13,6 +13,7 @@
 #include "cli/commands.h"
 #include "core/check.h"
 #include "core/config.h"
+#include "core/device.h"
 #include "generator/engine.h"
 #include "model/llama.h"
 #include "model/llama_checkpoint.h"
@@ -51,8 +52,9 @@ ReferenceGenerateOptions ReadSamplingOptions(const Args& args) {
 
 // One request of `samples` samples through the engine, sized to the request. A request the engine
 // rejects (a token outside the vocabulary, a prompt longer than the context) is the user's error.
-// The weights are read from the mapped checkpoint straight into `dtype`: the f32 model is never built.
-std::vector<Completion> GenerateWithEngine(const LlamaWeightSource& weights, at::ScalarType dtype,
+// The weights are read from the mapped checkpoint straight into `weight_options` (dtype, device): the
+// f32 model is never built.
+std::vector<Completion> GenerateWithEngine(const LlamaWeightSource& weights, const at::TensorOptions& weight_options,
                                            const std::vector<int64_t>& prompt, const ReferenceGenerateOptions& options,
                                            int64_t samples, int64_t sampled_vocab_size) {
   const LlamaConfig& config = weights.config();
@@ -61,7 +63,7 @@ std::vector<Completion> GenerateWithEngine(const LlamaWeightSource& weights, at:
   engine_options.sampled_vocab_size = sampled_vocab_size;
   engine_options.max_seq_len = std::min<int64_t>(config.max_position_embeddings,
                                                  int64_t(prompt.size()) + options.max_new_tokens);
-  Engine engine(config, weights, at::TensorOptions().dtype(dtype), engine_options);
+  Engine engine(config, weights, weight_options, engine_options);
   GenerationRequest request;
   request.prompt = prompt;
   request.num_samples = samples;
@@ -125,6 +127,7 @@ int RunGenerate(const CommandArgs& argv) {
       .Option("top-k", "keep the k most likely tokens; 0 = all", "0")
       .Option("seed", "sampling seed", "0")
       .Option("dtype", "weights, compute and KV cache dtype: float32 or bfloat16", "float32")
+      .Option("device", "auto (cuda when built with CUDA and a GPU is visible), cpu or cuda", "auto")
       .Flag("ignore-eos", "do not stop at the end-of-sequence tokens of config.json")
       .Option("samples", "independent samples of the prompt (a GRPO-style group, prefilled once)", "1")
       .Flag("reference", "decode with the full-recompute reference instead of the engine")
@@ -147,7 +150,8 @@ int RunGenerate(const CommandArgs& argv) {
   const std::string dtype_name = args.Get("dtype");
   LLAMARL_CHECK(dtype_name == "float32" || dtype_name == "bfloat16", "--dtype must be float32 or bfloat16, got '",
                 dtype_name, "'");
-  const at::ScalarType dtype = TorchDtypeFromName(dtype_name);
+  const at::TensorOptions weight_options =
+      at::TensorOptions().dtype(TorchDtypeFromName(dtype_name)).device(ResolveDevice(args.Get("device"), "--device"));
   LlamaWeightSource weights = LlamaWeightSource::FromCheckpoint(dir.string());
   if (args.GetFlag("ignore-eos")) options.eos_ids = std::vector<int64_t>{};
   const int64_t samples = args.GetInt("samples");
@@ -157,11 +161,11 @@ int RunGenerate(const CommandArgs& argv) {
   std::vector<Json> outputs;
   const int64_t sampled_vocab = DecodableVocab(weights.config(), tokenizer);
   if (args.GetFlag("reference")) {
-    LlamaForCausalLM model = MaterializeLlama(weights, at::TensorOptions().dtype(dtype));
+    LlamaForCausalLM model = MaterializeLlama(weights, weight_options);
     GenerationResult r = ReferenceGenerate(*model, prompt, options);
     outputs.push_back({{"tokens", r.tokens}, {"logprobs", r.logprobs}, {"finish_reason", r.finish_reason}});
   } else {
-    for (const Completion& c : GenerateWithEngine(weights, dtype, prompt, options, samples, sampled_vocab))
+    for (const Completion& c : GenerateWithEngine(weights, weight_options, prompt, options, samples, sampled_vocab))
       outputs.push_back({{"tokens", c.tokens},
                          {"logprobs", c.logprobs},
                          {"versions", c.versions},

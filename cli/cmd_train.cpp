@@ -9,9 +9,12 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/train_dry_run.h"
+#include "controller/job.h"
 #include "controller/loop.h"
 #include "core/communicator.h"
+#include "core/device.h"
 #include "core/mpi.h"
+#include "core/routed_communicator.h"
 
 #include <ATen/Parallel.h>
 
@@ -62,7 +65,14 @@ int RunTrain(const CommandArgs& argv) {
   }
   controller::RunOptions options;
   if (args.Has("resume")) options.resume_dir = args.Get("resume");
-  auto world = CreateCommunicator(DefaultCommunicatorName());
+  std::unique_ptr<Communicator> world;
+  try {  // the device first: an impossible one is an error before MPI starts or anything loads
+    options.device = ResolveDevice(recipe.device, "device");
+    world = CreateJobCommunicator(options.device, recipe.comm.backend, "comm.backend");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "llamarl train: error: %s\n", controller::ErrorText(e).c_str());
+    return 1;
+  }
   SetTorchThreads(world->Size());
   Json summary;
   try {

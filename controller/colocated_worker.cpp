@@ -265,7 +265,7 @@ Json ColocatedWorker::Run() {
   prompts_.Restore(start_.resumed ? start_.cursor : prompts_.CursorAt(0), start_.rl_step);
   EngineOptions options = GeneratorEngineOptions(job_.recipe, job_.config, job_.tokenizer, job_.data);
   options.tp_group = tp_.get();
-  engine_ = std::make_unique<Engine>(job_.config, weights_, GeneratorWeightOptions(job_.recipe), options, 0);
+  engine_ = std::make_unique<Engine>(job_.config, weights_, GeneratorWeightOptions(job_.recipe, job_.device), options, 0);
   load_s_ = job_.ElapsedS();
   weights_.Release();  // the engine sliced its weights and the trainer read its master: nothing reads them again
   SyncWeights();

@@ -55,7 +55,7 @@ GeneratorWorker::GeneratorWorker(JobContext& job, LlamaWeightSource& weights, Re
   // recorded log-probs are those the tokens were actually sampled with, which is what the trainer's
   // importance weights divide by.
   options.refresh_kv_on_update = false;
-  engine_ = std::make_unique<Engine>(job.config, weights, GeneratorWeightOptions(job.recipe), options, 0);
+  engine_ = std::make_unique<Engine>(job.config, weights, GeneratorWeightOptions(job.recipe, job.device), options, 0);
   weights.Release();
   summary_.load_s = job.ElapsedS();
   reward_ = reward::MakeRewardFromSpec(job.recipe.reward);

@@ -41,8 +41,8 @@ LlamaWeightSource BuildWeights(const RecipeConfig& recipe) {
   return LlamaWeightSource::FromModel(*model);
 }
 
-at::TensorOptions GeneratorWeightOptions(const RecipeConfig& recipe) {
-  return at::TensorOptions().dtype(GeneratorConfig::FromJson(recipe.generator, "generator").WeightDtype());
+at::TensorOptions GeneratorWeightOptions(const RecipeConfig& recipe, c10::Device device) {
+  return at::TensorOptions().dtype(GeneratorConfig::FromJson(recipe.generator, "generator").WeightDtype()).device(device);
 }
 
 Tokenizer BuildTokenizer(const RecipeConfig& recipe) {

@@ -34,8 +34,9 @@ LlamaConfig BuildModelConfig(const RecipeConfig& recipe);
 // The initial weights: the HF checkpoint mapped (each rank reads only its slice), or a tiny model
 // from InitLlamaWeights(model.init_seed) in float32, the same on every rank.
 LlamaWeightSource BuildWeights(const RecipeConfig& recipe);
-// generator.weight_dtype as tensor options: what generator ranks load and compute in.
-at::TensorOptions GeneratorWeightOptions(const RecipeConfig& recipe);
+// generator.weight_dtype on `device` (the job's) as tensor options: what generator ranks load and
+// compute in.
+at::TensorOptions GeneratorWeightOptions(const RecipeConfig& recipe, c10::Device device);
 Tokenizer BuildTokenizer(const RecipeConfig& recipe);
 
 // The groups of every RL step: step s takes the next prompts_per_step items of the epoch sampler, so

@@ -46,7 +46,7 @@ Json RunRole(JobContext& job, LlamaWeightSource& weights) {
   std::unique_ptr<Communicator> tp = job.world.Split(replica, rank);
   std::unique_ptr<Communicator> dp = job.world.Split(p.split && p.IsTrainer(rank) ? 0 : -1, rank);
   ReplicaWeightSync sync(job.world, job.config, p, job.recipe.mode == "sync", job.timeouts.step,
-                         GeneratorWeightOptions(job.recipe).dtype().toScalarType());
+                         GeneratorWeightOptions(job.recipe, job.device));
   if (!p.split) return ColocatedWorker(job, weights, sync, std::move(tp)).Run();
   if (p.IsGenerator(rank)) {
     GeneratorWorker(job, weights, sync, std::move(tp)).Run();
@@ -111,6 +111,7 @@ Json RunTraining(Communicator& world, RecipeConfig recipe, const RunOptions& opt
   JobContext job{world, recipe, placement, config, BuildTokenizer(recipe), LoadDataset(recipe.data),
                  TimeoutsOf(recipe), GroupRouting{recipe.rollout.prompts_per_step, placement.NumReplicas()},
                  options.resume_dir, resume ? resume->checkpoint : ""};
+  job.device = options.device;
   std::unique_ptr<MetricsWriter> metrics;
   if (controller) {
     if (resume && !resume->skipped.empty())

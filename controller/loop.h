@@ -19,6 +19,8 @@
 #include <stdexcept>
 #include <string>
 
+#include <c10/core/Device.h>
+
 #include "controller/recipe.h"
 #include "core/communicator.h"
 
@@ -31,6 +33,9 @@ class TrainingFailure : public std::runtime_error {
 
 struct RunOptions {
   std::string resume_dir;  // continue the run in this directory from its latest checkpoint
+  // Where this rank's tensors live (core/device.h ResolveDevice of recipe.device); `world` must move
+  // tensors of this device (core/routed_communicator.h CreateJobCommunicator).
+  c10::Device device = c10::Device(c10::kCPU);
 };
 
 // Collective over `world`. Returns the run summary on the controller ({"eval_start", "eval_end", ...}),

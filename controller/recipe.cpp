@@ -153,6 +153,14 @@ DebugRecipe DebugRecipe::FromJson(const Json& j, const std::string& path) {
   return c;
 }
 
+CommRecipe CommRecipe::FromJson(const Json& j, const std::string& path) {
+  CommRecipe c;
+  ConfigReader r(j, path);
+  r.Read("backend", &c.backend, {"auto", "mpi", "nccl", "local"}, "the Communicator backend for tensors");
+  r.Finish();
+  return c;
+}
+
 LoggingRecipe LoggingRecipe::FromJson(const Json& j, const std::string& path) {
   LoggingRecipe c;
   ConfigReader r(j, path);
@@ -226,6 +234,8 @@ RecipeConfig RecipeConfig::FromJson(const Json& j, const std::string& path) {
   c.timeouts = TimeoutRecipe::FromJson(r.Raw("timeouts"), r.PathOf("timeouts"));
   c.debug = DebugRecipe::FromJson(r.Raw("debug"), r.PathOf("debug"));
   c.logging = LoggingRecipe::FromJson(r.Raw("logging"), r.PathOf("logging"));
+  r.Read("device", &c.device, {"auto", "cpu", "cuda"}, "where each rank's tensors live");
+  c.comm = CommRecipe::FromJson(r.Raw("comm"), r.PathOf("comm"));
   r.Read("run_dir", &c.run_dir, {}, "where metrics, trace and checkpoints go");
   r.Read("steps", &c.steps, Range::AtLeast(1), "RL steps");
   r.Read("seed", &c.seed, Range::AtLeast(0), "sampling seed of the run");

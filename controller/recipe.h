@@ -166,6 +166,14 @@ struct DebugRecipe {
   static DebugRecipe FromJson(const Json& j, const std::string& path);
 };
 
+// How tensors move between ranks (core/device.h, core/routed_communicator.h): control messages and
+// rollouts always go over mpi (local for one process); tensors over `backend`.
+struct CommRecipe {
+  std::string backend = "auto";  // "auto": nccl on cuda across ranks, else mpi; or "mpi", "nccl", "local"
+
+  static CommRecipe FromJson(const Json& j, const std::string& path);
+};
+
 // What the run writes besides metrics.jsonl, trace and checkpoints.
 struct LoggingRecipe {
   bool tensorboard = true;  // RUN_DIR/events.out.tfevents.*: the metrics as scalars, the recipe as text
@@ -192,6 +200,10 @@ struct RecipeConfig {
   TimeoutRecipe timeouts;
   DebugRecipe debug;
   LoggingRecipe logging;
+  // Where each rank's tensors live (core/device.h): "auto" (cuda when the build has CUDA and a GPU is
+  // visible, else cpu), "cpu" or "cuda" (each rank takes the GPU of its node-local rank).
+  std::string device = "auto";
+  CommRecipe comm;
   std::string run_dir = "runs/run";
   int64_t steps = 20;  // RL steps
   int64_t seed = 0;    // sampling seed of the run (rollouts draw from (seed, step, group, sample))

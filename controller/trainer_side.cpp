@@ -34,6 +34,7 @@ LlamaWeightSource WarmStart(JobContext& job, Communicator& dp, const LlamaWeight
   const SftRecipe& sft = job.recipe.sft;
   TrainerConfig cfg = SftTrainerConfig(job.recipe);
   cfg.sampled_vocab_size = SampledVocabSize(job.config, job.tokenizer);
+  cfg.device = job.device;
   Trainer trainer(dp, job.config, weights, cfg);
   EpochSampler sampler(job.data.train, SamplerOptions{job.recipe.data.seed + 1, true, 0});
   for (int64_t i = 0; i < sft.steps; ++i) {
@@ -122,6 +123,7 @@ TrainingStart StartTraining(JobContext& job, Communicator& dp, LlamaWeightSource
   const int64_t sft_version = latest.empty() ? job.recipe.sft.steps : 0;
   TrainerConfig cfg = RlTrainerConfig(job.recipe);
   cfg.sampled_vocab_size = SampledVocabSize(job.config, job.tokenizer);
+  cfg.device = job.device;
   start.trainer = std::make_unique<Trainer>(dp, job.config, weights, cfg, sft_version);
   if (!latest.empty()) {
     Json extra = start.trainer->LoadCheckpoint(latest);

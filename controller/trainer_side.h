@@ -40,6 +40,7 @@ struct JobContext {
   GroupRouting routing;
   std::string resume_dir;         // non-empty: continue the run in this directory ...
   std::string resume_checkpoint;  // ... from this checkpoint (the newest whole one, controller/run_dir.h)
+  c10::Device device = c10::Device(c10::kCPU);  // where this rank's tensors live (RunOptions::device)
   MetricsWriter* metrics = nullptr;  // the controller's (null on other ranks)
   Tracer* tracer = nullptr;          // this rank's
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();

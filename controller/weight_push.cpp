@@ -9,8 +9,9 @@ namespace llamarl::controller {
 
 ReplicaWeightSync::ReplicaWeightSync(Communicator& world, const LlamaConfig& config, const Placement& placement,
                                      bool baseline, std::chrono::milliseconds timeout,
-                                     at::ScalarType generator_dtype)
-    : world_(world), placement_(placement), baseline_(baseline), timeout_(timeout) {
+                                     const at::TensorOptions& generator)
+    : world_(world), placement_(placement), baseline_(baseline), timeout_(timeout), device_(generator.device()) {
+  const at::ScalarType generator_dtype = generator.dtype().toScalarType();
   ShardLayout src = ZeroFlatLayout(LlamaParamSpecs(config), placement.num_trainers, at::kFloat);
   ShardLayout dst = TensorParallelLayout(config, TensorParallelOptions{placement.tp_size, generator_dtype, true});
   plan_ = TransferPlan::Build(src, dst);
@@ -19,7 +20,9 @@ ReplicaWeightSync::ReplicaWeightSync(Communicator& world, const LlamaConfig& con
     if (baseline_) baselines_.push_back(std::make_unique<GatherBroadcastSync>(world, plan_, replica_placements_.back()));
   }
   const int replica = placement.ReplicaOf(world.Rank());
-  if (replica >= 0) receiver_ = std::make_unique<WeightReceiver>(plan_, world.Rank() - replica * placement.tp_size);
+  if (replica >= 0)
+    receiver_ = std::make_unique<WeightReceiver>(plan_, world.Rank() - replica * placement.tp_size,
+                                                 at::TensorOptions().device(device_));
 }
 
 ReplicaWeightSync::~ReplicaWeightSync() = default;
@@ -37,7 +40,7 @@ int64_t ReplicaWeightSync::PushReplica(int replica, int64_t version, const at::T
   TransferBuffers buffers;
   if (flat_shard) buffers.src.push_back(*flat_shard);
   const int dst_rank = LayoutRankOf(where.dst_ranks, world_.Rank());
-  if (engine) buffers.dst = AllocateBuffers(plan_->dst(), dst_rank);
+  if (engine) buffers.dst = AllocateBuffers(plan_->dst(), dst_rank, at::TensorOptions().device(device_));
   baselines_[size_t(replica)]->Run(buffers, timeout_);
   if (!engine) return version;
   // The baseline carries no version header: every rank of the synchronous loop knows it.

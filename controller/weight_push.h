@@ -32,10 +32,10 @@ namespace llamarl::controller {
 class ReplicaWeightSync {
  public:
   // Collective over `world` (the baseline splits broadcast groups). `baseline` picks gather-broadcast.
-  // Weights travel and are staged on the generators in `generator_dtype` (generator.weight_dtype):
-  // the trainers' f32 shards are converted as they are sent.
+  // Weights travel and are staged on the generators in `generator`'s dtype (generator.weight_dtype)
+  // and on its device (the job's): the trainers' f32 shards are converted as they are sent.
   ReplicaWeightSync(Communicator& world, const LlamaConfig& config, const Placement& placement, bool baseline,
-                    std::chrono::milliseconds timeout, at::ScalarType generator_dtype = at::kFloat);
+                    std::chrono::milliseconds timeout, const at::TensorOptions& generator = at::TensorOptions());
   ~ReplicaWeightSync();
 
   // `flat_shard`: this rank's trainer shard (null on generator-only ranks); `engine`: this rank's
@@ -48,6 +48,7 @@ class ReplicaWeightSync {
   Placement placement_;
   bool baseline_;
   std::chrono::milliseconds timeout_;
+  c10::Device device_;  // where the generators stage and hold the weights
   std::shared_ptr<const TransferPlan> plan_;
   std::vector<TransferPlacement> replica_placements_;
   std::vector<std::unique_ptr<GatherBroadcastSync>> baselines_;  // one per replica (baseline mode)

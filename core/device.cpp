@@ -3,11 +3,15 @@
 #include <c10/util/Exception.h>
 #include <torch/cuda.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
 #ifdef LLAMARL_HAVE_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
 #endif
 
 namespace llamarl {
@@ -50,10 +54,10 @@ c10::Device PickCuda(const DeviceEnvironment& env, const std::string& key) {
 
 LocalRank LocalRankFromEnvironment() {
   LocalRank local;
-  const auto [rank_name, rank] = FirstSet({"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"});
+  const auto [rank_name, rank] = FirstSet({"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID", "LOCAL_RANK"});
   // Slurm has no plain per-node count (SLURM_TASKS_PER_NODE reads "2(x3)"): there the size is at
   // least rank + 1, which still catches a rank without a GPU of its own.
-  const auto [size_name, size] = FirstSet({"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"});
+  const auto [size_name, size] = FirstSet({"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "LOCAL_WORLD_SIZE"});
   if (rank) local.rank = ParseCount(rank_name, rank, 0);
   if (size) local.size = ParseCount(size_name, size, 1);
   if (local.size <= local.rank) local.size = local.rank + 1;
@@ -110,6 +114,43 @@ c10::Device ResolveDevice(const std::string& requested, const std::string& key) 
   if (device.is_cuda()) c10::cuda::set_device(device.index());
 #endif
   return device;
+}
+
+DeviceBytes AllocatedDeviceBytes(c10::Device device) {
+  TORCH_CHECK(device.is_cuda(), "device memory statistics are the CUDA caching allocator's; ", device, " has none");
+  DeviceBytes bytes;
+#ifdef LLAMARL_HAVE_CUDA
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+  // Index 0 is StatType::AGGREGATE (every pool), whose namespace differs between LibTorch 1.13 and 2.x.
+  bytes.current = int64_t(stats.allocated_bytes[0].current);
+  bytes.peak = int64_t(stats.allocated_bytes[0].peak);
+#else
+  TORCH_CHECK(false, "this llamarl was built without CUDA (LLAMARL_CUDA=OFF): no statistics for ", device);
+#endif
+  return bytes;
+}
+
+int64_t DeviceMemoryAvailableBytes(c10::Device device) {
+  TORCH_CHECK(device.is_cuda(), "DeviceMemoryAvailableBytes measures CUDA devices; ", device, " is not one");
+#ifdef LLAMARL_HAVE_CUDA
+  const c10::cuda::CUDAGuard guard(device.index());
+  size_t free_bytes = 0, total_bytes = 0;
+  C10_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+  const int64_t cached = int64_t(stats.reserved_bytes[0].current) - int64_t(stats.allocated_bytes[0].current);
+  return int64_t(free_bytes) + std::max<int64_t>(cached, 0);
+#else
+  TORCH_CHECK(false, "this llamarl was built without CUDA (LLAMARL_CUDA=OFF): no memory figures for ", device);
+#endif
+}
+
+void ResetPeakDeviceBytes(c10::Device device) {
+  TORCH_CHECK(device.is_cuda(), "device memory statistics are the CUDA caching allocator's; ", device, " has none");
+#ifdef LLAMARL_HAVE_CUDA
+  c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+#else
+  TORCH_CHECK(false, "this llamarl was built without CUDA (LLAMARL_CUDA=OFF): no statistics for ", device);
+#endif
 }
 
 void SynchronizeDevice(c10::Device device) {

@@ -4,7 +4,8 @@
 //
 //   device "cpu"   every rank on the host; tensors over the mpi backend (local for one process).
 //   device "cuda"  each rank drives one GPU: its node-local rank (Open MPI's OMPI_COMM_WORLD_LOCAL_RANK,
-//                  Slurm's SLURM_LOCALID, MPICH's MPI_LOCALRANKID; 0 for a single process) indexes the
+//                  Slurm's SLURM_LOCALID, MPICH's MPI_LOCALRANKID, torchrun's LOCAL_RANK, in that order;
+//                  0 for a single process) indexes the
 //                  GPUs that CUDA_VISIBLE_DEVICES leaves visible, one rank per GPU, as NCCL requires.
 //                  Tensors go over the nccl backend; control messages and rollouts stay on MPI.
 //   device "auto"  cuda when the build has CUDA and a GPU is visible, else cpu (the default).
@@ -55,6 +56,19 @@ std::string PickTensorBackend(const std::string& requested, c10::Device device, 
 
 // PickDevice on the running process, then makes the chosen GPU the current CUDA device.
 c10::Device ResolveDevice(const std::string& requested, const std::string& key);
+
+// The CUDA caching allocator's counts of this process's bytes on a CUDA `device`: allocated now, and
+// at the peak since ResetPeakDeviceBytes (what a benchmark reports as GPU working memory). An error
+// on any other device or in a build without CUDA.
+struct DeviceBytes {
+  int64_t current = 0;
+  int64_t peak = 0;
+};
+DeviceBytes AllocatedDeviceBytes(c10::Device device);
+void ResetPeakDeviceBytes(c10::Device device);
+// Bytes a new allocation on a CUDA `device` can still take: the driver's free memory plus what the
+// caching allocator holds but has not handed out. An error elsewhere (the host's is MemAvailable).
+int64_t DeviceMemoryAvailableBytes(c10::Device device);
 
 // Waits until the work queued on `device` finished (a no-op on cpu), so that a host timer measures
 // kernels rather than their launches.

@@ -1,6 +1,7 @@
 #include "generator/engine.h"
 
 #include "core/communicator.h"
+#include "core/device.h"
 #include "generator/engine_model.h"
 #include "generator/kv_blocks.h"
 #include "generator/kv_cache.h"
@@ -92,9 +93,9 @@ at::Tensor LongTensor(const std::vector<int64_t>& values, const at::Device& devi
 }
 
 int64_t MemoryLeftBytes(const at::Device& device) {
-  TORCH_CHECK(device.is_cpu(), "generator.kv_cache_fraction: the memory left is measured for CPU engines only and ",
-              "this engine runs on ", device, "; set generator.kv_cache_bytes instead");
-  return HostMemoryAvailableBytes();
+  TORCH_CHECK(device.is_cpu() || device.is_cuda(), "generator.kv_cache_fraction: the memory left is measured for ",
+              "CPU and CUDA engines and this engine runs on ", device, "; set generator.kv_cache_bytes instead");
+  return device.is_cpu() ? HostMemoryAvailableBytes() : DeviceMemoryAvailableBytes(device);
 }
 
 }  // namespace

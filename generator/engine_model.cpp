@@ -87,7 +87,7 @@ EngineModel::EngineModel(const LlamaConfig& config, const LlamaWeightSource& wei
     TORCH_CHECK(shard.sizes() == item.value().sizes(), "the weights passed to the engine have '", item.key(),
                 "' of shape ", full.sizes(), ", which does not match the engine's config; build them from the ",
                 "same config");
-    item.value().copy_(shard);  // the one conversion, from the slice (mapped pages) into the local dtype
+    LoadInto(item.value(), shard);  // the one conversion, from the slice (mapped pages) into the local dtype
     weights.DoneWith(item.key());
     item.value().set_requires_grad(false);
     params_[item.key()] = item.value();

@@ -4,7 +4,7 @@
 // kv_cache_bytes: the paged KV cache per rank in bytes, in the engine's compute dtype; 0 = use
 //   kv_cache_fraction, else room for rollout.max_slots sequences of the longest prompt + response.
 // kv_cache_fraction: (0, 1], the share of the memory left once the weights are loaded (MemAvailable
-//   on the CPU); 0 = off. kv_block_size: tokens per KV block.
+//   on the CPU, free device memory on a GPU); 0 = off. kv_block_size: tokens per KV block.
 // weight_dtype: bfloat16 | float32, the dtype each generator rank loads its weights in (straight from
 //   the checkpoint's mapped bytes), computes in and keeps its KV cache in; pushed weights are converted
 //   to it. (fp8 weights are not implemented: weight_sync's fp8 is a transfer format only.)

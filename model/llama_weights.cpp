@@ -138,11 +138,21 @@ int64_t LlamaWeightSource::ResidentBytes() const {
 void LlamaWeightSource::Release() { state_.reset(); }
 bool LlamaWeightSource::released() const { return !state_; }
 
+void LoadInto(const at::Tensor& dst, const at::Tensor& src) {
+  if (!dst.device().is_cuda() || !src.device().is_cpu()) {
+    dst.copy_(src);
+    return;
+  }
+  at::Tensor staging = at::empty(src.sizes(), src.options().dtype(dst.scalar_type()).pinned_memory(true));
+  staging.copy_(src);
+  dst.copy_(staging, /*non_blocking=*/true);
+}
+
 LlamaForCausalLM MaterializeLlama(const LlamaWeightSource& source, const at::TensorOptions& options) {
   LlamaForCausalLM model(source.config(), options);
   torch::NoGradGuard no_grad;
   for (auto& p : model->named_parameters()) {
-    p.value().copy_(source.Get(p.key()));
+    LoadInto(p.value(), source.Get(p.key()));
     source.DoneWith(p.key());
   }
   return model;

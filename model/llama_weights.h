@@ -51,6 +51,13 @@ class LlamaWeightSource {
   std::shared_ptr<const State> state_;
 };
 
+// Copies `src` (host memory in any floating dtype: a slice of a mapped checkpoint, a module's
+// parameter) into `dst`, converting on the host. Into a CUDA `dst` the converted bytes go through a
+// pinned staging buffer and a copy that does not block the host (the caching host allocator keeps
+// the buffer alive until the copy ran), so that the conversion of the next slice overlaps this
+// transfer and no DMA reads pageable mapped pages; anywhere else it is exactly dst.copy_(src).
+void LoadInto(const at::Tensor& dst, const at::Tensor& src);
+
 // A module of `options` (dtype, device) filled from `source`: the whole model. For a rank whose slice
 // is the whole model, and for tools (generate, export) that need it.
 LlamaForCausalLM MaterializeLlama(const LlamaWeightSource& source, const at::TensorOptions& options);

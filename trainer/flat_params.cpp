@@ -26,9 +26,9 @@ at::Tensor FlattenParameters(LlamaForCausalLMImpl& model, const std::vector<Para
 }
 
 at::Tensor LoadFlatRange(const LlamaWeightSource& source, const std::vector<ParamSpec>& specs, int64_t begin,
-                         int64_t end, at::ScalarType dtype) {
+                         int64_t end, at::ScalarType dtype, c10::Device device) {
   TORCH_CHECK(0 <= begin && begin <= end, "LoadFlatRange: bad range [", begin, ", ", end, ")");
-  at::Tensor out = at::empty({end - begin}, at::TensorOptions().dtype(dtype));
+  at::Tensor out = at::empty({end - begin}, at::TensorOptions().dtype(dtype).device(device));
   at::NoGradGuard no_grad;
   int64_t offset = 0;  // of specs[i] in the flat vector
   for (const ParamSpec& spec : specs) {
@@ -39,7 +39,7 @@ at::Tensor LoadFlatRange(const LlamaWeightSource& source, const std::vector<Para
       TORCH_CHECK(param.sizes().vec() == spec.shape, "parameter '", spec.name, "' has shape ", param.sizes(),
                   " but the config implies ", at::IntArrayRef(spec.shape), "; pass the config of the weights");
       // A view of the elements needed (a mapped tensor is contiguous), converted while copied.
-      out.narrow(0, lo - begin, hi - lo).copy_(param.reshape({-1}).narrow(0, lo - offset, hi - lo));
+      LoadInto(out.narrow(0, lo - begin, hi - lo), param.reshape({-1}).narrow(0, lo - offset, hi - lo));
       source.DoneWith(spec.name);
     }
     offset += numel;

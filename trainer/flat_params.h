@@ -18,9 +18,10 @@ at::Tensor FlattenParameters(LlamaForCausalLMImpl& model, const std::vector<Para
 // Elements [begin, end) of the flat parameter vector (`specs` order), read from `source` as `dtype`:
 // only the parameters overlapping the range are touched, each through its flattened slice, so a
 // mapped checkpoint is read for exactly those bytes and converted once, straight into the result.
-// Equals FlattenParameters(full model).narrow(0, begin, end - begin).to(dtype) bit for bit.
+// Equals FlattenParameters(full model).narrow(0, begin, end - begin).to(dtype) bit for bit. The result
+// lives on `device` (a CUDA one is filled through pinned staging, LoadInto).
 at::Tensor LoadFlatRange(const LlamaWeightSource& source, const std::vector<ParamSpec>& specs, int64_t begin,
-                         int64_t end, at::ScalarType dtype);
+                         int64_t end, at::ScalarType dtype, c10::Device device = c10::Device(c10::kCPU));
 
 // Copies `flat` into the module's parameters (converted to their dtype), shaped by `specs` (so that a
 // released module can be refilled). With bind, float32

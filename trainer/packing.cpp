@@ -28,6 +28,11 @@ at::Tensor LongTensor(const std::vector<int64_t>& v) {
   return at::tensor(v, at::TensorOptions().dtype(at::kLong));
 }
 
+// Where the micro-batch's tensors live (the host for one built by hand without them).
+c10::Device DeviceOf(const PackedMicroBatch& batch) {
+  return batch.targets.defined() ? batch.targets.device() : c10::Device(c10::kCPU);
+}
+
 }  // namespace
 
 std::vector<PackedMicroBatch> PackSamples(const std::vector<TrainSample>& samples, int64_t max_tokens) {
@@ -64,6 +69,12 @@ std::vector<PackedMicroBatch> PackSamples(const std::vector<TrainSample>& sample
   return out;
 }
 
+void MoveToDevice(std::vector<PackedMicroBatch>* micro, c10::Device device) {
+  for (PackedMicroBatch& mb : *micro) {
+    for (at::Tensor* t : {&mb.input_ids, &mb.segment_ids, &mb.positions, &mb.targets}) *t = t->to(device);
+  }
+}
+
 PackedMicroBatch PaddingMicroBatch() {
   PackedMicroBatch mb;
   mb.input_ids = at::zeros({1, 1}, at::kLong);
@@ -81,20 +92,20 @@ at::Tensor SegmentOfTokens(const PackedMicroBatch& batch) {
     if (t == 0 || batch.sample_index[t] != batch.sample_index[t - 1]) ++current;
     segments[t] = current;
   }
-  return LongTensor(segments);
+  return LongTensor(segments).to(DeviceOf(batch));
 }
 
 at::Tensor GatherPerToken(const PackedMicroBatch& batch, const std::vector<std::vector<float>>& per_sample) {
   std::vector<float> values(batch.sample_index.size());
   for (size_t t = 0; t < values.size(); ++t)
     values[t] = per_sample.at(size_t(batch.sample_index[t])).at(size_t(batch.token_index[t]));
-  return at::tensor(values, at::TensorOptions().dtype(at::kFloat));
+  return at::tensor(values, at::TensorOptions().dtype(at::kFloat)).to(DeviceOf(batch));
 }
 
 at::Tensor BroadcastPerSample(const PackedMicroBatch& batch, const std::vector<double>& per_sample) {
   std::vector<float> values(batch.sample_index.size());
   for (size_t t = 0; t < values.size(); ++t) values[t] = float(per_sample.at(size_t(batch.sample_index[t])));
-  return at::tensor(values, at::TensorOptions().dtype(at::kFloat));
+  return at::tensor(values, at::TensorOptions().dtype(at::kFloat)).to(DeviceOf(batch));
 }
 
 }  // namespace llamarl

@@ -30,6 +30,10 @@ struct PackedMicroBatch {
 // micro-batches run these (with zero loss) so that per-layer collectives line up across ranks.
 PackedMicroBatch PaddingMicroBatch();
 
+// Moves each micro-batch's tensors to `device` (nothing on the host); the per-token tensors made
+// from a micro-batch below then live there too.
+void MoveToDevice(std::vector<PackedMicroBatch>* micro, c10::Device device);
+
 // Samples with an empty response are left out; a non-empty response after an empty prompt is an
 // error naming the sample.
 std::vector<PackedMicroBatch> PackSamples(const std::vector<TrainSample>& samples, int64_t max_tokens);
@@ -38,6 +42,7 @@ std::vector<PackedMicroBatch> PackSamples(const std::vector<TrainSample>& sample
 std::vector<PackedMicroBatch> PackSamples(const std::vector<TrainSample>& samples, const std::vector<int64_t>& subset,
                                           int64_t max_tokens);
 
+// On the micro-batch's device:
 // [N] int64: the samples of the micro-batch numbered 0..S-1 in order of appearance (each sample's tokens
 // are contiguous), for per-sequence reductions (SegmentMeanPerToken).
 at::Tensor SegmentOfTokens(const PackedMicroBatch& batch);

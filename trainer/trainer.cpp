@@ -95,17 +95,17 @@ Trainer::Trainer(Communicator& dp, const LlamaConfig& config, const LlamaWeightS
   bounds_ = EvenSplit(total_numel_, dp_.Size());
   // zero3: this rank's range only; replicated: everything (FlatShard() is still the ZeRO range).
   const int64_t lo = zero3_ ? ShardBegin() : 0, hi = zero3_ ? ShardEnd() : total_numel_;
-  master_ = LoadFlatRange(weights, specs_, lo, hi, at::kFloat);
+  master_ = LoadFlatRange(weights, specs_, lo, hi, at::kFloat, cfg_.device);
   shard_ = zero3_ ? master_ : master_.narrow(0, ShardBegin(), ShardEnd() - ShardBegin());
   adam_ = std::make_unique<FlatAdamW>(cfg_.optimizer, master_.numel(), master_.options());
-  work_ = LlamaForCausalLM(model_config_, at::TensorOptions().dtype(compute));
+  work_ = LlamaForCausalLM(model_config_, at::TensorOptions().dtype(compute).device(cfg_.device));
   for (auto& p : work_->parameters()) p.set_requires_grad(true);
   if (cfg_.kl.coef > 0) {
     // Stored like the master (the same range) in kl.reference_dtype, run in the compute dtype, its
     // layers gathered one at a time like the policy's (over a one-rank group under replicated).
     const at::ScalarType stored = cfg_.kl.reference_dtype == "float32" ? at::kFloat : at::kBFloat16;
-    reference_shard_ = LoadFlatRange(weights, specs_, lo, hi, stored);
-    reference_ = LlamaForCausalLM(model_config_, at::TensorOptions().dtype(compute));
+    reference_shard_ = LoadFlatRange(weights, specs_, lo, hi, stored, cfg_.device);
+    reference_ = LlamaForCausalLM(model_config_, at::TensorOptions().dtype(compute).device(cfg_.device));
     for (auto& p : reference_->parameters()) p.set_requires_grad(false);
     if (!zero3_) {
       reference_comm_ = CreateCommunicator("local");
@@ -200,14 +200,15 @@ void Trainer::InitValueHead() {
   // A small random head (std 1/sqrt(D)) drawn from the trainer's seed: identical on every rank, so
   // the replicated head needs no broadcast.
   at::Generator gen = at::detail::createCPUGenerator(cfg_.seed);
-  value_master_ = at::zeros({d + 1}, at::kFloat);
-  value_master_.narrow(0, 0, d).normal_(0.0, 1.0 / std::sqrt(double(d)), gen);
+  at::Tensor head = at::zeros({d + 1}, at::kFloat);  // drawn on the host: the same numbers on any device
+  head.narrow(0, 0, d).normal_(0.0, 1.0 / std::sqrt(double(d)), gen);
+  value_master_ = head.to(cfg_.device);
   value_adam_ = std::make_unique<FlatAdamW>(cfg_.optimizer, d + 1, value_master_.options());
 }
 
 at::Tensor Trainer::GatherFull() {
   if (!zero3_) return master_;
-  at::Tensor full = at::empty({total_numel_}, at::kFloat);
+  at::Tensor full = at::empty({total_numel_}, shard_.options());
   std::vector<at::Tensor> outputs;
   for (int r = 0; r < dp_.Size(); ++r)
     outputs.push_back(full.narrow(0, bounds_[size_t(r)], bounds_[size_t(r) + 1] - bounds_[size_t(r)]));
@@ -256,7 +257,7 @@ at::Tensor Trainer::FlattenGrads() {
   std::vector<at::Tensor> parts;
   for (auto& p : work_->parameters()) {
     at::Tensor g = p.grad();
-    parts.push_back(g.defined() ? g.reshape({-1}).to(at::kFloat) : at::zeros({p.numel()}, at::kFloat));
+    parts.push_back(g.defined() ? g.reshape({-1}).to(at::kFloat) : at::zeros({p.numel()}, p.options().dtype(at::kFloat)));
     p.mutable_grad() = at::Tensor();
   }
   return at::cat(parts);

@@ -9,6 +9,8 @@
 #include "trainer/lr_schedule.h"
 #include "trainer/ppo.h"
 
+#include <c10/core/Device.h>
+
 #include <cstdint>
 #include <string>
 
@@ -63,6 +65,9 @@ struct TrainerConfig {
   // the distribution the behaviour log-probs came from; a padded vocabulary's extra rows get no
   // gradient. 0 = every row.
   int64_t sampled_vocab_size = 0;
+  // Not a recipe key: where the master shard, the Adam state, the gradients and the working model
+  // live (the job's device, core/device.h). Collectives over `dp` then move tensors of this device.
+  c10::Device device = c10::Device(c10::kCPU);
 
   static TrainerConfig FromJson(const Json& j, const std::string& path = "trainer");
   Json ToJson() const;

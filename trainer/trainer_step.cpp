@@ -73,7 +73,7 @@ at::Tensor AllGatherVar(Communicator& comm, const at::Tensor& local, int64_t* of
 
 template <typename T>
 std::vector<T> ToVector(const at::Tensor& t) {
-  at::Tensor c = t.contiguous();
+  at::Tensor c = t.cpu().contiguous();  // a no-op on the host
   return std::vector<T>(c.data_ptr<T>(), c.data_ptr<T>() + c.numel());
 }
 
@@ -289,6 +289,7 @@ void Trainer::SelectMinibatch(const std::vector<TrainSample>& samples, const std
   ctx.global_samples = int64_t(counts[1].item<double>());
   ctx.micro = PackSamples(samples, trained, cfg_.micro_batch_tokens);
   PadForCollectives(ctx.micro);
+  MoveToDevice(&ctx.micro, cfg_.device);
   ctx.token_weight.assign(samples.size(), 0.0);
   for (int64_t i : trained) {
     const double len = double(samples[size_t(i)].response.size());
@@ -403,6 +404,7 @@ trainer_detail::NoGradScores Trainer::ScoreNoGrad(const StepContext& ctx, const 
   };
   std::vector<PackedMicroBatch> micro = PackSamples(samples, cfg_.micro_batch_tokens);  // masked ones too
   PadForCollectives(micro);
+  MoveToDevice(&micro, cfg_.device);
   at::Tensor value_param = want.values ? value_master_ : at::Tensor();
   for (const PackedMicroBatch& mb : micro) {
     MicroBatchOutput o = ForwardMicroBatch(ctx, mb, value_param);

@@ -66,12 +66,17 @@ void GatherBroadcastSync::Run(TransferBuffers& buffers, std::chrono::millisecond
     TORCH_CHECK(buffers.dst.size() == dst.Rank(my_dst_).buffers.size(), "gather-broadcast sync: destination rank ",
                 my_dst_, " expects ", dst.Rank(my_dst_).buffers.size(), " buffers, got ", buffers.dst.size());
   }
+  // Every rank of a broadcast holds `full` on its buffers' device, so that all route it alike.
+  const at::Device device = !buffers.dst.empty()   ? buffers.dst[0].device()
+                            : !buffers.src.empty() ? buffers.src[0].device()
+                                                   : at::Device(at::kCPU);
   for (int64_t i = 0; i < int64_t(dst.params().size()); ++i) {
     const ParamSpec& p = dst.params()[size_t(i)];
     at::Tensor full;
     if (my_src_ >= 0) full = GatherOnRoot(i, buffers.src, timeout);
     if (!bcast_) continue;
-    full = full.defined() ? full.to(dst.dtype()) : at::empty({p.Rows(), p.Cols()}, at::TensorOptions().dtype(dst.dtype()));
+    full = full.defined() ? full.to(dst.dtype())
+                          : at::empty({p.Rows(), p.Cols()}, at::TensorOptions().dtype(dst.dtype()).device(device));
     bcast_->Broadcast(full, {0})->Wait(timeout);
     if (my_dst_ < 0) continue;
     for (const Region& g : dst.Rank(my_dst_).regions)

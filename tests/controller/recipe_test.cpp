@@ -50,6 +50,8 @@ TEST(RecipeConfig, DefaultsAndSections) {
   EXPECT_EQ(c.data.source, "arithmetic");
   EXPECT_EQ(c.trainer["algorithm"], "grpo");
   EXPECT_EQ(c.run_dir, "runs/x");
+  EXPECT_EQ(c.device, "auto");
+  EXPECT_EQ(c.comm.backend, "auto");
 }
 
 TEST(RecipeConfig, ErrorsNameThePathAndListKnownKeys) {
@@ -72,6 +74,13 @@ TEST(RecipeConfig, ErrorsNameThePathAndListKnownKeys) {
   e = ErrorOf([&] { RecipeConfig::FromJson(j); });
   EXPECT_CONTAINS(e, "gsm9k");
   EXPECT_CONTAINS(e, "gsm8k");
+
+  j = MinimalRecipe();
+  j["comm"] = {{"backend", "gloo"}};
+  EXPECT_CONTAINS(ErrorOf([&] { RecipeConfig::FromJson(j); }), "comm.backend: expected one of 'auto', 'mpi', 'nccl'");
+  j = MinimalRecipe();
+  j["device"] = "cuda:1";
+  EXPECT_CONTAINS(ErrorOf([&] { RecipeConfig::FromJson(j); }), "device: expected one of 'auto', 'cpu', 'cuda'");
 
   j = MinimalRecipe();
   j.erase("reward");

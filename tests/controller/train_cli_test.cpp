@@ -3,6 +3,7 @@
 // the checkpoints written before it intact; a bad recipe value fails before anything starts, naming
 // the key. Needs the built llamarl program (tests/CMakeLists.txt builds it before the suite).
 #include "controller/trainer_side.h"
+#include "core/device.h"
 
 #include <gtest/gtest.h>
 
@@ -10,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <utility>
+#include <vector>
 
 #include "tests/test_util.h"
 
@@ -76,6 +78,25 @@ TEST(TrainCli, TrainerMistakesAreNamedBeforeTheWarmStart) {
     EXPECT_NE(testing::RunCommand(TrainCommand(dir, set, /*mpi=*/false), &output, true), 0);
     EXPECT_NE(output.find(expected), std::string::npos) << output;
     EXPECT_FALSE(fs::exists(dir + "/metrics.jsonl")) << "no SFT step ran";
+  }
+}
+
+// An impossible device or tensor backend is named before MPI starts or anything is loaded or written.
+TEST(TrainCli, DeviceMistakesAreNamedBeforeAnythingLoads) {
+  const DeviceEnvironment env = CurrentDeviceEnvironment();
+  std::vector<std::pair<std::string, std::string>> cases = {
+      {"--set device=cpu --set comm.backend=nccl", "comm.backend is 'nccl', which moves CUDA tensors, but the device is cpu"},
+      {"--set device=gpu", "device: expected one of"},
+  };
+  if (!env.built_with_cuda) cases.push_back({"--set device=cuda", "device is 'cuda' but this llamarl was built without CUDA"});
+  else if (env.num_visible_gpus == 0) cases.push_back({"--set device=cuda", "device is 'cuda' but this process sees no GPU"});
+  for (const auto& [set, expected] : cases) {
+    SCOPED_TRACE(set);
+    const std::string dir = testing::MakeTempDir("train_device") + "/run";
+    std::string output;
+    EXPECT_NE(testing::RunCommand(TrainCommand(dir, set, /*mpi=*/false), &output, true), 0);
+    EXPECT_NE(output.find(expected), std::string::npos) << output;
+    EXPECT_FALSE(fs::exists(dir)) << "nothing is written";
   }
 }
 

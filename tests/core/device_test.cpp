@@ -81,11 +81,19 @@ TEST(PickTensorBackendTest, ABackendThatCannotMoveTheDevicesTensorsIsAnError) {
                                {"comm.backend is 'nccl' (device cuda:0) but this llamarl was built without NCCL"});
 }
 
-TEST(LocalRankTest, ReadsOpenMpiThenSlurmThenMpichAndDefaultsToOneProcess) {
+TEST(LocalRankTest, ReadsOpenMpiThenSlurmThenMpichThenTorchrunAndDefaultsToOneProcess) {
   ScopedEnv ompi("OMPI_COMM_WORLD_LOCAL_RANK", nullptr), ompi_size("OMPI_COMM_WORLD_LOCAL_SIZE", nullptr),
-      slurm("SLURM_LOCALID", nullptr), mpich("MPI_LOCALRANKID", nullptr), mpich_size("MPI_LOCALNRANKS", nullptr);
+      slurm("SLURM_LOCALID", nullptr), mpich("MPI_LOCALRANKID", nullptr), mpich_size("MPI_LOCALNRANKS", nullptr),
+      torchrun("LOCAL_RANK", nullptr), torchrun_size("LOCAL_WORLD_SIZE", nullptr);
   EXPECT_EQ(LocalRankFromEnvironment().rank, 0);
   EXPECT_EQ(LocalRankFromEnvironment().size, 1);
+  {
+    ScopedEnv id("LOCAL_RANK", "3"), count("LOCAL_WORLD_SIZE", "8");
+    EXPECT_EQ(LocalRankFromEnvironment().rank, 3);
+    EXPECT_EQ(LocalRankFromEnvironment().size, 8);
+    ScopedEnv slurm_id("SLURM_LOCALID", "1");  // a launcher's own variable wins over torchrun's
+    EXPECT_EQ(LocalRankFromEnvironment().rank, 1);
+  }
   {
     ScopedEnv id("SLURM_LOCALID", "2");
     EXPECT_EQ(LocalRankFromEnvironment().rank, 2);
