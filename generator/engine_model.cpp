@@ -119,7 +119,7 @@ at::Tensor EngineModel::AllReduce(at::Tensor partial) {
 }
 
 template <typename Attend>
-at::Tensor EngineModel::RunLayer(int64_t index, const at::Tensor& x, const RopeCosSin& rope, Attend&& attend) {
+at::Tensor EngineModel::RunLayer(int64_t index, const at::Tensor& x, const RopePositions& rope, Attend&& attend) {
   // The same composition as LlamaDecoderLayerImpl::forward, with the row-parallel outputs reduced.
   LlamaDecoderLayerImpl& layer = local_->Layer(index);
   QkvStates qkv = layer.self_attn->ProjectQkv(layer.input_layernorm(x), rope);
@@ -135,7 +135,7 @@ at::Tensor EngineModel::Prefill(KvCache& cache, const PrefillBatch& batch) {
   // Right padding: a real token never sees a padded key, since padding comes after it.
   at::Tensor padding = positions.lt(batch.lengths.unsqueeze(1));
   at::Tensor allowed = BuildAttentionMask({rows, tokens, padding, at::Tensor()}, h.device());
-  RopeCosSin rope = local_->Rope(positions, h.scalar_type());
+  RopePositions rope = local_->Rope(positions);
   auto written = [&](const at::Tensor& kv_RKTE) {  // -> [M, K, E]
     return kv_RKTE.transpose(1, 2).reshape({rows * tokens, kv_RKTE.size(1), kv_RKTE.size(3)}).index_select(0, batch.tokens);
   };
@@ -154,7 +154,7 @@ at::Tensor EngineModel::Decode(KvCache& cache, const DecodeBatch& batch) {
   // One query per sequence at its cached length; it attends to positions [0, length].
   const int64_t attended = batch.positions.max().item<int64_t>() + 1;
   at::Tensor h = local_->Embed(batch.tokens.view({n, 1}));
-  RopeCosSin rope = local_->Rope(batch.positions.view({n, 1}), h.scalar_type());
+  RopePositions rope = local_->Rope(batch.positions.view({n, 1}));
   at::Tensor allowed = at::arange(attended, batch.positions.options()).view({1, attended}).le(batch.positions.view({n, 1}));
   for (int64_t l = 0; l < local_->NumLayers(); ++l) {
     h = RunLayer(l, h, rope, [&](const QkvStates& s) {

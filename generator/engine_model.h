@@ -81,7 +81,7 @@ class EngineModel {
  private:
   // One decoder layer; `attend` maps (q, k, v) to attended [B, T, H * E] and fills the cache.
   template <typename Attend>
-  at::Tensor RunLayer(int64_t index, const at::Tensor& x, const RopeCosSin& rope, Attend&& attend);
+  at::Tensor RunLayer(int64_t index, const at::Tensor& x, const RopePositions& rope, Attend&& attend);
   at::Tensor AllReduce(at::Tensor partial);
   // Rank's shard of a full parameter (a view).
   at::Tensor ShardOf(const std::string& name, const at::Tensor& full) const;

@@ -7,27 +7,13 @@
 // Legend: T = tokens, H = heads, Dh = head dim.
 #pragma once
 
+#include "kernels/rope_options.h"
+
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
-#include <optional>
 
 namespace llamarl::kernels {
-
-// rope_scaling {"rope_type": "llama3", ...} of Llama 3.1+: long wavelengths are slowed by `factor`,
-// short ones kept, and the band between smoothly interpolated.
-struct Llama3RopeScalingOptions {
-  double factor = 8.0;
-  double low_freq_factor = 1.0;
-  double high_freq_factor = 4.0;
-  int64_t original_max_position_embeddings = 8192;
-};
-
-struct RopeFrequencyOptions {
-  double theta = 10000.0;   // rope_theta (the base)
-  int64_t head_dim = 0;     // Dh, even
-  std::optional<Llama3RopeScalingOptions> llama3;  // absent: the default (unscaled) RoPE
-};
 
 // inv_freq[i] = 1 / theta^(2i / Dh) for i in [0, Dh/2), float32, then llama3 scaling if given;
 // computed in float32 in the same order as HF's _compute_default_rope_parameters and

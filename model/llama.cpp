@@ -24,7 +24,7 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LlamaConfig& config, const at::
   if (!config_.tie_word_embeddings) {
     lm_head = register_module("lm_head", LlamaLinear(config_.hidden_size, config_.vocab_size, false, options));
   }
-  inv_freq_ = RopeInverseFrequencies(config_);
+  inv_freq_ = kernels::RopeInvFreq(config_.RopeOptions());
 }
 
 at::Tensor LlamaForCausalLMImpl::Embed(const at::Tensor& input_ids) {
@@ -39,8 +39,11 @@ at::Tensor LlamaForCausalLMImpl::Embed(const at::Tensor& input_ids) {
   return model->embed_tokens(input_ids.to(at::kLong));
 }
 
-RopeCosSin LlamaForCausalLMImpl::Rope(const at::Tensor& position_ids, at::ScalarType dtype) const {
-  return RopeAtPositions(inv_freq_, position_ids, dtype);
+RopePositions LlamaForCausalLMImpl::Rope(const at::Tensor& position_ids) const {
+  TORCH_CHECK(position_ids.dim() == 2, "position_ids must be [batch, tokens], got shape ", position_ids.sizes());
+  TORCH_CHECK(!at::isFloatingType(position_ids.scalar_type()), "position_ids must be integer, got ",
+              position_ids.scalar_type());
+  return {position_ids.to(at::kLong), {inv_freq_.to(position_ids.device()), 1.0}};
 }
 
 LlamaDecoderLayerImpl& LlamaForCausalLMImpl::Layer(int64_t index) {
@@ -75,7 +78,7 @@ at::Tensor LlamaForCausalLMImpl::Hidden(const LlamaInputs& in) {
     positions = at::arange(tokens, at::TensorOptions().dtype(at::kLong).device(h.device())).expand({batch, tokens});
   }
   at::Tensor allowed = BuildAttentionMask({batch, tokens, in.attention_mask, in.segment_ids}, h.device());
-  RopeCosSin rope = Rope(positions, h.scalar_type());
+  RopePositions rope = Rope(positions);
   for (auto& layer : model->typed_layers) h = layer(h, rope, allowed);
   return FinalNorm(h);
 }

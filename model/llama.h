@@ -58,7 +58,8 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
 
   // The pieces, for engines that run the layers themselves (KV cache, tensor parallelism).
   at::Tensor Embed(const at::Tensor& input_ids);          // [B, T] -> [B, T, D]; checks the id range
-  RopeCosSin Rope(const at::Tensor& position_ids, at::ScalarType dtype) const;
+  // position_ids [B, T] integer -> RoPE at those positions, on position_ids' device.
+  RopePositions Rope(const at::Tensor& position_ids) const;
   int64_t NumLayers() const { return int64_t(model->typed_layers.size()); }
   LlamaDecoderLayerImpl& Layer(int64_t index);
   at::Tensor FinalNorm(const at::Tensor& hidden_BTD);
@@ -71,7 +72,7 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
 
  private:
   LlamaConfig config_;
-  at::Tensor inv_freq_;  // [head_dim / 2] f32 CPU; not a parameter, moved to the positions' device per call
+  at::Tensor inv_freq_;  // [head_dim / 2] f32 CPU (kernels::RopeInvFreq); not a parameter, moved per call
 };
 TORCH_MODULE(LlamaForCausalLM);
 

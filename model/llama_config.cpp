@@ -21,7 +21,7 @@ const char* Architecture(const std::string& model_type) {
 
 // rope_scaling: null, {"rope_type"|"type": "default"} or the llama3 object. HF has renamed the type
 // key over time, so both spellings are read.
-std::optional<Llama3RopeScaling> ParseRopeScaling(ConfigReader& parent) {
+std::optional<kernels::Llama3RopeScalingOptions> ParseRopeScaling(ConfigReader& parent) {
   const Json& raw = parent.Raw("rope_scaling");
   if (raw.is_null()) return std::nullopt;
   ConfigReader r(raw, "rope_scaling");
@@ -33,7 +33,7 @@ std::optional<Llama3RopeScaling> ParseRopeScaling(ConfigReader& parent) {
   if (type == "default") return std::nullopt;
   LLAMARL_CHECK(type == "llama3", "rope_scaling.rope_type: '", type,
                 "' is not supported; supported: 'default', 'llama3' (or rope_scaling null)");
-  Llama3RopeScaling s;
+  kernels::Llama3RopeScalingOptions s;
   r.Require("factor", &s.factor, Range::AtLeast(1.0));
   r.Require("low_freq_factor", &s.low_freq_factor, Range::Positive());
   r.Require("high_freq_factor", &s.high_freq_factor, Range::Positive());

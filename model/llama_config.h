@@ -9,6 +9,7 @@
 #pragma once
 
 #include "core/config.h"
+#include "kernels/rope_options.h"
 
 #include <cstdint>
 #include <optional>
@@ -16,16 +17,6 @@
 #include <vector>
 
 namespace llamarl {
-
-// Llama 3.1's frequency-dependent RoPE scaling (HF rope_type "llama3"): wavelengths longer than
-// original_max_position_embeddings / low_freq_factor are stretched by `factor`, shorter than
-// original_max_position_embeddings / high_freq_factor kept, and the band between interpolated.
-struct Llama3RopeScaling {
-  double factor = 8.0;
-  double low_freq_factor = 1.0;
-  double high_freq_factor = 4.0;
-  int64_t original_max_position_embeddings = 8192;
-};
 
 struct LlamaConfig {
   std::string model_type = "llama";  // llama | mistral | qwen2 | qwen3
@@ -37,7 +28,8 @@ struct LlamaConfig {
   int64_t num_key_value_heads = 0;  // GQA groups; config.json's default is num_attention_heads
   int64_t head_dim = 0;             // config.json's default is hidden_size / num_attention_heads
   double rope_theta = 10000.0;
-  std::optional<Llama3RopeScaling> rope_scaling;  // nullopt: plain RoPE
+  // HF rope_type "llama3" (Llama 3.1's frequency-dependent scaling); nullopt: plain RoPE.
+  std::optional<kernels::Llama3RopeScalingOptions> rope_scaling;
   double rms_norm_eps = 1e-6;
   bool tie_word_embeddings = false;  // lm_head reuses model.embed_tokens.weight
   bool attention_bias = false;       // q/k/v projections carry a bias (always for qwen2)
@@ -62,6 +54,8 @@ struct LlamaConfig {
   // Throws llamarl::Error naming the field when sizes are non-positive or contradict each other.
   void Validate() const;
 
+  // theta, head_dim and the llama3 scaling, as kernels::RopeInvFreq takes them.
+  kernels::RopeFrequencyOptions RopeOptions() const { return {rope_theta, head_dim, rope_scaling}; }
   int64_t NumKvGroups() const { return num_attention_heads / num_key_value_heads; }
   // Exact count of the module's parameters (lm_head counted only when untied).
   int64_t NumParameters() const;

@@ -1,5 +1,6 @@
 #include "model/llama_layers.h"
 
+#include "kernels/rms_norm.h"
 #include "model/attention.h"
 #include "model/llama_config.h"
 
@@ -26,11 +27,7 @@ LlamaRMSNormImpl::LlamaRMSNormImpl(int64_t dim, double eps, const at::TensorOpti
   weight = register_parameter("weight", at::empty({dim}, options));
 }
 
-at::Tensor LlamaRMSNormImpl::forward(const at::Tensor& x) {
-  at::Tensor x32 = x.to(at::kFloat);
-  at::Tensor variance = x32.pow(2).mean(-1, /*keepdim=*/true);
-  return weight * (x32 * at::rsqrt(variance + eps_)).to(x.scalar_type());
-}
+at::Tensor LlamaRMSNormImpl::forward(const at::Tensor& x) { return kernels::RmsNorm(x, weight, eps_); }
 
 LlamaAttentionImpl::LlamaAttentionImpl(const LlamaConfig& config, const at::TensorOptions& options)
     : num_heads_(config.num_attention_heads),
@@ -47,7 +44,7 @@ LlamaAttentionImpl::LlamaAttentionImpl(const LlamaConfig& config, const at::Tens
   }
 }
 
-QkvStates LlamaAttentionImpl::ProjectQkv(const at::Tensor& x, const RopeCosSin& rope) {
+QkvStates LlamaAttentionImpl::ProjectQkv(const at::Tensor& x, const RopePositions& rope) {
   const int64_t batch = x.size(0), tokens = x.size(1);
   at::Tensor q = q_proj(x).view({batch, tokens, num_heads_, head_dim_});
   at::Tensor k = k_proj(x).view({batch, tokens, num_kv_heads_, head_dim_});
@@ -56,12 +53,14 @@ QkvStates LlamaAttentionImpl::ProjectQkv(const at::Tensor& x, const RopeCosSin& 
     q = q_norm(q);
     k = k_norm(k);
   }
-  return {ApplyRope(q.transpose(1, 2), rope), ApplyRope(k.transpose(1, 2), rope), v.transpose(1, 2)};
+  // The kernel rotates token-major [B, T, H, E], the projections' own layout: no copy before it.
+  return {kernels::ApplyRope(q, rope.positions, rope.tables).transpose(1, 2),
+          kernels::ApplyRope(k, rope.positions, rope.tables).transpose(1, 2), v.transpose(1, 2)};
 }
 
 at::Tensor LlamaAttentionImpl::ProjectOutput(const at::Tensor& attended) { return o_proj(attended); }
 
-at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const RopeCosSin& rope, const at::Tensor& allowed) {
+at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const RopePositions& rope, const at::Tensor& allowed) {
   QkvStates s = ProjectQkv(x, rope);
   return ProjectOutput(AttendEager(s.q, s.k, s.v, allowed));
 }
@@ -83,7 +82,7 @@ LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaConfig& config, const at
       register_module("post_attention_layernorm", LlamaRMSNorm(config.hidden_size, config.rms_norm_eps, options));
 }
 
-at::Tensor LlamaDecoderLayerImpl::forward(const at::Tensor& x, const RopeCosSin& rope, const at::Tensor& allowed) {
+at::Tensor LlamaDecoderLayerImpl::forward(const at::Tensor& x, const RopePositions& rope, const at::Tensor& allowed) {
   at::Tensor h = x + self_attn(input_layernorm(x), rope, allowed);
   return h + mlp(post_attention_layernorm(h));
 }

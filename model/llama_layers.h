@@ -5,10 +5,11 @@
 // Parameters are created with at::empty(shape, options) and never initialised here: on the meta
 // device construction allocates nothing (`llamarl plan` counts 405B parameters that way), and
 // weights come from a checkpoint (LoadLlama) or from InitLlamaWeights.
+// RMSNorm and RoPE are kernels/'s fused ops (forward and backward), the one implementation of each.
 // Legend: B = batch, T = tokens, D = hidden_size, H = heads, K = kv heads, E = head_dim.
 #pragma once
 
-#include "model/rope.h"
+#include "kernels/rope.h"
 
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
@@ -16,6 +17,13 @@
 namespace llamarl {
 
 struct LlamaConfig;
+
+// RoPE for one forward: the tokens' positions and the model's frequency table (LlamaForCausalLM::Rope).
+// cos/sin are computed inside the kernel at each position, in f32 and rounded as HF rounds them.
+struct RopePositions {
+  at::Tensor positions;        // [B, T] int64, on the activations' device
+  kernels::RopeTables tables;  // inv_freq [E/2] f32, on that device
+};
 
 // y = x W^T (+ b); weight [out, in], bias [out] or undefined.
 class LlamaLinearImpl : public torch::nn::Module {
@@ -36,7 +44,7 @@ class LlamaEmbeddingImpl : public torch::nn::Module {
 };
 TORCH_MODULE(LlamaEmbedding);
 
-// HF's LlamaRMSNorm: normalise in f32, cast back to the input dtype, then scale by weight.
+// HF's LlamaRMSNorm (normalise in f32, round to the input dtype, scale by weight) by kernels::RmsNorm.
 class LlamaRMSNormImpl : public torch::nn::Module {
  public:
   LlamaRMSNormImpl(int64_t dim, double eps, const at::TensorOptions& options);
@@ -58,12 +66,12 @@ struct QkvStates {
 class LlamaAttentionImpl : public torch::nn::Module {
  public:
   LlamaAttentionImpl(const LlamaConfig& config, const at::TensorOptions& options);
-  // x [B, T, D]; rope holds cos/sin at the tokens' positions.
-  QkvStates ProjectQkv(const at::Tensor& x_BTD, const RopeCosSin& rope);
+  // x [B, T, D]; rope holds the tokens' positions.
+  QkvStates ProjectQkv(const at::Tensor& x_BTD, const RopePositions& rope);
   // attended [B, T, H * E] -> [B, T, D]
   at::Tensor ProjectOutput(const at::Tensor& attended);
   // Full-sequence attention: allowed [B, 1, T, T] bool (model/attention.h).
-  at::Tensor forward(const at::Tensor& x_BTD, const RopeCosSin& rope, const at::Tensor& allowed);
+  at::Tensor forward(const at::Tensor& x_BTD, const RopePositions& rope, const at::Tensor& allowed);
 
   LlamaLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   LlamaRMSNorm q_norm{nullptr}, k_norm{nullptr};  // qwen3 only
@@ -86,7 +94,7 @@ TORCH_MODULE(LlamaMlp);
 class LlamaDecoderLayerImpl : public torch::nn::Module {
  public:
   LlamaDecoderLayerImpl(const LlamaConfig& config, const at::TensorOptions& options);
-  at::Tensor forward(const at::Tensor& x_BTD, const RopeCosSin& rope, const at::Tensor& allowed);
+  at::Tensor forward(const at::Tensor& x_BTD, const RopePositions& rope, const at::Tensor& allowed);
 
   LlamaAttention self_attn{nullptr};
   LlamaMlp mlp{nullptr};

@@ -28,7 +28,7 @@ LlamaConfig Shaped(const char* model_type, int64_t vocab_size, const Shape& s, i
 LlamaConfig Llama31Config(const Shape& shape) {
   LlamaConfig c = Shaped("llama", 128256, shape, 8, 128);
   c.rope_theta = 500000.0;
-  c.rope_scaling = Llama3RopeScaling{8.0, 1.0, 4.0, 8192};
+  c.rope_scaling = kernels::Llama3RopeScalingOptions{8.0, 1.0, 4.0, 8192};
   c.rms_norm_eps = 1e-5;
   c.max_position_embeddings = 131072;
   c.bos_token_id = 128000;
@@ -84,7 +84,7 @@ std::vector<LlamaPreset> MakePresets() {
   LlamaConfig llama32 = Llama31Config({2048, 8192, 16, 32});
   llama32.head_dim = 64;
   llama32.tie_word_embeddings = true;
-  llama32.rope_scaling = Llama3RopeScaling{32.0, 1.0, 4.0, 8192};
+  llama32.rope_scaling = kernels::Llama3RopeScalingOptions{32.0, 1.0, 4.0, 8192};
   const std::string no_llama3_tokenizer =
       "no Llama 3 tokenizer (tiktoken-derived, 128,256 ids) is under the shared tokenizers directory; copy "
       "tokenizer.json and tokenizer_config.json from the HF repository into this directory before using it "

@@ -248,7 +248,7 @@ at::Tensor Trainer::HiddenThrough(LlamaForCausalLMImpl& module, std::vector<Shar
   const int64_t batch = inputs.input_ids.size(0), tokens = inputs.input_ids.size(1);
   at::Tensor positions = PackedPositionIds(inputs.segment_ids);
   at::Tensor allowed = BuildAttentionMask({batch, tokens, at::Tensor(), inputs.segment_ids}, h.device());
-  RopeCosSin rope = module.Rope(positions, h.scalar_type());
+  RopePositions rope = module.Rope(positions);
   for (size_t i = 1; i + 1 < groups.size(); ++i) h = ShardedLayerForward(&groups[i], h, rope, allowed);
   return module.FinalNorm(h);
 }

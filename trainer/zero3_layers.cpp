@@ -28,16 +28,18 @@ at::Tensor LocalPart(const ShardedLayer& s, const at::Tensor& shard) {
 
 class LayerFunction : public torch::autograd::Function<LayerFunction> {
  public:
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& cos,
-                            const at::Tensor& sin, const at::Tensor& allowed, int64_t state) {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& positions,
+                            const at::Tensor& inv_freq, double attention_scaling, const at::Tensor& allowed,
+                            int64_t state) {
     auto* s = reinterpret_cast<ShardedLayer*>(state);
     ctx->saved_data["state"] = state;
-    ctx->save_for_backward({x, cos, sin, allowed});
+    ctx->saved_data["attention_scaling"] = attention_scaling;
+    ctx->save_for_backward({x, positions, inv_freq, allowed});
     GatherLayer(*s);
     at::Tensor out;
     {
       at::NoGradGuard no_grad;
-      out = s->layer->forward(x, RopeCosSin{cos, sin}, allowed);
+      out = s->layer->forward(x, RopePositions{positions, {inv_freq, attention_scaling}}, allowed);
     }
     ReleaseLayer(*s);
     return out;
@@ -54,13 +56,14 @@ class LayerFunction : public torch::autograd::Function<LayerFunction> {
     std::vector<at::Tensor> g;
     {
       at::AutoGradMode enable(true);
-      at::Tensor out = s->layer->forward(x, RopeCosSin{saved[1], saved[2]}, saved[3]);
+      const double attention_scaling = ctx->saved_data["attention_scaling"].toDouble();
+      at::Tensor out = s->layer->forward(x, RopePositions{saved[1], {saved[2], attention_scaling}}, saved[3]);
       g = torch::autograd::grad({out}, inputs, {grads[0]}, /*retain_graph=*/false, /*create_graph=*/false,
                                 /*allow_unused=*/true);
     }
     ReduceScatterLayerGrads(*s, std::vector<at::Tensor>(g.begin() + 1, g.end()));
     ReleaseLayer(*s);
-    return {g[0], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {g[0], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -125,8 +128,10 @@ void ReduceScatterLayerGrads(const ShardedLayer& s, const std::vector<at::Tensor
   local.add_(out);
 }
 
-at::Tensor ShardedLayerForward(ShardedLayer* s, const at::Tensor& x, const RopeCosSin& rope, const at::Tensor& allowed) {
-  return LayerFunction::apply(x, rope.cos, rope.sin, allowed, reinterpret_cast<int64_t>(s));
+at::Tensor ShardedLayerForward(ShardedLayer* s, const at::Tensor& x, const RopePositions& rope,
+                               const at::Tensor& allowed) {
+  return LayerFunction::apply(x, rope.positions, rope.tables.inv_freq, rope.tables.attention_scaling, allowed,
+                              reinterpret_cast<int64_t>(s));
 }
 
 }  // namespace llamarl

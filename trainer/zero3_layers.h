@@ -45,7 +45,7 @@ void ReleaseLayer(const ShardedLayer& s);
 void ReduceScatterLayerGrads(const ShardedLayer& s, const std::vector<at::Tensor>& grads);
 
 // Collective: one decoder layer with per-layer gathered parameters (see above). x [B, T, D].
-at::Tensor ShardedLayerForward(ShardedLayer* s, const at::Tensor& x_BTD, const RopeCosSin& rope,
+at::Tensor ShardedLayerForward(ShardedLayer* s, const at::Tensor& x_BTD, const RopePositions& rope,
                                const at::Tensor& allowed);
 
 }  // namespace llamarl
