@@ -25,6 +25,11 @@ at::Tensor SegmentRuns(const at::Tensor& segment_ids) {
   return starts.cumsum(1);
 }
 
+void CheckQkv(const char* op, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, op, " expects 4-d q, k, v; got ", q.sizes(), ", ",
+              k.sizes(), ", ", v.sizes());
+}
+
 }  // namespace
 
 at::Tensor BuildAttentionMask(const AttentionMaskInputs& in, at::Device device) {
@@ -44,6 +49,24 @@ at::Tensor BuildAttentionMask(const AttentionMaskInputs& in, at::Device device) 
   return allowed.contiguous();
 }
 
+AttentionLayout BuildAttentionLayout(const AttentionMaskInputs& in, at::Device device) {
+  AttentionLayout layout;
+  if (in.batch != 1 || !in.segment_ids.defined() || in.attention_mask.defined()) {
+    layout.allowed = BuildAttentionMask(in, device);
+    return layout;
+  }
+  CheckBatchTokens("segment_ids", in.segment_ids, in.batch, in.num_tokens);
+  // Segment starts on the host: the per-segment loop needs them as sizes (one sync per forward).
+  at::Tensor ids = in.segment_ids.to(at::kCPU, at::kLong).contiguous();
+  const int64_t* id = ids.data_ptr<int64_t>();
+  layout.segment_starts.push_back(0);
+  for (int64_t t = 1; t < in.num_tokens; ++t) {
+    if (id[t] != id[t - 1]) layout.segment_starts.push_back(t);
+  }
+  layout.segment_starts.push_back(in.num_tokens);
+  return layout;
+}
+
 at::Tensor PackedPositionIds(const at::Tensor& segment_ids) {
   TORCH_CHECK(segment_ids.dim() == 2, "segment_ids must be [batch, tokens], got shape ", segment_ids.sizes());
   const int64_t t = segment_ids.size(1);
@@ -57,8 +80,7 @@ at::Tensor PackedPositionIds(const at::Tensor& segment_ids) {
 }
 
 at::Tensor AttendEager(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& allowed) {
-  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "AttendEager expects 4-d q, k, v; got ", q.sizes(),
-              ", ", k.sizes(), ", ", v.sizes());
+  CheckQkv("AttendEager", q, k, v);
   const int64_t batch = q.size(0), heads = q.size(1), tokens = q.size(2), head_dim = q.size(3);
   const int64_t kv_heads = k.size(1), keys = k.size(2);
   TORCH_CHECK(heads % kv_heads == 0, "query heads (", heads, ") must be a multiple of kv heads (", kv_heads, ")");
@@ -74,6 +96,32 @@ at::Tensor AttendEager(const at::Tensor& q, const at::Tensor& k, const at::Tenso
   scores = scores.to(at::kFloat).masked_fill(allowed.logical_not(), std::numeric_limits<float>::lowest());
   at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
   return at::matmul(probs, v_rep).transpose(1, 2).reshape({batch, tokens, heads * head_dim});
+}
+
+at::Tensor AttendSegments(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                          const std::vector<int64_t>& starts) {
+  CheckQkv("AttendSegments", q, k, v);
+  const int64_t tokens = q.size(2);
+  TORCH_CHECK(q.size(0) == 1 && k.size(0) == 1 && v.size(0) == 1, "AttendSegments expects one packed row, got q ",
+              q.sizes(), ", k ", k.sizes());
+  TORCH_CHECK(starts.size() >= 2 && starts.front() == 0 && starts.back() == tokens && k.size(2) == tokens,
+              "AttendSegments: segment starts must run from 0 to the row's ", tokens, " tokens (keys ", k.size(2),
+              "), got ", starts.size(), " bounds ending at ", starts.empty() ? -1 : starts.back());
+  auto bool_options = at::TensorOptions().dtype(at::kBool).device(q.device());
+  std::vector<at::Tensor> parts;
+  parts.reserve(starts.size() - 1);
+  for (size_t s = 0; s + 1 < starts.size(); ++s) {
+    const int64_t begin = starts[s], n = starts[s + 1] - begin;
+    TORCH_CHECK(n > 0, "AttendSegments: segment starts must increase, got ", begin, " then ", starts[s + 1]);
+    at::Tensor causal = at::ones({n, n}, bool_options).tril().view({1, 1, n, n});
+    parts.push_back(AttendEager(q.narrow(2, begin, n), k.narrow(2, begin, n), v.narrow(2, begin, n), causal));
+  }
+  return parts.size() == 1 ? parts[0] : at::cat(parts, 1);
+}
+
+at::Tensor Attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttentionLayout& layout) {
+  if (!layout.segment_starts.empty()) return AttendSegments(q, k, v, layout.segment_starts);
+  return AttendEager(q, k, v, layout.allowed);
 }
 
 }  // namespace llamarl

@@ -77,9 +77,9 @@ at::Tensor LlamaForCausalLMImpl::Hidden(const LlamaInputs& in) {
   } else {
     positions = at::arange(tokens, at::TensorOptions().dtype(at::kLong).device(h.device())).expand({batch, tokens});
   }
-  at::Tensor allowed = BuildAttentionMask({batch, tokens, in.attention_mask, in.segment_ids}, h.device());
+  AttentionLayout layout = BuildAttentionLayout({batch, tokens, in.attention_mask, in.segment_ids}, h.device());
   RopePositions rope = Rope(positions);
-  for (auto& layer : model->typed_layers) h = layer(h, rope, allowed);
+  for (auto& layer : model->typed_layers) h = layer(h, rope, layout);
   return FinalNorm(h);
 }
 

@@ -60,9 +60,9 @@ QkvStates LlamaAttentionImpl::ProjectQkv(const at::Tensor& x, const RopePosition
 
 at::Tensor LlamaAttentionImpl::ProjectOutput(const at::Tensor& attended) { return o_proj(attended); }
 
-at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const RopePositions& rope, const at::Tensor& allowed) {
+at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const RopePositions& rope, const AttentionLayout& layout) {
   QkvStates s = ProjectQkv(x, rope);
-  return ProjectOutput(AttendEager(s.q, s.k, s.v, allowed));
+  return ProjectOutput(Attend(s.q, s.k, s.v, layout));
 }
 
 LlamaMlpImpl::LlamaMlpImpl(const LlamaConfig& config, const at::TensorOptions& options) {
@@ -82,8 +82,9 @@ LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaConfig& config, const at
       register_module("post_attention_layernorm", LlamaRMSNorm(config.hidden_size, config.rms_norm_eps, options));
 }
 
-at::Tensor LlamaDecoderLayerImpl::forward(const at::Tensor& x, const RopePositions& rope, const at::Tensor& allowed) {
-  at::Tensor h = x + self_attn(input_layernorm(x), rope, allowed);
+at::Tensor LlamaDecoderLayerImpl::forward(const at::Tensor& x, const RopePositions& rope,
+                                          const AttentionLayout& layout) {
+  at::Tensor h = x + self_attn(input_layernorm(x), rope, layout);
   return h + mlp(post_attention_layernorm(h));
 }
 

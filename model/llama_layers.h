@@ -10,6 +10,7 @@
 #pragma once
 
 #include "kernels/rope.h"
+#include "model/attention.h"
 
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
@@ -70,8 +71,8 @@ class LlamaAttentionImpl : public torch::nn::Module {
   QkvStates ProjectQkv(const at::Tensor& x_BTD, const RopePositions& rope);
   // attended [B, T, H * E] -> [B, T, D]
   at::Tensor ProjectOutput(const at::Tensor& attended);
-  // Full-sequence attention: allowed [B, 1, T, T] bool (model/attention.h).
-  at::Tensor forward(const at::Tensor& x_BTD, const RopePositions& rope, const at::Tensor& allowed);
+  // Full-sequence attention over `layout` (packed segments or a mask; model/attention.h).
+  at::Tensor forward(const at::Tensor& x_BTD, const RopePositions& rope, const AttentionLayout& layout);
 
   LlamaLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   LlamaRMSNorm q_norm{nullptr}, k_norm{nullptr};  // qwen3 only
@@ -94,7 +95,7 @@ TORCH_MODULE(LlamaMlp);
 class LlamaDecoderLayerImpl : public torch::nn::Module {
  public:
   LlamaDecoderLayerImpl(const LlamaConfig& config, const at::TensorOptions& options);
-  at::Tensor forward(const at::Tensor& x_BTD, const RopePositions& rope, const at::Tensor& allowed);
+  at::Tensor forward(const at::Tensor& x_BTD, const RopePositions& rope, const AttentionLayout& layout);
 
   LlamaAttention self_attn{nullptr};
   LlamaMlp mlp{nullptr};

@@ -247,9 +247,9 @@ at::Tensor Trainer::HiddenThrough(LlamaForCausalLMImpl& module, std::vector<Shar
   at::Tensor h = module.Embed(inputs.input_ids);
   const int64_t batch = inputs.input_ids.size(0), tokens = inputs.input_ids.size(1);
   at::Tensor positions = PackedPositionIds(inputs.segment_ids);
-  at::Tensor allowed = BuildAttentionMask({batch, tokens, at::Tensor(), inputs.segment_ids}, h.device());
+  AttentionLayout layout = BuildAttentionLayout({batch, tokens, at::Tensor(), inputs.segment_ids}, h.device());
   RopePositions rope = module.Rope(positions);
-  for (size_t i = 1; i + 1 < groups.size(); ++i) h = ShardedLayerForward(&groups[i], h, rope, allowed);
+  for (size_t i = 1; i + 1 < groups.size(); ++i) h = ShardedLayerForward(&groups[i], h, rope, layout);
   return module.FinalNorm(h);
 }
 

@@ -29,17 +29,22 @@ at::Tensor LocalPart(const ShardedLayer& s, const at::Tensor& shard) {
 class LayerFunction : public torch::autograd::Function<LayerFunction> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& positions,
-                            const at::Tensor& inv_freq, double attention_scaling, const at::Tensor& allowed,
+                            const at::Tensor& inv_freq, double attention_scaling,
+                            const c10::optional<at::Tensor>& allowed_or_none, std::vector<int64_t> segment_starts,
                             int64_t state) {
+    // A packed layout has no mask; an undefined tensor may not be an input of a custom function.
+    const at::Tensor allowed = allowed_or_none.value_or(at::Tensor());
     auto* s = reinterpret_cast<ShardedLayer*>(state);
     ctx->saved_data["state"] = state;
     ctx->saved_data["attention_scaling"] = attention_scaling;
+    ctx->saved_data["segment_starts"] = segment_starts;
     ctx->save_for_backward({x, positions, inv_freq, allowed});
     GatherLayer(*s);
     at::Tensor out;
     {
       at::NoGradGuard no_grad;
-      out = s->layer->forward(x, RopePositions{positions, {inv_freq, attention_scaling}}, allowed);
+      out = s->layer->forward(x, RopePositions{positions, {inv_freq, attention_scaling}},
+                              AttentionLayout{std::move(segment_starts), allowed});
     }
     ReleaseLayer(*s);
     return out;
@@ -57,13 +62,14 @@ class LayerFunction : public torch::autograd::Function<LayerFunction> {
     {
       at::AutoGradMode enable(true);
       const double attention_scaling = ctx->saved_data["attention_scaling"].toDouble();
-      at::Tensor out = s->layer->forward(x, RopePositions{saved[1], {saved[2], attention_scaling}}, saved[3]);
+      AttentionLayout layout{ctx->saved_data["segment_starts"].toIntVector(), saved[3]};
+      at::Tensor out = s->layer->forward(x, RopePositions{saved[1], {saved[2], attention_scaling}}, layout);
       g = torch::autograd::grad({out}, inputs, {grads[0]}, /*retain_graph=*/false, /*create_graph=*/false,
                                 /*allow_unused=*/true);
     }
     ReduceScatterLayerGrads(*s, std::vector<at::Tensor>(g.begin() + 1, g.end()));
     ReleaseLayer(*s);
-    return {g[0], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {g[0], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -129,9 +135,11 @@ void ReduceScatterLayerGrads(const ShardedLayer& s, const std::vector<at::Tensor
 }
 
 at::Tensor ShardedLayerForward(ShardedLayer* s, const at::Tensor& x, const RopePositions& rope,
-                               const at::Tensor& allowed) {
+                               const AttentionLayout& layout) {
+  const c10::optional<at::Tensor> allowed =
+      layout.allowed.defined() ? c10::optional<at::Tensor>(layout.allowed) : c10::nullopt;
   return LayerFunction::apply(x, rope.positions, rope.tables.inv_freq, rope.tables.attention_scaling, allowed,
-                              reinterpret_cast<int64_t>(s));
+                              layout.segment_starts, reinterpret_cast<int64_t>(s));
 }
 
 }  // namespace llamarl

@@ -46,6 +46,6 @@ void ReduceScatterLayerGrads(const ShardedLayer& s, const std::vector<at::Tensor
 
 // Collective: one decoder layer with per-layer gathered parameters (see above). x [B, T, D].
 at::Tensor ShardedLayerForward(ShardedLayer* s, const at::Tensor& x_BTD, const RopePositions& rope,
-                               const at::Tensor& allowed);
+                               const AttentionLayout& layout);
 
 }  // namespace llamarl

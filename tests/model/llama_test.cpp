@@ -3,7 +3,6 @@
 // meta-device construction, packing and input checks.
 #include "model/llama.h"
 
-#include "model/attention.h"
 #include "model/llama_checkpoint.h"
 #include "model/safetensors.h"
 #include "tests/test_util.h"
@@ -192,28 +191,6 @@ TEST(LlamaModelTest, RejectsBadInputs) {
   in.position_ids = at::zeros({2, 3}, at::kLong);
   EXPECT_THROW(f.model->Logits(in), c10::Error);
   EXPECT_THROW(f.model->forward(at::zeros({3}, at::kLong)), c10::Error);
-}
-
-TEST(AttentionTest, PackedPositionsRestartPerRun) {
-  at::Tensor segments = at::tensor(std::vector<int64_t>{0, 0, 0, 1, 1, 2, 2, 0}, at::kLong).unsqueeze(0);
-  at::Tensor want = at::tensor(std::vector<int64_t>{0, 1, 2, 0, 1, 0, 1, 0}, at::kLong).unsqueeze(0);
-  EXPECT_TRUE(at::equal(PackedPositionIds(segments), want));
-}
-
-TEST(AttentionTest, MaskIsCausalWithinSegmentsAndSkipsPadding) {
-  AttentionMaskInputs in;
-  in.batch = 1;
-  in.num_tokens = 4;
-  in.segment_ids = at::tensor(std::vector<int64_t>{7, 7, 3, 7}, at::kLong).unsqueeze(0);
-  in.attention_mask = at::tensor(std::vector<int64_t>{0, 1, 1, 1}, at::kLong).unsqueeze(0);
-  at::Tensor allowed = BuildAttentionMask(in, at::kCPU).squeeze();
-  // Rows are queries. Token 3 reuses id 7 after a run of 3: a new sequence, so it sees only itself.
-  at::Tensor want = at::tensor(std::vector<int64_t>{0, 0, 0, 0,  //
-                                                    0, 1, 0, 0,  //
-                                                    0, 0, 1, 0,  //
-                                                    0, 0, 0, 1},
-                               at::kLong).view({4, 4}).to(at::kBool);
-  EXPECT_TRUE(at::equal(allowed, want)) << allowed;
 }
 
 }  // namespace
