@@ -1,5 +1,6 @@
 #include "model/llama_layers.h"
 
+#include "kernels/fused_linear.h"
 #include "kernels/rms_norm.h"
 #include "model/attention.h"
 #include "model/llama_config.h"
@@ -7,7 +8,26 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include <vector>
+
 namespace llamarl {
+namespace {
+
+// Makes the given linear layers' weights row blocks of one buffer, so that kernels::FusedLinear
+// reads them as one matrix without a copy. The parameters stay separate (HF names, own gradients).
+void PlaceBackToBack(const std::vector<LlamaLinear>& layers, const at::TensorOptions& options) {
+  int64_t rows = 0;
+  for (const LlamaLinear& l : layers) rows += l->weight.size(0);
+  at::Tensor joint = at::empty({rows, layers.front()->weight.size(1)}, options);
+  int64_t row = 0;
+  for (const LlamaLinear& l : layers) {
+    const int64_t n = l->weight.size(0);
+    l->weight.set_data(joint.narrow(0, row, n));
+    row += n;
+  }
+}
+
+}  // namespace
 
 LlamaLinearImpl::LlamaLinearImpl(int64_t in_features, int64_t out_features, bool with_bias,
                                  const at::TensorOptions& options) {
@@ -42,13 +62,19 @@ LlamaAttentionImpl::LlamaAttentionImpl(const LlamaConfig& config, const at::Tens
     q_norm = register_module("q_norm", LlamaRMSNorm(head_dim_, config.rms_norm_eps, options));
     k_norm = register_module("k_norm", LlamaRMSNorm(head_dim_, config.rms_norm_eps, options));
   }
+  PlaceBackToBack({q_proj, k_proj, v_proj}, options);
 }
 
 QkvStates LlamaAttentionImpl::ProjectQkv(const at::Tensor& x, const RopePositions& rope) {
   const int64_t batch = x.size(0), tokens = x.size(1);
-  at::Tensor q = q_proj(x).view({batch, tokens, num_heads_, head_dim_});
-  at::Tensor k = k_proj(x).view({batch, tokens, num_kv_heads_, head_dim_});
-  at::Tensor v = v_proj(x).view({batch, tokens, num_kv_heads_, head_dim_});
+  const int64_t q_width = num_heads_ * head_dim_, kv_width = num_kv_heads_ * head_dim_;
+  std::vector<at::Tensor> biases;
+  if (q_proj->bias.defined()) biases = {q_proj->bias, k_proj->bias, v_proj->bias};
+  // One GEMM for the three projections (kernels/fused_linear.h), then views of its column blocks.
+  at::Tensor qkv = kernels::FusedLinear(x, {q_proj->weight, k_proj->weight, v_proj->weight}, biases);
+  at::Tensor q = qkv.narrow(-1, 0, q_width).view({batch, tokens, num_heads_, head_dim_});
+  at::Tensor k = qkv.narrow(-1, q_width, kv_width).view({batch, tokens, num_kv_heads_, head_dim_});
+  at::Tensor v = qkv.narrow(-1, q_width + kv_width, kv_width).view({batch, tokens, num_kv_heads_, head_dim_});
   if (q_norm) {  // qwen3 normalises each head before RoPE
     q = q_norm(q);
     k = k_norm(k);
@@ -70,9 +96,14 @@ LlamaMlpImpl::LlamaMlpImpl(const LlamaConfig& config, const at::TensorOptions& o
   gate_proj = register_module("gate_proj", LlamaLinear(d, inter, false, options));
   up_proj = register_module("up_proj", LlamaLinear(d, inter, false, options));
   down_proj = register_module("down_proj", LlamaLinear(inter, d, false, options));
+  PlaceBackToBack({gate_proj, up_proj}, options);
 }
 
-at::Tensor LlamaMlpImpl::forward(const at::Tensor& x) { return down_proj(at::silu(gate_proj(x)) * up_proj(x)); }
+at::Tensor LlamaMlpImpl::forward(const at::Tensor& x) {
+  const int64_t inter = gate_proj->weight.size(0);
+  at::Tensor gate_up = kernels::FusedLinear(x, {gate_proj->weight, up_proj->weight});  // one GEMM
+  return down_proj(at::silu(gate_up.narrow(-1, 0, inter)) * gate_up.narrow(-1, inter, inter));
+}
 
 LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaConfig& config, const at::TensorOptions& options) {
   self_attn = register_module("self_attn", LlamaAttention(config, options));

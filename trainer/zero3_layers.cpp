@@ -86,14 +86,20 @@ void GatherLayer(const ShardedLayer& s) {
   s.comm->AllGather(outputs, LocalPart(s, *s.shard))->Wait();
   at::NoGradGuard no_grad;
   const auto& params = s.params;
+  // Parameters of one dtype other than the shard's get one converted copy of the whole range, so that
+  // neighbours stay back to back (the decoder's fused q/k/v and gate/up GEMMs read them in place).
+  at::Tensor source = full;
+  bool one_dtype = !params.empty();
+  for (const at::Tensor& p : params) one_dtype = one_dtype && p.scalar_type() == params[0].scalar_type();
+  if (one_dtype && params[0].scalar_type() != full.scalar_type()) source = full.to(params[0].scalar_type());
   int64_t offset = 0;
   for (size_t i = 0; i < params.size(); ++i) {
     int64_t numel = 1;
     for (int64_t d : s.shapes[i]) numel *= d;
-    at::Tensor view = full.narrow(0, offset, numel).view(s.shapes[i]);
-    // Parameters of the shard's dtype alias the gathered buffer; others get a converted copy.
+    at::Tensor view = source.narrow(0, offset, numel).view(s.shapes[i]);
+    // Parameters of the source's dtype alias it; others get a converted copy.
     at::Tensor p = params[i];
-    p.set_data(p.scalar_type() == full.scalar_type() ? view : view.to(p.scalar_type()));
+    p.set_data(p.scalar_type() == source.scalar_type() ? view : view.to(p.scalar_type()));
     offset += numel;
   }
 }
