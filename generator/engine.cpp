@@ -3,6 +3,7 @@
 #include "core/communicator.h"
 #include "core/device.h"
 #include "generator/engine_model.h"
+#include "generator/engine_sequence.h"
 #include "generator/kv_blocks.h"
 #include "generator/kv_cache.h"
 #include "generator/request_checks.h"
@@ -18,20 +19,6 @@
 #include <unordered_set>
 
 namespace llamarl {
-
-// One sample of a request. Its last token is pending: sampled but not yet in the cache, so its
-// block table holds prompt + tokens - 1 positions.
-struct Engine::Sequence {
-  std::shared_ptr<const GenerationRequest> request;  // shared by a group's samples
-  int64_t sample_index = 0;
-  BlockTable table;
-  std::vector<int64_t> tokens;
-  std::vector<float> logprobs;
-  std::vector<int64_t> versions;
-  FinishReason reason = FinishReason::kLength;
-
-  int64_t Cached() const { return int64_t(request->prompt.size() + tokens.size()) - 1; }
-};
 
 namespace {
 
@@ -157,7 +144,13 @@ void Engine::Submit(GenerationRequest request) {
   queue_.push_back({std::move(request), std::move(error)});
 }
 
-bool Engine::HasWork() const { return !queue_.empty() || !running_.empty(); }
+bool Engine::HasWork() const {
+  if (!queue_.empty()) return true;
+  for (const auto& seq : running_) {
+    if (!seq->awaiting) return true;
+  }
+  return false;
+}
 int64_t Engine::NumRunning() const { return int64_t(running_.size()); }
 int64_t Engine::NumQueued() const { return int64_t(queue_.size()); }
 
@@ -203,6 +196,7 @@ std::vector<Completion> Engine::Step() {
   std::vector<Completion> done = TakeRejected();
   if (kv_stale_) RefreshKv();
   for (Completion& c : Admit()) done.push_back(std::move(c));
+  for (Completion& c : ResumeContinued()) done.push_back(std::move(c));
   for (Completion& c : DecodeRunning()) done.push_back(std::move(c));
   return done;
 }
@@ -292,58 +286,62 @@ std::vector<Completion> Engine::Admit() {
   if (prompts.empty()) return {};
   const at::Device device = model_->options().device();
   at::Tensor logits = Prefill(prompts, prompt_tables).index_select(0, LongTensor(rows, device));
+  std::vector<int64_t> admitted;
+  for (int64_t i = first_new; i < NumRunning(); ++i) admitted.push_back(i);
+  return SampleAndAccept(logits, admitted);
+}
+
+std::vector<Completion> Engine::SampleAndAccept(const at::Tensor& logits, const std::vector<int64_t>& rows) {
   std::vector<RowDraw> draws;
-  for (int64_t i = first_new; i < NumRunning(); ++i) {
-    draws.push_back({&running_[size_t(i)]->request->sampling, running_[size_t(i)]->sample_index, 0});
+  for (int64_t i : rows) {
+    const Sequence& seq = *running_[size_t(i)];
+    draws.push_back({&seq.request->sampling, seq.sample_index, int64_t(seq.tokens.size())});
   }
   std::vector<int64_t> tokens;
   std::vector<float> logprobs;
   SampleRows(logits.narrow(1, 0, sampled_vocab_), draws, tokens, logprobs);
   model_->SyncSampled(tokens, logprobs);
   std::vector<bool> finished(running_.size(), false);
-  for (int64_t i = first_new; i < NumRunning(); ++i) {
-    const size_t j = size_t(i - first_new);
-    finished[size_t(i)] = Accept(*running_[size_t(i)], tokens[j], logprobs[j]);
+  for (size_t j = 0; j < rows.size(); ++j) {
+    finished[size_t(rows[j])] = Accept(*running_[size_t(rows[j])], tokens[j], logprobs[j]);
   }
   return Retire(finished);
 }
 
 std::vector<Completion> Engine::DecodeRunning() {
-  const int64_t n = NumRunning();
+  std::vector<int64_t> active;  // awaiting multi-turn samples sit out
+  for (size_t i = 0; i < running_.size(); ++i) {
+    if (!running_[i]->awaiting) active.push_back(int64_t(i));
+  }
+  const int64_t n = int64_t(active.size());
   if (n == 0) return {};
   std::vector<int64_t> pending, positions, slots;
   std::vector<std::pair<int64_t, int64_t>> copies;
-  std::vector<RowDraw> draws;
   size_t widest = 0;
-  for (const auto& seq : running_) {
-    TORCH_INTERNAL_ASSERT(seq->table.length == seq->Cached(), "block table of ", seq->table.length,
-                          " positions for a sequence of ", seq->Cached());
-    pending.push_back(seq->tokens.back());
-    positions.push_back(seq->table.length);
-    slots.push_back(blocks_->Append(seq->table, copies));
-    draws.push_back({&seq->request->sampling, seq->sample_index, int64_t(seq->tokens.size())});
-    widest = std::max(widest, seq->table.blocks.size());
+  for (int64_t i : active) {
+    Sequence& seq = *running_[size_t(i)];
+    TORCH_INTERNAL_ASSERT(seq.table.length == seq.Cached() && seq.observation.empty(), "block table of ",
+                          seq.table.length, " positions for a sequence of ", seq.Cached());
+    pending.push_back(seq.tokens.back());
+    positions.push_back(seq.table.length);
+    slots.push_back(blocks_->Append(seq.table, copies));
+    widest = std::max(widest, seq.table.blocks.size());
   }
   cache_->CopyBlocks(copies);
-  std::vector<int64_t> table;  // [n, widest], short rows padded with their first block
-  for (const auto& seq : running_) {
-    const std::vector<int64_t>& b = seq->table.blocks;
+  const at::Device device = model_->options().device();
+  DecodeBatch batch{LongTensor(pending, device), LongTensor(positions, device), LongTensor(slots, device),
+                    LongTensor(PaddedBlocks(active, widest), device).view({n, int64_t(widest)})};
+  return SampleAndAccept(model_->Decode(*cache_, batch), active);
+}
+
+std::vector<int64_t> Engine::PaddedBlocks(const std::vector<int64_t>& rows, size_t widest) const {
+  std::vector<int64_t> table;  // [rows, widest], short rows padded with their first block
+  for (int64_t i : rows) {
+    const std::vector<int64_t>& b = running_[size_t(i)]->table.blocks;
     table.insert(table.end(), b.begin(), b.end());
     table.insert(table.end(), widest - b.size(), b.front());
   }
-  const at::Device device = model_->options().device();
-  DecodeBatch batch{LongTensor(pending, device), LongTensor(positions, device), LongTensor(slots, device),
-                    LongTensor(table, device).view({n, int64_t(widest)})};
-  at::Tensor logits = model_->Decode(*cache_, batch);
-  std::vector<int64_t> tokens;
-  std::vector<float> logprobs;
-  SampleRows(logits.narrow(1, 0, sampled_vocab_), draws, tokens, logprobs);
-  model_->SyncSampled(tokens, logprobs);
-  std::vector<bool> finished(size_t(n), false);
-  for (int64_t i = 0; i < n; ++i) {
-    finished[size_t(i)] = Accept(*running_[size_t(i)], tokens[size_t(i)], logprobs[size_t(i)]);
-  }
-  return Retire(finished);
+  return table;
 }
 
 void Engine::RefreshKv() {
@@ -366,13 +364,18 @@ bool Engine::Accept(Sequence& seq, int64_t token, float logprob) {
   seq.tokens.push_back(token);
   seq.logprobs.push_back(logprob);
   seq.versions.push_back(version_);
+  const bool multi_turn = seq.request->multi_turn;
+  if (multi_turn) seq.sampled.push_back(1);
   const SamplingParams& s = seq.request->sampling;
   if (std::find(s.eos_ids.begin(), s.eos_ids.end(), token) != s.eos_ids.end()) {
     seq.reason = FinishReason::kEos;
     return true;
   }
   if (!s.stop_strings.empty()) {
-    const std::string text = options_.decode(seq.tokens);
+    // A multi-turn sample's stop strings apply to its current turn.
+    const std::string text = seq.turn_start == 0 ? options_.decode(seq.tokens)
+                                                 : options_.decode(std::vector<int64_t>(
+                                                       seq.tokens.begin() + seq.turn_start, seq.tokens.end()));
     for (const std::string& stop : s.stop_strings) {
       if (text.find(stop) != std::string::npos) {
         seq.reason = FinishReason::kStop;
@@ -382,14 +385,20 @@ bool Engine::Accept(Sequence& seq, int64_t token, float logprob) {
   }
   const int64_t generated = int64_t(seq.tokens.size());
   seq.reason = FinishReason::kLength;
-  return generated >= s.max_new_tokens || int64_t(seq.request->prompt.size()) + generated >= max_seq_len_;
+  if (generated >= s.max_new_tokens || int64_t(seq.request->prompt.size()) + generated >= max_seq_len_) return true;
+  const int64_t turn_cap = seq.request->max_turn_tokens;
+  return multi_turn && turn_cap > 0 && generated - seq.turn_start >= turn_cap;
 }
 
 std::vector<Completion> Engine::Retire(const std::vector<bool>& finished) {
   std::vector<Completion> done;
   std::vector<std::unique_ptr<Sequence>> kept;
   for (size_t i = 0; i < running_.size(); ++i) {
-    if (!finished[i]) {
+    if (finished[i] && running_[i]->request->multi_turn && Room(*running_[i]) >= 2) {
+      running_[i]->awaiting = true;  // its turn ended: it keeps its slot and blocks
+      done.push_back(Snapshot(*running_[i]));
+    }
+    if (!finished[i] || running_[i]->awaiting) {
       kept.push_back(std::move(running_[i]));
       continue;
     }
@@ -409,6 +418,8 @@ Completion Engine::Finish(Sequence& seq) {
   c.logprobs = std::move(seq.logprobs);
   c.versions = std::move(seq.versions);
   c.finish_reason = seq.reason;
+  c.sampled = std::move(seq.sampled);
+  c.turn_start = seq.turn_start;
   return c;
 }
 

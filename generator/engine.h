@@ -24,6 +24,16 @@
 // engine with the new weights would sample given the same prefix; without it they keep the KV cache
 // computed by the old weights (cheaper, but the tokens then follow no single policy).
 //
+// Multi-turn episodes (GenerationRequest::multi_turn): a turn ends where a single-turn request would
+// finish (an EOS id, a stop string, or max_turn_tokens), but the sample keeps its slot and its KV
+// blocks and comes back from Step() as a Completion with awaiting_observation. The caller (the
+// controller, with an env/ environment) then either Continue()s it with observation tokens, which
+// the next Step() prefills after the history already in the sample's blocks (the history is never
+// recomputed nor re-tokenized), or End()s it. An awaiting sample is left out of decode steps, so it
+// never holds up the others. The episode's tokens (model and observation) count against
+// sampling.max_new_tokens, which sizes the KV blocks the sample claims at admission, so a Continue
+// that fits RoomLeft() never waits for memory.
+//
 // Thread safety: none; one thread drives an Engine. Under tensor parallelism every rank of tp_group
 // makes the same calls in the same order (SPMD): Submit with the same requests, Step in lockstep,
 // UpdateWeights with the same names. Block allocation is deterministic, so every rank holds the same
@@ -73,6 +83,9 @@ struct GenerationRequest {
   // > 1 = a GRPO group: the prompt is prefilled once and its KV blocks shared by the n samples. All
   // n samples are admitted together, so num_samples must not exceed EngineOptions::max_slots.
   int64_t num_samples = 1;
+  // Multi-turn episodes (see the header): each sample pauses after every turn for Continue or End.
+  bool multi_turn = false;
+  int64_t max_turn_tokens = 0;  // multi-turn: tokens per model turn at most; 0 = no cap but the episode's
 };
 
 enum class FinishReason { kEos, kStop, kLength, kRejected };
@@ -90,8 +103,15 @@ struct Completion {
   // its log-probs would be lower by log(mass of the kept ids) and the importance ratios biased.
   std::vector<float> logprobs;
   std::vector<int64_t> versions;   // policy version of the weights that produced each token
-  FinishReason finish_reason = FinishReason::kLength;
+  FinishReason finish_reason = FinishReason::kLength;  // multi-turn: how the last turn ended
   std::string error;               // why it was rejected (empty otherwise)
+  // Multi-turn only (empty / false / 0 otherwise): per token, 1 when the model sampled it and 0 for
+  // observation tokens given to Continue (their logprob is 0 and their version the engine's at
+  // Continue). With awaiting_observation the episode is paused after a turn that began at
+  // tokens[turn_start] and waits for Continue or End (the tokens so far are a copy).
+  std::vector<uint8_t> sampled;
+  bool awaiting_observation = false;
+  int64_t turn_start = 0;
 };
 
 struct EngineOptions {
@@ -147,6 +167,16 @@ class Engine {
   std::vector<Completion> Step();
   // Step() until nothing is queued or running.
   std::vector<Completion> RunUntilDone();
+  // Multi-turn: resumes an awaiting sample after appending `observation` (>= 1 token, at most
+  // RoomLeft() - 1 so that the model can speak again); the next Step() prefills it into the sample's
+  // blocks and samples the next turn. Throws when the sample is not awaiting or the tokens do not fit.
+  void Continue(uint64_t request_id, int64_t sample_index, const std::vector<int64_t>& observation);
+  // Multi-turn: ends an awaiting sample, frees its slot and blocks, and returns its final Completion.
+  Completion End(uint64_t request_id, int64_t sample_index);
+  // Multi-turn: the tokens an awaiting sample may still take (its observation and the model's turns).
+  int64_t RoomLeft(uint64_t request_id, int64_t sample_index) const;
+  int64_t NumAwaiting() const;
+  // Queued or running work that Step() can advance (awaiting samples wait for the caller).
   bool HasWork() const;
   int64_t NumRunning() const;
   int64_t NumQueued() const;
@@ -189,13 +219,22 @@ class Engine {
   std::vector<Completion> TakeRejected();
   std::vector<Completion> Admit();
   std::vector<Completion> DecodeRunning();
+  std::vector<Completion> ResumeContinued();  // prefills the observations given to Continue
+  Sequence& Awaiting(uint64_t request_id, int64_t sample_index) const;
+  int64_t Room(const Sequence& seq) const;
   void RefreshKv();
   // Prefills rows[i] into positions [0, rows[i].size()) of tables[i]; returns each row's last logits [R, V].
   at::Tensor Prefill(const std::vector<std::vector<int64_t>>& rows, const std::vector<const BlockTable*>& tables);
   // Appends `token` to the sequence; returns true when it finished (and sets its reason).
   bool Accept(Sequence& seq, int64_t token, float logprob);
-  // Frees the blocks of finished sequences and drops them (the others keep their order).
+  // Frees the blocks of finished sequences and drops them (the others keep their order); a
+  // multi-turn sample with room left pauses instead (awaiting_observation).
   std::vector<Completion> Retire(const std::vector<bool>& finished);
+  // Draws one token per row of `logits` for running_[rows[i]] and accepts it; returns who finished.
+  std::vector<Completion> SampleAndAccept(const at::Tensor& logits, const std::vector<int64_t>& rows);
+  // The block tables of running_[rows[i]] as one [rows, widest] list, short rows padded.
+  std::vector<int64_t> PaddedBlocks(const std::vector<int64_t>& rows, size_t widest) const;
+  Completion Snapshot(const Sequence& seq) const;  // an awaiting sample's Completion (a copy)
   Completion Finish(Sequence& seq);
 
   LlamaConfig config_;

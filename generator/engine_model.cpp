@@ -127,6 +127,23 @@ at::Tensor EngineModel::RunLayer(int64_t index, const at::Tensor& x, const RopeP
   return h + AllReduce(layer.mlp(layer.post_attention_layernorm(h)));
 }
 
+template <typename Attend>
+at::Tensor EngineModel::RunRows(KvCache& cache, at::Tensor h, const RopePositions& rope, const RowsInCache& rows,
+                                Attend&& attend) {
+  const int64_t num_rows = h.size(0), tokens = h.size(1);
+  auto written = [&](const at::Tensor& kv_RKTE) {  // -> [M, K, E]
+    return kv_RKTE.transpose(1, 2).reshape({num_rows * tokens, kv_RKTE.size(1), kv_RKTE.size(3)}).index_select(0, rows.tokens);
+  };
+  for (int64_t l = 0; l < local_->NumLayers(); ++l) {
+    h = RunLayer(l, h, rope, [&](const QkvStates& s) {
+      cache.Write(l, written(s.k), written(s.v), rows.slots);
+      return attend(l, s);
+    });
+  }
+  at::Tensor last = (rows.lengths - 1).view({num_rows, 1, 1}).expand({num_rows, 1, h.size(2)});
+  return local_->LmHead(local_->FinalNorm(h.gather(1, last))).squeeze(1);
+}
+
 at::Tensor EngineModel::Prefill(KvCache& cache, const PrefillBatch& batch) {
   const int64_t rows = batch.input_ids.size(0), tokens = batch.input_ids.size(1);
   at::Tensor h = local_->Embed(batch.input_ids);
@@ -135,18 +152,23 @@ at::Tensor EngineModel::Prefill(KvCache& cache, const PrefillBatch& batch) {
   // Right padding: a real token never sees a padded key, since padding comes after it.
   at::Tensor padding = positions.lt(batch.lengths.unsqueeze(1));
   at::Tensor allowed = BuildAttentionMask({rows, tokens, padding, at::Tensor()}, h.device());
-  RopePositions rope = local_->Rope(positions);
-  auto written = [&](const at::Tensor& kv_RKTE) {  // -> [M, K, E]
-    return kv_RKTE.transpose(1, 2).reshape({rows * tokens, kv_RKTE.size(1), kv_RKTE.size(3)}).index_select(0, batch.tokens);
-  };
-  for (int64_t l = 0; l < local_->NumLayers(); ++l) {
-    h = RunLayer(l, h, rope, [&](const QkvStates& s) {
-      cache.Write(l, written(s.k), written(s.v), batch.slots);
-      return AttendEager(s.q, s.k, s.v, allowed);
-    });
-  }
-  at::Tensor last = (batch.lengths - 1).view({rows, 1, 1}).expand({rows, 1, h.size(2)});
-  return local_->LmHead(local_->FinalNorm(h.gather(1, last))).squeeze(1);
+  return RunRows(cache, h, local_->Rope(positions), {batch.lengths, batch.slots, batch.tokens},
+                 [&](int64_t, const QkvStates& s) { return AttendEager(s.q, s.k, s.v, allowed); });
+}
+
+at::Tensor EngineModel::Extend(KvCache& cache, const ExtendBatch& batch) {
+  const int64_t rows = batch.input_ids.size(0), tokens = batch.input_ids.size(1);
+  at::Tensor h = local_->Embed(batch.input_ids);
+  at::Tensor positions = batch.starts.view({rows, 1}) + at::arange(tokens, batch.starts.options()).view({1, tokens});
+  // Row r's query at position p sees the keys at positions <= p: its cached history and the row's
+  // earlier tokens. Padding queries see as much and are never read.
+  const int64_t attended = (batch.starts + batch.lengths).max().item<int64_t>();
+  at::Tensor allowed = at::arange(attended, positions.options()).view({1, 1, 1, attended}).le(positions.view({rows, 1, tokens, 1}));
+  return RunRows(cache, h, local_->Rope(positions), {batch.lengths, batch.slots, batch.tokens},
+                 [&](int64_t l, const QkvStates& s) {
+                   auto [keys, values] = cache.Gather(l, batch.blocks, attended);  // [R, S, K, E]
+                   return AttendEager(s.q, keys.transpose(1, 2), values.transpose(1, 2), allowed);
+                 });
 }
 
 at::Tensor EngineModel::Decode(KvCache& cache, const DecodeBatch& batch) {

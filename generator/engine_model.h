@@ -40,6 +40,18 @@ struct DecodeBatch {
   at::Tensor blocks;     // [N, NB] int64: each sequence's blocks, padded with any block id
 };
 
+// Multi-turn: rows that continue sequences already in the cache (an observation appended after a
+// turn). Row r's tokens take positions [starts[r], starts[r] + lengths[r]) and attend to the cached
+// positions before them through their blocks.
+struct ExtendBatch {
+  at::Tensor input_ids;  // [R, T] int64, right-padded
+  at::Tensor starts;     // [R] int64: cached positions before the row
+  at::Tensor lengths;    // [R] int64 in [1, T]
+  at::Tensor slots;      // [M] int64: cache slots of the rows' real tokens ...
+  at::Tensor tokens;     // [M] int64: ... row * T + t
+  at::Tensor blocks;     // [R, NB] int64: each row's blocks (covering starts + lengths), padded with any block id
+};
+
 // Throws unless tp_size divides the attention heads, the kv heads and intermediate_size.
 void CheckTensorParallel(const LlamaConfig& config, int tp_size);
 
@@ -62,6 +74,9 @@ class EngineModel {
   // Writes the K/V of every row's tokens into the cache and returns the logits [R, V] at each row's
   // last real token (rows whose logits are not wanted still cost only their final norm + LM head).
   at::Tensor Prefill(KvCache& cache, const PrefillBatch& batch);
+  // Writes the K/V of every row's tokens after its cached positions and returns the logits [R, V] at
+  // each row's last real token; the cached positions are read, never recomputed.
+  at::Tensor Extend(KvCache& cache, const ExtendBatch& batch);
   // Every sequence appends its pending token and attends over positions [0, position]; returns
   // logits [N, V].
   at::Tensor Decode(KvCache& cache, const DecodeBatch& batch);
@@ -82,6 +97,15 @@ class EngineModel {
   // One decoder layer; `attend` maps (q, k, v) to attended [B, T, H * E] and fills the cache.
   template <typename Attend>
   at::Tensor RunLayer(int64_t index, const at::Tensor& x, const RopePositions& rope, Attend&& attend);
+  // Rows [R, T] whose tokens' K/V go to the cache: their real lengths [R], and the slots [M] written
+  // with the K/V of tokens [M] (row * T + t).
+  struct RowsInCache {
+    at::Tensor lengths, slots, tokens;
+  };
+  // Every layer over the rows' hidden states h, writing their K/V, attending with attend(layer, qkv);
+  // returns the logits [R, V] at each row's last real token.
+  template <typename Attend>
+  at::Tensor RunRows(KvCache& cache, at::Tensor h, const RopePositions& rope, const RowsInCache& rows, Attend&& attend);
   at::Tensor AllReduce(at::Tensor partial);
   // Rank's shard of a full parameter (a view).
   at::Tensor ShardOf(const std::string& name, const at::Tensor& full) const;

@@ -70,6 +70,9 @@ std::string RequestError(const GenerationRequest& r, const RequestLimits& limits
   if (r.num_samples < 1 || r.num_samples > limits.max_slots)
     return Cat("num_samples must be in [1, max_slots ", limits.max_slots, "] (a group is admitted at once), got ",
                r.num_samples, "; raise EngineOptions::max_slots or split the group");
+  if (r.max_turn_tokens < 0 || (r.max_turn_tokens > 0 && !r.multi_turn))
+    return Cat("max_turn_tokens must be >= 0 (0 = no cap) and needs multi_turn, got ", r.max_turn_tokens,
+               r.multi_turn ? "" : " on a single-turn request");
   std::string error = SamplingError(r.sampling, limits);
   if (error.empty() && limits.blocks != nullptr) error = CacheError(r, limits);
   return error;
