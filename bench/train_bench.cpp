@@ -112,7 +112,10 @@ nlohmann::json RunTrainBench(Communicator& dp, const TrainBenchOptions& o) {
   cfg.sharding = "zero3";
   cfg.compute_dtype = o.compute_dtype;
   cfg.device = o.device;
+  cfg.activation_checkpointing = false;
   const double zero3_s = TimeSteps(dp, config, *model, cfg, o);
+  cfg.activation_checkpointing = true;
+  const double checkpointed_s = TimeSteps(dp, config, *model, cfg, o);
   cfg.sharding = "replicated";
   const double baseline_s = TimeSteps(dp, config, *model, cfg, o);
   const at::ScalarType compute = o.compute_dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
@@ -133,6 +136,8 @@ nlohmann::json RunTrainBench(Communicator& dp, const TrainBenchOptions& o) {
                         {"speedup_vs_baseline", baseline_s / zero3_s},
                         {"step_seconds", zero3_s},
                         {"baseline_step_seconds", baseline_s},
+                        {"checkpointed_tokens_per_s", double(tokens) / checkpointed_s},
+                        {"checkpointed_step_seconds", checkpointed_s},
                         {"gemm_gflops", gemm},
                         {"achieved_gflops", achieved},
                         {"fraction_of_peak", achieved / (gemm * double(dp.Size()))},

@@ -1,6 +1,7 @@
 // `llamarl bench train`: tokens/s of a full trainer step (packing, forward, tiled token log-probs,
-// loss, backward, gradient reduction, AdamW) for ZeRO-3 sharded training, the replicated
-// data-parallel baseline measured in the same run on the same batches, and the fraction of the
+// loss, backward, gradient reduction, AdamW) for ZeRO-3 sharded training (no activation
+// checkpointing), the same with checkpointing (the recompute's cost) and the replicated
+// data-parallel baseline, measured in the same run on the same batches, and the fraction of the
 // machine's GEMM peak, itself measured in the same run (the best of several large at::mm).
 #pragma once
 
@@ -37,6 +38,7 @@ LlamaConfig DefaultTrainBenchConfig();
 // Collective over `dp` (the trainer ranks; one rank works). Print-free; every rank returns the same
 // JSON: {"model_params", "model", "ranks", "tokens_per_step", "tokens_per_s" (zero3),
 // "baseline_tokens_per_s" (replicated), "speedup_vs_baseline", "step_seconds", "baseline_step_seconds",
+// "checkpointed_tokens_per_s" and "checkpointed_step_seconds" (zero3 with activation checkpointing),
 // "gemm_gflops" (per rank), "achieved_gflops" (6 * params * tokens / step time, all ranks),
 // "fraction_of_peak" (achieved / (gemm_gflops * ranks)), "threads", and the options}. Throws naming
 // the option when one is out of range.

@@ -33,6 +33,7 @@ int TrainDryRun(const controller::RecipeConfig& recipe, int ranks, bool json) {
   RankMemoryInputs in;
   in.trainer_ranks = placement.num_trainers;
   in.zero3 = trainer.sharding == "zero3";
+  in.activation_checkpointing = trainer.activation_checkpointing;
   in.compute_bytes = DtypeBytes(trainer.compute_dtype);
   in.reference_bytes = trainer.kl.coef > 0 ? DtypeBytes(trainer.kl.reference_dtype) : 0;
   // The largest micro-batch: micro_batch_tokens, or all of a rank's tokens when fewer.

@@ -68,7 +68,9 @@ RankMemoryPlan PlanRankMemory(const PlanModel& model, const RankMemoryInputs& in
     m.weights += in.zero3 ? (2.0 * double(in.compute_bytes) + 4.0) * unit
                           : (in.compute_bytes == 4 ? 0.0 : 2.0 * n) + (double(in.compute_bytes) + 4.0) * n;
     if (in.reference_bytes > 0) m.reference = double(in.reference_bytes) * n / double(group) + double(in.compute_bytes) * unit;
-    m.activations = ActivationBytesPerToken(model.config, /*checkpointing=*/true) * double(in.micro_batch_tokens) *
+    // Replicated never recomputes; zero3 does unless activation_checkpointing is off.
+    const bool checkpointing = in.zero3 && in.activation_checkpointing;
+    m.activations = ActivationBytesPerToken(model.config, checkpointing) * double(in.micro_batch_tokens) *
                         double(in.compute_bytes) / 2.0 +
                     3.0 * 4.0 * double(in.logprob_token_chunk) * double(in.logprob_vocab_chunk);
   }

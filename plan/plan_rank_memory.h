@@ -36,6 +36,7 @@ struct RankMemoryInputs {
   int64_t compute_bytes = 4;       // trainer.compute_dtype
   int64_t reference_bytes = 0;     // kl.reference_dtype; 0 = no reference (kl.coef 0)
   int64_t micro_batch_tokens = 4096;  // tokens of the largest micro-batch
+  bool activation_checkpointing = true;  // trainer.activation_checkpointing (zero3)
   int64_t logprob_token_chunk = 1024, logprob_vocab_chunk = 8192;
   // Generator side.
   int64_t tp = 1;

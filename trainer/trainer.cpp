@@ -113,6 +113,7 @@ Trainer::Trainer(Communicator& dp, const LlamaConfig& config, const LlamaWeightS
     }
     reference_groups_ = BuildGroups(*reference_, zero3_ ? &dp_ : reference_comm_.get(),
                                     zero3_ ? &bounds_ : &reference_bounds_, &reference_shard_, nullptr);
+    LinkDecoderLayers(reference_groups_, /*checkpoint=*/true);  // frozen: never records a graph
     ReleaseParameters(*reference_);
   }
   const bool ppo = cfg_.algorithm == "ppo";
@@ -120,6 +121,7 @@ Trainer::Trainer(Communicator& dp, const LlamaConfig& config, const LlamaWeightS
   if (ppo && cfg_.critic.Separate() && !value_only_) critic_ = BuildCritic(weights);
   if (zero3_) {
     groups_ = BuildGroups(*work_, &dp_, &bounds_, &shard_, &grad_);
+    LinkDecoderLayers(groups_, cfg_.activation_checkpointing);
     ReleaseParameters(*work_);
   } else {
     BindParams(master_);

@@ -29,6 +29,8 @@ TrainerConfig TrainerConfig::FromJson(const Json& j, const std::string& path) {
   r.Read("micro_batch_tokens", &c.micro_batch_tokens, Range::AtLeast(1), "input tokens per packed micro-batch");
   r.Read("max_grad_norm", &c.max_grad_norm, Range::AtLeast(0), "global gradient-norm clip; 0 = off");
   r.Read("sharding", &c.sharding, {"zero3", "replicated"}, "ZeRO-3 flat shards or the replicated baseline");
+  r.Read("activation_checkpointing", &c.activation_checkpointing,
+         "zero3: recompute each layer's forward in backward instead of keeping its activations");
   r.Read("compute_dtype", &c.compute_dtype, {"float32", "bfloat16"}, "forward/backward dtype");
   int64_t seed = 0;
   r.Read("seed", &seed, Range::AtLeast(0), "seed of the trainer's random state");
@@ -82,6 +84,7 @@ Json TrainerConfig::ToJson() const {
       {"micro_batch_tokens", micro_batch_tokens},
       {"max_grad_norm", max_grad_norm},
       {"sharding", sharding},
+      {"activation_checkpointing", activation_checkpointing},
       {"compute_dtype", compute_dtype},
       {"seed", seed},
       {"logprob_token_chunk", logprob_token_chunk},

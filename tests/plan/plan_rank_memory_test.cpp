@@ -32,6 +32,14 @@ TEST(PlanRankMemoryTest, TrainerAndGeneratorFiguresWorkedByHand) {
   const double per_layer = 2 * (6 * d + 2 * kv + 4 * double(c.intermediate_size));
   EXPECT_DOUBLE_EQ(t.activations, (2 * d * double(c.num_hidden_layers) + per_layer) * 1000 * 4 / 2 + 3 * 4 * 100 * 1000);
   EXPECT_EQ(t.kv_cache, 0);
+  // Without activation checkpointing (and always under replicated) every layer keeps its full set.
+  in.activation_checkpointing = false;
+  const double all_layers = per_layer * double(c.num_hidden_layers) * 1000 * 4 / 2 + 3 * 4 * 100 * 1000;
+  EXPECT_DOUBLE_EQ(PlanRankMemory(model, in).activations, all_layers);
+  in.activation_checkpointing = true;
+  in.zero3 = false;
+  EXPECT_DOUBLE_EQ(PlanRankMemory(model, in).activations, all_layers);
+  in.zero3 = true;
 
   in.role = "generator";
   in.generator_weight_bytes = 2;
