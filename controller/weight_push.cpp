@@ -19,10 +19,6 @@ ReplicaWeightSync::ReplicaWeightSync(Communicator& world, const LlamaConfig& con
     replica_placements_.push_back(TransferPlacement{placement.TrainerRanks(), placement.ReplicaRanks(r)});
     if (baseline_) baselines_.push_back(std::make_unique<GatherBroadcastSync>(world, plan_, replica_placements_.back()));
   }
-  const int replica = placement.ReplicaOf(world.Rank());
-  if (replica >= 0)
-    receiver_ = std::make_unique<WeightReceiver>(plan_, world.Rank() - replica * placement.tp_size,
-                                                 at::TensorOptions().device(device_));
 }
 
 ReplicaWeightSync::~ReplicaWeightSync() = default;
@@ -34,8 +30,11 @@ int64_t ReplicaWeightSync::PushReplica(int replica, int64_t version, const at::T
     options.timeout = timeout_;
     std::vector<at::Tensor> src;
     if (flat_shard) src.push_back(*flat_shard);
-    PushWeights(world_, *plan_, where, version, src, engine ? receiver_.get() : nullptr, options);
-    return engine ? receiver_->UpdateEngine(*engine) : version;
+    // A generator receives straight into its engine's weights: its thread runs this between decode
+    // steps, so no staging copy of the weights is needed.
+    if (engine) return PushWeightsIntoEngine(world_, *plan_, where, version, src, *engine, options);
+    PushWeights(world_, *plan_, where, version, src, nullptr, options);
+    return version;
   }
   TransferBuffers buffers;
   if (flat_shard) buffers.src.push_back(*flat_shard);

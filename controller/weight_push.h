@@ -2,7 +2,8 @@
 // (ZeroFlatLayout over the trainer ranks, f32) to each replica's tensor-parallel shards
 // (TensorParallelLayout, f32), one push per replica in replica order.
 //   DDMA (weight_sync/weight_sync.h): every trainer shard writes straight into the generator shards
-//   that need its bytes; the generator applies the staged push between two decode steps.
+//   that need its bytes, received into the engine's own weights (PushWeightsIntoEngine) by the
+//   generator's thread between two decode steps.
 //   Baseline (weight_sync/baseline.h, the synchronous colocated mode): gather every parameter on the
 //   first trainer rank and broadcast it, then apply.
 //
@@ -32,8 +33,8 @@ namespace llamarl::controller {
 class ReplicaWeightSync {
  public:
   // Collective over `world` (the baseline splits broadcast groups). `baseline` picks gather-broadcast.
-  // Weights travel and are staged on the generators in `generator`'s dtype (generator.weight_dtype)
-  // and on its device (the job's): the trainers' f32 shards are converted as they are sent.
+  // Weights travel in `generator`'s dtype (generator.weight_dtype) to its device (the job's): the
+  // trainers' f32 shards are converted as they are sent.
   ReplicaWeightSync(Communicator& world, const LlamaConfig& config, const Placement& placement, bool baseline,
                     std::chrono::milliseconds timeout, const at::TensorOptions& generator = at::TensorOptions());
   ~ReplicaWeightSync();
@@ -48,11 +49,10 @@ class ReplicaWeightSync {
   Placement placement_;
   bool baseline_;
   std::chrono::milliseconds timeout_;
-  c10::Device device_;  // where the generators stage and hold the weights
+  c10::Device device_;  // where the generators hold the weights
   std::shared_ptr<const TransferPlan> plan_;
   std::vector<TransferPlacement> replica_placements_;
   std::vector<std::unique_ptr<GatherBroadcastSync>> baselines_;  // one per replica (baseline mode)
-  std::unique_ptr<WeightReceiver> receiver_;  // this rank's, when it generates
 };
 
 }  // namespace llamarl::controller

@@ -432,4 +432,31 @@ void Engine::UpdateWeights(const std::vector<std::pair<std::string, at::Tensor>>
   if (options_.refresh_kv_on_update && !shards.empty()) kv_stale_ = !running_.empty();
 }
 
+void Engine::UpdateWeightsInPlace(const std::vector<BufferSpec>& specs, at::ScalarType dtype,
+                                  const std::function<void(std::vector<at::Tensor>&)>& write, int64_t version) {
+  TORCH_CHECK(version >= version_, "UpdateWeights: version ", version, " is older than the engine's ", version_,
+              "; policy versions only move forward");
+  std::vector<at::Tensor> targets;
+  std::vector<size_t> scratch;  // specs whose shard is loaded from a scratch tensor afterwards
+  for (size_t i = 0; i < specs.size(); ++i) {
+    at::Tensor target = model_->InPlaceTarget(specs[i].name, specs[i].shape, dtype);
+    if (!target.defined()) {
+      target = at::empty(specs[i].shape, model_->options().dtype(dtype));
+      model_->CheckParameter(specs[i].name, target);
+      scratch.push_back(i);
+    }
+    targets.push_back(std::move(target));
+  }
+  {
+    // The engine's parameters may be inference tensors, writable only in inference mode.
+    c10::InferenceMode inference;
+    write(targets);
+  }
+  for (size_t i : scratch) model_->LoadParameter(specs[i].name, targets[i]);
+  version_ = version;
+  if (options_.refresh_kv_on_update && !specs.empty()) kv_stale_ = !running_.empty();
+}
+
+c10::Device Engine::device() const { return model_->options().device(); }
+
 }  // namespace llamarl

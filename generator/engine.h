@@ -42,6 +42,7 @@
 
 #include "generator/kv_budget.h"
 #include "model/llama_config.h"
+#include "model/shard_layout.h"
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/TensorOptions.h>
@@ -207,6 +208,17 @@ class Engine {
   // rank passes the same names. The shards are copied: the caller may reuse them afterwards (weight
   // pushes drive this from weight_sync's WeightReceiver::UpdateEngine).
   void UpdateWeights(const std::vector<std::pair<std::string, at::Tensor>>& shards, int64_t version);
+  // UpdateWeights without a second copy of the weights: `write` is handed, for every spec (this rank's
+  // shard of an HF-named parameter: name and shape, in `dtype`), the tensor to fill: the engine's own
+  // parameter storage where it has exactly that shape and dtype, else a scratch tensor loaded
+  // afterwards as UpdateWeights would (the vocabulary rows under tensor parallelism). `write` runs
+  // inside c10::InferenceMode on the calling thread. The contract of UpdateWeights holds (between two
+  // Step() calls, collective over the TP group, versions only move forward); should `write` throw, the
+  // weights may be partly written and the version is unchanged.
+  void UpdateWeightsInPlace(const std::vector<BufferSpec>& specs, at::ScalarType dtype,
+                            const std::function<void(std::vector<at::Tensor>& targets)>& write, int64_t version);
+  // Where the engine's weights and cache live.
+  c10::Device device() const;
 
  private:
   struct Queued {

@@ -238,6 +238,14 @@ EngineModel::LoadTarget EngineModel::Resolve(const std::string& name, const at::
               "shard ", param->sizes(), " (tp ", TpSize(), ", rank ", TpRank(), ") or the full parameter");
 }
 
+at::Tensor EngineModel::InPlaceTarget(const std::string& name, at::IntArrayRef shape, at::ScalarType dtype) const {
+  auto it = params_.find(name);
+  if (it == params_.end()) return at::Tensor();
+  const at::Tensor& p = it->second;
+  if (p.sizes() != shape || p.scalar_type() != dtype || !p.is_contiguous()) return at::Tensor();
+  return p;
+}
+
 void EngineModel::LoadParameter(const std::string& name, const at::Tensor& value) {
   LoadTarget target = Resolve(name, value);
   // Inference mode, like Step(): an engine built inside InferenceMode holds inference tensors, which

@@ -92,6 +92,10 @@ class EngineModel {
   void LoadParameter(const std::string& name, const at::Tensor& value);
   // Throws what LoadParameter would throw, without copying anything (and without communicating).
   void CheckParameter(const std::string& name, const at::Tensor& value) const { Resolve(name, value); }
+  // The local parameter that this rank's shard of `name` (of `shape`, in `dtype`) may be written into
+  // directly: the parameter itself when it has exactly that shape and dtype and is contiguous;
+  // undefined otherwise (the vocabulary rows under TP, another dtype), where LoadParameter must take it.
+  at::Tensor InPlaceTarget(const std::string& name, at::IntArrayRef shape, at::ScalarType dtype) const;
 
  private:
   // One decoder layer; `attend` maps (q, k, v) to attended [B, T, H * E] and fills the cache.

@@ -77,7 +77,11 @@ RankMemoryPlan PlanRankMemory(const PlanModel& model, const RankMemoryInputs& in
   if (in.role != "trainer") {
     const double split = n - edges;  // attention and MLP weights are divided over TP; edges replicated
     m.weights += (split / double(in.tp) + edges) * double(in.generator_weight_bytes);
-    m.weights += n / double(in.tp) * double(in.generator_weight_bytes);  // the weight push's staging buffers
+    // A push is received straight into the engine's weights; under TP the vocabulary rows arrive in
+    // scratch (their share of the edges) and are all-gathered into one full [V, D] before the copy.
+    if (in.tp > 1)
+      m.weights += (edges / double(in.tp) + double(model.config.vocab_size) * double(model.config.hidden_size)) *
+                   double(in.generator_weight_bytes);
     m.kv_cache = in.kv_budget_bytes;
     m.activations = std::max(m.activations, 3.0 * 4.0 * double(in.max_slots) * double(model.config.vocab_size));
   }

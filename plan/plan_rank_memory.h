@@ -13,7 +13,8 @@
 //     compute dtype;
 //   log-prob tiles: 3 f32 [token_chunk, vocab_chunk] tiles;
 //   generator weights: the TP-split parameters / TP plus the replicated edges, in its weight dtype,
-//     and the weight push's staging buffers (weight_sync's TP layout: N / TP in that dtype);
+//     pushes received into them in place (under TP > 1 the vocabulary rows go through scratch: the
+//     edges / TP, then one full [V, D] all-gathered);
 //     the KV budget as the engine sizes it (the caller passes it); sampling: 3 f32 [slots, V] rows;
 //   runtime: LibTorch, MPI and the program itself (measured on this machine's CPU build).
 // Units: bytes. LibTorch-free.

@@ -71,19 +71,14 @@ int64_t WeightReceiver::ApplyStaged(const Fp8ApplyFn& apply) {
   return held_version_;
 }
 
-int64_t PushWeights(Communicator& comm, const TransferPlan& plan, const TransferPlacement& placement,
-                    int64_t version, const std::vector<at::Tensor>& src_buffers, WeightReceiver* receiver,
-                    const TransferOptions& options) {
-  CheckPlacement(plan, placement, comm);
+namespace {
+
+// Source rank 0 tells every destination the version and the plan it executes; returns the pushed
+// version on every rank of the placement.
+int64_t ExchangeHeader(Communicator& comm, const TransferPlan& plan, const TransferPlacement& placement,
+                       int64_t version, int my_dst, const TransferOptions& options) {
   const int me = comm.Rank(), root = placement.src_ranks[0];
-  const int my_dst = LayoutRankOf(placement.dst_ranks, me);
-  TORCH_CHECK(my_dst < 0 || receiver != nullptr, "PushWeights: communicator rank ", me, " is destination rank ",
-              my_dst, " of the placement but passed no WeightReceiver");
-  TORCH_CHECK(receiver == nullptr || receiver->dst_rank() == my_dst, "PushWeights: the receiver is for destination ",
-              "rank ", receiver ? receiver->dst_rank() : -1, " but communicator rank ", me, " is destination rank ",
-              my_dst);
   TORCH_CHECK(me != root || version >= 0, "PushWeights: the policy version must be >= 0, got ", version);
-  // Header: source rank 0 tells every destination the version and the plan it executes.
   at::Tensor header = at::tensor(std::vector<int64_t>{version, plan.Id()}, at::kLong);
   std::vector<P2POp> ops;
   if (me == root) {
@@ -98,6 +93,23 @@ int64_t PushWeights(Communicator& comm, const TransferPlan& plan, const Transfer
   TORCH_CHECK(plan_id == plan.Id(), "PushWeights: destination rank ", my_dst, " executes plan ", plan.Id(),
               " but source rank 0 sent plan ", plan_id, "; every rank must build the plan from the same layouts ",
               "(same model config, layouts and rank counts)");
+  return pushed;
+}
+
+}  // namespace
+
+int64_t PushWeights(Communicator& comm, const TransferPlan& plan, const TransferPlacement& placement,
+                    int64_t version, const std::vector<at::Tensor>& src_buffers, WeightReceiver* receiver,
+                    const TransferOptions& options) {
+  CheckPlacement(plan, placement, comm);
+  const int me = comm.Rank();
+  const int my_dst = LayoutRankOf(placement.dst_ranks, me);
+  TORCH_CHECK(my_dst < 0 || receiver != nullptr, "PushWeights: communicator rank ", me, " is destination rank ",
+              my_dst, " of the placement but passed no WeightReceiver");
+  TORCH_CHECK(receiver == nullptr || receiver->dst_rank() == my_dst, "PushWeights: the receiver is for destination ",
+              "rank ", receiver ? receiver->dst_rank() : -1, " but communicator rank ", me, " is destination rank ",
+              my_dst);
+  const int64_t pushed = ExchangeHeader(comm, plan, placement, version, my_dst, options);
   TransferBuffers buffers{src_buffers, {}, {}};
   std::unique_lock<std::mutex> lock;
   if (receiver) {
@@ -110,6 +122,30 @@ int64_t PushWeights(Communicator& comm, const TransferPlan& plan, const Transfer
   ExecuteTransfer(comm, plan, placement, buffers, options);
   if (receiver) receiver->staged_version_ = pushed;
   return pushed;
+}
+
+int64_t PushWeightsIntoEngine(Communicator& comm, const TransferPlan& plan, const TransferPlacement& placement,
+                              int64_t version, const std::vector<at::Tensor>& src_buffers, Engine& engine,
+                              const TransferOptions& options) {
+  CheckPlacement(plan, placement, comm);
+  TORCH_CHECK(plan.encoding() == TransferEncoding::kPlain, "PushWeightsIntoEngine: the plan is ",
+              ToString(plan.encoding()), "; the engine takes plain shards (build the plan without fp8)");
+  const int my_dst = LayoutRankOf(placement.dst_ranks, comm.Rank());
+  TORCH_CHECK(my_dst >= 0, "PushWeightsIntoEngine: communicator rank ", comm.Rank(),
+              " is not a destination of the placement; call PushWeights");
+  const int64_t pushed = ExchangeHeader(comm, plan, placement, version, my_dst, options);
+  TransferBuffers buffers{src_buffers, {}, {}};
+  if (pushed <= engine.Version()) {
+    // Not newer: received (the transfer is collective) and dropped.
+    buffers.dst = AllocateBuffers(plan.dst(), my_dst, at::TensorOptions().device(engine.device()));
+    ExecuteTransfer(comm, plan, placement, buffers, options);
+    return engine.Version();
+  }
+  engine.UpdateWeightsInPlace(plan.dst().Rank(my_dst).buffers, plan.dst().dtype(), [&](std::vector<at::Tensor>& targets) {
+    buffers.dst = targets;
+    ExecuteTransfer(comm, plan, placement, buffers, options);
+  }, pushed);
+  return engine.Version();
 }
 
 }  // namespace llamarl

@@ -7,7 +7,9 @@
 //     source buffers while it runs, so an optimizer step during a push would tear the weights.
 //   - A push lands in the WeightReceiver's staging buffers, never in the weights the generator is
 //     decoding with. The generator's loop calls UpdateEngine (or ApplyTo) between two decode steps
-//     (the in-flight update, Engine::UpdateWeights: the engine's one way to take new weights); from
+//     (the in-flight update, Engine::UpdateWeights: the engine's one way to take new weights). A
+//     generator whose own thread executes the push between two decode steps receives it straight
+//     into the engine instead (PushWeightsIntoEngine: no staging copy of the weights). From
 //     the next decode step on, every sampled token is stamped with the applied version. A rollout that
 //     straddles an update therefore carries per-token versions (DESIGN.md, rollouts).
 //   - HeldVersion() is the version the generator samples with (-1 before the first apply);
@@ -79,5 +81,16 @@ class WeightReceiver {
 int64_t PushWeights(Communicator& comm, const TransferPlan& plan, const TransferPlacement& placement,
                     int64_t version, const std::vector<at::Tensor>& src_buffers, WeightReceiver* receiver,
                     const TransferOptions& options = {});
+
+// PushWeights for a destination that receives straight into its engine's parameter storage
+// (Engine::UpdateWeightsInPlace), with no staging copy of the weights: the push is the in-flight update
+// itself, so it runs on the thread that drives the engine, between two Step() calls, collective over
+// the engine's TP group like UpdateWeights. The other ranks of the placement call PushWeights in the
+// same collective (a colocated rank passes its source shards here too). A push not newer than the
+// engine's version is received into scratch buffers and dropped. Plain plans only. Returns
+// engine.Version().
+int64_t PushWeightsIntoEngine(Communicator& comm, const TransferPlan& plan, const TransferPlacement& placement,
+                              int64_t version, const std::vector<at::Tensor>& src_buffers, Engine& engine,
+                              const TransferOptions& options = {});
 
 }  // namespace llamarl

@@ -46,13 +46,14 @@ TEST(PlanRankMemoryTest, TrainerAndGeneratorFiguresWorkedByHand) {
   in.kv_budget_bytes = 1e8;
   in.max_slots = 32;
   const RankMemoryPlan g = PlanRankMemory(model, in);
-  EXPECT_DOUBLE_EQ(g.weights, 2 * n + 2 * n);  // TP 1: the whole model in bf16, and its staging buffers
+  EXPECT_DOUBLE_EQ(g.weights, 2 * n);  // TP 1: the whole model in bf16, pushes received into it
   EXPECT_DOUBLE_EQ(g.kv_cache, 1e8);
   EXPECT_DOUBLE_EQ(g.activations, 3 * 4 * 32 * double(c.vocab_size));
   EXPECT_EQ(g.optimizer, 0);
   in.tp = 2;
-  EXPECT_DOUBLE_EQ(PlanRankMemory(model, in).weights, 2 * ((n - edges) / 2 + edges) + 2 * n / 2)
-      << "edges replicated in the engine under TP, split in the staging buffers";
+  const double vocab_rows = double(c.vocab_size * c.hidden_size);
+  EXPECT_DOUBLE_EQ(PlanRankMemory(model, in).weights, 2 * ((n - edges) / 2 + edges) + 2 * (edges / 2 + vocab_rows))
+      << "edges replicated in the engine under TP; a push's vocabulary rows arrive in scratch, then gathered";
 
   in.role = "colocated";
   in.tp = 1;

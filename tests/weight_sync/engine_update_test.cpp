@@ -1,9 +1,11 @@
 // WeightReceiver::UpdateEngine, the in-flight update a weight push drives: a staged push newer than
 // the engine's version replaces its weights (greedy tokens then match the new model's reference) and
 // stamps the version; nothing staged, or a staged push not newer than the engine, changes nothing.
+// PushWeightsIntoEngine does the same with no staging: the engine's own parameters are the targets.
 #include "weight_sync/weight_sync.h"
 
 #include "core/communicator.h"
+#include "generator/engine_model.h"
 #include "tests/generator/engine_test_util.h"
 #include "tests/weight_sync/weight_sync_test_util.h"
 
@@ -38,6 +40,16 @@ struct Push {
   }
 };
 
+// The engine's next greedy completion of `prompt` is `model`'s, every token stamped `version`.
+void ExpectGeneratesLike(Engine& engine, LlamaForCausalLMImpl& model, const std::vector<int64_t>& prompt,
+                         uint64_t id, int64_t version) {
+  engine.Submit(Greedy(id, prompt, 8));
+  const std::vector<Completion> done = engine.RunUntilDone();
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].tokens, testing::Reference(model, prompt, 8).tokens);
+  EXPECT_EQ(done[0].versions, std::vector<int64_t>(8, version));
+}
+
 TEST(EngineUpdateTest, AStagedPushReplacesTheEnginesWeightsAndVersion) {
   const LlamaConfig config = testing::EngineTestConfig(96);
   LlamaForCausalLM old_model = MakeModel(config, 6), new_model = MakeModel(config, 7);
@@ -52,11 +64,7 @@ TEST(EngineUpdateTest, AStagedPushReplacesTheEnginesWeightsAndVersion) {
   EXPECT_EQ(engine.Version(), 5);
   EXPECT_EQ(push.receiver->HeldVersion(), 5);
   EXPECT_EQ(push.receiver->StagedVersion(), -1);
-  engine.Submit(Greedy(1, prompt, 8));
-  const std::vector<Completion> done = engine.RunUntilDone();
-  ASSERT_EQ(done.size(), 1u);
-  EXPECT_EQ(done[0].tokens, testing::Reference(*new_model, prompt, 8).tokens);
-  EXPECT_EQ(done[0].versions, std::vector<int64_t>(8, 5));
+  ExpectGeneratesLike(engine, *new_model, prompt, 1, 5);
 }
 
 TEST(EngineUpdateTest, APushNotNewerThanTheEngineChangesNothing) {
@@ -71,6 +79,41 @@ TEST(EngineUpdateTest, APushNotNewerThanTheEngineChangesNothing) {
   EXPECT_EQ(push.receiver->StagedVersion(), 9);
   engine.Submit(Greedy(1, prompt, 6));
   EXPECT_EQ(engine.RunUntilDone()[0].tokens, testing::Reference(*model, prompt, 6).tokens);
+}
+
+TEST(EngineUpdateTest, APushIntoTheEngineReplacesItsWeightsWithoutStaging) {
+  const LlamaConfig config = testing::EngineTestConfig(96);
+  LlamaForCausalLM old_model = MakeModel(config, 6), new_model = MakeModel(config, 7);
+  const std::vector<int64_t> prompt = testing::Prompt(7, 1, 96);
+  Engine engine(config, *old_model, EngineOptions{}, /*version=*/2);
+  Push push(config);  // its receiver stays unused
+  const at::Tensor flat = testing::ExpectedFlatShard(Parameters(*new_model), 0, 1);
+  EXPECT_EQ(PushWeightsIntoEngine(*push.comm, *push.plan, TransferPlacement::Colocated(1), 5, {flat}, engine), 5);
+  EXPECT_EQ(engine.Version(), 5);
+  EXPECT_EQ(push.receiver->StagedVersion(), -1);
+  ExpectGeneratesLike(engine, *new_model, prompt, 1, 5);
+  // Not newer: received and dropped.
+  const at::Tensor other = testing::ExpectedFlatShard(Parameters(*old_model), 0, 1);
+  EXPECT_EQ(PushWeightsIntoEngine(*push.comm, *push.plan, TransferPlacement::Colocated(1), 5, {other}, engine), 5);
+  ExpectGeneratesLike(engine, *new_model, prompt, 2, 5);
+}
+
+// The targets a push writes into are the engine's parameters themselves (same storage) where the shard
+// has their shape and dtype; otherwise none (the push then goes through a scratch tensor).
+TEST(EngineUpdateTest, InPlaceTargetsAreTheParametersThemselves) {
+  const LlamaConfig config = testing::EngineTestConfig(96);
+  LlamaForCausalLM model = MakeModel(config, 3);
+  EngineModel engine_model(config, *model, nullptr);
+  for (const auto& item : engine_model.local().named_parameters()) {
+    const at::Tensor target = engine_model.InPlaceTarget(item.key(), item.value().sizes(), item.value().scalar_type());
+    ASSERT_TRUE(target.defined()) << item.key();
+    EXPECT_EQ(target.data_ptr(), item.value().data_ptr()) << item.key();
+  }
+  const std::string name = "model.layers.0.mlp.up_proj.weight";
+  const at::Tensor up = engine_model.local().named_parameters()[name];
+  EXPECT_FALSE(engine_model.InPlaceTarget(name, up.sizes(), at::kBFloat16).defined()) << "another dtype";
+  EXPECT_FALSE(engine_model.InPlaceTarget(name, {up.size(0) / 2, up.size(1)}, up.scalar_type()).defined());
+  EXPECT_FALSE(engine_model.InPlaceTarget("no.such.weight", up.sizes(), up.scalar_type()).defined());
 }
 
 }  // namespace
