@@ -17,6 +17,7 @@ void AppendSample(const TrainSample& s, int64_t index, std::vector<int64_t>& ids
   segments.resize(ids.size(), index);
   const int64_t first = start + int64_t(s.prompt.size()) - 1;
   for (size_t j = 0; j < s.response.size(); ++j) {
+    if (!s.Trains(j)) continue;  // in the input, but no target: no loss, no gradient
     positions.push_back(first + int64_t(j));
     targets.push_back(s.response[j]);
     mb.sample_index.push_back(index);
@@ -59,7 +60,7 @@ std::vector<PackedMicroBatch> PackSamples(const std::vector<TrainSample>& sample
   };
   for (int64_t i : subset) {
     const TrainSample& s = samples.at(size_t(i));
-    if (s.response.empty()) continue;
+    if (s.NumTrainedTokens() == 0) continue;
     TORCH_CHECK(!s.prompt.empty(), "train sample ", i, " (group ", s.group_id,
                 ") has an empty prompt; every sample needs at least one prompt token (e.g. BOS)");
     if (!ids.empty() && int64_t(ids.size()) + InputLength(s) > max_tokens) flush();

@@ -34,7 +34,8 @@ PackedMicroBatch PaddingMicroBatch();
 // from a micro-batch below then live there too.
 void MoveToDevice(std::vector<PackedMicroBatch>* micro, c10::Device device);
 
-// Samples with an empty response are left out; a non-empty response after an empty prompt is an
+// Response tokens outside a sample's loss_mask are input only (no target). Samples with no trained
+// response token are left out; a non-empty response after an empty prompt is an
 // error naming the sample.
 std::vector<PackedMicroBatch> PackSamples(const std::vector<TrainSample>& samples, int64_t max_tokens);
 // The same over the samples listed in `subset` (indices into `samples`, in the order given); sample_index

@@ -46,6 +46,8 @@ void CheckSamples(const TrainBatch& batch, const std::string& algorithm, int64_t
                 "train sample ", i, " (group ", s.group_id, ") has ", s.behaviour_logprobs.size(),
                 " behaviour log-probs for ", n, " response tokens; algorithm '", algorithm,
                 "' needs the generator's log-prob of every response token");
+    TORCH_CHECK(s.loss_mask.empty() || s.loss_mask.size() == n, "train sample ", i, " has a loss_mask of ",
+                s.loss_mask.size(), " entries for ", n, " response tokens; pass one per token or none");
     TORCH_CHECK(s.proximal_logprobs.empty() || s.proximal_logprobs.size() == n, "train sample ", i, " has ",
                 s.proximal_logprobs.size(), " proximal log-probs for ", n,
                 " response tokens; pass one per token or none");
@@ -278,9 +280,9 @@ void Trainer::SelectMinibatch(const std::vector<TrainSample>& samples, const std
   double local[2] = {0, 0};  // tokens, samples
   for (int64_t i : subset) {
     const TrainSample& s = samples[size_t(i)];
-    if (s.response.empty() || s.loss_masked) continue;
+    if (s.NumTrainedTokens() == 0 || s.loss_masked) continue;
     trained.push_back(i);
-    local[0] += double(s.response.size());
+    local[0] += double(s.NumTrainedTokens());
     local[1] += 1;
   }
   at::Tensor counts = at::tensor(std::vector<double>{local[0], local[1]}, at::kDouble);
@@ -292,7 +294,7 @@ void Trainer::SelectMinibatch(const std::vector<TrainSample>& samples, const std
   MoveToDevice(&ctx.micro, cfg_.device);
   ctx.token_weight.assign(samples.size(), 0.0);
   for (int64_t i : trained) {
-    const double len = double(samples[size_t(i)].response.size());
+    const double len = double(samples[size_t(i)].NumTrainedTokens());
     double& w = ctx.token_weight[size_t(i)];
     if (cfg_.aggregation == "token_mean") w = 1.0 / double(ctx.global_tokens);
     else if (cfg_.aggregation == "seq_mean_token_mean") w = 1.0 / (len * double(ctx.global_samples));
