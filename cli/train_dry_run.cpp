@@ -3,7 +3,6 @@
 #include "controller/job.h"
 #include "core/check.h"
 #include "core/process_memory.h"
-#include "generator/generator_config.h"
 #include "generator/kv_budget.h"
 #include "plan/plan_model.h"
 #include "plan/plan_rank_memory.h"
@@ -21,11 +20,10 @@ int64_t DtypeBytes(const std::string& name) { return name == "float32" ? 4 : 2; 
 int TrainDryRun(const controller::RecipeConfig& recipe, int ranks, bool json) {
   LLAMARL_CHECK(ranks >= 1, "--ranks must be >= 1, got ", ranks);
   const controller::Placement placement = controller::ResolvePlacement(recipe.placement, ranks);
-  controller::ValidateTrainerSections(recipe);
   const LlamaConfig config = controller::BuildModelConfig(recipe);
   const PlanModel model = BuildPlanModel(recipe.model.source == "hf" ? recipe.model.path : "tiny", config);
-  const TrainerConfig trainer = controller::RlTrainerConfig(recipe);
-  const GeneratorConfig generator = GeneratorConfig::FromJson(recipe.generator, "generator");
+  const TrainerConfig& trainer = recipe.trainer;
+  const GeneratorConfig& generator = recipe.generator;
   const Tokenizer tokenizer = controller::BuildTokenizer(recipe);
   const controller::DatasetSplits data = controller::LoadDataset(recipe.data);
   const EngineOptions engine = controller::GeneratorEngineOptions(recipe, config, tokenizer, data);

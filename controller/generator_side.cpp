@@ -15,7 +15,7 @@ GenerationRequest RolloutRequest(const JobContext& job, uint64_t request_id, con
 RolloutGroup ScoreRolloutGroup(const JobContext& job, reward::Reward& reward, const std::vector<Completion>& completions,
                                const DatasetItem& item, int64_t group_id, double gen_s) {
   RolloutGroup g = ScoreGroup(completions, item, reward, job.tokenizer, job.eos_ids());
-  ShapeRewards(&g, job.recipe.algorithm.dapo, job.recipe.rollout.max_new_tokens);
+  ShapeRewards(&g, job.recipe.algorithm.dapo, job.recipe.rollout.sampling.max_new_tokens);
   g.group_id = group_id;
   g.generator_rank = job.world.Rank();
   g.gen_s = gen_s;

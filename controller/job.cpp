@@ -6,7 +6,6 @@
 
 #include "controller/dataset_random.h"
 #include "core/logging.h"
-#include "generator/generator_config.h"
 #include "model/llama_checkpoint.h"
 #include "model/shard_layout.h"
 #include "model/tiny_tokenizer.h"
@@ -22,14 +21,8 @@ std::string ErrorText(const std::exception& e) {
 LlamaConfig BuildModelConfig(const RecipeConfig& recipe) {
   const ModelRecipe& m = recipe.model;
   if (m.source == "hf") return LlamaConfig::FromFile(m.path);
-  TinyLlamaOptions o;
+  TinyLlamaOptions o = m.tiny;
   o.vocab_size = TinyTokenizerIds::kVocabSize;
-  o.hidden_size = m.hidden_size;
-  o.num_layers = m.num_layers;
-  o.num_heads = m.num_heads;
-  o.num_kv_heads = m.num_kv_heads;
-  o.intermediate_size = m.intermediate_size;
-  o.max_position_embeddings = m.max_position_embeddings;
   o.eos_token_ids = {TinyTokenizerIds::kEndOfText, TinyTokenizerIds::kImEnd};
   return TinyLlamaConfig(o);
 }
@@ -42,7 +35,7 @@ LlamaWeightSource BuildWeights(const RecipeConfig& recipe) {
 }
 
 at::TensorOptions GeneratorWeightOptions(const RecipeConfig& recipe, c10::Device device) {
-  return at::TensorOptions().dtype(GeneratorConfig::FromJson(recipe.generator, "generator").WeightDtype()).device(device);
+  return at::TensorOptions().dtype(recipe.generator.WeightDtype()).device(device);
 }
 
 Tokenizer BuildTokenizer(const RecipeConfig& recipe) {
@@ -114,14 +107,9 @@ int64_t GroupRouting::Share(int replica) const {
 }
 
 SamplingParams RolloutSampling(const RecipeConfig& recipe, const LlamaConfig& config, uint64_t seed) {
-  SamplingParams p;
-  p.temperature = recipe.rollout.temperature;
-  p.top_k = recipe.rollout.top_k;
-  p.top_p = recipe.rollout.top_p;
+  SamplingParams p = recipe.rollout.sampling;
   p.seed = seed;
-  p.max_new_tokens = recipe.rollout.max_new_tokens;
   p.eos_ids = config.eos_token_ids;
-  p.stop_strings = recipe.rollout.stop_strings;
   return p;
 }
 
@@ -146,8 +134,8 @@ EngineOptions GeneratorEngineOptions(const RecipeConfig& recipe, const LlamaConf
                                      const DatasetSplits& data) {
   EngineOptions options;
   options.max_slots = recipe.rollout.max_slots;
-  options.kv_cache = GeneratorConfig::FromJson(recipe.generator, "generator").kv_cache;
-  const int64_t response = std::max(recipe.rollout.max_new_tokens, recipe.eval.max_new_tokens);
+  options.kv_cache = recipe.generator.kv_cache;
+  const int64_t response = std::max(recipe.rollout.sampling.max_new_tokens, recipe.eval.max_new_tokens);
   options.max_seq_len = std::min(config.max_position_embeddings, LongestPromptTokens(data, tokenizer) + response);
   options.max_seq_len = std::max<int64_t>(options.max_seq_len, 2);
   options.sampled_vocab_size = SampledVocabSize(config, tokenizer);
@@ -252,46 +240,6 @@ SamplingParams EvalSampleSampling(const RecipeConfig& recipe, const LlamaConfig&
   SamplingParams p = RolloutSampling(recipe, config, GroupSeed(recipe.seed ^ 0x5eed5eed, item));
   if (recipe.eval.max_new_tokens > 0) p.max_new_tokens = recipe.eval.max_new_tokens;
   return p;
-}
-
-namespace {
-
-// A schedule without total_steps decays over the steps of the phase it drives.
-Json WithScheduleSteps(Json trainer, int64_t steps) {
-  if (trainer.contains("schedule") && trainer["schedule"].is_object() && !trainer["schedule"].contains("total_steps")) {
-    trainer["schedule"]["total_steps"] = steps;
-  }
-  return trainer;
-}
-
-}  // namespace
-
-TrainerConfig RlTrainerConfig(const RecipeConfig& recipe) {
-  Json j = WithScheduleSteps(recipe.trainer.is_null() ? Json::object() : recipe.trainer, recipe.steps);
-  TrainerConfig c = TrainerConfig::FromJson(j, "trainer");
-  const double sampled_at = recipe.rollout.temperature > 0 ? recipe.rollout.temperature : 1.0;
-  LLAMARL_CHECK(!recipe.trainer.is_object() || !recipe.trainer.contains("temperature") ||
-                    c.temperature == sampled_at,
-                "trainer.temperature (", c.temperature, ") differs from the temperature the rollouts are sampled at (",
-                sampled_at, "); leave trainer.temperature out: it follows rollout.temperature");
-  c.temperature = sampled_at;
-  return c;
-}
-
-TrainerConfig SftTrainerConfig(const RecipeConfig& recipe) {
-  Json merged = recipe.trainer.is_null() ? Json::object() : recipe.trainer;
-  // A key of `trainer` itself is named as such; what fails only once sft.trainer is merged over it
-  // comes from sft.trainer (its keys, or the combination).
-  TrainerConfig::FromJson(WithScheduleSteps(merged, recipe.sft.steps), "trainer");
-  if (!recipe.sft.trainer.is_null()) merged.merge_patch(recipe.sft.trainer);
-  TrainerConfig c = TrainerConfig::FromJson(WithScheduleSteps(merged, recipe.sft.steps), "sft.trainer");
-  c.critic = CriticConfig();  // the warm start trains the policy alone; RL builds the critic from its result
-  return c;
-}
-
-void ValidateTrainerSections(const RecipeConfig& recipe) {
-  RlTrainerConfig(recipe);
-  if (recipe.sft.steps > 0) SftTrainerConfig(recipe);
 }
 
 TrainBatch ToTrainBatch(const std::vector<RolloutGroup>& groups, bool mask_truncated) {

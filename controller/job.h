@@ -21,7 +21,6 @@
 #include "model/tokenizer.h"
 #include "reward/reward.h"
 #include "trainer/train_batch.h"
-#include "trainer/trainer_config.h"
 
 namespace llamarl::controller {
 
@@ -120,17 +119,6 @@ EvalSampleSums ScoreEvalSamples(const std::vector<std::vector<Completion>>& samp
                                 const Tokenizer& tokenizer, const std::vector<int64_t>& eos_ids, double pass_threshold);
 // The sampling of those k samples: the rollouts' temperature, a seed per eval prompt.
 SamplingParams EvalSampleSampling(const RecipeConfig& recipe, const LlamaConfig& config, int64_t item);
-
-// The trainer's config for RL: recipe.trainer, scoring at the temperature the rollouts are sampled at
-// (greedy rollouts record log-probs at 1; a trainer.temperature that differs is an error), a schedule
-// without total_steps decaying over recipe.steps.
-TrainerConfig RlTrainerConfig(const RecipeConfig& recipe);
-// The warm start's: recipe.trainer with sft.trainer merged over it, a schedule over sft.steps. An
-// error names the key as the recipe has it: trainer.X, or sft.trainer.X when the merge causes it.
-// It trains no separate critic (trainer.critic is RL's: the critic starts from the warm start's result).
-TrainerConfig SftTrainerConfig(const RecipeConfig& recipe);
-// Parses both (SFT only when sft.steps > 0), so that a bad trainer value fails before any work.
-void ValidateTrainerSections(const RecipeConfig& recipe);
 
 // Training samples of accepted groups (group_id kept, so GRPO groups stay together). With
 // mask_truncated (algorithm.dapo.overlong "filter") a sample whose finish reason is "length" is

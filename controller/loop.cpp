@@ -12,7 +12,6 @@
 #include "controller/trainer_worker.h"
 #include "core/logging.h"
 #include "core/process_memory.h"
-#include "generator/generator_config.h"
 #include "report/metrics.h"
 #include "report/trace.h"
 
@@ -35,7 +34,6 @@ void CheckRecipeFitsPlacement(const RecipeConfig& recipe, const Placement& p) {
               ") so that every trainer rank trains on a group each step; raise it or use fewer trainer ranks");
   TORCH_CHECK(recipe.rollout.group_size <= recipe.rollout.max_slots, "rollout.group_size (", recipe.rollout.group_size,
               ") exceeds rollout.max_slots (", recipe.rollout.max_slots, "); a group is admitted at once: raise max_slots");
-  GeneratorConfig::FromJson(recipe.generator, "generator");  // its errors before any model is built
 }
 
 Json RunRole(JobContext& job, LlamaWeightSource& weights) {
@@ -93,12 +91,11 @@ void MergeTraceOrWarn(const std::string& run_dir) {
 }  // namespace
 
 // Everything that can fail on the recipe or its inputs is checked before any rank does work or
-// writes anything: placement, the trainer sections (RL and SFT), the model config, the tokenizer,
-// the data and, on resume, the run directory (controller/run_dir.h).
+// writes anything: the sections when the recipe was read, then placement, the model config, the
+// tokenizer, the data and, on resume, the run directory (controller/run_dir.h).
 Json RunTraining(Communicator& world, RecipeConfig recipe, const RunOptions& options) {
   const Placement placement = ResolvePlacement(recipe.placement, world.Size());
   CheckRecipeFitsPlacement(recipe, placement);
-  ValidateTrainerSections(recipe);
   if (!options.resume_dir.empty()) recipe.run_dir = options.resume_dir;
   const Json resolved = ResolvedRecipeJson(recipe, placement);
   std::optional<ResumePoint> resume;

@@ -38,7 +38,7 @@ EvalPolicy LoadEvalPolicy(const OfflineEvalOptions& o) {
   }
   RunPolicy run = LoadRunPolicy(o.model);
   return EvalPolicy{run.config, run.model, BuildTokenizer(run.recipe), run.recipe.data.prompt,
-                    named.is_null() ? run.recipe.reward : named, run.recipe.rollout.max_new_tokens,
+                    named.is_null() ? run.recipe.reward : named, run.recipe.rollout.sampling.max_new_tokens,
                     Json{{"model", o.model}, {"checkpoint", run.checkpoint}, {"rl_step", run.rl_step}}};
 }
 

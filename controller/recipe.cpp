@@ -10,12 +10,12 @@ ModelRecipe ModelRecipe::FromJson(const Json& j, const std::string& path) {
   ConfigReader r(j, path);
   r.Read("source", &c.source, {"tiny", "hf"}, "a random tiny Llama or an HF checkpoint directory");
   r.Read("path", &c.path, {}, "HF checkpoint directory (source hf)");
-  r.Read("hidden_size", &c.hidden_size, Range::AtLeast(1), "tiny model width");
-  r.Read("num_layers", &c.num_layers, Range::AtLeast(1), "tiny model depth");
-  r.Read("num_heads", &c.num_heads, Range::AtLeast(1), "attention heads");
-  r.Read("num_kv_heads", &c.num_kv_heads, Range::AtLeast(1), "key/value heads (GQA)");
-  r.Read("intermediate_size", &c.intermediate_size, Range::AtLeast(0), "MLP width (0 = 8/3 x hidden)");
-  r.Read("max_position_embeddings", &c.max_position_embeddings, Range::AtLeast(1), "longest sequence");
+  r.Read("hidden_size", &c.tiny.hidden_size, Range::AtLeast(1), "tiny model width");
+  r.Read("num_layers", &c.tiny.num_layers, Range::AtLeast(1), "tiny model depth");
+  r.Read("num_heads", &c.tiny.num_heads, Range::AtLeast(1), "attention heads");
+  r.Read("num_kv_heads", &c.tiny.num_kv_heads, Range::AtLeast(1), "key/value heads (GQA)");
+  r.Read("intermediate_size", &c.tiny.intermediate_size, Range::AtLeast(0), "MLP width (0 = 8/3 x hidden)");
+  r.Read("max_position_embeddings", &c.tiny.max_position_embeddings, Range::AtLeast(1), "longest sequence");
   r.Read("init_seed", &c.init_seed, Range::AtLeast(0), "seed of the random init");
   r.Finish();
   LLAMARL_CHECK(c.source != "hf" || !c.path.empty(), r.PathOf("path"),
@@ -54,26 +54,55 @@ RolloutRecipe RolloutRecipe::FromJson(const Json& j, const std::string& path) {
   ConfigReader r(j, path);
   r.Read("prompts_per_step", &c.prompts_per_step, Range::AtLeast(1), "prompt groups per training step");
   r.Read("group_size", &c.group_size, Range::AtLeast(1), "samples per prompt");
-  r.Read("temperature", &c.temperature, Range::AtLeast(0), "sampling temperature (0 = greedy)");
-  r.Read("top_k", &c.top_k, Range::AtLeast(0), "top-k sampling (0 = off)");
-  r.Read("top_p", &c.top_p, Range::OpenClosed(0, 1), "nucleus sampling mass");
-  r.Read("max_new_tokens", &c.max_new_tokens, Range::AtLeast(1), "longest response");
   r.Read("max_slots", &c.max_slots, Range::AtLeast(1), "concurrent sequences per generator replica");
-  r.Read("stop_strings", &c.stop_strings, "texts that end a response");
+  ReadSamplingParams(r, &c.sampling);
   r.Finish();
   return c;
 }
 
-SftRecipe SftRecipe::FromJson(const Json& j, const std::string& path) {
+namespace {
+
+// A trainer section as an object (absent = all defaults) whose schedule, when it has no
+// total_steps, decays over the `steps` of the phase it drives.
+Json TrainerSection(const Json& trainer, int64_t steps) {
+  Json j = trainer.is_null() ? Json::object() : trainer;
+  if (j.contains("schedule") && j["schedule"].is_object() && !j["schedule"].contains("total_steps")) {
+    j["schedule"]["total_steps"] = steps;
+  }
+  return j;
+}
+
+// RL's trainer (RecipeConfig::trainer): scores at the temperature the rollouts are sampled at.
+TrainerConfig RlTrainer(const Json& trainer, int64_t steps, double rollout_temperature) {
+  TrainerConfig c = TrainerConfig::FromJson(TrainerSection(trainer, steps), "trainer");
+  const double sampled_at = rollout_temperature > 0 ? rollout_temperature : 1.0;
+  LLAMARL_CHECK(!trainer.is_object() || !trainer.contains("temperature") || c.temperature == sampled_at,
+                "trainer.temperature (", c.temperature, ") differs from the temperature the rollouts are sampled at (",
+                sampled_at, "); leave trainer.temperature out: it follows rollout.temperature");
+  c.temperature = sampled_at;
+  return c;
+}
+
+}  // namespace
+
+SftRecipe SftRecipe::FromJson(const Json& j, const std::string& path, const Json& trainer) {
   SftRecipe c;
   ConfigReader r(j, path);
   r.Read("steps", &c.steps, Range::AtLeast(0), "warm-start steps on reference responses (0 = none)");
   r.Read("batch_size", &c.batch_size, Range::AtLeast(1), "examples per warm-start step");
-  c.trainer = r.Raw("trainer");
-  LLAMARL_CHECK(c.trainer.is_null() || c.trainer.is_object(), r.PathOf("trainer"),
+  const Json& overrides = r.Raw("trainer");
+  LLAMARL_CHECK(overrides.is_null() || overrides.is_object(), r.PathOf("trainer"),
                 ": expected an object of trainer overrides such as {\"optimizer\": {\"lr\": 1e-3}}, got ",
-                DescribeJson(c.trainer));
+                DescribeJson(overrides));
   r.Finish();
+  if (c.steps == 0) return c;
+  // A key of `trainer` itself is named as such; what fails only once the overrides are merged over
+  // it comes from sft.trainer (its keys, or the combination).
+  TrainerConfig::FromJson(TrainerSection(trainer, c.steps), "trainer");
+  Json merged = trainer.is_null() ? Json::object() : trainer;
+  if (!overrides.is_null()) merged.merge_patch(overrides);
+  c.trainer = TrainerConfig::FromJson(TrainerSection(merged, c.steps), r.PathOf("trainer"));
+  c.trainer.critic = CriticConfig();  // the warm start trains the policy alone
   return c;
 }
 
@@ -178,20 +207,21 @@ void ValidateRecipe(const RecipeConfig& c) {
                 "'; set placement.mode to colocated, or mode to async");
   LLAMARL_CHECK(c.tokenizer.source != "hf" || !c.tokenizer.path.empty() || c.model.source == "hf",
                 "tokenizer.source 'hf' needs tokenizer.path (or model.source 'hf' to read model.path)");
-  LLAMARL_CHECK(c.model.source != "tiny" || c.model.hidden_size % c.model.num_heads == 0,
-                "model.hidden_size (", c.model.hidden_size, ") must be a multiple of model.num_heads (",
-                c.model.num_heads, ")");
-  LLAMARL_CHECK(c.model.source != "tiny" || c.model.num_heads % c.model.num_kv_heads == 0,
-                "model.num_heads (", c.model.num_heads, ") must be a multiple of model.num_kv_heads (",
-                c.model.num_kv_heads, ")");
+  const TinyLlamaOptions& tiny = c.model.tiny;
+  LLAMARL_CHECK(c.model.source != "tiny" || tiny.hidden_size % tiny.num_heads == 0,
+                "model.hidden_size (", tiny.hidden_size, ") must be a multiple of model.num_heads (",
+                tiny.num_heads, ")");
+  LLAMARL_CHECK(c.model.source != "tiny" || tiny.num_heads % tiny.num_kv_heads == 0,
+                "model.num_heads (", tiny.num_heads, ") must be a multiple of model.num_kv_heads (",
+                tiny.num_kv_heads, ")");
   const DapoRecipe& dapo = c.algorithm.dapo;
   LLAMARL_CHECK(!dapo.dynamic_sampling || c.rollout.group_size >= 2,
                 "algorithm.dapo.dynamic_sampling needs rollout.group_size >= 2 (got ", c.rollout.group_size,
                 "): the rewards of a one-sample group are always all equal, so every group would be discarded");
   LLAMARL_CHECK(dapo.overlong != "penalty" ||
-                    (dapo.overlong_buffer >= 1 && dapo.overlong_buffer <= c.rollout.max_new_tokens),
+                    (dapo.overlong_buffer >= 1 && dapo.overlong_buffer <= c.rollout.sampling.max_new_tokens),
                 "algorithm.dapo.overlong_buffer (", dapo.overlong_buffer, ") must be in [1, rollout.max_new_tokens (",
-                c.rollout.max_new_tokens, ")] with algorithm.dapo.overlong 'penalty': the penalty ramps over that ",
+                c.rollout.sampling.max_new_tokens, ")] with algorithm.dapo.overlong 'penalty': the penalty ramps over that ",
                 "many tokens before the limit (DAPO used 4096 of 20480)");
   LLAMARL_CHECK(!c.run_dir.empty(), "run_dir: must name the run directory, e.g. runs/tiny_grpo");
 }
@@ -221,14 +251,7 @@ RecipeConfig RecipeConfig::FromJson(const Json& j, const std::string& path) {
   c.async = AsyncRecipe::FromJson(r.Raw("async"), r.PathOf("async"));
   c.algorithm = AlgorithmRecipe::FromJson(r.Raw("algorithm"), r.PathOf("algorithm"));
   c.rollout = RolloutRecipe::FromJson(r.Raw("rollout"), r.PathOf("rollout"));
-  c.generator = r.Raw("generator");
-  LLAMARL_CHECK(c.generator.is_null() || c.generator.is_object(), r.PathOf("generator"),
-                ": expected the generator config object such as {\"kv_cache_bytes\": 1000000000}, got ",
-                DescribeJson(c.generator));
-  c.trainer = r.Raw("trainer");
-  LLAMARL_CHECK(c.trainer.is_null() || c.trainer.is_object(), r.PathOf("trainer"),
-                ": expected the trainer config object, got ", DescribeJson(c.trainer));
-  c.sft = SftRecipe::FromJson(r.Raw("sft"), r.PathOf("sft"));
+  c.generator = GeneratorConfig::FromJson(r.Raw("generator"), r.PathOf("generator"));
   c.eval = EvalRecipe::FromJson(r.Raw("eval"), r.PathOf("eval"));
   c.checkpoint = CheckpointRecipe::FromJson(r.Raw("checkpoint"), r.PathOf("checkpoint"));
   c.timeouts = TimeoutRecipe::FromJson(r.Raw("timeouts"), r.PathOf("timeouts"));
@@ -239,6 +262,11 @@ RecipeConfig RecipeConfig::FromJson(const Json& j, const std::string& path) {
   r.Read("run_dir", &c.run_dir, {}, "where metrics, trace and checkpoints go");
   r.Read("steps", &c.steps, Range::AtLeast(1), "RL steps");
   r.Read("seed", &c.seed, Range::AtLeast(0), "sampling seed of the run");
+  // After steps and rollout: a schedule decays over the steps, the trainer scores at the rollouts'
+  // temperature.
+  const Json& trainer = r.Raw("trainer");
+  c.trainer = RlTrainer(trainer, c.steps, c.rollout.sampling.temperature);
+  c.sft = SftRecipe::FromJson(r.Raw("sft"), r.PathOf("sft"), trainer);
   r.Finish();
   ValidateRecipe(c);
   return c;

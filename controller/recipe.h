@@ -3,12 +3,12 @@
 // is parsed through core/config.h's ConfigReader, so an unknown key lists the known ones and a bad
 // value names its full path ("rollout.group_size: expected a number in [1, inf), got 0").
 //
-// Sections that belong to other components are kept as raw JSON here and validated by their owner
-// when the job is built: "trainer" by TrainerConfig::FromJson, "generator" by GeneratorConfig::FromJson
-// (generator/generator_config.h), "reward" by the reward registry (checked eagerly in FromJson too),
-// "data" by DatasetConfig::FromJson.
-//
-// LibTorch-free on purpose: `llamarl train --help` and recipe tests parse recipes without it.
+// A section that configures a component is read into that component's own struct by that component's
+// reader, and the recipe holds the struct: "generator" is GeneratorConfig (generator/generator_config.h),
+// the sampling keys of "rollout" are the engine's SamplingParams (read by ReadSamplingParams), "trainer"
+// is TrainerConfig (trainer/trainer_config.h), the tiny model's shape is model/'s TinyLlamaOptions.
+// "reward" stays a {"name", "config"} spec that the reward registry validates when the recipe is read
+// (each reward's config has its own schema), "data" is the controller's DatasetConfig.
 #pragma once
 
 #include <cstdint>
@@ -17,18 +17,24 @@
 
 #include "controller/dataset.h"
 #include "core/config.h"
+#include "generator/engine.h"
+#include "generator/generator_config.h"
+#include "model/llama_config.h"
+#include "trainer/trainer_config.h"
 
 namespace llamarl::controller {
 
 struct ModelRecipe {
   std::string source = "tiny";  // "tiny": a random tiny Llama; "hf": an HF checkpoint directory
   std::string path;             // the HF directory (source "hf")
-  int64_t hidden_size = 64;     // tiny model shape (source "tiny")
-  int64_t num_layers = 2;
-  int64_t num_heads = 4;
-  int64_t num_kv_heads = 2;
-  int64_t intermediate_size = 0;  // 0: Llama's 8/3 ratio
-  int64_t max_position_embeddings = 512;
+  // Source "tiny": the shape (keys hidden_size, num_layers, num_heads, num_kv_heads,
+  // intermediate_size, max_position_embeddings; the context defaults to 512 here), over the byte
+  // tokenizer's vocabulary and EOS ids, which the job sets.
+  TinyLlamaOptions tiny = [] {
+    TinyLlamaOptions o;
+    o.max_position_embeddings = 512;
+    return o;
+  }();
   int64_t init_seed = 0;  // seed of the random init (source "tiny")
 
   static ModelRecipe FromJson(const Json& j, const std::string& path);
@@ -57,12 +63,14 @@ struct PlacementRecipe {
 struct RolloutRecipe {
   int64_t prompts_per_step = 8;  // groups per training step (global)
   int64_t group_size = 4;        // samples per prompt (the GRPO group)
-  double temperature = 1.0;
-  int64_t top_k = 0;
-  double top_p = 1.0;
-  int64_t max_new_tokens = 32;
-  int64_t max_slots = 64;  // concurrent sequences per generator replica
-  std::vector<std::string> stop_strings;
+  int64_t max_slots = 64;        // concurrent sequences per generator replica (EngineOptions::max_slots)
+  // The keys temperature, top_k, top_p, max_new_tokens (32 here) and stop_strings, read by the
+  // generator (ReadSamplingParams); each request sets its own seed and EOS ids.
+  SamplingParams sampling = [] {
+    SamplingParams p;
+    p.max_new_tokens = 32;
+    return p;
+  }();
 
   static RolloutRecipe FromJson(const Json& j, const std::string& path);
 };
@@ -70,9 +78,15 @@ struct RolloutRecipe {
 struct SftRecipe {
   int64_t steps = 0;       // warm-start optimizer steps on reference responses before RL (0 = none)
   int64_t batch_size = 16;  // examples per step (global)
-  Json trainer;            // overrides merged into the trainer section for the warm start (e.g. optimizer.lr)
+  // The warm start's trainer: the recipe's "trainer" section with the key "trainer" of this section
+  // merged over it (overrides such as {"optimizer": {"lr": 1e-3}}), scoring at temperature 1, a
+  // schedule without total_steps decaying over `steps`, no separate critic (RL's critic starts from
+  // the warm start's result). An error names the key as the recipe has it: trainer.X, or
+  // sft.trainer.X when the merge causes it. Read only when steps > 0.
+  TrainerConfig trainer;
 
-  static SftRecipe FromJson(const Json& j, const std::string& path);
+  // `trainer` is the recipe's "trainer" section (null when absent).
+  static SftRecipe FromJson(const Json& j, const std::string& path, const Json& trainer);
 };
 
 struct EvalRecipe {
@@ -192,8 +206,11 @@ struct RecipeConfig {
   AsyncRecipe async;
   AlgorithmRecipe algorithm;
   RolloutRecipe rollout;
-  Json generator;  // GeneratorConfig (generator/generator_config.h): the engine's KV cache budget
-  Json trainer;  // TrainerConfig (trainer/trainer.h)
+  GeneratorConfig generator;  // the engine's KV cache budget and weight dtype
+  // RL's trainer: scoring at the temperature the rollouts are sampled at (greedy rollouts record
+  // log-probs at 1; a trainer.temperature that differs is an error), a schedule without total_steps
+  // decaying over `steps`. The job sets sampled_vocab_size and device.
+  TrainerConfig trainer;
   SftRecipe sft;
   EvalRecipe eval;
   CheckpointRecipe checkpoint;

@@ -32,7 +32,7 @@ std::vector<DatasetItem> LocalSlice(const std::vector<DatasetItem>& items, const
 // the warm start is for small models).
 LlamaWeightSource WarmStart(JobContext& job, Communicator& dp, const LlamaWeightSource& weights) {
   const SftRecipe& sft = job.recipe.sft;
-  TrainerConfig cfg = SftTrainerConfig(job.recipe);
+  TrainerConfig cfg = job.recipe.sft.trainer;
   cfg.sampled_vocab_size = SampledVocabSize(job.config, job.tokenizer);
   cfg.device = job.device;
   Trainer trainer(dp, job.config, weights, cfg);
@@ -121,7 +121,7 @@ TrainingStart StartTraining(JobContext& job, Communicator& dp, LlamaWeightSource
   const std::string& latest = job.resume_checkpoint;
   if (latest.empty() && job.recipe.sft.steps > 0) weights = WarmStart(job, dp, weights);
   const int64_t sft_version = latest.empty() ? job.recipe.sft.steps : 0;
-  TrainerConfig cfg = RlTrainerConfig(job.recipe);
+  TrainerConfig cfg = job.recipe.trainer;
   cfg.sampled_vocab_size = SampledVocabSize(job.config, job.tokenizer);
   cfg.device = job.device;
   start.trainer = std::make_unique<Trainer>(dp, job.config, weights, cfg, sft_version);

@@ -1,5 +1,7 @@
 #include "generator/generator_config.h"
 
+#include "generator/engine.h"
+
 namespace llamarl {
 
 GeneratorConfig GeneratorConfig::FromJson(const Json& j, const std::string& path) {
@@ -13,6 +15,14 @@ GeneratorConfig GeneratorConfig::FromJson(const Json& j, const std::string& path
   r.Read("weight_dtype", &c.weight_dtype, {"bfloat16", "float32"}, "dtype of the generator's weights and KV cache");
   r.Finish();
   return c;
+}
+
+void ReadSamplingParams(ConfigReader& r, SamplingParams* p) {
+  r.Read("temperature", &p->temperature, Range::AtLeast(0), "sampling temperature (0 = greedy)");
+  r.Read("top_k", &p->top_k, Range::AtLeast(0), "top-k sampling (0 = off)");
+  r.Read("top_p", &p->top_p, Range::OpenClosed(0, 1), "nucleus sampling mass");
+  r.Read("max_new_tokens", &p->max_new_tokens, Range::AtLeast(1), "longest response");
+  r.Read("stop_strings", &p->stop_strings, "texts that end a response");
 }
 
 at::ScalarType GeneratorConfig::WeightDtype() const {

@@ -1,5 +1,7 @@
-// The recipe's "generator" section: how each generator rank's engine is set up. Parsed here, next to
-// the engine that uses it (the recipe keeps the section as raw JSON), with unknown keys rejected.
+// The generator's recipe options, read here next to the engine that uses them (the recipe holds the
+// structs, filled by these readers; unknown keys are rejected and errors name the path).
+//
+// The recipe's "generator" section: how each generator rank's engine is set up.
 //   {"kv_cache_bytes": 0, "kv_cache_fraction": 0, "kv_block_size": 16, "weight_dtype": "bfloat16"}
 // kv_cache_bytes: the paged KV cache per rank in bytes, in the engine's compute dtype; 0 = use
 //   kv_cache_fraction, else room for rollout.max_slots sequences of the longest prompt + response.
@@ -26,5 +28,12 @@ struct GeneratorConfig {
 
   static GeneratorConfig FromJson(const Json& j, const std::string& path);
 };
+
+struct SamplingParams;  // generator/engine.h
+
+// The sampling keys of the section `r` reads (the recipe's "rollout"): temperature, top_k, top_p,
+// max_new_tokens, stop_strings. Fields absent from it keep p's values; seed and eos_ids are set per
+// request by whoever submits it.
+void ReadSamplingParams(ConfigReader& r, SamplingParams* p);
 
 }  // namespace llamarl

@@ -53,7 +53,7 @@ class ExportTest : public ::testing::Test {
     const LlamaConfig config = BuildModelConfig(recipe);
     LlamaForCausalLM model = MaterializeLlama(BuildWeights(recipe), at::TensorOptions().dtype(at::kFloat));
     auto comm = CreateCommunicator("local");
-    Trainer trainer(*comm, config, *model, RlTrainerConfig(recipe));
+    Trainer trainer(*comm, config, *model, recipe.trainer);
     trainer.LoadCheckpoint(checkpoint);
     trainer.GatherInto(*model);
     return model;

@@ -42,13 +42,14 @@ TEST(RecipeConfig, DefaultsAndSections) {
   j["trainer"] = {{"algorithm", "grpo"}};
   RecipeConfig c = RecipeConfig::FromJson(j);
   EXPECT_EQ(c.rollout.group_size, 8);
-  EXPECT_DOUBLE_EQ(c.rollout.temperature, 0.7);
+  EXPECT_DOUBLE_EQ(c.rollout.sampling.temperature, 0.7);
   EXPECT_EQ(c.rollout.prompts_per_step, 8);  // default kept
   EXPECT_EQ(c.placement.mode, "colocated");
   EXPECT_EQ(c.mode, "async");
   EXPECT_EQ(c.max_policy_lag, 1);
   EXPECT_EQ(c.data.source, "arithmetic");
-  EXPECT_EQ(c.trainer["algorithm"], "grpo");
+  EXPECT_EQ(c.trainer.algorithm, "grpo");
+  EXPECT_DOUBLE_EQ(c.trainer.temperature, 0.7) << "the trainer scores at the rollouts' temperature";
   EXPECT_EQ(c.run_dir, "runs/x");
   EXPECT_EQ(c.device, "auto");
   EXPECT_EQ(c.comm.backend, "auto");
@@ -85,6 +86,70 @@ TEST(RecipeConfig, ErrorsNameThePathAndListKnownKeys) {
   j = MinimalRecipe();
   j.erase("reward");
   EXPECT_CONTAINS(ErrorOf([&] { RecipeConfig::FromJson(j); }), "reward: missing");
+}
+
+TEST(RecipeConfig, ComponentSectionsAreReadIntoTheComponentsStructs) {
+  Json j = MinimalRecipe();
+  RecipeConfig c = RecipeConfig::FromJson(j);
+  EXPECT_EQ(c.rollout.sampling.max_new_tokens, 32) << "the recipe's default response length";
+  EXPECT_EQ(c.model.tiny.max_position_embeddings, 512) << "the recipe's default context";
+  EXPECT_EQ(c.generator.weight_dtype, "bfloat16");
+  j["model"] = {{"hidden_size", 32}, {"num_layers", 1}};
+  j["rollout"] = {{"top_k", 5}, {"stop_strings", {"\n"}}};
+  j["generator"] = {{"kv_cache_bytes", 123456}, {"kv_block_size", 8}, {"weight_dtype", "float32"}};
+  c = RecipeConfig::FromJson(j);
+  EXPECT_EQ(c.model.tiny.hidden_size, 32);
+  EXPECT_EQ(c.model.tiny.num_layers, 1);
+  EXPECT_EQ(c.rollout.sampling.top_k, 5);
+  EXPECT_EQ(c.rollout.sampling.stop_strings, std::vector<std::string>{"\n"});
+  EXPECT_EQ(c.generator.kv_cache.bytes, 123456);
+  EXPECT_EQ(c.generator.kv_cache.block_size, 8);
+  EXPECT_EQ(c.generator.weight_dtype, "float32");
+
+  j = MinimalRecipe();
+  j["generator"] = {{"kv_cache_byte", 1}};
+  std::string e = ErrorOf([&] { RecipeConfig::FromJson(j); });
+  EXPECT_CONTAINS(e, "generator: unknown key 'kv_cache_byte'");
+  EXPECT_CONTAINS(e, "kv_cache_bytes");
+  j["generator"] = {{"kv_cache_bytes", "lots"}};
+  EXPECT_CONTAINS(ErrorOf([&] { RecipeConfig::FromJson(j); }), "generator.kv_cache_bytes: expected");
+  j = MinimalRecipe();
+  j["trainer"] = {{"optimizer", {{"lr", "fast"}}}};
+  EXPECT_CONTAINS(ErrorOf([&] { RecipeConfig::FromJson(j); }), "trainer.optimizer.lr: expected");
+  j["trainer"] = 3;
+  EXPECT_CONTAINS(ErrorOf([&] { RecipeConfig::FromJson(j); }), "trainer");
+}
+
+TEST(RecipeConfig, TrainerScoresAtTheSamplingTemperatureAndRejectsAnotherOne) {
+  Json j = MinimalRecipe();
+  j["rollout"] = {{"temperature", 0.7}};
+  EXPECT_DOUBLE_EQ(RecipeConfig::FromJson(j).trainer.temperature, 0.7);
+  j["rollout"] = {{"temperature", 0}};  // greedy rollouts record log-probs at temperature 1
+  EXPECT_DOUBLE_EQ(RecipeConfig::FromJson(j).trainer.temperature, 1.0);
+  j["rollout"] = {{"temperature", 0.7}};
+  j["trainer"] = {{"temperature", 0.7}};
+  EXPECT_DOUBLE_EQ(RecipeConfig::FromJson(j).trainer.temperature, 0.7);
+  j["trainer"] = {{"temperature", 1.0}};
+  EXPECT_CONTAINS(ErrorOf([&] { RecipeConfig::FromJson(j); }),
+                  "trainer.temperature (1) differs from the temperature the rollouts are sampled at (0.7)");
+}
+
+TEST(RecipeConfig, CosineScheduleDecaysOverThePhaseItDrives) {
+  Json j = MinimalRecipe();
+  j["steps"] = 500;
+  j["sft"] = {{"steps", 80}, {"trainer", {{"optimizer", {{"lr", 0.01}}}}}};
+  j["trainer"] = {{"schedule", {{"kind", "cosine"}}}, {"temperature", 1.0}};
+  RecipeConfig c = RecipeConfig::FromJson(j);
+  EXPECT_EQ(c.trainer.schedule.total_steps, 500);
+  EXPECT_EQ(c.sft.trainer.schedule.total_steps, 80);
+  EXPECT_DOUBLE_EQ(c.sft.trainer.temperature, 1.0);
+  EXPECT_DOUBLE_EQ(c.sft.trainer.optimizer.lr, 0.01);
+  j["trainer"]["schedule"]["total_steps"] = 300;  // an explicit value wins
+  c = RecipeConfig::FromJson(j);
+  EXPECT_EQ(c.trainer.schedule.total_steps, 300);
+  EXPECT_EQ(c.sft.trainer.schedule.total_steps, 300);
+  j["sft"]["trainer"] = {{"optimiser", {{"lr", 0.1}}}};
+  EXPECT_CONTAINS(ErrorOf([&] { RecipeConfig::FromJson(j); }), "sft.trainer: unknown key 'optimiser'");
 }
 
 TEST(RecipeConfig, AsyncOnStaleChoicesAndErrors) {
@@ -150,7 +215,7 @@ TEST(LoadRecipe, OverridesApplyBeforeParsing) {
   std::ofstream(file) << MinimalRecipe().dump();
   RecipeConfig c = LoadRecipe(file, {"steps=7", "rollout.max_new_tokens=12", "placement.mode=colocated"});
   EXPECT_EQ(c.steps, 7);
-  EXPECT_EQ(c.rollout.max_new_tokens, 12);
+  EXPECT_EQ(c.rollout.sampling.max_new_tokens, 12);
   EXPECT_EQ(c.placement.mode, "colocated");
   EXPECT_EQ(c.source["steps"], 7);
   EXPECT_CONTAINS(ErrorOf([&] { LoadRecipe(file, {"rollout.top_p=2"}); }), "rollout.top_p");
