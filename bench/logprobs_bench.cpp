@@ -1,11 +1,12 @@
 #include "bench/logprobs_bench.h"
 
+#include "core/check.h"
 #include "core/device.h"
+#include "core/error_text.h"
 #include "kernels/token_logprobs.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <c10/util/Exception.h>
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,19 +38,19 @@ int64_t ReadStatusBytes(const std::string& field) {
   while (std::getline(status, line)) {
     if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1)) * 1024;  // "... kB"
   }
-  TORCH_CHECK(false, "bench: /proc/self/status has no ", field, " line; peak-memory measurement needs Linux procfs");
+  LLAMARL_FAIL("bench: /proc/self/status has no ", field, " line; peak-memory measurement needs Linux procfs");
 }
 
 void ResetPeakRss() {
   std::ofstream clear_refs("/proc/self/clear_refs");
   clear_refs << "5";  // resets VmHWM to the current RSS (Linux >= 4.0)
-  TORCH_CHECK(clear_refs.good(), "bench: cannot write /proc/self/clear_refs to reset the peak RSS (Linux >= 4.0)");
+  LLAMARL_CHECK(clear_refs.good(), "bench: cannot write /proc/self/clear_refs to reset the peak RSS (Linux >= 4.0)");
 }
 
 at::ScalarType ParseDtype(const std::string& name) {
   if (name == "float32") return at::kFloat;
   if (name == "bfloat16") return at::kBFloat16;
-  TORCH_CHECK(false, "bench logprobs: dtype '", name, "' is not supported; use float32 or bfloat16");
+  LLAMARL_FAIL("bench logprobs: dtype '", name, "' is not supported; use float32 or bfloat16");
 }
 
 // One variant's forward+backward on freshly made inputs; runs inside the child.
@@ -98,9 +99,9 @@ nlohmann::json MeasureVariant(bool fused, const LogprobsBenchOptions& o) {
 // that no destructors or atexit handlers of the parent's state run twice.
 nlohmann::json RunInChild(const std::string& name, const std::function<nlohmann::json()>& body) {
   int fds[2];
-  TORCH_CHECK(pipe(fds) == 0, "bench: pipe() failed: ", std::strerror(errno));
+  LLAMARL_CHECK(pipe(fds) == 0, "bench: pipe() failed: ", std::strerror(errno));
   const pid_t pid = fork();
-  TORCH_CHECK(pid >= 0, "bench: fork() failed: ", std::strerror(errno));
+  LLAMARL_CHECK(pid >= 0, "bench: fork() failed: ", std::strerror(errno));
   if (pid == 0) {
     close(fds[0]);
     std::string out;
@@ -108,7 +109,7 @@ nlohmann::json RunInChild(const std::string& name, const std::function<nlohmann:
     try {
       out = body().dump();
     } catch (const std::exception& e) {
-      out = nlohmann::json{{"error", e.what()}}.dump();
+      out = nlohmann::json{{"error", ErrorText(e)}}.dump();
       code = 1;
     }
     for (size_t done = 0; done < out.size();) {
@@ -126,20 +127,20 @@ nlohmann::json RunInChild(const std::string& name, const std::function<nlohmann:
   close(fds[0]);
   int status = 0;
   waitpid(pid, &status, 0);
-  TORCH_CHECK(!WIFSIGNALED(status), "bench logprobs: the ", name, " variant was killed by signal ", WTERMSIG(status),
-              WTERMSIG(status) == SIGKILL ? " (likely out of memory; lower --tokens or --vocab)" : "");
-  TORCH_CHECK(!text.empty(), "bench logprobs: the ", name, " variant exited with status ", WEXITSTATUS(status),
-              " and no result");
+  LLAMARL_CHECK(!WIFSIGNALED(status), "bench logprobs: the ", name, " variant was killed by signal ", WTERMSIG(status),
+                WTERMSIG(status) == SIGKILL ? " (likely out of memory; lower --tokens or --vocab)" : "");
+  LLAMARL_CHECK(!text.empty(), "bench logprobs: the ", name, " variant exited with status ", WEXITSTATUS(status),
+                " and no result");
   nlohmann::json result = nlohmann::json::parse(text);
-  TORCH_CHECK(!result.contains("error"), "bench logprobs: the ", name, " variant failed: ",
-              result["error"].get<std::string>());
+  LLAMARL_CHECK(!result.contains("error"), "bench logprobs: the ", name, " variant failed: ",
+                result["error"].get<std::string>());
   return result;
 }
 
 void CheckOptions(const LogprobsBenchOptions& o) {
-  TORCH_CHECK(o.tokens > 0 && o.vocab > 0 && o.hidden > 0, "bench logprobs: tokens, vocab and hidden must be positive, ",
-              "got T=", o.tokens, " V=", o.vocab, " D=", o.hidden);
-  TORCH_CHECK(o.repeats > 0, "bench logprobs: repeats must be positive, got ", o.repeats);
+  LLAMARL_CHECK(o.tokens > 0 && o.vocab > 0 && o.hidden > 0, "bench logprobs: tokens, vocab and hidden must be positive, ",
+                "got T=", o.tokens, " V=", o.vocab, " D=", o.hidden);
+  LLAMARL_CHECK(o.repeats > 0, "bench logprobs: repeats must be positive, got ", o.repeats);
   ParseDtype(o.dtype);
 }
 

@@ -13,6 +13,7 @@
 #include "controller/loop.h"
 #include "core/communicator.h"
 #include "core/device.h"
+#include "core/error_text.h"
 #include "core/mpi.h"
 #include "core/routed_communicator.h"
 
@@ -55,32 +56,21 @@ int RunTrain(const CommandArgs& argv) {
     return 1;
   }
   controller::RecipeConfig recipe = controller::LoadRecipe(positional[0], args.GetAll("set"));
-  if (args.GetFlag("dry-run")) {
-    try {
-      return TrainDryRun(recipe, int(args.GetInt("ranks")), args.GetFlag("json"));
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "llamarl train --dry-run: error: %s\n", e.what());
-      return 1;
-    }
-  }
+  if (args.GetFlag("dry-run")) return TrainDryRun(recipe, int(args.GetInt("ranks")), args.GetFlag("json"));
   controller::RunOptions options;
   if (args.Has("resume")) options.resume_dir = args.Get("resume");
-  std::unique_ptr<Communicator> world;
-  try {  // the device first: an impossible one is an error before MPI starts or anything loads
-    options.device = ResolveDevice(recipe.device, "device");
-    world = CreateJobCommunicator(options.device, recipe.comm.backend, "comm.backend");
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "llamarl train: error: %s\n", controller::ErrorText(e).c_str());
-    return 1;
-  }
+  // The device first: an impossible one is an error before MPI starts or anything loads.
+  options.device = ResolveDevice(recipe.device, "device");
+  std::unique_ptr<Communicator> world = CreateJobCommunicator(options.device, recipe.comm.backend, "comm.backend");
   SetTorchThreads(world->Size());
   Json summary;
   try {
     summary = controller::RunTraining(*world, recipe, options);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "llamarl train: error: %s\n", e.what());
+    std::fprintf(stderr, "llamarl train: error: %s\n", ErrorText(e).c_str());
     std::fflush(stderr);
-    // Peers may be blocked in a wait for this rank: end the whole job now rather than at their timeouts.
+    // Peers may be blocked in a wait for this rank: end the whole job now, while this rank's
+    // communicator is alive, rather than at their timeouts.
     if (world->Size() > 1 && MpiInitialized()) MPI_Abort(MPI_COMM_WORLD, 1);
     return 1;
   }

@@ -1,10 +1,11 @@
 // llamarl: the one program of the framework. Dispatches to one function per subcommand
-// (DESIGN.md, "The command line"); every error a user can cause ends here as one line on stderr
-// and exit status 1.
+// (DESIGN.md, "The command line"); every error a user can cause ends here, in the one catch of the
+// program, as one line on stderr (core/error_text.h: no C++ backtrace) and exit status 1. (The one
+// other report is `llamarl train`'s failing rank, which must abort the whole MPI job while its
+// communicator is still alive: cli/cmd_train.cpp.)
 #include "cli/commands.h"
+#include "core/error_text.h"
 #include "core/host_allocator.h"
-
-#include <c10/util/Exception.h>
 
 #include <cstdio>
 #include <cstring>
@@ -47,11 +48,8 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[1], c.name) != 0) continue;
     try {
       return c.run(llamarl::cli::CommandArgs(argv + 2, argv + argc));
-    } catch (const c10::Error& e) {
-      // c10 appends a C++ backtrace to what(); the message without it is what a user needs.
-      std::fprintf(stderr, "llamarl %s: error: %s\n", c.name, e.what_without_backtrace());
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "llamarl %s: error: %s\n", c.name, e.what());
+      std::fprintf(stderr, "llamarl %s: error: %s\n", c.name, llamarl::ErrorText(e).c_str());
     }
     return 1;
   }

@@ -8,6 +8,7 @@
 #include "controller/batch_planner.h"
 #include "controller/generator_side.h"
 #include "controller/progress.h"
+#include "core/check.h"
 #include "core/logging.h"
 #include "report/metrics.h"
 #include "report/trace.h"
@@ -260,8 +261,8 @@ void ColocatedWorker::RunStep(int64_t step, int64_t end_step) {
 Json ColocatedWorker::Run() {
   start_ = StartTraining(job_, job_.world, weights_);
   const int64_t end_step = job_.recipe.steps;
-  TORCH_CHECK(start_.rl_step < end_step, "the run in ", job_.resume_dir, " already finished its ", end_step,
-              " steps; raise steps (--set steps=N) to continue it");
+  LLAMARL_CHECK(start_.rl_step < end_step, "the run in ", job_.resume_dir, " already finished its ", end_step,
+                " steps; raise steps (--set steps=N) to continue it");
   prompts_.Restore(start_.resumed ? start_.cursor : prompts_.CursorAt(0), start_.rl_step);
   EngineOptions options = GeneratorEngineOptions(job_.recipe, job_.config, job_.tokenizer, job_.data);
   options.tp_group = tp_.get();

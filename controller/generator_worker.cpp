@@ -4,6 +4,7 @@
 
 #include "controller/batch_planner.h"
 #include "controller/generator_side.h"
+#include "core/check.h"
 #include "core/logging.h"
 #include "core/process_memory.h"
 #include "report/trace.h"
@@ -211,8 +212,8 @@ void GeneratorWorker::Route(const Command& c) {
   if (!IsLeader()) return;  // only the leader keeps finished groups
   for (const Json& send : c.payload.at("send")) {
     auto it = finished_.find(send.at(0).get<int64_t>());
-    TORCH_INTERNAL_ASSERT(it != finished_.end(), "route of group ", send.at(0), " which replica ", replica_,
-                          " does not hold");
+    LLAMARL_ASSERT(it != finished_.end(), "route of group ", send.at(0), " which replica ", replica_,
+                   " does not hold");
     it->second.step = c.step;
     sends_.push_back(SendBytes(job_.world, EncodeRolloutGroup(it->second), send.at(1).get<int>(), kRolloutTag));
     finished_.erase(it);
@@ -247,7 +248,7 @@ void GeneratorWorker::OnCompletion(Completion c) {
     return;
   }
   auto it = in_flight_.find(c.request_id);
-  TORCH_INTERNAL_ASSERT(it != in_flight_.end(), "completion of unknown request ", c.request_id);
+  LLAMARL_ASSERT(it != in_flight_.end(), "completion of unknown request ", c.request_id);
   summary_.response_lengths.Add(int64_t(c.tokens.size()));
   it->second.done.push_back(std::move(c));
   if (int64_t(it->second.done.size()) < job_.recipe.rollout.group_size) return;
@@ -286,7 +287,7 @@ void GeneratorWorker::Save(const Command& c) {
   if (!IsLeader()) return;
   for (const Json& id : c.payload.at("groups")) {
     auto it = finished_.find(id.get<int64_t>());
-    TORCH_INTERNAL_ASSERT(it != finished_.end(), "save of group ", id, " which replica ", replica_, " does not hold");
+    LLAMARL_ASSERT(it != finished_.end(), "save of group ", id, " which replica ", replica_, " does not hold");
     sends_.push_back(
         SendBytes(job_.world, EncodeRolloutGroup(it->second), job_.placement.FirstTrainer(), kCheckpointTag));
   }

@@ -1,7 +1,5 @@
 #include "controller/hf_export.h"
 
-#include <c10/util/Exception.h>
-
 #include <filesystem>
 #include <fstream>
 
@@ -22,12 +20,12 @@ namespace {
 
 // (run directory, checkpoint) of the export's source.
 std::pair<std::string, std::string> ResolveSource(const std::string& source) {
-  TORCH_CHECK(fs::is_directory(source), "'", source, "' is not a directory; pass a run directory ",
-              "(the run_dir of `llamarl train`) or one of its checkpoints/step_N");
+  LLAMARL_CHECK(fs::is_directory(source), "'", source, "' is not a directory; pass a run directory ",
+                "(the run_dir of `llamarl train`) or one of its checkpoints/step_N");
   if (fs::exists(fs::path(source) / "trainer_state.json")) {
     const std::string problem = CheckpointProblem(source);
-    TORCH_CHECK(problem.empty(), "checkpoint '", source, "' is damaged: ", problem,
-                "; pass another checkpoints/step_N, or the run directory for its newest whole one");
+    LLAMARL_CHECK(problem.empty(), "checkpoint '", source, "' is damaged: ", problem,
+                  "; pass another checkpoints/step_N, or the run directory for its newest whole one");
     return {fs::path(source).parent_path().parent_path().string(), source};
   }
   for (const auto& [step, dir] : CheckpointsNewestFirst(source)) {
@@ -44,7 +42,7 @@ void WriteTokenizer(const RecipeConfig& recipe, const std::string& dir) {
     std::ofstream(dir + "/tokenizer.json") << MakeTinyTokenizerJson().dump(2) << "\n";
     std::ofstream out(dir + "/tokenizer_config.json");
     out << MakeTinyTokenizerConfigJson().dump(2) << "\n";
-    TORCH_CHECK(out.good(), "llamarl export: writing the tokenizer files into ", dir, " failed (disk full?)");
+    LLAMARL_CHECK(out.good(), "llamarl export: writing the tokenizer files into ", dir, " failed (disk full?)");
     return;
   }
   CopyTokenizerFiles(recipe.tokenizer.path.empty() ? recipe.model.path : recipe.tokenizer.path, dir);
@@ -55,14 +53,14 @@ void WriteTokenizer(const RecipeConfig& recipe, const std::string& dir) {
 RunPolicy LoadRunPolicy(const std::string& source) {
   const auto [run_dir, checkpoint] = ResolveSource(source);
   const std::string recipe_path = run_dir + "/recipe.json";
-  TORCH_CHECK(fs::exists(recipe_path), recipe_path, " is missing; the checkpoint's model shape and tokenizer come ",
-              "from the run's recipe");
+  LLAMARL_CHECK(fs::exists(recipe_path), recipe_path, " is missing; the checkpoint's model shape and tokenizer come ",
+                "from the run's recipe");
   RunPolicy p;
   p.recipe = RecipeConfig::FromJson(ReadJsonFile(recipe_path));
   p.config = BuildModelConfig(p.recipe);
   const at::Tensor params = ReadCheckpointVector(checkpoint, "param");
-  TORCH_CHECK(params.numel() == p.config.NumParameters(), checkpoint, " holds ", params.numel(),
-              " parameters but ", recipe_path, " describes a model of ", p.config.NumParameters());
+  LLAMARL_CHECK(params.numel() == p.config.NumParameters(), checkpoint, " holds ", params.numel(),
+                " parameters but ", recipe_path, " describes a model of ", p.config.NumParameters());
   p.model = LlamaForCausalLM(p.config, at::TensorOptions().dtype(at::kFloat));
   AssignFlat(*p.model, LlamaParamSpecs(p.config), params, /*bind=*/false);
   p.checkpoint = checkpoint;
@@ -71,11 +69,11 @@ RunPolicy LoadRunPolicy(const std::string& source) {
 }
 
 ExportResult ExportRun(const ExportOptions& options) {
-  TORCH_CHECK(options.dtype == "bf16" || options.dtype == "f32", "llamarl export: --dtype expects bf16 or f32, got '",
-              options.dtype, "'");
-  TORCH_CHECK(!options.out.empty(), "llamarl export: --out names the directory to write");
-  TORCH_CHECK(!fs::exists(options.out) || fs::is_empty(options.out), "llamarl export: ", options.out,
-              " already exists and is not empty; choose a new --out");
+  LLAMARL_CHECK(options.dtype == "bf16" || options.dtype == "f32", "llamarl export: --dtype expects bf16 or f32, got '",
+                options.dtype, "'");
+  LLAMARL_CHECK(!options.out.empty(), "llamarl export: --out names the directory to write");
+  LLAMARL_CHECK(!fs::exists(options.out) || fs::is_empty(options.out), "llamarl export: ", options.out,
+                " already exists and is not empty; choose a new --out");
   RunPolicy policy = LoadRunPolicy(options.source);
   ExportResult result;
   result.checkpoint = policy.checkpoint;

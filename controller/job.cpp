@@ -5,6 +5,8 @@
 #include <cmath>
 
 #include "controller/dataset_random.h"
+#include "core/check.h"
+#include "core/error_text.h"
 #include "core/logging.h"
 #include "model/llama_checkpoint.h"
 #include "model/shard_layout.h"
@@ -12,11 +14,6 @@
 #include "reward/overlong.h"
 
 namespace llamarl::controller {
-
-std::string ErrorText(const std::exception& e) {
-  if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) return c10->what_without_backtrace();
-  return e.what();
-}
 
 LlamaConfig BuildModelConfig(const RecipeConfig& recipe) {
   const ModelRecipe& m = recipe.model;
@@ -47,9 +44,9 @@ Tokenizer BuildTokenizer(const RecipeConfig& recipe) {
   try {
     return Tokenizer::FromDirectory(dir);
   } catch (const std::exception& e) {
-    TORCH_CHECK(false, own_path ? "tokenizer.path" : "tokenizer.path (unset, so model.path)", " '", dir, "': ",
-                ErrorText(e), "; set tokenizer.path to the directory holding ",
-                "tokenizer.json (or GPT-2's encoder.json + vocab.bpe)");
+    LLAMARL_FAIL(own_path ? "tokenizer.path" : "tokenizer.path (unset, so model.path)", " '", dir, "': ",
+                 ErrorText(e), "; set tokenizer.path to the directory holding ",
+                 "tokenizer.json (or GPT-2's encoder.json + vocab.bpe)");
   }
 }
 
@@ -59,21 +56,21 @@ StepPrompts::StepPrompts(std::vector<DatasetItem> train, const RecipeConfig& rec
 
 const std::vector<DatasetItem>& StepPrompts::ForStep(int64_t step) {
   if (step == cached_step_) return cached_;
-  TORCH_CHECK(step >= next_step_, "prompts of step ", step, " asked after step ", next_step_ - 1);
+  LLAMARL_CHECK(step >= next_step_, "prompts of step ", step, " asked after step ", next_step_ - 1);
   while (next_step_ < step) {
     sampler_.Next(size_t(per_step_));
     ++next_step_;
   }
   cached_ = sampler_.Next(size_t(per_step_));
-  TORCH_CHECK(int64_t(cached_.size()) == per_step_, "the dataset ran out at step ", step, " (data.num_epochs = ",
-              "a bounded number of epochs); raise data.num_epochs, set it to 0 (unbounded), or lower steps");
+  LLAMARL_CHECK(int64_t(cached_.size()) == per_step_, "the dataset ran out at step ", step, " (data.num_epochs = ",
+                "a bounded number of epochs); raise data.num_epochs, set it to 0 (unbounded), or lower steps");
   cached_step_ = step;
   ++next_step_;
   return cached_;
 }
 
 Cursor StepPrompts::CursorAt(int64_t step) {
-  TORCH_CHECK(step >= next_step_, "cursor of step ", step, " asked after step ", next_step_ - 1);
+  LLAMARL_CHECK(step >= next_step_, "cursor of step ", step, " asked after step ", next_step_ - 1);
   while (next_step_ < step) {
     sampler_.Next(size_t(per_step_));
     ++next_step_;
@@ -85,9 +82,9 @@ std::vector<DatasetItem> StepPrompts::Extra(int64_t n, int64_t* first_position) 
   const Cursor& at = sampler_.cursor();
   *first_position = at.epoch * at.num_items + at.index;
   std::vector<DatasetItem> items = sampler_.Next(size_t(n));
-  TORCH_CHECK(int64_t(items.size()) == n, "the dataset ran out while drawing ", n, " replacement prompts (data.num_epochs ",
-              "= a bounded number of epochs; algorithm.dapo.dynamic_sampling draws more than prompts_per_step a step); ",
-              "raise data.num_epochs, set it to 0 (unbounded), or lower steps");
+  LLAMARL_CHECK(int64_t(items.size()) == n, "the dataset ran out while drawing ", n, " replacement prompts (data.num_epochs ",
+                "= a bounded number of epochs; algorithm.dapo.dynamic_sampling draws more than prompts_per_step a step); ",
+                "raise data.num_epochs, set it to 0 (unbounded), or lower steps");
   return items;
 }
 
@@ -165,8 +162,8 @@ RolloutGroup ScoreGroup(const std::vector<Completion>& completions, const Datase
   RolloutGroup g;
   g.prompt_id = item.id;
   for (const Completion& c : completions) {
-    TORCH_CHECK(c.finish_reason != FinishReason::kRejected, "the generator rejected prompt ", item.id, ": ",
-                c.error, "; check rollout.max_new_tokens against generator.kv_cache_bytes and model.max_position_embeddings");
+    LLAMARL_CHECK(c.finish_reason != FinishReason::kRejected, "the generator rejected prompt ", item.id, ": ",
+                  c.error, "; check rollout.max_new_tokens against generator.kv_cache_bytes and model.max_position_embeddings");
     items.push_back({item.prompt, ResponseText(tokenizer, c.tokens, eos_ids), item.answer});
     RolloutSample s;
     s.response = c.tokens;
@@ -191,8 +188,8 @@ void ShapeRewards(RolloutGroup* group, const DapoRecipe& dapo, int64_t max_new_t
 
 double ScoreEval(const std::vector<Completion>& completions, const std::vector<DatasetItem>& items,
                  reward::Reward& reward, const Tokenizer& tokenizer, const std::vector<int64_t>& eos_ids) {
-  TORCH_INTERNAL_ASSERT(completions.size() == items.size(), completions.size(), " completions for ",
-                        items.size(), " eval items");
+  LLAMARL_ASSERT(completions.size() == items.size(), completions.size(), " completions for ",
+                 items.size(), " eval items");
   if (items.empty()) return 0.0;
   std::vector<reward::RewardItem> scored_items;
   for (size_t i = 0; i < items.size(); ++i) {
@@ -204,8 +201,8 @@ double ScoreEval(const std::vector<Completion>& completions, const std::vector<D
 }
 
 double PassAtK(int64_t n, int64_t c, int64_t k) {
-  TORCH_CHECK(k >= 1 && k <= n && c >= 0 && c <= n, "pass@k needs 1 <= k <= n and 0 <= c <= n, got n=", n, " c=", c,
-              " k=", k);
+  LLAMARL_CHECK(k >= 1 && k <= n && c >= 0 && c <= n, "pass@k needs 1 <= k <= n and 0 <= c <= n, got n=", n, " c=", c,
+                " k=", k);
   if (n - c < k) return 1.0;
   // C(n-c, k) / C(n, k) = prod_{i=n-c+1}^{n} (1 - k / i): no factorials, no overflow.
   double fail = 1.0;
@@ -216,7 +213,7 @@ double PassAtK(int64_t n, int64_t c, int64_t k) {
 EvalSampleSums ScoreEvalSamples(const std::vector<std::vector<Completion>>& samples,
                                 const std::vector<DatasetItem>& items, reward::Reward& reward,
                                 const Tokenizer& tokenizer, const std::vector<int64_t>& eos_ids, double pass_threshold) {
-  TORCH_INTERNAL_ASSERT(samples.size() == items.size(), samples.size(), " sample lists for ", items.size(), " items");
+  LLAMARL_ASSERT(samples.size() == items.size(), samples.size(), " sample lists for ", items.size(), " items");
   std::vector<reward::RewardItem> scored;
   for (size_t i = 0; i < items.size(); ++i)
     for (const Completion& c : samples[i])
@@ -262,11 +259,11 @@ TrainBatch ToTrainBatch(const std::vector<RolloutGroup>& groups, bool mask_trunc
 
 TrainBatch SftBatch(const std::vector<DatasetItem>& items, const Tokenizer& tokenizer,
                     const std::vector<int64_t>& eos_ids) {
-  TORCH_CHECK(!eos_ids.empty(), "the model config names no EOS token; SFT responses need one to learn to stop");
+  LLAMARL_CHECK(!eos_ids.empty(), "the model config names no EOS token; SFT responses need one to learn to stop");
   TrainBatch batch;
   for (const DatasetItem& item : items) {
-    TORCH_CHECK(!item.reference_response.empty(), "sft: dataset item ", item.id, " has no reference response; ",
-                "the warm start needs a generated task (arithmetic, countdown) or set sft.steps to 0");
+    LLAMARL_CHECK(!item.reference_response.empty(), "sft: dataset item ", item.id, " has no reference response; ",
+                  "the warm start needs a generated task (arithmetic, countdown) or set sft.steps to 0");
     TrainSample t;
     t.prompt = tokenizer.Encode(item.prompt);
     t.response = tokenizer.Encode(item.reference_response);

@@ -24,9 +24,6 @@
 
 namespace llamarl::controller {
 
-// An exception's message without LibTorch's backtrace.
-std::string ErrorText(const std::exception& e);
-
 // The model config: a tiny Llama over the 259-token byte tokenizer (EOS = <|endoftext|> and
 // <|im_end|>), or the HF directory's config.json.
 LlamaConfig BuildModelConfig(const RecipeConfig& recipe);

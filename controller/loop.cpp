@@ -1,7 +1,5 @@
 #include "controller/loop.h"
 
-#include <c10/util/Exception.h>
-
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -10,6 +8,8 @@
 #include "controller/generator_worker.h"
 #include "controller/run_dir.h"
 #include "controller/trainer_worker.h"
+#include "core/check.h"
+#include "core/error_text.h"
 #include "core/logging.h"
 #include "core/process_memory.h"
 #include "report/metrics.h"
@@ -25,15 +25,15 @@ const char* RoleOf(const Placement& p, int rank) {
 }
 
 void CheckRecipeFitsPlacement(const RecipeConfig& recipe, const Placement& p) {
-  TORCH_CHECK(recipe.rollout.prompts_per_step >= p.NumReplicas(), "rollout.prompts_per_step (",
-              recipe.rollout.prompts_per_step, ") must be at least the number of generator replicas (",
-              p.NumReplicas(), ") so that every replica has a group to generate; raise it or use fewer ranks");
-  TORCH_CHECK(!p.split || recipe.rollout.prompts_per_step >= p.num_trainers,
-              "rollout.prompts_per_step (", recipe.rollout.prompts_per_step,
-              ") must be at least the number of trainer ranks (", p.num_trainers,
-              ") so that every trainer rank trains on a group each step; raise it or use fewer trainer ranks");
-  TORCH_CHECK(recipe.rollout.group_size <= recipe.rollout.max_slots, "rollout.group_size (", recipe.rollout.group_size,
-              ") exceeds rollout.max_slots (", recipe.rollout.max_slots, "); a group is admitted at once: raise max_slots");
+  LLAMARL_CHECK(recipe.rollout.prompts_per_step >= p.NumReplicas(), "rollout.prompts_per_step (",
+                recipe.rollout.prompts_per_step, ") must be at least the number of generator replicas (",
+                p.NumReplicas(), ") so that every replica has a group to generate; raise it or use fewer ranks");
+  LLAMARL_CHECK(!p.split || recipe.rollout.prompts_per_step >= p.num_trainers,
+                "rollout.prompts_per_step (", recipe.rollout.prompts_per_step,
+                ") must be at least the number of trainer ranks (", p.num_trainers,
+                ") so that every trainer rank trains on a group each step; raise it or use fewer trainer ranks");
+  LLAMARL_CHECK(recipe.rollout.group_size <= recipe.rollout.max_slots, "rollout.group_size (", recipe.rollout.group_size,
+                ") exceeds rollout.max_slots (", recipe.rollout.max_slots, "); a group is admitted at once: raise max_slots");
 }
 
 Json RunRole(JobContext& job, LlamaWeightSource& weights) {

@@ -11,24 +11,24 @@
 // trace/rank_<r>.jsonl (each rank) and trace.json (merged at the end).
 //
 // Failures: every wait has the recipe's timeout; any exception on a rank is rethrown as
-// TrainingFailure naming the rank, its role and its phase. The caller (llamarl train) prints it and
-// aborts the whole MPI job, so no rank waits forever for a dead peer. Checkpoints are atomic, so the
+// TrainingFailure (a llamarl::Error) naming the rank, its role and its phase. cli/main.cpp's one
+// catch prints it and aborts the whole MPI job, so no rank waits forever for a dead peer. Checkpoints are atomic, so the
 // last one stays intact.
 #pragma once
 
-#include <stdexcept>
 #include <string>
 
 #include <c10/core/Device.h>
 
 #include "controller/recipe.h"
+#include "core/check.h"
 #include "core/communicator.h"
 
 namespace llamarl::controller {
 
-class TrainingFailure : public std::runtime_error {
+class TrainingFailure : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  using Error::Error;
 };
 
 struct RunOptions {

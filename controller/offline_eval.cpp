@@ -1,7 +1,5 @@
 #include "controller/offline_eval.h"
 
-#include <c10/util/Exception.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <map>
@@ -9,6 +7,7 @@
 #include "controller/dataset.h"
 #include "controller/hf_export.h"
 #include "controller/job.h"
+#include "core/check.h"
 #include "generator/engine.h"
 #include "model/llama_checkpoint.h"
 #include "model/tokenizer.h"
@@ -31,8 +30,8 @@ struct EvalPolicy {
 EvalPolicy LoadEvalPolicy(const OfflineEvalOptions& o) {
   const Json named = o.reward.empty() ? Json() : Json{{"name", o.reward}};
   if (fs::exists(fs::path(o.model) / "config.json")) {
-    TORCH_CHECK(!o.reward.empty(), "llamarl eval: --reward is required with an HF directory (",
-                o.model, "); name one such as arithmetic or gsm8k");
+    LLAMARL_CHECK(!o.reward.empty(), "llamarl eval: --reward is required with an HF directory (",
+                  o.model, "); name one such as arithmetic or gsm8k");
     return EvalPolicy{LlamaConfig::FromFile(o.model + "/config.json"), LoadLlama(o.model),
                       Tokenizer::FromDirectory(o.model), o.prompt, named, 256, Json{{"model", o.model}}};
   }
@@ -66,8 +65,8 @@ std::vector<std::vector<double>> Generate(Engine& engine, EvalPolicy& p, const s
       return a.sample_index < b.sample_index;
     });
     for (const Completion& c : done[i]) {
-      TORCH_CHECK(c.finish_reason != FinishReason::kRejected, "llamarl eval: the engine rejected prompt ", i + 1,
-                  " of ", items.size(), ": ", c.error, "; lower --max-new-tokens or shorten the prompt");
+      LLAMARL_CHECK(c.finish_reason != FinishReason::kRejected, "llamarl eval: the engine rejected prompt ", i + 1,
+                    " of ", items.size(), ": ", c.error, "; lower --max-new-tokens or shorten the prompt");
       scored.push_back({items[i].prompt, ResponseText(p.tokenizer, c.tokens, p.config.eos_token_ids), items[i].answer});
     }
   }
@@ -80,12 +79,12 @@ std::vector<std::vector<double>> Generate(Engine& engine, EvalPolicy& p, const s
 }  // namespace
 
 Json RunOfflineEval(const OfflineEvalOptions& o) {
-  TORCH_CHECK(o.samples >= 0, "llamarl eval: --samples expects a count >= 0, got ", o.samples);
+  LLAMARL_CHECK(o.samples >= 0, "llamarl eval: --samples expects a count >= 0, got ", o.samples);
   EvalPolicy p = LoadEvalPolicy(o);
   JsonlConfig data;
   data.path = o.data, data.prompt_field = o.prompt_field, data.answer_field = o.answer_field, data.max_items = o.limit;
   const std::vector<DatasetItem> items = LoadJsonl(data, p.prompt);
-  TORCH_CHECK(!items.empty(), "llamarl eval: ", o.data, " holds no items");
+  LLAMARL_CHECK(!items.empty(), "llamarl eval: ", o.data, " holds no items");
   SamplingParams sampling;
   sampling.max_new_tokens = o.max_new_tokens > 0 ? o.max_new_tokens : p.max_new_tokens;
   EngineOptions engine_options;

@@ -9,6 +9,7 @@
 
 #include "controller/dataset.h"
 #include "core/check.h"
+#include "core/error_text.h"
 #include "core/logging.h"
 #include "report/jsonl_file.h"
 #include "report/metrics.h"
@@ -167,7 +168,7 @@ ResumePoint PlanResume(const Json& resolved, const std::string& run_dir) {
       try {
         point.rl_step = ControllerState(dir);
       } catch (const std::exception& e) {
-        problem = e.what();
+        problem = ErrorText(e);
       }
     }
     if (problem.empty()) {

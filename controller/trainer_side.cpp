@@ -163,7 +163,7 @@ void SaveRunCheckpoint(JobContext& job, Trainer& trainer, int64_t next_rl_step, 
       std::ofstream out(path + ".tmp", std::ios::binary);
       out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
       out.close();
-      TORCH_CHECK(out, "writing ", path, ".tmp (", bytes.size(), " bytes) failed");
+      LLAMARL_CHECK(out, "writing ", path, ".tmp (", bytes.size(), " bytes) failed");
     }
     fs::rename(path + ".tmp", path);
   }

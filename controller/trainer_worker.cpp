@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "controller/progress.h"
+#include "core/check.h"
 #include "core/logging.h"
 #include "report/metrics.h"
 #include "report/trace.h"
@@ -76,10 +77,10 @@ BatchPlan TrainerWorker::NextBatch(int64_t step) {
     const auto deadline = Clock::now() + job_.timeouts.step;
     std::optional<BatchPlan> plan;
     while (!(plan = planner_->TryPlan(step, start_.trainer->PolicyVersion()))) {
-      TORCH_CHECK(Clock::now() < deadline, "rank ", job_.world.Rank(), " (controller) timed out after ",
-                  job_.recipe.timeouts.step_s, " s waiting for the finished groups of step ", step, " (",
-                  planner_->NumReady(), " ready of ", job_.recipe.rollout.prompts_per_step, ", ", planner_->Live(),
-                  " live); raise timeouts.step_s if generation is this slow");
+      LLAMARL_CHECK(Clock::now() < deadline, "rank ", job_.world.Rank(), " (controller) timed out after ",
+                    job_.recipe.timeouts.step_s, " s waiting for the finished groups of step ", step, " (",
+                    planner_->NumReady(), " ready of ", job_.recipe.rollout.prompts_per_step, ", ", planner_->Live(),
+                    " live); raise timeouts.step_s if generation is this slow");
       // A group discarded while planning (dynamic sampling, async.on_stale "drop") gave its admission
       // back: its replacement starts now, at the version of the last push, not after the next one.
       // Deterministic runs admit replacements only once nothing is generating: by then the scan has
@@ -114,8 +115,8 @@ std::vector<RolloutGroup> TrainerWorker::Receive(const BatchPlan& plan, Stalenes
       std::vector<uint8_t> bytes = RecvBytes(job_.world, leader, kRolloutTag, job_.timeouts.step,
                                              "rollouts of step " + std::to_string(plan.step));
       RolloutGroup g = DecodeRolloutGroup(bytes.data(), bytes.size());
-      TORCH_INTERNAL_ASSERT(g.group_id == id, "replica ", r, " sent group ", g.group_id, " where the plan of step ",
-                            plan.step, " routes group ", id);
+      LLAMARL_ASSERT(g.group_id == id, "replica ", r, " sent group ", g.group_id, " where the plan of step ",
+                     plan.step, " routes group ", id);
       for (const RolloutSample& s : g.samples) lengths_.Add(int64_t(s.response.size()));
       buffer_.Add(std::move(g), start_.trainer->PolicyVersion());
     }
@@ -181,8 +182,8 @@ void TrainerWorker::CollectMessages(int64_t wait_through_step) {
     }
     // evals_ is in order of request, so of step: the first outstanding one decides.
     if (evals_.empty() || eval_meta_[evals_.begin()->first].first > wait_through_step) return;
-    TORCH_CHECK(Clock::now() < deadline, "rank ", job_.world.Rank(), " (controller) timed out after ",
-                job_.recipe.timeouts.step_s, " s waiting for evaluation results from the generators");
+    LLAMARL_CHECK(Clock::now() < deadline, "rank ", job_.world.Rank(), " (controller) timed out after ",
+                  job_.recipe.timeouts.step_s, " s waiting for evaluation results from the generators");
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }
@@ -248,8 +249,8 @@ Json TrainerWorker::Run() {
   load_s_ = job_.ElapsedS();
   weights_.Release();  // the trainer holds its shard; the mapping (or tiny model) goes
   end_step_ = job_.recipe.steps;
-  TORCH_CHECK(start_.rl_step < end_step_, "the run in ", job_.resume_dir, " already finished its ", end_step_,
-              " steps; raise steps (--set steps=N) to continue it");
+  LLAMARL_CHECK(start_.rl_step < end_step_, "the run in ", job_.resume_dir, " already finished its ", end_step_,
+                " steps; raise steps (--set steps=N) to continue it");
   prompts_.Restore(start_.resumed ? start_.cursor : prompts_.CursorAt(0), start_.rl_step);
   StartGenerators(prompts_.CursorAt(start_.rl_step));
   Push(start_.rl_step);
@@ -317,8 +318,8 @@ void TrainerWorker::Checkpoint(int64_t step, int64_t just_admitted) {
     const auto deadline = Clock::now() + job_.timeouts.step;
     std::vector<ReadyGroup> ready;
     while (int64_t((ready = planner_->FinishedBefore(next_index)).size()) < planner_->Live() - just_admitted) {
-      TORCH_CHECK(Clock::now() < deadline, "rank ", job_.world.Rank(), " (controller) timed out after ",
-                  job_.recipe.timeouts.step_s, " s waiting for the finished groups a checkpoint keeps");
+      LLAMARL_CHECK(Clock::now() < deadline, "rank ", job_.world.Rank(), " (controller) timed out after ",
+                    job_.recipe.timeouts.step_s, " s waiting for the finished groups a checkpoint keeps");
       CollectMessages();
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
@@ -348,8 +349,8 @@ void TrainerWorker::Finish() {
   SendCommand(Command{Command::Kind::kStop, end_step_, start_.trainer->PolicyVersion(), Json()});
   const auto deadline = Clock::now() + job_.timeouts.step;
   while (int(summaries_.size()) < job_.placement.NumReplicas()) {
-    TORCH_CHECK(Clock::now() < deadline, "rank ", job_.world.Rank(), " timed out waiting for the generators' ",
-                "summaries after the stop command (", summaries_.size(), " of ", job_.placement.NumReplicas(), ")");
+    LLAMARL_CHECK(Clock::now() < deadline, "rank ", job_.world.Rank(), " timed out waiting for the generators' ",
+                  "summaries after the stop command (", summaries_.size(), " of ", job_.placement.NumReplicas(), ")");
     CollectMessages();
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }

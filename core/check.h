@@ -1,9 +1,12 @@
-// Errors that do not need LibTorch, for the code that must stay fuzzable without it (safetensors
-// header, tokenizer, JSON config). Code that already includes LibTorch uses TORCH_CHECK and
-// TORCH_INTERNAL_ASSERT; the two families mean the same thing:
+// The project's one error family, LibTorch-free so that the parsers built on it can be fuzzed
+// without LibTorch, and used by all of the project's code, LibTorch-facing or not:
 //   LLAMARL_CHECK(cond, parts...)   something a user can cause (bad file, bad value); throws Error.
+//   LLAMARL_FAIL(parts...)          the same, for a branch that a check has already ruled out.
 //   LLAMARL_ASSERT(cond, parts...)  our own invariant; throws InternalError with file:line.
-// Messages say what was expected and what was got, and the parts are streamed like TORCH_CHECK's.
+// Messages say what was expected and what was got (the value, the limit, the fix), the parts streamed
+// like TORCH_CHECK's. TORCH_CHECK itself, which throws c10::Error with a C++ backtrace in what(), is
+// not used (scripts/check_errors.sh, CTest layers/errors); LibTorch's own ops still throw c10::Error,
+// so a catch site turns any exception into a message with core/error_text.h's ErrorText.
 #pragma once
 
 #include <sstream>

@@ -3,9 +3,8 @@
 // description (`what`: op, sizes, rank) and says what was expected and how to fix the call.
 #pragma once
 
+#include "core/check.h"
 #include "core/communicator.h"
-
-#include <c10/util/Exception.h>
 
 #include <chrono>
 #include <functional>
@@ -23,27 +22,27 @@ inline bool IsIntegral(at::ScalarType type) {
 
 // avg is a float-only reduction (no backend floors silently); bool has no sum, only or/and.
 inline void CheckReduction(ReduceOp op, at::ScalarType type, const std::string& what) {
-  TORCH_CHECK(!(op == ReduceOp::kAvg && IsIntegral(type)), what, ": avg over ", type,
-              " tensors is not supported (the mean of integers is not an integer); reduce with sum and "
-              "divide, or use a floating-point tensor");
-  TORCH_CHECK(!(op == ReduceOp::kSum && type == at::kBool), what,
-              ": sum over bool tensors is not supported; use max (logical or) or min (logical and)");
+  LLAMARL_CHECK(!(op == ReduceOp::kAvg && IsIntegral(type)), what, ": avg over ", type,
+                " tensors is not supported (the mean of integers is not an integer); reduce with sum and "
+                "divide, or use a floating-point tensor");
+  LLAMARL_CHECK(!(op == ReduceOp::kSum && type == at::kBool), what,
+                ": sum over bool tensors is not supported; use max (logical or) or min (logical and)");
 }
 
 inline void CheckPeer(int peer, int size, const std::string& what) {
-  TORCH_CHECK(peer >= 0 && peer < size, what, ": peer rank ", peer, " is out of range; expected 0 <= peer < ", size);
+  LLAMARL_CHECK(peer >= 0 && peer < size, what, ": peer rank ", peer, " is out of range; expected 0 <= peer < ", size);
 }
 
 inline void CheckRoot(int root, int size, const std::string& what) {
-  TORCH_CHECK(root >= 0 && root < size, what, ": root rank ", root, " is out of range; expected 0 <= root < ", size);
+  LLAMARL_CHECK(root >= 0 && root < size, what, ": root rank ", root, " is out of range; expected 0 <= root < ", size);
 }
 
 // The device- and dtype-independent part of a backend's tensor check.
 inline void CheckDenseContiguous(const at::Tensor& t, const std::string& what) {
-  TORCH_CHECK(t.defined(), what, ": the tensor is undefined");
-  TORCH_CHECK(t.layout() == at::kStrided, what, ": expected a dense (strided) tensor, got layout ", t.layout());
-  TORCH_CHECK(t.is_contiguous(), what, ": the tensor must be contiguous (got sizes ", t.sizes(), ", strides ",
-              t.strides(), "); call .contiguous() first");
+  LLAMARL_CHECK(t.defined(), what, ": the tensor is undefined");
+  LLAMARL_CHECK(t.layout() == at::kStrided, what, ": expected a dense (strided) tensor, got layout ", t.layout());
+  LLAMARL_CHECK(t.is_contiguous(), what, ": the tensor must be contiguous (got sizes ", t.sizes(), ", strides ",
+                t.strides(), "); call .contiguous() first");
 }
 
 using TensorCheck = std::function<void(const at::Tensor&, const std::string&)>;
@@ -61,18 +60,18 @@ struct PerRankTensors {
 // elements as `own`.
 inline void CheckPerRank(const PerRankTensors& args, int rank, int size, const std::string& what,
                          const TensorCheck& check) {
-  TORCH_CHECK(int64_t(args.tensors.size()) == size, what, ": expected ", size, " ", args.name, " (one per rank), got ",
-              args.tensors.size());
+  LLAMARL_CHECK(int64_t(args.tensors.size()) == size, what, ": expected ", size, " ", args.name, " (one per rank), got ",
+                args.tensors.size());
   for (int r = 0; r < size; ++r) {
     std::string what_r = what + ", " + args.name + "[" + std::to_string(r) + "]";
     check(args.tensors[r], what_r);
-    TORCH_CHECK(args.tensors[r].scalar_type() == args.own.scalar_type(), what_r, ": dtype ",
-                args.tensors[r].scalar_type(), " differs from ", args.own.scalar_type(),
-                "; every tensor of the call must have one dtype");
+    LLAMARL_CHECK(args.tensors[r].scalar_type() == args.own.scalar_type(), what_r, ": dtype ",
+                  args.tensors[r].scalar_type(), " differs from ", args.own.scalar_type(),
+                  "; every tensor of the call must have one dtype");
   }
-  TORCH_CHECK(args.tensors[rank].numel() == args.own.numel(), what, ": ", args.name, "[", rank, "] (this rank's ",
-              args.slot, ") holds ", args.tensors[rank].numel(), " elements but the ", args.own_name, " has ",
-              args.own.numel(), "; they must match");
+  LLAMARL_CHECK(args.tensors[rank].numel() == args.own.numel(), what, ": ", args.name, "[", rank, "] (this rank's ",
+                args.slot, ") holds ", args.tensors[rank].numel(), " elements but the ", args.own_name, " has ",
+                args.own.numel(), "; they must match");
 }
 
 // "SendRecvBatch of 4 ops (sends to ranks [0,1], receives from ranks [0,1])"

@@ -1,5 +1,7 @@
 #include "core/device.h"
 
+#include "core/check.h"
+
 #include <c10/util/Exception.h>
 #include <torch/cuda.h>
 
@@ -28,25 +30,25 @@ std::pair<const char*, const char*> FirstSet(std::initializer_list<const char*> 
 int ParseCount(const char* name, const char* value, int min) {
   char* end = nullptr;
   const long parsed = std::strtol(value, &end, 10);
-  TORCH_CHECK(end != value && *end == '\0' && parsed >= min && parsed < (1L << 20), "environment variable ", name,
-              "='", value, "' is not an integer >= ", min, "; the launcher (mpirun or srun) sets it, so unset it ",
-              "when starting a process by hand");
+  LLAMARL_CHECK(end != value && *end == '\0' && parsed >= min && parsed < (1L << 20), "environment variable ", name,
+                "='", value, "' is not an integer >= ", min, "; the launcher (mpirun or srun) sets it, so unset it ",
+                "when starting a process by hand");
   return int(parsed);
 }
 
 std::string Quoted(const std::string& s) { return s.empty() ? "unset" : "'" + s + "'"; }
 
 c10::Device PickCuda(const DeviceEnvironment& env, const std::string& key) {
-  TORCH_CHECK(env.built_with_cuda, key, " is 'cuda' but this llamarl was built without CUDA (LLAMARL_CUDA=OFF); ",
-              "rebuild with a CUDA LibTorch in CMAKE_PREFIX_PATH and nvcc on PATH, or set ", key, " to 'cpu'");
-  TORCH_CHECK(env.num_visible_gpus > 0, key, " is 'cuda' but this process sees no GPU (CUDA_VISIBLE_DEVICES ",
-              Quoted(env.visible_devices), "); run on a GPU node, fix CUDA_VISIBLE_DEVICES, or set ", key, " to 'cpu'");
-  TORCH_CHECK(env.local_rank >= 0 && env.local_rank < env.local_size, "local rank ", env.local_rank,
-              " is outside the ", env.local_size, " ranks of its node");
-  TORCH_CHECK(env.local_size <= env.num_visible_gpus, key, " is 'cuda' with ", env.local_size,
-              " ranks on this node but ", env.num_visible_gpus, " visible GPUs (CUDA_VISIBLE_DEVICES ",
-              Quoted(env.visible_devices), "); each rank drives one GPU: start at most ", env.num_visible_gpus,
-              " ranks per node");
+  LLAMARL_CHECK(env.built_with_cuda, key, " is 'cuda' but this llamarl was built without CUDA (LLAMARL_CUDA=OFF); ",
+                "rebuild with a CUDA LibTorch in CMAKE_PREFIX_PATH and nvcc on PATH, or set ", key, " to 'cpu'");
+  LLAMARL_CHECK(env.num_visible_gpus > 0, key, " is 'cuda' but this process sees no GPU (CUDA_VISIBLE_DEVICES ",
+                Quoted(env.visible_devices), "); run on a GPU node, fix CUDA_VISIBLE_DEVICES, or set ", key, " to 'cpu'");
+  LLAMARL_CHECK(env.local_rank >= 0 && env.local_rank < env.local_size, "local rank ", env.local_rank,
+                " is outside the ", env.local_size, " ranks of its node");
+  LLAMARL_CHECK(env.local_size <= env.num_visible_gpus, key, " is 'cuda' with ", env.local_size,
+                " ranks on this node but ", env.num_visible_gpus, " visible GPUs (CUDA_VISIBLE_DEVICES ",
+                Quoted(env.visible_devices), "); each rank drives one GPU: start at most ", env.num_visible_gpus,
+                " ranks per node");
   return c10::Device(c10::kCUDA, c10::DeviceIndex(env.local_rank));
 }
 
@@ -83,7 +85,7 @@ DeviceEnvironment CurrentDeviceEnvironment() {
 c10::Device PickDevice(const std::string& requested, const DeviceEnvironment& env, const std::string& key) {
   if (requested == "cpu") return c10::Device(c10::kCPU);
   if (requested == "cuda") return PickCuda(env, key);
-  TORCH_CHECK(requested == "auto", key, ": unknown device '", requested, "'; known: auto, cpu, cuda");
+  LLAMARL_CHECK(requested == "auto", key, ": unknown device '", requested, "'; known: auto, cpu, cuda");
   if (env.built_with_cuda && env.num_visible_gpus > 0) return PickCuda(env, key + " (auto)");
   return c10::Device(c10::kCPU);
 }
@@ -94,17 +96,17 @@ std::string PickTensorBackend(const std::string& requested, c10::Device device, 
   const std::string backend = requested != "auto" ? requested
                               : device.is_cuda() && world_size > 1 ? "nccl"
                                                                    : control_backend;
-  TORCH_CHECK(backend == "local" || backend == "mpi" || backend == "nccl", key, ": unknown backend '", backend,
-              "'; known: auto, local, mpi, nccl");
-  TORCH_CHECK(backend != "local" || world_size == 1, key, " is 'local' but the job has ", world_size,
-              " ranks; the local backend serves one process: use 'auto'");
-  TORCH_CHECK(backend != "nccl" || device.is_cuda(), key, " is 'nccl', which moves CUDA tensors, but the device is ",
-              device, "; set device to 'cuda' or the backend to 'auto'");
-  TORCH_CHECK(backend != "nccl" || env.built_with_nccl, key, " is '", backend, "' (device ", device,
-              ") but this llamarl was built without NCCL (LLAMARL_NCCL=OFF); set NCCL_HOME to an NCCL >= 2.10 ",
-              "and rebuild, or run on device 'cpu'");
-  TORCH_CHECK(backend != "mpi" || !device.is_cuda(), key, " is 'mpi', which moves CPU tensors, but the device is ",
-              device, "; use 'nccl' (or 'auto') on cuda, or set device to 'cpu'");
+  LLAMARL_CHECK(backend == "local" || backend == "mpi" || backend == "nccl", key, ": unknown backend '", backend,
+                "'; known: auto, local, mpi, nccl");
+  LLAMARL_CHECK(backend != "local" || world_size == 1, key, " is 'local' but the job has ", world_size,
+                " ranks; the local backend serves one process: use 'auto'");
+  LLAMARL_CHECK(backend != "nccl" || device.is_cuda(), key, " is 'nccl', which moves CUDA tensors, but the device is ",
+                device, "; set device to 'cuda' or the backend to 'auto'");
+  LLAMARL_CHECK(backend != "nccl" || env.built_with_nccl, key, " is '", backend, "' (device ", device,
+                ") but this llamarl was built without NCCL (LLAMARL_NCCL=OFF); set NCCL_HOME to an NCCL >= 2.10 ",
+                "and rebuild, or run on device 'cpu'");
+  LLAMARL_CHECK(backend != "mpi" || !device.is_cuda(), key, " is 'mpi', which moves CPU tensors, but the device is ",
+                device, "; use 'nccl' (or 'auto') on cuda, or set device to 'cpu'");
   return backend;
 }
 
@@ -117,7 +119,7 @@ c10::Device ResolveDevice(const std::string& requested, const std::string& key) 
 }
 
 DeviceBytes AllocatedDeviceBytes(c10::Device device) {
-  TORCH_CHECK(device.is_cuda(), "device memory statistics are the CUDA caching allocator's; ", device, " has none");
+  LLAMARL_CHECK(device.is_cuda(), "device memory statistics are the CUDA caching allocator's; ", device, " has none");
   DeviceBytes bytes;
 #ifdef LLAMARL_HAVE_CUDA
   const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
@@ -125,13 +127,13 @@ DeviceBytes AllocatedDeviceBytes(c10::Device device) {
   bytes.current = int64_t(stats.allocated_bytes[0].current);
   bytes.peak = int64_t(stats.allocated_bytes[0].peak);
 #else
-  TORCH_CHECK(false, "this llamarl was built without CUDA (LLAMARL_CUDA=OFF): no statistics for ", device);
+  LLAMARL_FAIL("this llamarl was built without CUDA (LLAMARL_CUDA=OFF): no statistics for ", device);
 #endif
   return bytes;
 }
 
 int64_t DeviceMemoryAvailableBytes(c10::Device device) {
-  TORCH_CHECK(device.is_cuda(), "DeviceMemoryAvailableBytes measures CUDA devices; ", device, " is not one");
+  LLAMARL_CHECK(device.is_cuda(), "DeviceMemoryAvailableBytes measures CUDA devices; ", device, " is not one");
 #ifdef LLAMARL_HAVE_CUDA
   const c10::cuda::CUDAGuard guard(device.index());
   size_t free_bytes = 0, total_bytes = 0;
@@ -140,16 +142,16 @@ int64_t DeviceMemoryAvailableBytes(c10::Device device) {
   const int64_t cached = int64_t(stats.reserved_bytes[0].current) - int64_t(stats.allocated_bytes[0].current);
   return int64_t(free_bytes) + std::max<int64_t>(cached, 0);
 #else
-  TORCH_CHECK(false, "this llamarl was built without CUDA (LLAMARL_CUDA=OFF): no memory figures for ", device);
+  LLAMARL_FAIL("this llamarl was built without CUDA (LLAMARL_CUDA=OFF): no memory figures for ", device);
 #endif
 }
 
 void ResetPeakDeviceBytes(c10::Device device) {
-  TORCH_CHECK(device.is_cuda(), "device memory statistics are the CUDA caching allocator's; ", device, " has none");
+  LLAMARL_CHECK(device.is_cuda(), "device memory statistics are the CUDA caching allocator's; ", device, " has none");
 #ifdef LLAMARL_HAVE_CUDA
   c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
 #else
-  TORCH_CHECK(false, "this llamarl was built without CUDA (LLAMARL_CUDA=OFF): no statistics for ", device);
+  LLAMARL_FAIL("this llamarl was built without CUDA (LLAMARL_CUDA=OFF): no statistics for ", device);
 #endif
 }
 

@@ -26,7 +26,7 @@ class PendingRecvWork final : public Work {
  public:
   bool IsCompleted() override { return done_; }
   void Wait(std::chrono::milliseconds) override {
-    TORCH_CHECK(done_, "local communicator: Recv from rank 0 was never matched by a Send; with one rank "
+    LLAMARL_CHECK(done_, "local communicator: Recv from rank 0 was never matched by a Send; with one rank "
                        "a receive can complete only after its send is issued");
   }
   void Complete() { done_ = true; }
@@ -127,19 +127,19 @@ class LocalCommunicator final : public Communicator {
   // job runs its tensors through this backend).
   static void CheckTensor(const at::Tensor& t, const std::string& what) {
     comm_detail::CheckDenseContiguous(t, what);
-    TORCH_CHECK(t.device().is_cpu() || t.device().is_cuda(), what, ": the local backend moves CPU or CUDA tensors, ",
-                "got a tensor on ", t.device());
+    LLAMARL_CHECK(t.device().is_cpu() || t.device().is_cuda(), what, ": the local backend moves CPU or CUDA tensors, ",
+                  "got a tensor on ", t.device());
     auto type = t.scalar_type();
-    TORCH_CHECK(type == at::kFloat || type == at::kDouble || type == at::kBFloat16 || type == at::kHalf ||
+    LLAMARL_CHECK(type == at::kFloat || type == at::kDouble || type == at::kBFloat16 || type == at::kHalf ||
                     type == at::kLong || type == at::kInt || type == at::kByte || type == at::kBool,
-                what, ": dtype ", type, " is not supported; supported: ", comm_detail::kSupportedDtypes);
+                  what, ": dtype ", type, " is not supported; supported: ", comm_detail::kSupportedDtypes);
   }
 
   // Checked before a message is dequeued, so a mismatched receive leaves it queued for the right one.
   static void CopyMessage(at::Tensor& dst, const at::Tensor& src) {
-    TORCH_CHECK(dst.numel() == src.numel() && dst.scalar_type() == src.scalar_type(),
-                "message mismatch: receiving ", dst.numel(), " elements of ", dst.scalar_type(), ", sent ",
-                src.numel(), " elements of ", src.scalar_type());
+    LLAMARL_CHECK(dst.numel() == src.numel() && dst.scalar_type() == src.scalar_type(),
+                  "message mismatch: receiving ", dst.numel(), " elements of ", dst.scalar_type(), ", sent ",
+                  src.numel(), " elements of ", src.scalar_type());
     dst.view(-1).copy_(src.reshape(-1));
   }
 

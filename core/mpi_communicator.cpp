@@ -35,8 +35,8 @@ MPI_Datatype DatatypeOf(at::ScalarType type, const std::string& what) {
     case at::kBool: return MPI_UINT8_T;
     default: break;
   }
-  TORCH_CHECK(false, what, ": dtype ", type, " is not supported by the mpi backend; supported: ",
-              comm_detail::kSupportedDtypes, " (convert the tensor with .to())");
+  LLAMARL_FAIL(what, ": dtype ", type, " is not supported by the mpi backend; supported: ",
+               comm_detail::kSupportedDtypes, " (convert the tensor with .to())");
 }
 
 // Element-wise combiners for 16-bit floats, computed in float32. NaN propagates, as in torch.max.
@@ -225,9 +225,9 @@ class MpiWork final : public Work {
         if (!expected_[i].is_recv) continue;
         int count = 0;
         MPI_CHECK(MPI_Get_count(&statuses_[i], expected_[i].type, &count));
-        TORCH_CHECK(count == expected_[i].count, what_, ": expected a message of ", expected_[i].count,
-                    " elements, got ", count == MPI_UNDEFINED ? std::string("a partial element") : std::to_string(count),
-                    "; the sender's tensor differs in size or dtype");
+        LLAMARL_CHECK(count == expected_[i].count, what_, ": expected a message of ", expected_[i].count,
+                      " elements, got ", count == MPI_UNDEFINED ? std::string("a partial element") : std::to_string(count),
+                      "; the sender's tensor differs in size or dtype");
       }
       for (auto& step : on_complete_) step();
     } catch (...) {
@@ -408,14 +408,14 @@ class MpiCommunicator final : public Communicator {
   }
 
   void CheckTag(int tag, const std::string& what) const {
-    TORCH_CHECK(tag >= 0 && tag <= tag_ub_, what, ": tag ", tag, " is out of range; expected 0 <= tag <= ", tag_ub_,
-                " (MPI_TAG_UB)");
+    LLAMARL_CHECK(tag >= 0 && tag <= tag_ub_, what, ": tag ", tag, " is out of range; expected 0 <= tag <= ", tag_ub_,
+                  " (MPI_TAG_UB)");
   }
 
   static void CheckTensor(const at::Tensor& t, const std::string& what) {
     comm_detail::CheckDenseContiguous(t, what);
-    TORCH_CHECK(t.device().is_cpu(), what, ": the mpi backend moves CPU tensors, got one on ", t.device(),
-                "; copy it with .cpu() or use the nccl backend");
+    LLAMARL_CHECK(t.device().is_cpu(), what, ": the mpi backend moves CPU tensors, got one on ", t.device(),
+                  "; copy it with .cpu() or use the nccl backend");
     DatatypeOf(t.scalar_type(), what);
   }
 
@@ -550,9 +550,9 @@ class MpiCommunicator final : public Communicator {
 }  // namespace
 
 std::unique_ptr<Communicator> CreateMpiCommunicator(MPI_Comm comm, const MpiCommunicatorOptions& options) {
-  TORCH_CHECK(options.max_elements_per_call >= 1 && options.max_elements_per_call <= INT_MAX,
-              "MpiCommunicatorOptions.max_elements_per_call (", options.max_elements_per_call,
-              ") must be in [1, ", INT_MAX, "] (MPI counts are int)");
+  LLAMARL_CHECK(options.max_elements_per_call >= 1 && options.max_elements_per_call <= INT_MAX,
+                "MpiCommunicatorOptions.max_elements_per_call (", options.max_elements_per_call,
+                ") must be in [1, ", INT_MAX, "] (MPI counts are int)");
   if (!MpiInitialized()) MpiInit(nullptr, nullptr);
   MPI_Comm dup = MPI_COMM_NULL;
   MPI_CHECK(MPI_Comm_dup(comm, &dup));

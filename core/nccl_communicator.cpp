@@ -72,8 +72,8 @@ ncclDataType_t NcclTypeOf(at::ScalarType type, const std::string& what) {
     case at::kBool: return ncclUint8;
     default: break;
   }
-  TORCH_CHECK(false, what, ": dtype ", type, " is not supported by the nccl backend; supported: ",
-              comm_detail::kSupportedDtypes, " (convert the tensor with .to())");
+  LLAMARL_FAIL(what, ": dtype ", type, " is not supported by the nccl backend; supported: ",
+               comm_detail::kSupportedDtypes, " (convert the tensor with .to())");
 }
 
 ncclRedOp_t NcclOpOf(ReduceOp op, at::ScalarType type, const std::string& what) {
@@ -84,7 +84,7 @@ ncclRedOp_t NcclOpOf(ReduceOp op, at::ScalarType type, const std::string& what) 
     case ReduceOp::kMax: return ncclMax;
     case ReduceOp::kMin: return ncclMin;
   }
-  TORCH_INTERNAL_ASSERT(false, "unknown ReduceOp ", int(op));
+  LLAMARL_ASSERT(false, "unknown ReduceOp ", int(op));
 }
 
 // The NCCL communicator, shared by the Communicator and its Works so that a Work can abort it.
@@ -192,11 +192,11 @@ c10::DeviceIndex LocalDevice(MPI_Comm comm) {
   MPI_CHECK(MPI_Comm_size(node, &local_size));
   MPI_CHECK(MPI_Comm_free(&node));
   const int num_devices = c10::cuda::device_count();
-  TORCH_CHECK(num_devices > 0, "nccl backend: rank ", world_rank, " sees no CUDA device; run on GPU nodes or use the "
-              "mpi backend");
-  TORCH_CHECK(local_size <= num_devices, "nccl backend: ", local_size, " ranks run on the node of rank ", world_rank,
-              " but it has ", num_devices, " visible GPUs; NCCL needs one GPU per rank: start at most ", num_devices,
-              " ranks per node or use the mpi backend");
+  LLAMARL_CHECK(num_devices > 0, "nccl backend: rank ", world_rank, " sees no CUDA device; run on GPU nodes or use the "
+                "mpi backend");
+  LLAMARL_CHECK(local_size <= num_devices, "nccl backend: ", local_size, " ranks run on the node of rank ", world_rank,
+                " but it has ", num_devices, " visible GPUs; NCCL needs one GPU per rank: start at most ", num_devices,
+                " ranks per node or use the mpi backend");
   return c10::DeviceIndex(local_rank);
 }
 
@@ -334,15 +334,15 @@ class NcclCommunicator final : public Communicator {
   }
 
   void CheckUsable(const std::string& what) const {
-    TORCH_CHECK(!state_->aborted, what, ": the NCCL communicator was aborted (", state_->abort_reason,
-                "); create a new communicator");
+    LLAMARL_CHECK(!state_->aborted, what, ": the NCCL communicator was aborted (", state_->abort_reason,
+                  "); create a new communicator");
   }
 
   void CheckTensor(const at::Tensor& t, const std::string& what) const {
     comm_detail::CheckDenseContiguous(t, what);
-    TORCH_CHECK(t.device().is_cuda() && t.device().index() == device_, what, ": this rank's nccl communicator moves "
-                "tensors on cuda:", int(device_), ", got one on ", t.device(), "; move it with .to() (CPU tensors "
-                "go through the mpi backend)");
+    LLAMARL_CHECK(t.device().is_cuda() && t.device().index() == device_, what, ": this rank's nccl communicator moves "
+                  "tensors on cuda:", int(device_), ", got one on ", t.device(), "; move it with .to() (CPU tensors "
+                  "go through the mpi backend)");
     NcclTypeOf(t.scalar_type(), what);
   }
 

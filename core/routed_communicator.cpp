@@ -1,8 +1,7 @@
 #include "core/routed_communicator.h"
 
+#include "core/check.h"
 #include "core/device.h"
-
-#include <c10/util/Exception.h>
 
 namespace llamarl {
 namespace {
@@ -11,11 +10,11 @@ class RoutedCommunicator final : public Communicator {
  public:
   RoutedCommunicator(std::unique_ptr<Communicator> host, std::unique_ptr<Communicator> device)
       : host_(std::move(host)), device_(std::move(device)) {
-    TORCH_INTERNAL_ASSERT(host_ && device_, "RouteByDevice needs two communicators");
-    TORCH_CHECK(host_->Rank() == device_->Rank() && host_->Size() == device_->Size(), "RouteByDevice: the ",
-                host_->Backend(), " communicator is rank ", host_->Rank(), " of ", host_->Size(), " but the ",
-                device_->Backend(), " one is rank ", device_->Rank(), " of ", device_->Size(),
-                "; both must span the same ranks in the same order");
+    LLAMARL_ASSERT(host_ && device_, "RouteByDevice needs two communicators");
+    LLAMARL_CHECK(host_->Rank() == device_->Rank() && host_->Size() == device_->Size(), "RouteByDevice: the ",
+                  host_->Backend(), " communicator is rank ", host_->Rank(), " of ", host_->Size(), " but the ",
+                  device_->Backend(), " one is rank ", device_->Rank(), " of ", device_->Size(),
+                  "; both must span the same ranks in the same order");
   }
 
   int Rank() const override { return host_->Rank(); }
@@ -48,9 +47,9 @@ class RoutedCommunicator final : public Communicator {
     if (ops.empty()) return host_->SendRecvBatch(ops, opts);
     Communicator& target = For(ops.front().tensor);
     for (const P2POp& op : ops) {
-      TORCH_CHECK(&For(op.tensor) == &target, "SendRecvBatch on the ", Backend(), " communicator mixes tensors on ",
-                  ops.front().tensor.device(), " and ", op.tensor.device(),
-                  "; a batch moves tensors of one device: issue one batch per device");
+      LLAMARL_CHECK(&For(op.tensor) == &target, "SendRecvBatch on the ", Backend(), " communicator mixes tensors on ",
+                    ops.front().tensor.device(), " and ", op.tensor.device(),
+                    "; a batch moves tensors of one device: issue one batch per device");
     }
     return target.SendRecvBatch(ops, opts);
   }

@@ -2,13 +2,13 @@
 // The writer is in safetensors_writer.cpp.
 #include "model/safetensors.h"
 
+#include "core/check.h"
 #include "core/config.h"
 #include "model/mapped_file.h"
 #include "model/safetensors_header.h"
 
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
-#include <c10/util/Exception.h>
 #include <torch/version.h>
 
 #include <algorithm>
@@ -66,17 +66,17 @@ at::ScalarType SafetensorsDtypeToScalarType(const std::string& dtype) {
   for (const auto& d : kTorchDtypes) {
     if (dtype == d.name) return d.type;
   }
-  TORCH_CHECK(false, "safetensors dtype '", dtype, "' has no LibTorch ", TORCH_VERSION,
-              " equivalent; supported: ", SupportedDtypes(),
-              ". Convert the checkpoint (e.g. to BF16) before loading it");
+  LLAMARL_FAIL("safetensors dtype '", dtype, "' has no LibTorch ", TORCH_VERSION,
+               " equivalent; supported: ", SupportedDtypes(),
+               ". Convert the checkpoint (e.g. to BF16) before loading it");
 }
 
 std::string ScalarTypeToSafetensorsDtype(at::ScalarType type) {
   for (const auto& d : kTorchDtypes) {
     if (type == d.type) return d.name;
   }
-  TORCH_CHECK(false, "tensors of type ", c10::toString(type), " cannot be stored in safetensors; supported: ",
-              SupportedDtypes(), ". Convert the tensor with .to(...) first");
+  LLAMARL_FAIL("tensors of type ", c10::toString(type), " cannot be stored in safetensors; supported: ",
+               SupportedDtypes(), ". Convert the tensor with .to(...) first");
 }
 
 std::shared_ptr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
@@ -102,8 +102,8 @@ bool SafetensorsFile::Has(const std::string& name) const { return index_.count(n
 
 const SafetensorsEntry& SafetensorsFile::Find(const std::string& name) const {
   auto it = index_.find(name);
-  TORCH_CHECK(it != index_.end(), path_, ": no tensor named '", name, "'; it holds ", index_.size(),
-              " tensors, such as: ", SuggestNames(Names(), name));
+  LLAMARL_CHECK(it != index_.end(), path_, ": no tensor named '", name, "'; it holds ", index_.size(),
+                " tensors, such as: ", SuggestNames(Names(), name));
   return header_->entries[it->second];
 }
 
@@ -112,8 +112,8 @@ at::Tensor SafetensorsFile::Get(const std::string& name) const {
   at::ScalarType type;
   try {
     type = SafetensorsDtypeToScalarType(entry.dtype);
-  } catch (const c10::Error& e) {
-    TORCH_CHECK(false, path_, ": tensor '", name, "': ", e.what_without_backtrace());
+  } catch (const Error& e) {
+    LLAMARL_FAIL(path_, ": tensor '", name, "': ", e.what());
   }
   const auto options = at::TensorOptions().dtype(type);
   const size_t num_bytes = entry.end - entry.begin;
@@ -157,25 +157,25 @@ constexpr const char* kSingleName = "model.safetensors";
 // weight_map as {tensor: shard file name}, with every value checked to be a plain file name.
 std::map<std::string, std::string> ReadWeightMap(const std::string& index_path) {
   const Json index = ReadJsonFile(index_path);
-  TORCH_CHECK(index.is_object(), index_path, ": expected a JSON object with \"weight_map\", got ",
-              DescribeJson(index));
-  TORCH_CHECK(index.contains("weight_map"), index_path,
-              ": missing \"weight_map\" ({tensor name: shard file}); the index is incomplete, re-save the checkpoint");
+  LLAMARL_CHECK(index.is_object(), index_path, ": expected a JSON object with \"weight_map\", got ",
+                DescribeJson(index));
+  LLAMARL_CHECK(index.contains("weight_map"), index_path,
+                ": missing \"weight_map\" ({tensor name: shard file}); the index is incomplete, re-save the checkpoint");
   const Json& weight_map = index["weight_map"];
-  TORCH_CHECK(weight_map.is_object(), index_path, ": \"weight_map\" must be an object {tensor name: shard file}, got ",
-              DescribeJson(weight_map));
+  LLAMARL_CHECK(weight_map.is_object(), index_path, ": \"weight_map\" must be an object {tensor name: shard file}, got ",
+                DescribeJson(weight_map));
   if (index.contains("metadata")) {
-    TORCH_CHECK(index["metadata"].is_object(), index_path, ": \"metadata\" must be an object, got ",
-                DescribeJson(index["metadata"]));
+    LLAMARL_CHECK(index["metadata"].is_object(), index_path, ": \"metadata\" must be an object, got ",
+                  DescribeJson(index["metadata"]));
   }
   std::map<std::string, std::string> out;
   for (const auto& [tensor, shard] : weight_map.items()) {
-    TORCH_CHECK(shard.is_string(), index_path, ": weight_map['", tensor, "'] must be a shard file name, got ",
-                DescribeJson(shard));
+    LLAMARL_CHECK(shard.is_string(), index_path, ": weight_map['", tensor, "'] must be a shard file name, got ",
+                  DescribeJson(shard));
     const std::string file = shard.get<std::string>();
-    TORCH_CHECK(!file.empty() && file != "." && file != ".." && file.find('/') == std::string::npos, index_path,
-                ": weight_map['", tensor, "'] is '", file,
-                "'; expected the file name of a shard in the same directory");
+    LLAMARL_CHECK(!file.empty() && file != "." && file != ".." && file.find('/') == std::string::npos, index_path,
+                  ": weight_map['", tensor, "'] is '", file,
+                  "'; expected the file name of a shard in the same directory");
     out.emplace(tensor, file);
   }
   return out;
@@ -186,8 +186,8 @@ std::map<std::string, std::string> ReadWeightMap(const std::string& index_path) 
 SafetensorsCheckpoint SafetensorsCheckpoint::Open(const std::string& path) {
   std::error_code ec;
   const auto status = fs::status(path, ec);
-  TORCH_CHECK(fs::exists(status), "checkpoint '", path, "' does not exist; expected a directory holding ",
-              kSingleName, " or ", kIndexName, ", or a .safetensors file");
+  LLAMARL_CHECK(fs::exists(status), "checkpoint '", path, "' does not exist; expected a directory holding ",
+                kSingleName, " or ", kIndexName, ", or a .safetensors file");
   SafetensorsCheckpoint checkpoint;
   checkpoint.path_ = path;
   if (!fs::is_directory(status)) {
@@ -197,8 +197,8 @@ SafetensorsCheckpoint SafetensorsCheckpoint::Open(const std::string& path) {
   }
   const fs::path dir(path);
   if (!fs::exists(dir / kIndexName)) {
-    TORCH_CHECK(fs::exists(dir / kSingleName), "checkpoint directory '", path, "' has neither ", kSingleName,
-                " nor ", kIndexName, "; point at the directory that holds the weights");
+    LLAMARL_CHECK(fs::exists(dir / kSingleName), "checkpoint directory '", path, "' has neither ", kSingleName,
+                  " nor ", kIndexName, "; point at the directory that holds the weights");
     checkpoint = Open((dir / kSingleName).string());
     checkpoint.path_ = path;
     return checkpoint;
@@ -209,27 +209,27 @@ SafetensorsCheckpoint SafetensorsCheckpoint::Open(const std::string& path) {
   for (const auto& [tensor, shard] : weight_map) {
     if (shards.count(shard)) continue;
     const fs::path shard_path = dir / shard;
-    TORCH_CHECK(fs::exists(shard_path), index_path, ": weight_map['", tensor, "'] names shard '", shard,
-                "', which does not exist in ", path, "; the checkpoint is incomplete (re-download it)");
+    LLAMARL_CHECK(fs::exists(shard_path), index_path, ": weight_map['", tensor, "'] names shard '", shard,
+                  "', which does not exist in ", path, "; the checkpoint is incomplete (re-download it)");
     shards.emplace(shard, SafetensorsFile::Open(shard_path.string()));
   }
   std::map<std::string, std::string> found_in;  // tensor -> shard that holds it
   for (const auto& [shard, file] : shards) {
     for (const auto& name : file->Names()) {
       auto [it, inserted] = found_in.emplace(name, shard);
-      TORCH_CHECK(inserted, path, ": tensor '", name, "' is stored in two shards, '", it->second, "' and '", shard,
-                  "'; a tensor must live in exactly one shard");
-      TORCH_CHECK(weight_map.count(name), path, ": shard '", shard, "' holds tensor '", name, "', which ",
-                  kIndexName, " does not list; the index and the shards disagree (re-save the checkpoint)");
+      LLAMARL_CHECK(inserted, path, ": tensor '", name, "' is stored in two shards, '", it->second, "' and '", shard,
+                    "'; a tensor must live in exactly one shard");
+      LLAMARL_CHECK(weight_map.count(name), path, ": shard '", shard, "' holds tensor '", name, "', which ",
+                    kIndexName, " does not list; the index and the shards disagree (re-save the checkpoint)");
       checkpoint.owner_.emplace(name, file);
     }
   }
   for (const auto& [tensor, shard] : weight_map) {
     auto it = found_in.find(tensor);
-    TORCH_CHECK(it != found_in.end() && it->second == shard, index_path, ": weight_map puts tensor '", tensor,
-                "' in shard '", shard, "', but ",
-                it == found_in.end() ? "no shard holds it" : "it is in '" + it->second + "'",
-                "; the index and the shards disagree (re-save the checkpoint)");
+    LLAMARL_CHECK(it != found_in.end() && it->second == shard, index_path, ": weight_map puts tensor '", tensor,
+                  "' in shard '", shard, "', but ",
+                  it == found_in.end() ? "no shard holds it" : "it is in '" + it->second + "'",
+                  "; the index and the shards disagree (re-save the checkpoint)");
   }
   return checkpoint;
 }
@@ -245,8 +245,8 @@ bool SafetensorsCheckpoint::Has(const std::string& name) const { return owner_.c
 
 const SafetensorsFile& SafetensorsCheckpoint::Owner(const std::string& name) const {
   auto it = owner_.find(name);
-  TORCH_CHECK(it != owner_.end(), "checkpoint ", path_, " has no tensor named '", name, "'; it holds ", owner_.size(),
-              " tensors, such as: ", SuggestNames(Names(), name));
+  LLAMARL_CHECK(it != owner_.end(), "checkpoint ", path_, " has no tensor named '", name, "'; it holds ", owner_.size(),
+                " tensors, such as: ", SuggestNames(Names(), name));
   return *it->second;
 }
 

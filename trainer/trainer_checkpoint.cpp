@@ -15,7 +15,9 @@
 // loads on any number of ranks (each reads the old shards overlapping its new range).
 #include "trainer/trainer.h"
 
+#include "core/check.h"
 #include "core/communicator.h"
+#include "core/error_text.h"
 #include "model/llama_checkpoint.h"
 #include "model/safetensors.h"
 #include "trainer/adamw.h"
@@ -25,7 +27,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <c10/util/Exception.h>
 
 #include <filesystem>
 #include <fstream>
@@ -57,16 +58,16 @@ const char* const kTokenizerFiles[] = {"tokenizer.json",    "tokenizer_config.js
 
 void WriteJson(const std::string& path, const Json& j) {
   std::ofstream f(path);
-  TORCH_CHECK(f, "cannot write ", path, "; check that the directory is writable");
+  LLAMARL_CHECK(f, "cannot write ", path, "; check that the directory is writable");
   f << j.dump(2) << "\n";
-  TORCH_CHECK(f.good(), "writing ", path, " failed (disk full?)");
+  LLAMARL_CHECK(f.good(), "writing ", path, " failed (disk full?)");
 }
 
 }  // namespace
 
 void Trainer::SaveCheckpoint(const std::string& dir, const nlohmann::json& extra) {
   CheckResident("SaveCheckpoint");
-  TORCH_CHECK(!dir.empty(), "SaveCheckpoint: the checkpoint directory is empty; pass a path");
+  LLAMARL_CHECK(!dir.empty(), "SaveCheckpoint: the checkpoint directory is empty; pass a path");
   const std::string tmp = dir + ".tmp";
   const int rank = dp_.Rank(), ranks = dp_.Size();
   CollectiveTry(dp_, rank == 0, [&] {
@@ -115,9 +116,9 @@ nlohmann::json Trainer::LoadCheckpoint(const std::string& dir) {
     // LoadCheckpointShards read DIR, or DIR.old after a save interrupted between its renames.
     const std::string path = fs::exists(dir) ? dir : dir + ".old";
     CollectiveTry(dp_, true, [&] {
-      TORCH_CHECK(fs::exists(path + "/critic/trainer_state.json"), "checkpoint '", dir, "' holds no critic (saved ",
-                  "with trainer.critic.mode 'shared', or by an older llamarl); a trainer with a separate critic ",
-                  "cannot resume from it: start the run again, or resume with trainer.critic.mode \"shared\"");
+      LLAMARL_CHECK(fs::exists(path + "/critic/trainer_state.json"), "checkpoint '", dir, "' holds no critic (saved ",
+                    "with trainer.critic.mode 'shared', or by an older llamarl); a trainer with a separate critic ",
+                    "cannot resume from it: start the run again, or resume with trainer.critic.mode \"shared\"");
     }, "loading checkpoint " + dir);
     critic_->LoadCheckpoint(path + "/critic");
   }
@@ -128,21 +129,21 @@ nlohmann::json Trainer::LoadCheckpointShards(const std::string& dir) {
   // A save interrupted between its two renames leaves the previous checkpoint at DIR.old.
   std::string path = dir;
   if (!fs::exists(path) && fs::exists(dir + ".old")) path = dir + ".old";
-  TORCH_CHECK(fs::exists(path + "/trainer_state.json"), "no trainer checkpoint at '", dir,
-              "' (trainer_state.json missing); pass a directory written by SaveCheckpoint");
+  LLAMARL_CHECK(fs::exists(path + "/trainer_state.json"), "no trainer checkpoint at '", dir,
+                "' (trainer_state.json missing); pass a directory written by SaveCheckpoint");
   const Json state = ReadJsonFile(path + "/trainer_state.json");
-  TORCH_CHECK(state.value("format", 0) == kCheckpointFormat, path, "/trainer_state.json: format ",
-              state.value("format", 0), " is not the supported ", kCheckpointFormat);
+  LLAMARL_CHECK(state.value("format", 0) == kCheckpointFormat, path, "/trainer_state.json: format ",
+                state.value("format", 0), " is not the supported ", kCheckpointFormat);
   const int64_t total = state.at("total_numel").get<int64_t>();
-  TORCH_CHECK(total == total_numel_, "checkpoint '", dir, "' holds ", total, " parameters but this model has ",
-              total_numel_, "; it was saved for another model config");
+  LLAMARL_CHECK(total == total_numel_, "checkpoint '", dir, "' holds ", total, " parameters but this model has ",
+                total_numel_, "; it was saved for another model config");
   const int shards = state.at("num_shards").get<int>();
   const std::vector<int64_t> old_bounds = EvenSplit(total, shards);
   const int64_t lo = zero3_ ? ShardBegin() : 0, hi = zero3_ ? ShardEnd() : total_numel_;
   if (reference_shard_.defined()) {
-    TORCH_CHECK(state.value("reference", false), "checkpoint '", path, "' holds no KL reference policy (saved with ",
-                "trainer.kl.coef 0, or by an older llamarl); a trainer with trainer.kl.coef > 0 cannot resume from it ",
-                "without changing its reference: start the run again, or resume with the kl.coef it was saved with");
+    LLAMARL_CHECK(state.value("reference", false), "checkpoint '", path, "' holds no KL reference policy (saved with ",
+                  "trainer.kl.coef 0, or by an older llamarl); a trainer with trainer.kl.coef > 0 cannot resume from it ",
+                  "without changing its reference: start the run again, or resume with the kl.coef it was saved with");
   }
   // The reference's range is read like the master's, from the old shards overlapping it.
   const char* names[] = {"param", "exp_avg", "exp_avg_sq", "reference"};
@@ -160,7 +161,7 @@ nlohmann::json Trainer::LoadCheckpointShards(const std::string& dir) {
       generator.set_state(file->Get("rng").clone());
     }
     if (s == 0 && value_master_.defined()) {
-      TORCH_CHECK(file->Has("value_head"), "checkpoint '", dir, "' has no value head; it was not saved by a ppo trainer");
+      LLAMARL_CHECK(file->Has("value_head"), "checkpoint '", dir, "' has no value head; it was not saved by a ppo trainer");
       value_master_.copy_(file->Get("value_head"));
       value_adam_->exp_avg().copy_(file->Get("value_exp_avg"));
       value_adam_->exp_avg_sq().copy_(file->Get("value_exp_avg_sq"));
@@ -189,11 +190,6 @@ at::Tensor ReadCheckpointVector(const std::string& dir, const std::string& name)
 
 namespace {
 
-std::string WhatOf(const std::exception& e) {
-  const auto* c10 = dynamic_cast<const c10::Error*>(&e);
-  return c10 ? c10->what_without_backtrace() : e.what();
-}
-
 // The problem with one shard file, "" when it holds every tensor its range needs.
 std::string ShardProblem(const std::string& file, int64_t numel, bool reference) {
   if (!fs::exists(file)) return "missing " + fs::path(file).filename().string();
@@ -201,7 +197,7 @@ std::string ShardProblem(const std::string& file, int64_t numel, bool reference)
   try {
     f = SafetensorsFile::Open(file);
   } catch (const std::exception& e) {
-    return WhatOf(e);
+    return ErrorText(e);
   }
   std::vector<std::string> names{"param", "exp_avg", "exp_avg_sq"};
   if (reference) names.push_back("reference");
@@ -251,14 +247,14 @@ std::string CheckpointProblem(const std::string& dir) {
                " saved";
     }
   } catch (const std::exception& e) {
-    return state_path + ": " + WhatOf(e);
+    return state_path + ": " + ErrorText(e);
   }
   return "";
 }
 
 void CopyTokenizerFiles(const std::string& from, const std::string& to) {
-  TORCH_CHECK(fs::is_directory(from), "tokenizer directory '", from,
-              "' does not exist; pass the model directory that holds tokenizer.json, or \"\" for none");
+  LLAMARL_CHECK(fs::is_directory(from), "tokenizer directory '", from,
+                "' does not exist; pass the model directory that holds tokenizer.json, or \"\" for none");
   int copied = 0;
   for (const char* name : kTokenizerFiles) {
     const fs::path src = fs::path(from) / name;
@@ -266,13 +262,13 @@ void CopyTokenizerFiles(const std::string& from, const std::string& to) {
     fs::copy_file(src, fs::path(to) / name, fs::copy_options::overwrite_existing);
     ++copied;
   }
-  TORCH_CHECK(copied > 0, "tokenizer directory '", from,
-              "' holds no tokenizer files (tokenizer.json, or GPT-2's encoder.json + vocab.bpe)");
+  LLAMARL_CHECK(copied > 0, "tokenizer directory '", from,
+                "' holds no tokenizer files (tokenizer.json, or GPT-2's encoder.json + vocab.bpe)");
 }
 
 void Trainer::ExportHf(const std::string& dir, const std::string& tokenizer_dir) {
   CheckResident("ExportHf");
-  TORCH_CHECK(!dir.empty(), "ExportHf: the export directory is empty; pass a path");
+  LLAMARL_CHECK(!dir.empty(), "ExportHf: the export directory is empty; pass a path");
   at::Tensor full = GatherFull();
   CollectiveTry(dp_, dp_.Rank() == 0, [&] {
     const std::string tmp = dir + ".tmp";

@@ -74,7 +74,7 @@ int64_t NumScaleGroups(const ParamSpec& param);
 
 class TransferPlan {
  public:
-  // Throws llamarl-style errors (c10::Error) naming the parameter and the values on any mismatch.
+  // Throws llamarl-style errors (llamarl::Error) naming the parameter and the values on any mismatch.
   static std::shared_ptr<const TransferPlan> Build(const ShardLayout& src, const ShardLayout& dst,
                                                    TransferEncoding encoding = TransferEncoding::kPlain);
 

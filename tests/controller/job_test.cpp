@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "core/check.h"
 #include "model/tiny_tokenizer.h"
 #include "reward/registry.h"
 
@@ -47,7 +48,7 @@ TEST(StepPrompts, StepsAreAFunctionOfTheStepAndResumeFromACursor) {
   std::vector<int64_t> resumed;
   for (const auto& item : d.ForStep(5)) resumed.push_back(item.id);
   EXPECT_EQ(step5, resumed);
-  EXPECT_THROW(d.ForStep(4), c10::Error);
+  EXPECT_THROW(d.ForStep(4), llamarl::Error);
 }
 
 Completion MakeCompletion(const std::vector<int64_t>& tokens, int64_t version) {

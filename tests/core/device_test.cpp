@@ -1,6 +1,7 @@
 // Device and tensor-backend choice (core/device.h) on made-up environments: auto, explicit cpu and
 // cuda, one GPU per node-local rank, the errors that name the key, what was found and the fix; and
 // the launchers' local-rank variables.
+#include "core/check.h"
 #include "core/device.h"
 #include "tests/core/communicator_test_util.h"
 
@@ -32,16 +33,16 @@ TEST(PickDeviceTest, AutoTakesTheLocalRanksGpuWhenTheBuildHasCudaAndAGpuIsVisibl
 
 TEST(PickDeviceTest, ExplicitCudaIsAnErrorWithoutACudaBuildOrAVisibleGpu) {
   DeviceEnvironment cpu_build;
-  ExpectThrowsWith<c10::Error>([&] { PickDevice("cuda", cpu_build, "device"); },
+  ExpectThrowsWith<llamarl::Error>([&] { PickDevice("cuda", cpu_build, "device"); },
                                {"device is 'cuda' but this llamarl was built without CUDA (LLAMARL_CUDA=OFF)",
                                 "set device to 'cpu'"});
   DeviceEnvironment hidden = GpuNode(0, 0, 1);
   hidden.visible_devices = "";
-  ExpectThrowsWith<c10::Error>([&] { PickDevice("cuda", hidden, "--device"); },
+  ExpectThrowsWith<llamarl::Error>([&] { PickDevice("cuda", hidden, "--device"); },
                                {"--device is 'cuda' but this process sees no GPU (CUDA_VISIBLE_DEVICES unset)"});
   hidden.visible_devices = "-1";
-  ExpectThrowsWith<c10::Error>([&] { PickDevice("cuda", hidden, "device"); }, {"CUDA_VISIBLE_DEVICES '-1'"});
-  ExpectThrowsWith<c10::Error>([&] { PickDevice("gpu", GpuNode(1, 0, 1), "device"); },
+  ExpectThrowsWith<llamarl::Error>([&] { PickDevice("cuda", hidden, "device"); }, {"CUDA_VISIBLE_DEVICES '-1'"});
+  ExpectThrowsWith<llamarl::Error>([&] { PickDevice("gpu", GpuNode(1, 0, 1), "device"); },
                                {"device: unknown device 'gpu'; known: auto, cpu, cuda"});
 }
 
@@ -49,10 +50,10 @@ TEST(PickDeviceTest, EachRankOfANodeNeedsAGpuOfItsOwn) {
   EXPECT_EQ(PickDevice("cuda", GpuNode(2, 1, 2), "device"), c10::Device(c10::kCUDA, 1));
   DeviceEnvironment crowded = GpuNode(2, 1, 4);
   crowded.visible_devices = "0,1";
-  ExpectThrowsWith<c10::Error>([&] { PickDevice("cuda", crowded, "device"); },
+  ExpectThrowsWith<llamarl::Error>([&] { PickDevice("cuda", crowded, "device"); },
                                {"with 4 ranks on this node but 2 visible GPUs (CUDA_VISIBLE_DEVICES '0,1')",
                                 "start at most 2 ranks per node"});
-  ExpectThrowsWith<c10::Error>([&] { PickDevice("auto", crowded, "device"); }, {"device (auto) is 'cuda' with 4"});
+  ExpectThrowsWith<llamarl::Error>([&] { PickDevice("auto", crowded, "device"); }, {"device (auto) is 'cuda' with 4"});
 }
 
 TEST(PickTensorBackendTest, AutoIsNcclOnCudaAcrossRanksAndTheControlBackendOtherwise) {
@@ -68,16 +69,16 @@ TEST(PickTensorBackendTest, AutoIsNcclOnCudaAcrossRanksAndTheControlBackendOther
 TEST(PickTensorBackendTest, ABackendThatCannotMoveTheDevicesTensorsIsAnError) {
   DeviceEnvironment env = GpuNode(8, 0, 8);
   const c10::Device gpu(c10::kCUDA, 0), cpu(c10::kCPU);
-  ExpectThrowsWith<c10::Error>([&] { PickTensorBackend("mpi", gpu, 2, "mpi", env, "comm.backend"); },
+  ExpectThrowsWith<llamarl::Error>([&] { PickTensorBackend("mpi", gpu, 2, "mpi", env, "comm.backend"); },
                                {"comm.backend is 'mpi', which moves CPU tensors, but the device is cuda:0"});
-  ExpectThrowsWith<c10::Error>([&] { PickTensorBackend("nccl", cpu, 2, "mpi", env, "comm.backend"); },
+  ExpectThrowsWith<llamarl::Error>([&] { PickTensorBackend("nccl", cpu, 2, "mpi", env, "comm.backend"); },
                                {"comm.backend is 'nccl', which moves CUDA tensors, but the device is cpu"});
-  ExpectThrowsWith<c10::Error>([&] { PickTensorBackend("local", cpu, 2, "mpi", env, "comm.backend"); },
+  ExpectThrowsWith<llamarl::Error>([&] { PickTensorBackend("local", cpu, 2, "mpi", env, "comm.backend"); },
                                {"comm.backend is 'local' but the job has 2 ranks"});
-  ExpectThrowsWith<c10::Error>([&] { PickTensorBackend("gloo", cpu, 2, "mpi", env, "comm.backend"); },
+  ExpectThrowsWith<llamarl::Error>([&] { PickTensorBackend("gloo", cpu, 2, "mpi", env, "comm.backend"); },
                                {"comm.backend: unknown backend 'gloo'; known: auto, local, mpi, nccl"});
   env.built_with_nccl = false;
-  ExpectThrowsWith<c10::Error>([&] { PickTensorBackend("auto", gpu, 2, "mpi", env, "comm.backend"); },
+  ExpectThrowsWith<llamarl::Error>([&] { PickTensorBackend("auto", gpu, 2, "mpi", env, "comm.backend"); },
                                {"comm.backend is 'nccl' (device cuda:0) but this llamarl was built without NCCL"});
 }
 
@@ -109,10 +110,10 @@ TEST(LocalRankTest, ReadsOpenMpiThenSlurmThenMpichThenTorchrunAndDefaultsToOnePr
 
 TEST(LocalRankTest, AMalformedVariableIsAnErrorNamingIt) {
   ScopedEnv ompi("OMPI_COMM_WORLD_LOCAL_RANK", "x1");
-  ExpectThrowsWith<c10::Error>([] { LocalRankFromEnvironment(); },
+  ExpectThrowsWith<llamarl::Error>([] { LocalRankFromEnvironment(); },
                                {"environment variable OMPI_COMM_WORLD_LOCAL_RANK='x1' is not an integer >= 0"});
   ScopedEnv negative("OMPI_COMM_WORLD_LOCAL_RANK", "-1");
-  ExpectThrowsWith<c10::Error>([] { LocalRankFromEnvironment(); }, {"'-1' is not an integer >= 0"});
+  ExpectThrowsWith<llamarl::Error>([] { LocalRankFromEnvironment(); }, {"'-1' is not an integer >= 0"});
 }
 
 TEST(ResolveDeviceTest, CpuIsAlwaysAvailableAndAutoMatchesWhatTheProcessSees) {

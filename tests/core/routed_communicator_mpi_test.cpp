@@ -2,6 +2,7 @@
 // backend and every other device's to the device backend (seen through the backend that rejects a
 // meta tensor), collectives, batches and Split over two mpi worlds, and the errors for a batch that
 // mixes devices and for backends whose ranks differ. Values are worked out from rank numbers.
+#include "core/check.h"
 #include "core/communicator.h"
 #include "core/routed_communicator.h"
 #include "tests/core/communicator_test_util.h"
@@ -37,10 +38,10 @@ TEST_F(RoutedCommunicatorTest, CpuTensorsGoToTheHostBackendAndOthersToTheDeviceB
   auto routed = RouteByDevice(CreateCommunicator("local"), self->Split(0, 0));
   EXPECT_EQ(routed->Backend(), "mpi+mpi+local");  // device: a routed one-rank split
   at::Tensor meta = MetaTensor();
-  ExpectThrowsWith<c10::Error>([&] { routed->AllReduce(meta)->Wait(kTestTimeout); },
+  ExpectThrowsWith<llamarl::Error>([&] { routed->AllReduce(meta)->Wait(kTestTimeout); },
                                {"the mpi backend moves CPU tensors", "meta"});
   auto local_device = RouteByDevice(self->Split(0, 0), CreateCommunicator("local"));
-  ExpectThrowsWith<c10::Error>([&] { local_device->AllReduce(meta)->Wait(kTestTimeout); },
+  ExpectThrowsWith<llamarl::Error>([&] { local_device->AllReduce(meta)->Wait(kTestTimeout); },
                                {"the local backend moves CPU or CUDA tensors", "meta"});
   at::Tensor cpu = Values({1, 2}, at::kFloat);
   routed->AllReduce(cpu)->Wait(kTestTimeout);
@@ -74,14 +75,14 @@ TEST_F(RoutedCommunicatorTest, CollectivesBatchesAndSplitWorkOverTheWorld) {
 
 TEST_F(RoutedCommunicatorTest, ABatchMixingDevicesOrBackendsOverDifferentRanksAreErrors) {
   at::Tensor cpu = at::zeros({2}, at::kFloat);
-  ExpectThrowsWith<c10::Error>(
+  ExpectThrowsWith<llamarl::Error>(
       [&] { world_->SendRecvBatch({P2POp::Send(cpu, (rank_ + 1) % size_), P2POp::Recv(MetaTensor(), 0)}); },
       {"SendRecvBatch on the mpi+mpi communicator mixes tensors on cpu and meta", "one batch per device"});
   // The device backend's ranks in reverse order.
   std::unique_ptr<Communicator> host = CreateCommunicator("mpi");
   std::unique_ptr<Communicator> reversed = CreateCommunicator("mpi")->Split(0, size_ - rank_);
   if (reversed->Rank() == rank_) return;  // the middle rank of an odd world
-  ExpectThrowsWith<c10::Error>([&] { RouteByDevice(std::move(host), std::move(reversed)); },
+  ExpectThrowsWith<llamarl::Error>([&] { RouteByDevice(std::move(host), std::move(reversed)); },
                                {"RouteByDevice: the mpi communicator is rank", "both must span the same ranks"});
 }
 
@@ -89,7 +90,7 @@ TEST(CreateJobCommunicatorTest, TheControlBackendAloneWhenItMovesTheTensorsToo) 
   const c10::Device cpu(c10::kCPU);
   EXPECT_EQ(CreateJobCommunicator(cpu, "auto", "comm.backend")->Backend(), "mpi");
   EXPECT_EQ(CreateJobCommunicator(cpu, "mpi", "comm.backend")->Backend(), "mpi");
-  ExpectThrowsWith<c10::Error>([&] { CreateJobCommunicator(cpu, "local", "comm.backend"); },
+  ExpectThrowsWith<llamarl::Error>([&] { CreateJobCommunicator(cpu, "local", "comm.backend"); },
                                {"comm.backend is 'local' but the job has"});
 }
 
