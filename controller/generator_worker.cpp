@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "controller/batch_planner.h"
+#include "controller/episodes.h"
 #include "controller/generator_side.h"
 #include "core/check.h"
 #include "core/logging.h"
@@ -24,6 +25,7 @@ struct GeneratorWorker::InFlight {
   DatasetItem item;
   Clock::time_point start;
   std::vector<Completion> done;
+  std::vector<FinishedEpisode> episodes;  // with an environment
 };
 
 struct GeneratorWorker::EvalJob {
@@ -32,13 +34,15 @@ struct GeneratorWorker::EvalJob {
   std::vector<Completion> done;                  // greedy, one per item
   std::vector<std::vector<Completion>> sampled;  // eval.samples per item
   int64_t remaining = 0;                          // completions still to come
+  std::vector<double> episode_rewards;            // with an environment: the greedy episode's reward per item
 };
 
 Json GeneratorSummary::ToJson() const {
   return {{"kind", "summary"}, {"load_s", load_s}, {"gen_s", gen_s}, {"score_s", score_s}, {"sync_s", sync_s},
           {"idle_s", idle_s}, {"total_s", total_s}, {"groups_sent", groups_sent}, {"groups_unrouted", groups_unrouted},
           {"response_lengths", response_lengths.ToJson()}, {"kv_cache_budget_bytes", kv.budget_bytes},
-          {"kv_block_size", kv.block_size}, {"kv_blocks", kv.num_blocks}, {"kv_peak_blocks_in_use", kv.peak_blocks_in_use}};
+          {"kv_block_size", kv.block_size}, {"kv_blocks", kv.num_blocks}, {"kv_peak_blocks_in_use", kv.peak_blocks_in_use},
+          {"episodes", episodes}};
 }
 
 GeneratorWorker::GeneratorWorker(JobContext& job, LlamaWeightSource& weights, ReplicaWeightSync& sync,
@@ -60,6 +64,11 @@ GeneratorWorker::GeneratorWorker(JobContext& job, LlamaWeightSource& weights, Re
   weights.Release();
   summary_.load_s = job.ElapsedS();
   reward_ = reward::MakeRewardFromSpec(job.recipe.reward);
+  if (job.recipe.env.enabled()) {
+    std::shared_ptr<env::EnvironmentFactory> factory =
+        env::MakeEnvironmentFactory(job.recipe.env.name, job.recipe.env.config, "env.config");
+    runner_ = std::make_unique<EpisodeRunner>(job.recipe.env, std::move(factory), job.tokenizer, job.eos_ids(), job.tracer);
+  }
   if (IsLeader()) commands_ = std::make_unique<MessagePoller>(job.world, job.placement.FirstTrainer(), kCommandTag);
 }
 
@@ -73,19 +82,20 @@ GeneratorSummary GeneratorWorker::Run() {
     }
     // Pending commands first (a weight push or an eval request must not queue behind new groups);
     // block only when there is nothing to decode and nothing the bound lets us start.
-    std::optional<Command> command = NextCommand(/*block=*/!engine_->HasWork() && !CanSubmit());
+    std::optional<Command> command = NextCommand(/*block=*/!Busy() && !CanSubmit());
     if (command) {
       if (!Handle(*command)) break;
       continue;
     }
     SubmitAdmitted();
-    if (engine_->HasWork()) StepEngine();
+    if (Busy()) StepEngine();
     while (!sends_.empty() && sends_.front().IsCompleted()) sends_.pop_front();
   }
   for (auto& s : sends_) s.Wait(job_.timeouts.step, "the last rollouts to the trainers");
   if (rl_start_) summary_.total_s = SecondsSince(*rl_start_);
   summary_.groups_unrouted = int64_t(finished_.size());
   summary_.kv = engine_->KvStats();
+  if (runner_) summary_.episodes = runner_->TakeStats().ToJson();
   if (IsLeader()) {
     SendReport(summary_.ToJson());
     sends_.back().Wait(job_.timeouts.step, "the generator summary to the controller");
@@ -98,7 +108,7 @@ GeneratorSummary GeneratorWorker::Run() {
 // moment; so each round of generation is exactly one admit (or one eval) under exactly one version,
 // whatever the timing. Route and save only move finished groups and are handled as they come.
 bool GeneratorWorker::RunInOrderTurn() {
-  const bool idle = !engine_->HasWork();
+  const bool idle = !Busy();
   if (idle && !waiting_.empty()) {
     Command c = std::move(waiting_.front());
     waiting_.pop_front();
@@ -114,7 +124,7 @@ bool GeneratorWorker::RunInOrderTurn() {
     }
     return true;
   }
-  if (engine_->HasWork()) StepEngine();
+  if (Busy()) StepEngine();
   while (!sends_.empty() && sends_.front().IsCompleted()) sends_.pop_front();
   return true;
 }
@@ -183,8 +193,12 @@ bool GeneratorWorker::Handle(const Command& c) {
       e.sampled.resize(n);
       e.remaining = int64_t(n) * (1 + job_.recipe.eval.samples);
       const uint64_t base = kEvalBit | (uint64_t(e.seq) << 24);
-      SubmitEval(*engine_, job_, e.share, [base](size_t i) { return base | i; },
-                 [base](size_t i) { return base | kEvalSampledBit | i; });
+      if (runner_) {
+        SubmitEvalEpisodes(e, base);
+      } else {
+        SubmitEval(*engine_, job_, e.share, [base](size_t i) { return base | i; },
+                   [base](size_t i) { return base | kEvalSampledBit | i; });
+      }
       evals_.push_back(std::move(e));
       if (evals_.back().remaining == 0) FinishEval(evals_.back());
       return true;
@@ -195,6 +209,18 @@ bool GeneratorWorker::Handle(const Command& c) {
   return true;
 }
 
+void GeneratorWorker::SubmitEvalEpisodes(EvalJob& e, uint64_t base) {
+  // Greedy episodes, scored by the environment (recipe validation keeps eval.samples at 0).
+  e.remaining = int64_t(e.share.items.size());
+  e.episode_rewards.resize(e.share.items.size());
+  for (size_t i = 0; i < e.share.items.size(); ++i) {
+    const DatasetItem& item = e.share.items[i];
+    runner_->Submit(*engine_,
+                    GenerationRequest{base | i, job_.tokenizer.Encode(item.prompt), EvalSampling(job_.recipe, job_.config), 1},
+                    {item.id, item.prompt, item.answer});
+  }
+}
+
 void GeneratorWorker::SubmitAdmitted() {
   const int64_t per_step = job_.routing.groups_per_step;
   for (; !admitted_.empty(); admitted_.pop_front()) {
@@ -203,8 +229,9 @@ void GeneratorWorker::SubmitAdmitted() {
     const int64_t k = admitted_.front() % per_step;
     const DatasetItem& item = prompts_.ForStep(step)[size_t(k)];
     const uint64_t id = uint64_t(admitted_.front());
-    engine_->Submit(RolloutRequest(job_, id, item));
-    in_flight_[id] = InFlight{item, Clock::now(), {}};
+    if (runner_) runner_->Submit(*engine_, RolloutRequest(job_, id, item), {item.id, item.prompt, item.answer});
+    else engine_->Submit(RolloutRequest(job_, id, item));
+    in_flight_[id] = InFlight{item, Clock::now(), {}, {}};
   }
 }
 
@@ -225,12 +252,47 @@ void GeneratorWorker::Route(const Command& c) {
 void GeneratorWorker::StepEngine() {
   const auto t = Clock::now();
   std::vector<Completion> finished;
-  {
+  if (engine_->HasWork()) {
     ScopedPhase phase(job_, "generate");
     finished = engine_->Step();
+    if (runner_) finished = runner_->Take(*engine_, std::move(finished));
   }
   summary_.gen_s += SecondsSince(t);
   for (Completion& c : finished) OnCompletion(std::move(c));
+  if (!runner_) return;
+  // Episodes at their tools: pick up what finished; with nothing to decode, wait a little (not
+  // long: commands from the controller are polled between these calls).
+  runner_->Apply(*engine_, engine_->HasWork() ? 0.0 : 0.002);
+  for (FinishedEpisode& e : runner_->TakeFinished()) OnEpisode(std::move(e));
+}
+
+void GeneratorWorker::OnEpisode(FinishedEpisode e) {
+  const uint64_t id = e.completion.request_id;
+  if (id & kEvalBit) {
+    const int64_t seq = int64_t((id & ~kEvalBit) >> 24);
+    const size_t index = size_t(id & (kEvalSampledBit - 1));
+    for (auto& job : evals_) {
+      if (job.seq != seq) continue;
+      job.episode_rewards[index] = e.reward;
+      job.done[index] = std::move(e.completion);
+      if (--job.remaining == 0) FinishEval(job);
+    }
+    while (!evals_.empty() && evals_.front().remaining == 0) evals_.pop_front();
+    return;
+  }
+  auto it = in_flight_.find(id);
+  LLAMARL_ASSERT(it != in_flight_.end(), "episode of unknown request ", id);
+  summary_.response_lengths.Add(int64_t(e.completion.tokens.size()));
+  it->second.episodes.push_back(std::move(e));
+  if (int64_t(it->second.episodes.size()) < job_.recipe.rollout.group_size) return;
+  if (IsLeader()) {
+    RolloutGroup g = EpisodeGroup(std::move(it->second.episodes), it->second.item.id);
+    g.group_id = int64_t(it->first);
+    g.generator_rank = job_.world.Rank();
+    g.gen_s = SecondsSince(it->second.start);
+    Announce(std::move(g));
+  }
+  in_flight_.erase(it);
 }
 
 void GeneratorWorker::OnCompletion(Completion c) {
@@ -307,7 +369,13 @@ void GeneratorWorker::FinishEval(EvalJob& e) {
   for (const auto& c : e.done) {
     for (int64_t v : c.versions) oldest = std::min(oldest, v);
   }
-  const EvalTally t = ScoreEvalShare(job_, *reward_, e.share, e.done, e.sampled);
+  EvalTally t;
+  if (runner_) {
+    for (double r : e.episode_rewards) t.sum += r;
+    t.count = int64_t(e.episode_rewards.size());
+  } else {
+    t = ScoreEvalShare(job_, *reward_, e.share, e.done, e.sampled);
+  }
   Json j = {{"kind", "eval"}, {"seq", e.seq}, {"step", e.step}, {"version", e.version},
             {"sum", t.sum}, {"count", t.count},
             {"pass_at_k_sum", t.pass_at_k_sum}, {"mean_at_k_sum", t.mean_at_k_sum},

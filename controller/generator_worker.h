@@ -25,6 +25,7 @@
 #include <optional>
 
 #include "controller/channel.h"
+#include "controller/episodes.h"
 #include "controller/length_histogram.h"
 #include "controller/trainer_side.h"
 #include "controller/weight_push.h"
@@ -42,6 +43,7 @@ struct GeneratorSummary {
   int64_t groups_unrouted = 0;  // finished but never routed when the run stopped
   LengthHistogram response_lengths;  // every rollout sample generated (evaluations excluded)
   KvCacheStats kv;                    // the engine's KV cache at the end (peak blocks over the run)
+  Json episodes;                      // with an environment: EpisodeStats::ToJson over the run
   Json ToJson() const;
 };
 
@@ -66,9 +68,13 @@ class GeneratorWorker {
   void Save(const Command& save);                  // leader: copies of finished groups to the controller
   bool CanSubmit() const { return !admitted_.empty(); }
   void SubmitAdmitted();
+  void SubmitEvalEpisodes(EvalJob& job, uint64_t base);  // with an environment
   void Route(const Command& route);
   void StepEngine();
   void OnCompletion(Completion completion);
+  void OnEpisode(FinishedEpisode episode);
+  // Something to decode, or episodes at their tools.
+  bool Busy() const { return engine_->HasWork() || (runner_ && runner_->Busy()); }
   void SendReport(const Json& report);  // leader: to the controller
   void FinishEval(EvalJob& job);
   bool IsLeader() const { return tp_rank_ == 0; }
@@ -79,6 +85,7 @@ class GeneratorWorker {
   int replica_ = 0, tp_rank_ = 0;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<reward::Reward> reward_;
+  std::unique_ptr<EpisodeRunner> runner_;  // with an environment (recipe.env)
   std::unique_ptr<MessagePoller> commands_;  // leader only
   StepPrompts prompts_;
   int64_t first_step_ = 0, known_step_ = -1;

@@ -132,7 +132,8 @@ EngineOptions GeneratorEngineOptions(const RecipeConfig& recipe, const LlamaConf
   EngineOptions options;
   options.max_slots = recipe.rollout.max_slots;
   options.kv_cache = recipe.generator.kv_cache;
-  const int64_t response = std::max(recipe.rollout.sampling.max_new_tokens, recipe.eval.max_new_tokens);
+  const int64_t response =
+      std::max({recipe.rollout.sampling.max_new_tokens, recipe.eval.max_new_tokens, recipe.env.max_tokens});
   options.max_seq_len = std::min(config.max_position_embeddings, LongestPromptTokens(data, tokenizer) + response);
   options.max_seq_len = std::max<int64_t>(options.max_seq_len, 2);
   options.sampled_vocab_size = SampledVocabSize(config, tokenizer);
@@ -251,6 +252,7 @@ TrainBatch ToTrainBatch(const std::vector<RolloutGroup>& groups, bool mask_trunc
       t.reward = s.reward;
       t.group_id = g.group_id;
       t.loss_masked = mask_truncated && s.finish_reason == "length";
+      t.loss_mask = s.loss_mask;
       batch.samples.push_back(std::move(t));
     }
   }

@@ -1,6 +1,7 @@
 #include "controller/recipe.h"
 
 #include "core/check.h"
+#include "env/environment.h"
 #include "reward/registry.h"
 
 namespace llamarl::controller {
@@ -214,6 +215,15 @@ void ValidateRecipe(const RecipeConfig& c) {
   LLAMARL_CHECK(c.model.source != "tiny" || tiny.num_heads % tiny.num_kv_heads == 0,
                 "model.num_heads (", tiny.num_heads, ") must be a multiple of model.num_kv_heads (",
                 tiny.num_kv_heads, ")");
+  if (c.env.enabled()) {
+    // Environment steps run on the replica's leader only and are not broadcast over a TP group yet,
+    // and the colocated worker does not drive episodes yet.
+    LLAMARL_CHECK(c.placement.mode == "split" && c.placement.tp_size == 1, "env: multi-turn rollouts run with ",
+                  "placement.mode 'split' and placement.tp_size 1 for now, got '", c.placement.mode, "' and ",
+                  c.placement.tp_size, "; set placement.mode to split and placement.tp_size to 1");
+    LLAMARL_CHECK(c.eval.samples == 0, "env: eval.samples (", c.eval.samples, ") must be 0 with an environment; ",
+                  "held-out episodes are greedy and scored by the environment");
+  }
   const DapoRecipe& dapo = c.algorithm.dapo;
   LLAMARL_CHECK(!dapo.dynamic_sampling || c.rollout.group_size >= 2,
                 "algorithm.dapo.dynamic_sampling needs rollout.group_size >= 2 (got ", c.rollout.group_size,
@@ -245,6 +255,10 @@ RecipeConfig RecipeConfig::FromJson(const Json& j, const std::string& path) {
                   return s;
                 }());
   reward::MakeRewardFromSpec(c.reward, r.PathOf("reward"));  // validates the name and its config now
+  if (r.Has("env")) {
+    c.env = env::EpisodeConfig::FromJson(r.Raw("env"), r.PathOf("env"));
+    env::MakeEnvironmentFactory(c.env.name, c.env.config, r.PathOf("env") + ".config");  // validates it now
+  }
   c.placement = PlacementRecipe::FromJson(r.Raw("placement"), r.PathOf("placement"));
   r.Read("mode", &c.mode, {"async", "sync"}, "bounded-staleness async RL or the synchronous baseline");
   r.Read("max_policy_lag", &c.max_policy_lag, Range::AtLeast(0), "staleness bound in policy versions");

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "controller/dataset.h"
+#include "env/episode.h"
 #include "core/config.h"
 #include "generator/engine.h"
 #include "generator/generator_config.h"
@@ -200,6 +201,10 @@ struct RecipeConfig {
   TokenizerRecipe tokenizer;
   DatasetConfig data;
   Json reward;  // {"name": ..., "config": {...}} (reward/registry.h)
+  // Multi-turn rollouts (env/episode.h): {"name": "calculator", "config": {...}, "max_turns": 4, ...};
+  // absent = single-turn. With an environment, the episode's reward is the environment's; `reward`
+  // is still read (and validated) but scores nothing.
+  env::EpisodeConfig env;
   PlacementRecipe placement;
   std::string mode = "async";  // "async" (bounded staleness) or "sync" (the colocated baseline)
   int64_t max_policy_lag = 1;  // a group starts only while at most (lag + 1) batches are live

@@ -9,7 +9,8 @@
 namespace llamarl::controller {
 namespace {
 
-constexpr uint32_t kMagic = 0x3147524C;  // "LRG1" read as little-endian bytes
+constexpr uint32_t kMagic = 0x3147524C;        // "LRG1" read as little-endian bytes
+constexpr uint32_t kMagicMasked = 0x3247524C;  // "LRG2": LRG1 with a loss mask per sample
 
 // Appends fixed-width values. The host is little-endian on every platform LibTorch supports; the
 // format is defined as little-endian so that a big-endian port would have to swap here.
@@ -105,7 +106,9 @@ int64_t RolloutGroup::NumResponseTokens() const {
 
 std::vector<uint8_t> EncodeRolloutGroup(const RolloutGroup& g) {
   Writer w;
-  w.Put<uint32_t>(kMagic);
+  bool masked = false;  // single-turn groups keep the LRG1 bytes
+  for (const auto& s : g.samples) masked |= !s.loss_mask.empty();
+  w.Put<uint32_t>(masked ? kMagicMasked : kMagic);
   for (int64_t x : {g.step, g.group_id, g.prompt_id, g.generator_rank}) w.Put<int64_t>(x);
   w.Put<double>(g.gen_s);
   w.PutVec(g.prompt);
@@ -119,6 +122,11 @@ std::vector<uint8_t> EncodeRolloutGroup(const RolloutGroup& g) {
     w.PutVec(s.versions);
     w.Put<double>(s.reward);
     w.PutStr(s.finish_reason);
+    if (masked) {
+      LLAMARL_ASSERT(s.loss_mask.empty() || s.loss_mask.size() == s.response.size(), "sample with ",
+                     s.response.size(), " tokens and a loss mask of ", s.loss_mask.size());
+      w.PutVec(s.loss_mask);
+    }
   }
   return w.Release();
 }
@@ -126,8 +134,9 @@ std::vector<uint8_t> EncodeRolloutGroup(const RolloutGroup& g) {
 RolloutGroup DecodeRolloutGroup(const uint8_t* data, size_t size) {
   Reader r(data, size);
   uint32_t magic = r.Get<uint32_t>("magic");
-  LLAMARL_CHECK(magic == kMagic, "rollout message: bad magic 0x", std::hex, magic, " (expected 0x", kMagic,
-                "); the sender is not a llamarl generator of this version");
+  LLAMARL_CHECK(magic == kMagic || magic == kMagicMasked, "rollout message: bad magic 0x", std::hex, magic,
+                " (expected 0x", kMagic, " or 0x", kMagicMasked, "); the sender is not a llamarl generator of this version");
+  const bool masked = magic == kMagicMasked;
   RolloutGroup g;
   g.step = r.Get<int64_t>("step");
   g.group_id = r.Get<int64_t>("group_id");
@@ -146,6 +155,11 @@ RolloutGroup DecodeRolloutGroup(const uint8_t* data, size_t size) {
                   " logprobs and ", s.versions.size(), " versions; each token needs one of each");
     s.reward = r.Get<double>("reward");
     s.finish_reason = r.GetStr("finish_reason");
+    if (masked) {
+      s.loss_mask = r.GetVec<uint8_t>("loss_mask");
+      LLAMARL_CHECK(s.loss_mask.empty() || s.loss_mask.size() == s.response.size(), "rollout message: a sample has ",
+                    s.response.size(), " tokens but a loss mask of ", s.loss_mask.size());
+    }
   }
   LLAMARL_CHECK(r.pos() == size, "rollout message: ", size - r.pos(), " trailing bytes after the last sample");
   return g;

@@ -100,7 +100,9 @@ TEST(EngineTurns, KvReuseAcrossTurnsEqualsRecomputingTheWholeEpisode) {
     EXPECT_GE(model_tokens, 3);
     const std::vector<float> expected = FullForwardLogprobs(*model, c);
     for (size_t t = 0; t < c.tokens.size(); ++t) {
-      if (c.sampled[t]) EXPECT_NEAR(c.logprobs[t], expected[t], 1e-5) << "sample " << c.sample_index << " token " << t;
+      if (c.sampled[t]) {
+        EXPECT_NEAR(c.logprobs[t], expected[t], 1e-5) << "sample " << c.sample_index << " token " << t;
+      }
     }
   }
   EXPECT_NE(final[0].tokens, final[1].tokens);
