@@ -13,16 +13,10 @@
 # may name c10::Error to check what LibTorch's own ops throw). Text after // on a line is a comment
 # and is not checked. The exit status is 1 on any violation, 2 when the arguments are wrong.
 set -euo pipefail
-if [[ $# -ne 2 || ! -d "$1" || ! -f "$2" ]]; then
-  echo "usage: $0 SOURCE_DIR DEPS_FILE (got: $*)" >&2
-  exit 2
-fi
-src=$1
-folders=()
-while read -r folder _; do
-  [[ -z "$folder" || "$folder" == \#* ]] && continue
-  folders+=("$folder")
-done <"$2"
+# shellcheck source=scripts/module_table.sh
+source "$(dirname "$0")/module_table.sh"
+module_table_args "$@"
+read_module_table
 
 # Files still to be moved off TORCH_CHECK, allowed until then; the list only shrinks.
 pending=" bench/async_bench.cpp bench/generate_bench.cpp bench/train_bench.cpp bench/weight_sync_bench.cpp generator/engine.cpp generator/engine_model.cpp generator/engine_turns.cpp generator/kv_blocks.cpp generator/kv_cache.cpp kernels/cuda_ops_unavailable.cpp kernels/fp8.cpp kernels/fused_linear.cpp kernels/ops_cuda.cpp kernels/rms_norm.cpp kernels/rope.cpp kernels/sampling.cpp kernels/token_logprobs.cpp model/attention.cpp model/llama.cpp model/llama_checkpoint.cpp model/llama_weights.cpp model/reference_generate.cpp model/safetensors_writer.cpp model/shard_layout.cpp plan/plan_model.cpp trainer/adamw.cpp trainer/critic.cpp trainer/flat_params.cpp trainer/host_offload.cpp trainer/losses.cpp trainer/packing.cpp trainer/ppo.cpp trainer/trainer.cpp trainer/trainer_config.cpp trainer/trainer_step.cpp trainer/zero3_layers.cpp weight_sync/baseline.cpp weight_sync/ddma.cpp weight_sync/fp8_scales.cpp weight_sync/transfer_plan.cpp weight_sync/weight_sync.cpp "
@@ -34,7 +28,6 @@ report() {  # file:line, the text, what to do instead
   violations=$((violations + 1))
 }
 for folder in "${folders[@]}"; do
-  [[ -d "$src/$folder" ]] || continue
   while IFS= read -r -d '' file; do
     checked=$((checked + 1))
     rel=${file#"$src"/}
@@ -48,7 +41,7 @@ for folder in "${folders[@]}"; do
         report "$rel:$line" "what_without_backtrace" "catch std::exception and use ErrorText from core/error_text.h, the one helper"
       fi
     done < <(grep -nE 'TORCH_(CHECK|INTERNAL_ASSERT)|what_without_backtrace' "$file" || true)
-  done < <(find "$src/$folder" -type f \( -name '*.h' -o -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' \) -print0)
+  done < <(module_sources "$folder")
 done
 
 if [[ $violations -gt 0 ]]; then

@@ -11,30 +11,15 @@
 # the table (tests/, fuzz/) are not checked. Every violation is printed as file:line with the rule
 # and the fix; the exit status is 1 when there is any, 2 when the arguments are wrong.
 set -euo pipefail
-if [[ $# -ne 2 || ! -d "$1" || ! -f "$2" ]]; then
-  echo "usage: $0 SOURCE_DIR DEPS_FILE (got: $*)" >&2
-  exit 2
-fi
-src=$1
-deps_file=$2
-
-declare -A allowed=()
-folders=()
-while read -r folder rest; do
-  [[ -z "$folder" || "$folder" == \#* ]] && continue
-  folders+=("$folder")
-  allowed[$folder]=" $folder $rest "
-done <"$deps_file"
-if [[ ${#folders[@]} -eq 0 ]]; then
-  echo "$deps_file declares no module" >&2
-  exit 2
-fi
+# shellcheck source=scripts/module_table.sh
+source "$(dirname "$0")/module_table.sh"
+module_table_args "$@"
+read_module_table
 known=" ${folders[*]} "
 
 violations=0
 checked=0
 for folder in "${folders[@]}"; do
-  [[ -d "$src/$folder" ]] || continue
   while IFS= read -r -d '' file; do
     checked=$((checked + 1))
     # Lines like: 12:#include "generator/engine.h"
@@ -50,7 +35,7 @@ for folder in "${folders[@]}"; do
         violations=$((violations + 1))
       fi
     done < <(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*"[A-Za-z0-9_]+/' "$file" || true)
-  done < <(find "$src/$folder" -type f \( -name '*.h' -o -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' \) -print0)
+  done < <(module_sources "$folder")
 done
 
 if [[ $violations -gt 0 ]]; then
