@@ -2,11 +2,11 @@
 
 #include "controller/length_histogram.h"
 #include "controller/loop.h"
+#include "core/check.h"
 #include "core/config.h"
 #include "report/metrics.h"
 
 #include <ATen/Parallel.h>
-#include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -78,7 +78,7 @@ json SummariseBenchRun(const std::string& run_dir) {
   std::vector<json> rl;
   for (const json& row : ReadMetrics(run_dir + "/metrics.jsonl"))
     if (row.value("phase", std::string()) == "rl") rl.push_back(row);
-  TORCH_CHECK(!rl.empty(), "bench async: no RL step in ", run_dir, "/metrics.jsonl");
+  LLAMARL_CHECK(!rl.empty(), "bench async: no RL step in ", run_dir, "/metrics.jsonl");
   const json summary = ReadJsonFile(run_dir + "/summary.json");
   const ptrdiff_t skip = rl.size() >= 3 ? 1 : 0;
   std::vector<json> timed(rl.begin() + skip, rl.end() - skip);
@@ -124,15 +124,15 @@ controller::RecipeConfig ModeRecipe(const AsyncBenchOptions& options, bool async
 }  // namespace
 
 json RunAsyncBench(Communicator& world, const AsyncBenchOptions& options) {
-  TORCH_CHECK(world.Size() >= 2, "bench async compares colocated and split placement on the same ranks: run it under ",
-              "mpirun -np 2 or more (got ", world.Size(), " rank)");
+  LLAMARL_CHECK(world.Size() >= 2, "bench async compares colocated and split placement on the same ranks: run it under ",
+                "mpirun -np 2 or more (got ", world.Size(), " rank)");
   controller::RecipeConfig sync = ModeRecipe(options, false);
   controller::RecipeConfig async = ModeRecipe(options, true);
   for (const auto* r : {&sync, &async}) {
     if (world.Rank() == 0) std::filesystem::remove_all(r->run_dir);  // fresh runs, not resumed ones
   }
-  TORCH_CHECK(options.threads >= 0, "bench async: threads per rank must be >= 0 (0 = the machine's cores / ranks), got ",
-              options.threads);
+  LLAMARL_CHECK(options.threads >= 0, "bench async: threads per rank must be >= 0 (0 = the machine's cores / ranks), got ",
+                options.threads);
   // Both modes get the same intra-op threads per rank: the ranks' share of the machine's cores.
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = options.threads > 0 ? options.threads : std::max(1, cores / world.Size());

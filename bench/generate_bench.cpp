@@ -1,5 +1,6 @@
 #include "bench/generate_bench.h"
 
+#include "core/check.h"
 #include "core/device.h"
 #include "generator/engine.h"
 #include "model/llama_checkpoint.h"
@@ -7,7 +8,6 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
-#include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <chrono>
@@ -34,16 +34,16 @@ LlamaConfig DefaultConfig() {
 }
 
 void CheckOptions(const GenerateBenchOptions& o, const LlamaConfig& config) {
-  TORCH_CHECK(!o.batches.empty(), "bench generate: give at least one batch size");
-  for (int64_t b : o.batches) TORCH_CHECK(b >= 1, "bench generate: batch sizes must be >= 1, got ", b);
-  TORCH_CHECK(o.prompt_len >= 1 && o.new_tokens >= 1, "bench generate: prompt_len and new_tokens must be >= 1, got ",
-              o.prompt_len, " and ", o.new_tokens);
-  TORCH_CHECK(o.prompt_len + o.new_tokens <= config.max_position_embeddings, "bench generate: prompt_len (",
-              o.prompt_len, ") + new_tokens (", o.new_tokens, ") exceeds the model's max_position_embeddings (",
-              config.max_position_embeddings, "); use shorter sequences");
-  TORCH_CHECK(o.recompute_steps >= 1 && o.recompute_steps <= o.new_tokens, "bench generate: recompute_steps must be ",
-              "in [1, new_tokens ", o.new_tokens, "], got ", o.recompute_steps);
-  TORCH_CHECK(o.roofline_repeats >= 1, "bench generate: roofline_repeats must be >= 1, got ", o.roofline_repeats);
+  LLAMARL_CHECK(!o.batches.empty(), "bench generate: give at least one batch size");
+  for (int64_t b : o.batches) LLAMARL_CHECK(b >= 1, "bench generate: batch sizes must be >= 1, got ", b);
+  LLAMARL_CHECK(o.prompt_len >= 1 && o.new_tokens >= 1, "bench generate: prompt_len and new_tokens must be >= 1, got ",
+                o.prompt_len, " and ", o.new_tokens);
+  LLAMARL_CHECK(o.prompt_len + o.new_tokens <= config.max_position_embeddings, "bench generate: prompt_len (",
+                o.prompt_len, ") + new_tokens (", o.new_tokens, ") exceeds the model's max_position_embeddings (",
+                config.max_position_embeddings, "); use shorter sequences");
+  LLAMARL_CHECK(o.recompute_steps >= 1 && o.recompute_steps <= o.new_tokens, "bench generate: recompute_steps must be ",
+                "in [1, new_tokens ", o.new_tokens, "], got ", o.recompute_steps);
+  LLAMARL_CHECK(o.roofline_repeats >= 1, "bench generate: roofline_repeats must be >= 1, got ", o.roofline_repeats);
 }
 
 struct EngineRun {
@@ -70,8 +70,8 @@ EngineRun RunEngine(const LlamaConfig& config, LlamaForCausalLMImpl& model, cons
   const std::vector<Completion> done = engine.RunUntilDone();  // ends with the tokens on the host
   const EngineRun run{Since(start), engine.KvStats()};
   for (const Completion& c : done) {
-    TORCH_INTERNAL_ASSERT(int64_t(c.tokens.size()) == new_tokens, "engine stopped request ", c.request_id,
-                          " after ", c.tokens.size(), " tokens (", FinishReasonName(c.finish_reason), ")");
+    LLAMARL_ASSERT(int64_t(c.tokens.size()) == new_tokens, "engine stopped request ", c.request_id,
+                   " after ", c.tokens.size(), " tokens (", FinishReasonName(c.finish_reason), ")");
   }
   return run;
 }
@@ -94,7 +94,7 @@ double RecomputeStepSeconds(LlamaForCausalLMImpl& model, const at::Tensor& promp
     at::Tensor next = model.LmHead(last).argmax(-1);
     SynchronizeDevice(device);
     total += Since(start);
-    TORCH_INTERNAL_ASSERT(next.size(0) == batch);
+    LLAMARL_ASSERT(next.size(0) == batch, "one next token per prompt: got ", next.size(0), " for ", batch);
   }
   return total / double(steps);
 }

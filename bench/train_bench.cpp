@@ -1,12 +1,12 @@
 #include "bench/train_bench.h"
 
+#include "core/check.h"
 #include "core/device.h"
 #include "model/llama_checkpoint.h"
 #include "trainer/trainer.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <chrono>
@@ -21,14 +21,14 @@ double Seconds(std::chrono::steady_clock::time_point since) {
 }
 
 void CheckOptions(const TrainBenchOptions& o) {
-  TORCH_CHECK(o.samples_per_rank >= 1, "bench train: samples_per_rank must be >= 1, got ", o.samples_per_rank);
-  TORCH_CHECK(o.prompt_len >= 1 && o.response_len >= 1, "bench train: prompt_len and response_len must be >= 1, got ",
-              o.prompt_len, " and ", o.response_len);
-  TORCH_CHECK(o.steps >= 1, "bench train: steps must be >= 1, got ", o.steps);
-  TORCH_CHECK(o.gemm_size >= 64, "bench train: gemm_size must be >= 64, got ", o.gemm_size);
-  TORCH_CHECK(o.micro_batch_tokens >= 1, "bench train: micro_batch_tokens must be >= 1, got ", o.micro_batch_tokens);
-  TORCH_CHECK(o.compute_dtype == "float32" || o.compute_dtype == "bfloat16",
-              "bench train: compute_dtype must be float32 or bfloat16, got '", o.compute_dtype, "'");
+  LLAMARL_CHECK(o.samples_per_rank >= 1, "bench train: samples_per_rank must be >= 1, got ", o.samples_per_rank);
+  LLAMARL_CHECK(o.prompt_len >= 1 && o.response_len >= 1, "bench train: prompt_len and response_len must be >= 1, got ",
+                o.prompt_len, " and ", o.response_len);
+  LLAMARL_CHECK(o.steps >= 1, "bench train: steps must be >= 1, got ", o.steps);
+  LLAMARL_CHECK(o.gemm_size >= 64, "bench train: gemm_size must be >= 64, got ", o.gemm_size);
+  LLAMARL_CHECK(o.micro_batch_tokens >= 1, "bench train: micro_batch_tokens must be >= 1, got ", o.micro_batch_tokens);
+  LLAMARL_CHECK(o.compute_dtype == "float32" || o.compute_dtype == "bfloat16",
+                "bench train: compute_dtype must be float32 or bfloat16, got '", o.compute_dtype, "'");
 }
 
 // Random rollouts of fixed lengths; group ids run over the global batch (groups of 4).

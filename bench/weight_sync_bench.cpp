@@ -1,5 +1,6 @@
 #include "bench/weight_sync_bench.h"
 
+#include "core/check.h"
 #include "core/device.h"
 #include "model/llama_config.h"
 #include "weight_sync/baseline.h"
@@ -7,7 +8,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <chrono>
@@ -33,8 +33,8 @@ LlamaConfig Llama100mConfig() {
 
 LlamaConfig BenchConfig(const WeightSyncBenchOptions& options) {
   LlamaConfig config = options.model == "100m" ? Llama100mConfig() : LlamaPresetConfig(options.model);
-  TORCH_CHECK(options.num_layers >= 0, "bench weight-sync: num_layers must be >= 0 (0 keeps the model's), got ",
-              options.num_layers);
+  LLAMARL_CHECK(options.num_layers >= 0, "bench weight-sync: num_layers must be >= 0 (0 keeps the model's), got ",
+                options.num_layers);
   if (options.num_layers > 0) config.num_hidden_layers = options.num_layers;
   return config;
 }
@@ -97,9 +97,9 @@ bool AllEqual(Communicator& world, const std::vector<at::Tensor>& a, const std::
 
 nlohmann::json RunWeightSyncBench(Communicator& world, const WeightSyncBenchOptions& options) {
   const int ranks = world.Size();
-  TORCH_CHECK(ranks >= 2, "bench weight-sync needs trainer and generator ranks: run it under mpirun -np 2 or more "
-              "(got ", ranks, " rank)");
-  TORCH_CHECK(options.repeats >= 1, "bench weight-sync: repeats must be >= 1, got ", options.repeats);
+  LLAMARL_CHECK(ranks >= 2, "bench weight-sync needs trainer and generator ranks: run it under mpirun -np 2 or more "
+                "(got ", ranks, " rank)");
+  LLAMARL_CHECK(options.repeats >= 1, "bench weight-sync: repeats must be >= 1, got ", options.repeats);
   const int generators = options.num_generators > 0 ? options.num_generators : std::max(1, ranks / 2);
   const LlamaConfig config = BenchConfig(options);
   const TransferPlacement placement = TransferPlacement::Split(ranks, generators);

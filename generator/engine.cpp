@@ -1,5 +1,6 @@
 #include "generator/engine.h"
 
+#include "core/check.h"
 #include "core/communicator.h"
 #include "core/device.h"
 #include "generator/engine_model.h"
@@ -11,7 +12,6 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
-#include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <map>
@@ -80,8 +80,8 @@ at::Tensor LongTensor(const std::vector<int64_t>& values, const at::Device& devi
 }
 
 int64_t MemoryLeftBytes(const at::Device& device) {
-  TORCH_CHECK(device.is_cpu() || device.is_cuda(), "generator.kv_cache_fraction: the memory left is measured for ",
-              "CPU and CUDA engines and this engine runs on ", device, "; set generator.kv_cache_bytes instead");
+  LLAMARL_CHECK(device.is_cpu() || device.is_cuda(), "generator.kv_cache_fraction: the memory left is measured for ",
+                "CPU and CUDA engines and this engine runs on ", device, "; set generator.kv_cache_bytes instead");
   return device.is_cpu() ? HostMemoryAvailableBytes() : DeviceMemoryAvailableBytes(device);
 }
 
@@ -105,18 +105,18 @@ std::vector<std::pair<std::string, at::Tensor>> Engine::LocalParameters() const 
 }
 
 void Engine::Init(std::unique_ptr<EngineModel> model) {
-  TORCH_CHECK(options_.max_slots >= 1, "EngineOptions::max_slots must be >= 1, got ", options_.max_slots);
+  LLAMARL_CHECK(options_.max_slots >= 1, "EngineOptions::max_slots must be >= 1, got ", options_.max_slots);
   max_seq_len_ = options_.max_seq_len == 0 ? config_.max_position_embeddings : options_.max_seq_len;
-  TORCH_CHECK(max_seq_len_ >= 2 && max_seq_len_ <= config_.max_position_embeddings,
-              "EngineOptions::max_seq_len must be in [2, max_position_embeddings ", config_.max_position_embeddings,
-              "] (0 = max_position_embeddings), got ", options_.max_seq_len);
-  TORCH_CHECK(config_.sliding_window == 0 || max_seq_len_ <= config_.sliding_window, "EngineOptions::max_seq_len (",
-              max_seq_len_, ") exceeds the model's sliding_window (", config_.sliding_window,
-              "); windowed attention is not implemented, so set max_seq_len <= sliding_window");
+  LLAMARL_CHECK(max_seq_len_ >= 2 && max_seq_len_ <= config_.max_position_embeddings,
+                "EngineOptions::max_seq_len must be in [2, max_position_embeddings ", config_.max_position_embeddings,
+                "] (0 = max_position_embeddings), got ", options_.max_seq_len);
+  LLAMARL_CHECK(config_.sliding_window == 0 || max_seq_len_ <= config_.sliding_window, "EngineOptions::max_seq_len (",
+                max_seq_len_, ") exceeds the model's sliding_window (", config_.sliding_window,
+                "); windowed attention is not implemented, so set max_seq_len <= sliding_window");
   sampled_vocab_ = options_.sampled_vocab_size == 0 ? config_.vocab_size : options_.sampled_vocab_size;
-  TORCH_CHECK(sampled_vocab_ >= 1 && sampled_vocab_ <= config_.vocab_size,
-              "EngineOptions::sampled_vocab_size must be in [1, vocab_size ", config_.vocab_size,
-              "] (0 = vocab_size), got ", options_.sampled_vocab_size);
+  LLAMARL_CHECK(sampled_vocab_ >= 1 && sampled_vocab_ <= config_.vocab_size,
+                "EngineOptions::sampled_vocab_size must be in [1, vocab_size ", config_.vocab_size,
+                "] (0 = vocab_size), got ", options_.sampled_vocab_size);
   model_ = std::move(model);
   const LlamaConfig& local = model_->local_config();
   const at::TensorOptions tensor_options = model_->options();
@@ -164,10 +164,10 @@ void Engine::ReleaseCache() {
       }
       ids += (ids.empty() ? "" : ", ") + std::to_string(seq->request->id) + "/" + std::to_string(seq->sample_index);
     }
-    TORCH_CHECK(false, "Engine::ReleaseCache: ", running_.size(), " sequences are still running (request/sample ",
-                ids, ") and their KV would be lost; finish them (RunUntilDone) before releasing the cache");
+    LLAMARL_FAIL("Engine::ReleaseCache: ", running_.size(), " sequences are still running (request/sample ",
+                 ids, ") and their KV would be lost; finish them (RunUntilDone) before releasing the cache");
   }
-  TORCH_INTERNAL_ASSERT(blocks_->NumUsed() == 0, blocks_->NumUsed(), " KV blocks held with no sequence running");
+  LLAMARL_ASSERT(blocks_->NumUsed() == 0, blocks_->NumUsed(), " KV blocks held with no sequence running");
   cache_->Release();
 }
 
@@ -320,8 +320,8 @@ std::vector<Completion> Engine::DecodeRunning() {
   size_t widest = 0;
   for (int64_t i : active) {
     Sequence& seq = *running_[size_t(i)];
-    TORCH_INTERNAL_ASSERT(seq.table.length == seq.Cached() && seq.observation.empty(), "block table of ",
-                          seq.table.length, " positions for a sequence of ", seq.Cached());
+    LLAMARL_ASSERT(seq.table.length == seq.Cached() && seq.observation.empty(), "block table of ",
+                   seq.table.length, " positions for a sequence of ", seq.Cached());
     pending.push_back(seq.tokens.back());
     positions.push_back(seq.table.length);
     slots.push_back(blocks_->Append(seq.table, copies));
@@ -424,8 +424,8 @@ Completion Engine::Finish(Sequence& seq) {
 }
 
 void Engine::UpdateWeights(const std::vector<std::pair<std::string, at::Tensor>>& shards, int64_t version) {
-  TORCH_CHECK(version >= version_, "UpdateWeights: version ", version, " is older than the engine's ", version_,
-              "; policy versions only move forward");
+  LLAMARL_CHECK(version >= version_, "UpdateWeights: version ", version, " is older than the engine's ", version_,
+                "; policy versions only move forward");
   for (const auto& [name, shard] : shards) model_->CheckParameter(name, shard);
   for (const auto& [name, shard] : shards) model_->LoadParameter(name, shard);
   version_ = version;
@@ -434,8 +434,8 @@ void Engine::UpdateWeights(const std::vector<std::pair<std::string, at::Tensor>>
 
 void Engine::UpdateWeightsInPlace(const std::vector<BufferSpec>& specs, at::ScalarType dtype,
                                   const std::function<void(std::vector<at::Tensor>&)>& write, int64_t version) {
-  TORCH_CHECK(version >= version_, "UpdateWeights: version ", version, " is older than the engine's ", version_,
-              "; policy versions only move forward");
+  LLAMARL_CHECK(version >= version_, "UpdateWeights: version ", version, " is older than the engine's ", version_,
+                "; policy versions only move forward");
   std::vector<at::Tensor> targets;
   std::vector<size_t> scratch;  // specs whose shard is loaded from a scratch tensor afterwards
   for (size_t i = 0; i < specs.size(); ++i) {

@@ -1,5 +1,6 @@
 #include "generator/engine_model.h"
 
+#include "core/check.h"
 #include "core/communicator.h"
 #include "generator/kv_cache.h"
 #include "model/attention.h"
@@ -7,7 +8,6 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
-#include <c10/util/Exception.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <cmath>
@@ -37,8 +37,8 @@ bool IsVocabParameter(const std::string& name) {
 }
 
 void CheckDivides(int tp, int64_t value, const char* field) {
-  TORCH_CHECK(value % tp == 0, "generator tp_size (", tp, ") must divide ", field, " (", value,
-              "); choose a tp_size that divides the model's head counts and intermediate_size");
+  LLAMARL_CHECK(value % tp == 0, "generator tp_size (", tp, ") must divide ", field, " (", value,
+                "); choose a tp_size that divides the model's head counts and intermediate_size");
 }
 
 // Attention of one query per sequence over its gathered cache: q [N, H, 1, E], k and v [N, L, K, E],
@@ -60,7 +60,7 @@ at::Tensor DecodeAttention(const at::Tensor& q, const at::Tensor& k, const at::T
 }  // namespace
 
 void CheckTensorParallel(const LlamaConfig& config, int tp_size) {
-  TORCH_CHECK(tp_size >= 1, "generator tp_size must be >= 1, got ", tp_size);
+  LLAMARL_CHECK(tp_size >= 1, "generator tp_size must be >= 1, got ", tp_size);
   CheckDivides(tp_size, config.num_attention_heads, "num_attention_heads");
   CheckDivides(tp_size, config.num_key_value_heads, "num_key_value_heads");
   CheckDivides(tp_size, config.intermediate_size, "intermediate_size");
@@ -84,9 +84,9 @@ EngineModel::EngineModel(const LlamaConfig& config, const LlamaWeightSource& wei
   for (auto& item : local_->named_parameters()) {
     const at::Tensor full = weights.Get(item.key());
     const at::Tensor shard = ShardOf(item.key(), full);
-    TORCH_CHECK(shard.sizes() == item.value().sizes(), "the weights passed to the engine have '", item.key(),
-                "' of shape ", full.sizes(), ", which does not match the engine's config; build them from the ",
-                "same config");
+    LLAMARL_CHECK(shard.sizes() == item.value().sizes(), "the weights passed to the engine have '", item.key(),
+                  "' of shape ", full.sizes(), ", which does not match the engine's config; build them from the ",
+                  "same config");
     LoadInto(item.value(), shard);  // the one conversion, from the slice (mapped pages) into the local dtype
     weights.DoneWith(item.key());
     item.value().set_requires_grad(false);
@@ -105,8 +105,8 @@ at::TensorOptions EngineModel::options() const {
 at::Tensor EngineModel::ShardOf(const std::string& name, const at::Tensor& full) const {
   const int dim = SplitDim(name);
   if (dim < 0 || TpSize() == 1) return full;
-  TORCH_CHECK(full.dim() > dim, "parameter '", name, "' has shape ", full.sizes(), "; expected at least ",
-              dim + 1, " dimensions");
+  LLAMARL_CHECK(full.dim() > dim, "parameter '", name, "' has shape ", full.sizes(), "; expected at least ",
+                dim + 1, " dimensions");
   const int64_t width = full.size(dim) / TpSize();
   return full.narrow(dim, TpRank() * width, width);
 }
@@ -223,10 +223,10 @@ at::Tensor EngineModel::GatherVocabRows(const at::Tensor& rows) const {
 EngineModel::LoadTarget EngineModel::Resolve(const std::string& name, const at::Tensor& value) const {
   auto it = params_.find(name);
   const at::Tensor* param = it == params_.end() ? nullptr : &it->second;
-  TORCH_CHECK(param != nullptr, "UpdateWeights: unknown parameter '", name, "'; expected an HF name of this ",
-              "model such as model.layers.0.self_attn.q_proj.weight");
-  TORCH_CHECK(value.defined() && value.is_floating_point(), "UpdateWeights: parameter '", name,
-              "' must be a floating tensor, got ", value.defined() ? c10::toString(value.scalar_type()) : "undefined");
+  LLAMARL_CHECK(param != nullptr, "UpdateWeights: unknown parameter '", name, "'; expected an HF name of this ",
+                "model such as model.layers.0.self_attn.q_proj.weight");
+  LLAMARL_CHECK(value.defined() && value.is_floating_point(), "UpdateWeights: parameter '", name,
+                "' must be a floating tensor, got ", value.defined() ? c10::toString(value.scalar_type()) : "undefined");
   if (value.sizes() == param->sizes()) return {*param, LoadKind::kLocal};
   const int dim = SplitDim(name);
   if (TpSize() > 1 && IsVocabParameter(name) && value.dim() == 2 && value.size(1) == config_.hidden_size) {
@@ -234,8 +234,8 @@ EngineModel::LoadTarget EngineModel::Resolve(const std::string& name, const at::
     if (value.size(0) == bounds[size_t(TpRank()) + 1] - bounds[size_t(TpRank())]) return {*param, LoadKind::kVocabRows};
   }
   if (dim >= 0 && TpSize() > 1 && ShardOf(name, value).sizes() == param->sizes()) return {*param, LoadKind::kFull};
-  TORCH_CHECK(false, "UpdateWeights: parameter '", name, "' has shape ", value.sizes(), "; expected this rank's ",
-              "shard ", param->sizes(), " (tp ", TpSize(), ", rank ", TpRank(), ") or the full parameter");
+  LLAMARL_FAIL("UpdateWeights: parameter '", name, "' has shape ", value.sizes(), "; expected this rank's ",
+               "shard ", param->sizes(), " (tp ", TpSize(), ", rank ", TpRank(), ") or the full parameter");
 }
 
 at::Tensor EngineModel::InPlaceTarget(const std::string& name, at::IntArrayRef shape, at::ScalarType dtype) const {

@@ -2,13 +2,13 @@
 // observations into a sample's own KV blocks after the history they already hold.
 #include "generator/engine.h"
 
+#include "core/check.h"
 #include "generator/engine_model.h"
 #include "generator/engine_sequence.h"
 #include "generator/kv_blocks.h"
 #include "generator/kv_cache.h"
 
 #include <ATen/ATen.h>
-#include <c10/util/Exception.h>
 
 #include <algorithm>
 
@@ -17,13 +17,13 @@ namespace llamarl {
 Engine::Sequence& Engine::Awaiting(uint64_t request_id, int64_t sample_index) const {
   for (const auto& seq : running_) {
     if (seq->request->id != request_id || seq->sample_index != sample_index) continue;
-    TORCH_CHECK(seq->awaiting, "request ", request_id, " sample ", sample_index,
-                " is not waiting for an observation: its turn has not ended (or it is not multi_turn); call ",
-                "Continue or End after Step() returned it with awaiting_observation");
+    LLAMARL_CHECK(seq->awaiting, "request ", request_id, " sample ", sample_index,
+                  " is not waiting for an observation: its turn has not ended (or it is not multi_turn); call ",
+                  "Continue or End after Step() returned it with awaiting_observation");
     return *seq;
   }
-  TORCH_CHECK(false, "request ", request_id, " sample ", sample_index,
-              " is not running (it finished, was ended, or was never submitted)");
+  LLAMARL_FAIL("request ", request_id, " sample ", sample_index,
+               " is not running (it finished, was ended, or was never submitted)");
 }
 
 int64_t Engine::Room(const Sequence& seq) const {
@@ -43,13 +43,13 @@ int64_t Engine::NumAwaiting() const {
 void Engine::Continue(uint64_t request_id, int64_t sample_index, const std::vector<int64_t>& observation) {
   Sequence& seq = Awaiting(request_id, sample_index);
   const int64_t room = Room(seq);
-  TORCH_CHECK(!observation.empty() && int64_t(observation.size()) + 1 <= room, "Continue: an observation of ",
-              observation.size(), " tokens for request ", request_id, " sample ", sample_index,
-              ", which has room for ", room, " more tokens; give 1 to ", room - 1,
-              " tokens (one position stays for the model's next token) or End the episode");
+  LLAMARL_CHECK(!observation.empty() && int64_t(observation.size()) + 1 <= room, "Continue: an observation of ",
+                observation.size(), " tokens for request ", request_id, " sample ", sample_index,
+                ", which has room for ", room, " more tokens; give 1 to ", room - 1,
+                " tokens (one position stays for the model's next token) or End the episode");
   for (int64_t id : observation) {
-    TORCH_CHECK(id >= 0 && id < config_.vocab_size, "Continue: observation token ", id,
-                " is outside the vocabulary [0, ", config_.vocab_size, ")");
+    LLAMARL_CHECK(id >= 0 && id < config_.vocab_size, "Continue: observation token ", id,
+                  " is outside the vocabulary [0, ", config_.vocab_size, ")");
   }
   seq.observation = observation;
   seq.awaiting = false;
@@ -89,8 +89,8 @@ std::vector<Completion> Engine::ResumeContinued() {
   for (size_t i = 0; i < running_.size(); ++i) {
     Sequence& seq = *running_[i];
     if (seq.observation.empty()) continue;
-    TORCH_INTERNAL_ASSERT(seq.table.length == seq.Cached(), "block table of ", seq.table.length,
-                          " positions for a sequence of ", seq.Cached());
+    LLAMARL_ASSERT(seq.table.length == seq.Cached(), "block table of ", seq.table.length,
+                   " positions for a sequence of ", seq.Cached());
     resumed.push_back(int64_t(i));
     starts.push_back(seq.table.length);
     std::vector<int64_t> row{seq.tokens.back()};

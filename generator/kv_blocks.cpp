@@ -1,6 +1,6 @@
 #include "generator/kv_blocks.h"
 
-#include <c10/util/Exception.h>
+#include "core/check.h"
 
 #include <algorithm>
 #include <map>
@@ -8,8 +8,8 @@
 namespace llamarl {
 
 KvBlockPool::KvBlockPool(int64_t num_blocks, int64_t block_size) : block_size_(block_size) {
-  TORCH_CHECK(num_blocks >= 1 && block_size >= 1, "KV cache: need at least one block of at least one token, got ",
-              num_blocks, " blocks of ", block_size, " tokens");
+  LLAMARL_CHECK(num_blocks >= 1 && block_size >= 1, "KV cache: need at least one block of at least one token, got ",
+                num_blocks, " blocks of ", block_size, " tokens");
   ref_counts_.assign(size_t(num_blocks), 0);
   // Block 0 on top of the stack: a fresh pool hands out blocks in increasing order.
   for (int64_t b = num_blocks - 1; b >= 0; --b) free_.push_back(b);
@@ -37,7 +37,7 @@ int64_t KvBlockPool::Available(const std::vector<const BlockTable*>& running) co
 }
 
 int64_t KvBlockPool::Take() {
-  TORCH_INTERNAL_ASSERT(!free_.empty(), "KV cache: no free block; admission must reserve what sequences grow into");
+  LLAMARL_ASSERT(!free_.empty(), "KV cache: no free block; admission must reserve what sequences grow into");
   const int64_t b = free_.back();
   free_.pop_back();
   ref_counts_[size_t(b)] = 1;
@@ -46,8 +46,8 @@ int64_t KvBlockPool::Take() {
 }
 
 std::vector<BlockTable> KvBlockPool::AllocateShared(int64_t prompt_len, int64_t max_length, int64_t num_samples) {
-  TORCH_INTERNAL_ASSERT(prompt_len >= 1 && prompt_len <= max_length && num_samples >= 1, "prompt ", prompt_len,
-                        ", max_length ", max_length, ", samples ", num_samples);
+  LLAMARL_ASSERT(prompt_len >= 1 && prompt_len <= max_length && num_samples >= 1, "prompt ", prompt_len,
+                 ", max_length ", max_length, ", samples ", num_samples);
   BlockTable shared;
   shared.length = prompt_len;
   shared.max_length = max_length;
@@ -60,7 +60,7 @@ std::vector<BlockTable> KvBlockPool::AllocateShared(int64_t prompt_len, int64_t 
 
 int64_t KvBlockPool::Append(BlockTable& t, std::vector<std::pair<int64_t, int64_t>>& copies) {
   const int64_t p = t.length;
-  TORCH_INTERNAL_ASSERT(p < t.max_length, "KV cache: position ", p, " beyond the table's ", t.max_length);
+  LLAMARL_ASSERT(p < t.max_length, "KV cache: position ", p, " beyond the table's ", t.max_length);
   if (p % block_size_ == 0) {
     t.blocks.push_back(Take());
   } else if (RefCount(t.blocks.back()) > 1) {
@@ -75,7 +75,7 @@ int64_t KvBlockPool::Append(BlockTable& t, std::vector<std::pair<int64_t, int64_
 
 void KvBlockPool::Free(BlockTable& t) {
   for (int64_t b : t.blocks) {
-    TORCH_INTERNAL_ASSERT(ref_counts_[size_t(b)] > 0, "KV cache: block ", b, " freed more often than held");
+    LLAMARL_ASSERT(ref_counts_[size_t(b)] > 0, "KV cache: block ", b, " freed more often than held");
     if (--ref_counts_[size_t(b)] == 0) free_.push_back(b);
   }
   t.blocks.clear();

@@ -1,15 +1,16 @@
 #include "generator/kv_cache.h"
 
+#include "core/check.h"
+
 #include <ATen/ATen.h>
-#include <c10/util/Exception.h>
 
 namespace llamarl {
 
 KvCache::KvCache(const KvCacheShape& shape, const at::TensorOptions& options) : shape_(shape), options_(options) {
-  TORCH_CHECK(shape.num_layers > 0 && shape.num_blocks > 0 && shape.block_size > 0 && shape.num_kv_heads > 0 &&
+  LLAMARL_CHECK(shape.num_layers > 0 && shape.num_blocks > 0 && shape.block_size > 0 && shape.num_kv_heads > 0 &&
                   shape.head_dim > 0,
-              "KV cache sizes must be positive, got layers ", shape.num_layers, ", blocks ", shape.num_blocks,
-              ", block_size ", shape.block_size, ", kv heads ", shape.num_kv_heads, ", head_dim ", shape.head_dim);
+                "KV cache sizes must be positive, got layers ", shape.num_layers, ", blocks ", shape.num_blocks,
+                ", block_size ", shape.block_size, ", kv heads ", shape.num_kv_heads, ", head_dim ", shape.head_dim);
   Allocate();
 }
 
@@ -36,16 +37,16 @@ int64_t KvCache::Bytes() const {
 }
 
 void KvCache::Write(int64_t layer, const at::Tensor& k, const at::Tensor& v, const at::Tensor& slots) {
-  TORCH_INTERNAL_ASSERT(allocated(), "write into a released KV cache; Allocate() it first");
+  LLAMARL_ASSERT(allocated(), "write into a released KV cache; Allocate() it first");
   const int64_t num_slots = shape_.num_blocks * shape_.block_size;
   keys_[size_t(layer)].view({num_slots, shape_.num_kv_heads, shape_.head_dim}).index_copy_(0, slots, k);
   values_[size_t(layer)].view({num_slots, shape_.num_kv_heads, shape_.head_dim}).index_copy_(0, slots, v);
 }
 
 std::pair<at::Tensor, at::Tensor> KvCache::Gather(int64_t layer, const at::Tensor& blocks, int64_t length) const {
-  TORCH_INTERNAL_ASSERT(allocated(), "attention over a released KV cache; Allocate() it first");
+  LLAMARL_ASSERT(allocated(), "attention over a released KV cache; Allocate() it first");
   const int64_t n = blocks.size(0), per_row = blocks.size(1) * shape_.block_size;
-  TORCH_INTERNAL_ASSERT(length <= per_row, "gather of ", length, " positions from ", per_row);
+  LLAMARL_ASSERT(length <= per_row, "gather of ", length, " positions from ", per_row);
   const at::Tensor flat = blocks.reshape({-1});
   auto gather = [&](const at::Tensor& pool) {
     return pool.index_select(0, flat).view({n, per_row, shape_.num_kv_heads, shape_.head_dim}).narrow(1, 0, length);
@@ -55,7 +56,7 @@ std::pair<at::Tensor, at::Tensor> KvCache::Gather(int64_t layer, const at::Tenso
 
 void KvCache::CopyBlocks(const std::vector<std::pair<int64_t, int64_t>>& copies) {
   if (copies.empty()) return;
-  TORCH_INTERNAL_ASSERT(allocated(), "copy within a released KV cache; Allocate() it first");
+  LLAMARL_ASSERT(allocated(), "copy within a released KV cache; Allocate() it first");
   std::vector<int64_t> from, to;
   for (const auto& [f, t] : copies) {
     from.push_back(f);

@@ -1,12 +1,12 @@
 #include "kernels/fp8.h"
 
+#include "core/check.h"
 #include "kernels/cuda_ops.h"
 #include "kernels/scalar_math.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Functions.h>
 #include <ATen/Parallel.h>
-#include <c10/util/Exception.h>
 
 #include <cmath>
 #include <vector>
@@ -26,15 +26,15 @@ std::vector<int64_t> RowShape(const at::Tensor& x) {
 // scales must be float32, [1] (per tensor) or x's shape without its last dim (per row), positive.
 // Returns true when the scales are per row.
 bool CheckScales(const char* op, const at::Tensor& x, const at::Tensor& scales) {
-  TORCH_CHECK(scales.defined() && scales.scalar_type() == at::kFloat, op,
-              ": scales must be a float32 tensor, got ", scales.defined() ? c10::toString(scales.scalar_type()) : "undefined",
-              "; pass the scales returned by CastToFp8E4m3");
-  TORCH_CHECK(scales.device() == x.device(), op, ": scales are on ", scales.device(), " but the data is on ",
-              x.device(), "; move both to the same device");
+  LLAMARL_CHECK(scales.defined() && scales.scalar_type() == at::kFloat, op,
+                ": scales must be a float32 tensor, got ", scales.defined() ? c10::toString(scales.scalar_type()) : "undefined",
+                "; pass the scales returned by CastToFp8E4m3");
+  LLAMARL_CHECK(scales.device() == x.device(), op, ": scales are on ", scales.device(), " but the data is on ",
+                x.device(), "; move both to the same device");
   const bool per_row = x.dim() >= 1 && scales.sizes().vec() == RowShape(x) && !(scales.dim() == 1 && x.dim() == 1);
-  TORCH_CHECK(per_row || (scales.dim() == 1 && scales.numel() == 1), op, ": scales have shape ", scales.sizes(),
-              " but the data has shape ", x.sizes(), "; expected [1] (per tensor) or ",
-              at::IntArrayRef(x.dim() >= 1 ? RowShape(x) : std::vector<int64_t>{}), " (per row)");
+  LLAMARL_CHECK(per_row || (scales.dim() == 1 && scales.numel() == 1), op, ": scales have shape ", scales.sizes(),
+                " but the data has shape ", x.sizes(), "; expected [1] (per tensor) or ",
+                at::IntArrayRef(x.dim() >= 1 ? RowShape(x) : std::vector<int64_t>{}), " (per row)");
   return per_row;
 }
 
@@ -64,17 +64,17 @@ void DecodeRowsCpu(const uint8_t* data, const float* scales, bool per_row, int64
 }
 
 void CheckFloatingInput(const char* op, const at::Tensor& x) {
-  TORCH_CHECK(x.defined(), op, ": the input tensor is undefined");
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf, op,
-              ": expected a float32, bfloat16 or float16 tensor, got ", x.scalar_type(), "; cast it first");
+  LLAMARL_CHECK(x.defined(), op, ": the input tensor is undefined");
+  LLAMARL_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf, op,
+                ": expected a float32, bfloat16 or float16 tensor, got ", x.scalar_type(), "; cast it first");
 }
 
 }  // namespace
 
 Fp8Tensor CastToFp8E4m3(const at::Tensor& x, Fp8Scaling scaling) {
   CheckFloatingInput("CastToFp8E4m3", x);
-  TORCH_CHECK(scaling == Fp8Scaling::kPerTensor || x.dim() >= 2, "CastToFp8E4m3: per-row scaling needs a tensor ",
-              "with at least 2 dims, got shape ", x.sizes(), "; use Fp8Scaling::kPerTensor");
+  LLAMARL_CHECK(scaling == Fp8Scaling::kPerTensor || x.dim() >= 2, "CastToFp8E4m3: per-row scaling needs a tensor ",
+                "with at least 2 dims, got shape ", x.sizes(), "; use Fp8Scaling::kPerTensor");
   at::Tensor amax;
   if (x.numel() == 0) {
     amax = at::zeros(scaling == Fp8Scaling::kPerRow ? RowShape(x) : std::vector<int64_t>{1}, x.options().dtype(at::kFloat));
@@ -84,8 +84,8 @@ Fp8Tensor CastToFp8E4m3(const at::Tensor& x, Fp8Scaling scaling) {
     amax = x.abs().max().to(at::kFloat).reshape({1});
   }
   const double worst = amax.numel() ? amax.max().item<double>() : 0.0;
-  TORCH_CHECK(std::isfinite(worst), "CastToFp8E4m3: the input holds non-finite values (amax = ", worst,
-              "), which leave no usable scale; fix the overflow upstream or pass explicit scales");
+  LLAMARL_CHECK(std::isfinite(worst), "CastToFp8E4m3: the input holds non-finite values (amax = ", worst,
+                "), which leave no usable scale; fix the overflow upstream or pass explicit scales");
   at::Tensor scales = at::where(amax.gt(0), amax.div(kFp8E4m3Max), at::ones_like(amax));
   return CastToFp8E4m3(x, scales);
 }
@@ -93,9 +93,9 @@ Fp8Tensor CastToFp8E4m3(const at::Tensor& x, Fp8Scaling scaling) {
 Fp8Tensor CastToFp8E4m3(const at::Tensor& x, const at::Tensor& scales) {
   CheckFloatingInput("CastToFp8E4m3", x);
   const bool per_row = CheckScales("CastToFp8E4m3", x, scales);
-  TORCH_CHECK(scales.numel() == 0 || scales.min().item<float>() > 0.0f,
-              "CastToFp8E4m3: every scale must be positive, got min ", scales.min().item<float>(),
-              "; a zero scale divides by zero");
+  LLAMARL_CHECK(scales.numel() == 0 || scales.min().item<float>() > 0.0f,
+                "CastToFp8E4m3: every scale must be positive, got min ", scales.min().item<float>(),
+                "; a zero scale divides by zero");
   const at::Tensor x_c = x.contiguous();
   const at::Tensor scales_c = scales.contiguous();
   at::Tensor data = at::empty(x.sizes(), x.options().dtype(at::kByte));
@@ -104,7 +104,7 @@ Fp8Tensor CastToFp8E4m3(const at::Tensor& x, const at::Tensor& scales) {
     cuda::EncodeFp8E4m3(x_c, scales_c, per_row, data);
     return {data, scales};
   }
-  TORCH_CHECK(x.is_cpu(), "CastToFp8E4m3: unsupported device ", x.device(), "; expected CPU or CUDA");
+  LLAMARL_CHECK(x.is_cpu(), "CastToFp8E4m3: unsupported device ", x.device(), "; expected CPU or CUDA");
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "CastToFp8E4m3", [&] {
     EncodeRowsCpu(x_c.data_ptr<scalar_t>(), scales_c.data_ptr<float>(), per_row, num_rows, num_cols,
                   data.data_ptr<uint8_t>());
@@ -113,10 +113,10 @@ Fp8Tensor CastToFp8E4m3(const at::Tensor& x, const at::Tensor& scales) {
 }
 
 at::Tensor CastFromFp8E4m3(const at::Tensor& data, const at::Tensor& scales, at::ScalarType out_dtype) {
-  TORCH_CHECK(data.defined() && data.scalar_type() == at::kByte, "CastFromFp8E4m3: data must be a uint8 tensor of ",
-              "e4m3fn bits, got ", data.defined() ? c10::toString(data.scalar_type()) : "undefined");
-  TORCH_CHECK(out_dtype == at::kFloat || out_dtype == at::kBFloat16 || out_dtype == at::kHalf,
-              "CastFromFp8E4m3: out_dtype must be float32, bfloat16 or float16, got ", out_dtype);
+  LLAMARL_CHECK(data.defined() && data.scalar_type() == at::kByte, "CastFromFp8E4m3: data must be a uint8 tensor of ",
+                "e4m3fn bits, got ", data.defined() ? c10::toString(data.scalar_type()) : "undefined");
+  LLAMARL_CHECK(out_dtype == at::kFloat || out_dtype == at::kBFloat16 || out_dtype == at::kHalf,
+                "CastFromFp8E4m3: out_dtype must be float32, bfloat16 or float16, got ", out_dtype);
   const bool per_row = CheckScales("CastFromFp8E4m3", data, scales);
   const at::Tensor data_c = data.contiguous();
   const at::Tensor scales_c = scales.contiguous();
@@ -126,7 +126,7 @@ at::Tensor CastFromFp8E4m3(const at::Tensor& data, const at::Tensor& scales, at:
     cuda::DecodeFp8E4m3(data_c, scales_c, per_row, out);
     return out;
   }
-  TORCH_CHECK(data.is_cpu(), "CastFromFp8E4m3: unsupported device ", data.device(), "; expected CPU or CUDA");
+  LLAMARL_CHECK(data.is_cpu(), "CastFromFp8E4m3: unsupported device ", data.device(), "; expected CPU or CUDA");
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, out_dtype, "CastFromFp8E4m3", [&] {
     DecodeRowsCpu(data_c.data_ptr<uint8_t>(), scales_c.data_ptr<float>(), per_row, num_rows, num_cols,
                   out.data_ptr<scalar_t>());

@@ -1,5 +1,7 @@
 #include "kernels/fused_linear.h"
 
+#include "core/check.h"
+
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -81,19 +83,19 @@ bool AreAdjacentRows(at::TensorList weights) {
 }
 
 at::Tensor FusedLinear(const at::Tensor& x, at::TensorList weights, at::TensorList biases) {
-  TORCH_CHECK(!weights.empty(), "FusedLinear: at least one weight is needed");
-  TORCH_CHECK(x.defined() && x.dim() >= 1, "FusedLinear: x must be [..., in_features], got ",
-              x.defined() ? x.sizes() : at::IntArrayRef{});
-  TORCH_CHECK(biases.empty() || biases.size() == weights.size(), "FusedLinear: give one bias per weight (",
-              weights.size(), ") or none, got ", biases.size());
+  LLAMARL_CHECK(!weights.empty(), "FusedLinear: at least one weight is needed");
+  LLAMARL_CHECK(x.defined() && x.dim() >= 1, "FusedLinear: x must be [..., in_features], got ",
+                x.defined() ? x.sizes() : at::IntArrayRef{});
+  LLAMARL_CHECK(biases.empty() || biases.size() == weights.size(), "FusedLinear: give one bias per weight (",
+                weights.size(), ") or none, got ", biases.size());
   for (size_t i = 0; i < weights.size(); ++i) {
     const at::Tensor& w = weights[i];
-    TORCH_CHECK(w.dim() == 2 && w.size(1) == x.size(-1), "FusedLinear: weight ", i, " must be [out, ", x.size(-1),
-                "] (x's last dim), got ", w.sizes());
-    TORCH_CHECK(w.scalar_type() == x.scalar_type() && w.device() == x.device(), "FusedLinear: weight ", i, " is ",
-                w.scalar_type(), " on ", w.device(), " but x is ", x.scalar_type(), " on ", x.device());
-    TORCH_CHECK(biases.empty() || (biases[i].dim() == 1 && biases[i].size(0) == w.size(0)), "FusedLinear: bias ", i,
-                " must be [", w.size(0), "], got ", biases[i].sizes());
+    LLAMARL_CHECK(w.dim() == 2 && w.size(1) == x.size(-1), "FusedLinear: weight ", i, " must be [out, ", x.size(-1),
+                  "] (x's last dim), got ", w.sizes());
+    LLAMARL_CHECK(w.scalar_type() == x.scalar_type() && w.device() == x.device(), "FusedLinear: weight ", i, " is ",
+                  w.scalar_type(), " on ", w.device(), " but x is ", x.scalar_type(), " on ", x.device());
+    LLAMARL_CHECK(biases.empty() || (biases[i].dim() == 1 && biases[i].size(0) == w.size(0)), "FusedLinear: bias ", i,
+                  " must be [", w.size(0), "], got ", biases[i].sizes());
   }
   return FusedLinearFunction::apply(x, weights, biases);
 }

@@ -3,6 +3,7 @@
 // LibTorch's caching allocator. Compiled only under LLAMARL_CUDA. Inputs arrive validated and
 // contiguous from the public functions in kernels/*.cpp.
 #include "kernels/cuda_launchers.h"
+#include "core/check.h"
 #include "kernels/cuda_ops.h"
 
 #include <ATen/ATen.h>
@@ -20,7 +21,7 @@ FloatType ToFloatType(at::ScalarType type) {
     case at::kFloat: return FloatType::kF32;
     case at::kBFloat16: return FloatType::kBF16;
     case at::kHalf: return FloatType::kF16;
-    default: TORCH_CHECK(false, "CUDA kernels: expected float32, bfloat16 or float16, got ", type);
+    default: LLAMARL_FAIL("CUDA kernels: expected float32, bfloat16 or float16, got ", type);
   }
 }
 
@@ -29,14 +30,14 @@ cudaStream_t CurrentStream() { return c10::cuda::getCurrentCUDAStream().stream()
 int64_t Rows(const at::Tensor& t) { return t.dim() == 0 ? 1 : t.numel() / t.size(-1); }
 int64_t Cols(const at::Tensor& t) { return t.dim() == 0 ? 1 : t.size(-1); }
 
-// Launchers report CUDA failures as std exceptions; surface them as c10::Error like every other
-// failure of a LibTorch-facing function.
+// Launchers report CUDA failures as std exceptions; surface them as llamarl::Error, naming the op,
+// like every other failure of the project's code.
 template <typename F>
 void Launch(const char* op, F&& f) {
   try {
     f();
   } catch (const std::exception& e) {
-    TORCH_CHECK(false, op, ": ", e.what());
+    LLAMARL_FAIL(op, ": ", e.what());
   }
 }
 
@@ -89,7 +90,8 @@ void Rope(const at::Tensor& x, const at::Tensor& positions, const at::Tensor& in
 void FoldLogprobsTile(at::Tensor& logits, const at::Tensor& targets, int64_t v0, bool first, bool with_entropy,
                       at::Tensor& max, at::Tensor& sum, at::Tensor& weighted, at::Tensor& target_logit) {
   const c10::cuda::CUDAGuard guard(logits.device());
-  TORCH_INTERNAL_ASSERT(logits.is_contiguous() && max.is_contiguous() && targets.is_contiguous());
+  LLAMARL_ASSERT(logits.is_contiguous() && max.is_contiguous() && targets.is_contiguous(),
+                 "TokenLogprobs tile: the caller passes contiguous logits, max and targets");
   const LogprobsTileArgs args{logits.data_ptr<float>(), targets.data_ptr<int64_t>(), logits.size(0), logits.size(1), v0};
   Launch("TokenLogprobs", [&] {
     LaunchFoldLogprobsTile(args, first, with_entropy, max.data_ptr<float>(), sum.data_ptr<float>(),
@@ -100,7 +102,7 @@ void FoldLogprobsTile(at::Tensor& logits, const at::Tensor& targets, int64_t v0,
 void LogprobsTileGradient(at::Tensor& logits, const at::Tensor& targets, int64_t v0, const at::Tensor& lse,
                           const at::Tensor& grad_logprobs, const at::Tensor& entropy, const at::Tensor& grad_entropy) {
   const c10::cuda::CUDAGuard guard(logits.device());
-  TORCH_INTERNAL_ASSERT(logits.is_contiguous());
+  LLAMARL_ASSERT(logits.is_contiguous(), "TokenLogprobs tile gradient: the caller passes contiguous logits");
   const LogprobsTileArgs args{logits.data_ptr<float>(), targets.data_ptr<int64_t>(), logits.size(0), logits.size(1), v0};
   const bool with_entropy = grad_entropy.defined();
   Launch("TokenLogprobs backward", [&] {
@@ -114,10 +116,10 @@ void SampleTokens(const at::Tensor& logits, double temperature, int64_t top_k, d
                   const at::Tensor& offsets, at::Tensor& tokens, at::Tensor& logprobs) {
   const c10::cuda::CUDAGuard guard(logits.device());
   // The CPU path rejects NaN/+inf per element; here one reduction (and one sync) does it.
-  TORCH_CHECK(!at::logical_or(logits.isnan(), logits.isposinf()).any().item<bool>(),
-              "SampleTokens: logits hold NaN or +inf; logits must be finite or -inf (a masked token)");
-  TORCH_CHECK(logits.amax({1}).isneginf().logical_not().all().item<bool>(),
-              "SampleTokens: a row has every logit -inf; at least one token must stay possible");
+  LLAMARL_CHECK(!at::logical_or(logits.isnan(), logits.isposinf()).any().item<bool>(),
+                "SampleTokens: logits hold NaN or +inf; logits must be finite or -inf (a masked token)");
+  LLAMARL_CHECK(logits.amax({1}).isneginf().logical_not().all().item<bool>(),
+                "SampleTokens: a row has every logit -inf; at least one token must stay possible");
   const SampleArgs args{logits.data_ptr(), ToFloatType(logits.scalar_type()), logits.size(0), logits.size(1),
                         temperature,        top_k, top_p, seeds.data_ptr<int64_t>(), offsets.data_ptr<int64_t>()};
   Launch("SampleTokens", [&] {

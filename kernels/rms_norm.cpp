@@ -1,5 +1,6 @@
 #include "kernels/rms_norm.h"
 
+#include "core/check.h"
 #include "kernels/cuda_ops.h"
 
 #include <ATen/ATen.h>
@@ -120,17 +121,17 @@ class RmsNormFunction : public torch::autograd::Function<RmsNormFunction> {
 };
 
 void CheckInputs(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  TORCH_CHECK(x.defined() && weight.defined(), "RmsNorm: x and weight must be defined tensors");
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf,
-              "RmsNorm: x must be float32, bfloat16 or float16, got ", x.scalar_type());
-  TORCH_CHECK(x.dim() >= 1 && x.size(-1) > 0, "RmsNorm: x must have a non-empty last dim, got shape ", x.sizes());
-  TORCH_CHECK(weight.dim() == 1 && weight.size(0) == x.size(-1), "RmsNorm: weight must have shape [", x.size(-1),
-              "] (x's last dim), got ", weight.sizes());
-  TORCH_CHECK(weight.scalar_type() == x.scalar_type(), "RmsNorm: weight is ", weight.scalar_type(), " but x is ",
-              x.scalar_type(), "; cast the weight to x's dtype");
-  TORCH_CHECK(weight.device() == x.device(), "RmsNorm: weight is on ", weight.device(), " but x is on ", x.device());
-  TORCH_CHECK(x.is_cpu() || x.is_cuda(), "RmsNorm: unsupported device ", x.device(), "; expected CPU or CUDA");
-  TORCH_CHECK(eps > 0 && std::isfinite(eps), "RmsNorm: eps must be positive and finite, got ", eps);
+  LLAMARL_CHECK(x.defined() && weight.defined(), "RmsNorm: x and weight must be defined tensors");
+  LLAMARL_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf,
+                "RmsNorm: x must be float32, bfloat16 or float16, got ", x.scalar_type());
+  LLAMARL_CHECK(x.dim() >= 1 && x.size(-1) > 0, "RmsNorm: x must have a non-empty last dim, got shape ", x.sizes());
+  LLAMARL_CHECK(weight.dim() == 1 && weight.size(0) == x.size(-1), "RmsNorm: weight must have shape [", x.size(-1),
+                "] (x's last dim), got ", weight.sizes());
+  LLAMARL_CHECK(weight.scalar_type() == x.scalar_type(), "RmsNorm: weight is ", weight.scalar_type(), " but x is ",
+                x.scalar_type(), "; cast the weight to x's dtype");
+  LLAMARL_CHECK(weight.device() == x.device(), "RmsNorm: weight is on ", weight.device(), " but x is on ", x.device());
+  LLAMARL_CHECK(x.is_cpu() || x.is_cuda(), "RmsNorm: unsupported device ", x.device(), "; expected CPU or CUDA");
+  LLAMARL_CHECK(eps > 0 && std::isfinite(eps), "RmsNorm: eps must be positive and finite, got ", eps);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "kernels/rope.h"
 
+#include "core/check.h"
 #include "kernels/cuda_ops.h"
 
 #include <ATen/ATen.h>
@@ -110,46 +111,46 @@ class RopeFunction : public torch::autograd::Function<RopeFunction> {
 };
 
 void CheckRopeInputs(const at::Tensor& x, const at::Tensor& positions, const RopeTables& tables) {
-  TORCH_CHECK(x.defined() && positions.defined() && tables.inv_freq.defined(),
-              "ApplyRope: x, positions and tables.inv_freq must be defined (build tables with MakeRopeTables)");
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf,
-              "ApplyRope: x must be float32, bfloat16 or float16, got ", x.scalar_type());
-  TORCH_CHECK(x.dim() >= 3, "ApplyRope: x must be [..., T, H, Dh], got shape ", x.sizes());
+  LLAMARL_CHECK(x.defined() && positions.defined() && tables.inv_freq.defined(),
+                "ApplyRope: x, positions and tables.inv_freq must be defined (build tables with MakeRopeTables)");
+  LLAMARL_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf,
+                "ApplyRope: x must be float32, bfloat16 or float16, got ", x.scalar_type());
+  LLAMARL_CHECK(x.dim() >= 3, "ApplyRope: x must be [..., T, H, Dh], got shape ", x.sizes());
   const int64_t head_dim = x.size(-1);
-  TORCH_CHECK(head_dim % 2 == 0 && head_dim > 0, "ApplyRope: the head dim (x's last dim) must be even, got ", head_dim);
-  TORCH_CHECK(tables.inv_freq.scalar_type() == at::kFloat && tables.inv_freq.dim() == 1 &&
+  LLAMARL_CHECK(head_dim % 2 == 0 && head_dim > 0, "ApplyRope: the head dim (x's last dim) must be even, got ", head_dim);
+  LLAMARL_CHECK(tables.inv_freq.scalar_type() == at::kFloat && tables.inv_freq.dim() == 1 &&
                   tables.inv_freq.size(0) == head_dim / 2,
-              "ApplyRope: tables.inv_freq must be float32 [", head_dim / 2, "] for head dim ", head_dim, ", got ",
-              tables.inv_freq.scalar_type(), " ", tables.inv_freq.sizes(), "; build it with the model's head_dim");
-  TORCH_CHECK(positions.scalar_type() == at::kLong, "ApplyRope: positions must be int64, got ",
-              positions.scalar_type());
+                "ApplyRope: tables.inv_freq must be float32 [", head_dim / 2, "] for head dim ", head_dim, ", got ",
+                tables.inv_freq.scalar_type(), " ", tables.inv_freq.sizes(), "; build it with the model's head_dim");
+  LLAMARL_CHECK(positions.scalar_type() == at::kLong, "ApplyRope: positions must be int64, got ",
+                positions.scalar_type());
   const auto leading = x.sizes().slice(0, x.dim() - 2);
-  TORCH_CHECK(positions.sizes() == leading, "ApplyRope: positions must have x's leading dims ", leading,
-              " (one position per token of x [..., T, H, Dh] ", x.sizes(), "), got ", positions.sizes());
-  TORCH_CHECK(positions.device() == x.device() && tables.inv_freq.device() == x.device(), "ApplyRope: x is on ",
-              x.device(), ", positions on ", positions.device(), ", inv_freq on ", tables.inv_freq.device(),
-              "; move them to one device");
-  TORCH_CHECK(x.is_cpu() || x.is_cuda(), "ApplyRope: unsupported device ", x.device(), "; expected CPU or CUDA");
+  LLAMARL_CHECK(positions.sizes() == leading, "ApplyRope: positions must have x's leading dims ", leading,
+                " (one position per token of x [..., T, H, Dh] ", x.sizes(), "), got ", positions.sizes());
+  LLAMARL_CHECK(positions.device() == x.device() && tables.inv_freq.device() == x.device(), "ApplyRope: x is on ",
+                x.device(), ", positions on ", positions.device(), ", inv_freq on ", tables.inv_freq.device(),
+                "; move them to one device");
+  LLAMARL_CHECK(x.is_cpu() || x.is_cuda(), "ApplyRope: unsupported device ", x.device(), "; expected CPU or CUDA");
 }
 
 }  // namespace
 
 at::Tensor RopeInvFreq(const RopeFrequencyOptions& options) {
-  TORCH_CHECK(options.head_dim > 0 && options.head_dim % 2 == 0, "RopeInvFreq: head_dim must be positive and even, got ",
-              options.head_dim);
-  TORCH_CHECK(options.theta > 0 && std::isfinite(options.theta), "RopeInvFreq: theta (rope_theta) must be positive, got ",
-              options.theta);
+  LLAMARL_CHECK(options.head_dim > 0 && options.head_dim % 2 == 0, "RopeInvFreq: head_dim must be positive and even, got ",
+                options.head_dim);
+  LLAMARL_CHECK(options.theta > 0 && std::isfinite(options.theta), "RopeInvFreq: theta (rope_theta) must be positive, got ",
+                options.theta);
   const at::Tensor exponent = at::arange(0, options.head_dim, 2, at::kLong).to(at::kFloat).div(options.head_dim);
   const at::Tensor inv_freq = at::pow(options.theta, exponent).reciprocal();
   if (!options.llama3) return inv_freq;
   const Llama3RopeScalingOptions& s = *options.llama3;
-  TORCH_CHECK(s.factor >= 1, "RopeInvFreq: llama3 factor must be >= 1, got ", s.factor);
-  TORCH_CHECK(s.low_freq_factor > 0 && s.high_freq_factor > s.low_freq_factor,
-              "RopeInvFreq: llama3 needs 0 < low_freq_factor < high_freq_factor, got ", s.low_freq_factor, " and ",
-              s.high_freq_factor);
-  TORCH_CHECK(s.original_max_position_embeddings > 0,
-              "RopeInvFreq: llama3 original_max_position_embeddings must be positive, got ",
-              s.original_max_position_embeddings);
+  LLAMARL_CHECK(s.factor >= 1, "RopeInvFreq: llama3 factor must be >= 1, got ", s.factor);
+  LLAMARL_CHECK(s.low_freq_factor > 0 && s.high_freq_factor > s.low_freq_factor,
+                "RopeInvFreq: llama3 needs 0 < low_freq_factor < high_freq_factor, got ", s.low_freq_factor, " and ",
+                s.high_freq_factor);
+  LLAMARL_CHECK(s.original_max_position_embeddings > 0,
+                "RopeInvFreq: llama3 original_max_position_embeddings must be positive, got ",
+                s.original_max_position_embeddings);
   return ScaleLlama3(inv_freq, s);
 }
 

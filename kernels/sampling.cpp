@@ -1,5 +1,6 @@
 #include "kernels/sampling.h"
 
+#include "core/check.h"
 #include "kernels/cuda_ops.h"
 #include "kernels/scalar_math.h"
 
@@ -24,12 +25,12 @@ struct RowResult {
 float RowLogSumExp(const std::vector<float>& z, int64_t row, float* row_max) {
   float max = -std::numeric_limits<float>::infinity();
   for (size_t v = 0; v < z.size(); ++v) {
-    TORCH_CHECK(!std::isnan(z[v]) && z[v] != std::numeric_limits<float>::infinity(), "SampleTokens: logits[", row,
-                "][", v, "] is ", z[v], "; logits must be finite or -inf (a masked token)");
+    LLAMARL_CHECK(!std::isnan(z[v]) && z[v] != std::numeric_limits<float>::infinity(), "SampleTokens: logits[", row,
+                  "][", v, "] is ", z[v], "; logits must be finite or -inf (a masked token)");
     max = std::max(max, z[v]);
   }
-  TORCH_CHECK(max > -std::numeric_limits<float>::infinity(), "SampleTokens: every logit of row ", row,
-              " is -inf; at least one token must stay possible");
+  LLAMARL_CHECK(max > -std::numeric_limits<float>::infinity(), "SampleTokens: every logit of row ", row,
+                " is -inf; at least one token must stay possible");
   float sum = 0.0f;
   for (float value : z) sum += std::exp(value - max);
   *row_max = max;
@@ -86,32 +87,32 @@ RowResult SampleRow(std::vector<float>& z, int64_t row, const SamplingOptions& o
     cumulative += weight;
     if (cumulative > target) break;
   }
-  TORCH_INTERNAL_ASSERT(token >= 0, "the kept set of row ", row, " is empty");
+  LLAMARL_ASSERT(token >= 0, "the kept set of row ", row, " is empty");
   return {token, z[token] - lse};
 }
 
 void CheckInputs(const at::Tensor& logits, const SamplingOptions& o, const at::Tensor& seeds,
                  const at::Tensor& offsets) {
-  TORCH_CHECK(logits.defined() && logits.dim() == 2 && logits.size(1) > 0,
-              "SampleTokens: logits must be [B, V] with V > 0, got ",
-              logits.defined() ? c10::str(logits.sizes()) : "undefined");
+  LLAMARL_CHECK(logits.defined() && logits.dim() == 2 && logits.size(1) > 0,
+                "SampleTokens: logits must be [B, V] with V > 0, got ",
+                logits.defined() ? c10::str(logits.sizes()) : "undefined");
   const auto type = logits.scalar_type();
-  TORCH_CHECK(type == at::kFloat || type == at::kBFloat16 || type == at::kHalf,
-              "SampleTokens: logits must be float32, bfloat16 or float16, got ", type);
-  TORCH_CHECK(seeds.defined() && seeds.scalar_type() == at::kLong && seeds.dim() == 1 && seeds.size(0) == logits.size(0),
-              "SampleTokens: seeds must be int64 [B] = [", logits.size(0), "] (one per row), got ",
-              seeds.defined() ? c10::str(seeds.scalar_type(), " ", seeds.sizes()) : "undefined");
-  TORCH_CHECK(!offsets.defined() || (offsets.scalar_type() == at::kLong && offsets.sizes() == seeds.sizes()),
-              "SampleTokens: offsets must be int64 [", logits.size(0), "] or undefined, got ",
-              offsets.defined() ? c10::str(offsets.scalar_type(), " ", offsets.sizes()) : "");
-  TORCH_CHECK(seeds.device() == logits.device() && (!offsets.defined() || offsets.device() == logits.device()),
-              "SampleTokens: seeds and offsets must be on the logits' device ", logits.device());
-  TORCH_CHECK(logits.is_cpu() || logits.is_cuda(), "SampleTokens: unsupported device ", logits.device());
-  TORCH_CHECK(o.temperature >= 0 && std::isfinite(o.temperature), "SampleTokens: temperature must be >= 0 ",
-              "(0 = greedy), got ", o.temperature);
-  TORCH_CHECK(o.top_k >= 0, "SampleTokens: top_k must be >= 0 (0 = no limit), got ", o.top_k);
-  TORCH_CHECK(o.top_p > 0 && o.top_p <= 1, "SampleTokens: top_p must be in (0, 1] (1 = no nucleus cut), got ",
-              o.top_p);
+  LLAMARL_CHECK(type == at::kFloat || type == at::kBFloat16 || type == at::kHalf,
+                "SampleTokens: logits must be float32, bfloat16 or float16, got ", type);
+  LLAMARL_CHECK(seeds.defined() && seeds.scalar_type() == at::kLong && seeds.dim() == 1 && seeds.size(0) == logits.size(0),
+                "SampleTokens: seeds must be int64 [B] = [", logits.size(0), "] (one per row), got ",
+                seeds.defined() ? c10::str(seeds.scalar_type(), " ", seeds.sizes()) : "undefined");
+  LLAMARL_CHECK(!offsets.defined() || (offsets.scalar_type() == at::kLong && offsets.sizes() == seeds.sizes()),
+                "SampleTokens: offsets must be int64 [", logits.size(0), "] or undefined, got ",
+                offsets.defined() ? c10::str(offsets.scalar_type(), " ", offsets.sizes()) : "");
+  LLAMARL_CHECK(seeds.device() == logits.device() && (!offsets.defined() || offsets.device() == logits.device()),
+                "SampleTokens: seeds and offsets must be on the logits' device ", logits.device());
+  LLAMARL_CHECK(logits.is_cpu() || logits.is_cuda(), "SampleTokens: unsupported device ", logits.device());
+  LLAMARL_CHECK(o.temperature >= 0 && std::isfinite(o.temperature), "SampleTokens: temperature must be >= 0 ",
+                "(0 = greedy), got ", o.temperature);
+  LLAMARL_CHECK(o.top_k >= 0, "SampleTokens: top_k must be >= 0 (0 = no limit), got ", o.top_k);
+  LLAMARL_CHECK(o.top_p > 0 && o.top_p <= 1, "SampleTokens: top_p must be in (0, 1] (1 = no nucleus cut), got ",
+                o.top_p);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "kernels/token_logprobs.h"
 
+#include "core/check.h"
 #include "kernels/cuda_ops.h"
 
 #include <ATen/ATen.h>
@@ -193,33 +194,33 @@ class TokenLogprobsFunction : public torch::autograd::Function<TokenLogprobsFunc
 
 void CheckInputs(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
                  const TokenLogprobsOptions& o) {
-  TORCH_CHECK(hidden.defined() && weight.defined() && targets.defined(),
-              "TokenLogprobs: hidden, weight and targets must be defined tensors");
-  TORCH_CHECK(hidden.dim() == 2 && weight.dim() == 2 && hidden.size(1) == weight.size(1),
-              "TokenLogprobs: expected hidden [T, D] and weight [V, D] with the same D, got ", hidden.sizes(), " and ",
-              weight.sizes(), "; flatten batch dims into T first");
-  TORCH_CHECK(targets.dim() == 1 && targets.size(0) == hidden.size(0), "TokenLogprobs: targets must be [T] = [",
-              hidden.size(0), "], got ", targets.sizes());
-  TORCH_CHECK(targets.scalar_type() == at::kLong, "TokenLogprobs: targets must be int64, got ", targets.scalar_type());
+  LLAMARL_CHECK(hidden.defined() && weight.defined() && targets.defined(),
+                "TokenLogprobs: hidden, weight and targets must be defined tensors");
+  LLAMARL_CHECK(hidden.dim() == 2 && weight.dim() == 2 && hidden.size(1) == weight.size(1),
+                "TokenLogprobs: expected hidden [T, D] and weight [V, D] with the same D, got ", hidden.sizes(), " and ",
+                weight.sizes(), "; flatten batch dims into T first");
+  LLAMARL_CHECK(targets.dim() == 1 && targets.size(0) == hidden.size(0), "TokenLogprobs: targets must be [T] = [",
+                hidden.size(0), "], got ", targets.sizes());
+  LLAMARL_CHECK(targets.scalar_type() == at::kLong, "TokenLogprobs: targets must be int64, got ", targets.scalar_type());
   const auto type = hidden.scalar_type();
-  TORCH_CHECK(type == at::kFloat || type == at::kBFloat16 || type == at::kHalf,
-              "TokenLogprobs: hidden must be float32, bfloat16 or float16, got ", type);
-  TORCH_CHECK(weight.scalar_type() == type, "TokenLogprobs: weight is ", weight.scalar_type(), " but hidden is ", type,
-              "; cast one of them");
-  TORCH_CHECK(weight.device() == hidden.device() && targets.device() == hidden.device(),
-              "TokenLogprobs: hidden, weight and targets must be on one device, got ", hidden.device(), ", ",
-              weight.device(), ", ", targets.device());
-  TORCH_CHECK(hidden.is_cpu() || hidden.is_cuda(), "TokenLogprobs: unsupported device ", hidden.device());
-  TORCH_CHECK(weight.size(0) > 0, "TokenLogprobs: the vocabulary (weight's first dim) is empty");
-  TORCH_CHECK(o.token_chunk > 0 && o.vocab_chunk > 0, "TokenLogprobs: token_chunk and vocab_chunk must be positive, got ",
-              o.token_chunk, " and ", o.vocab_chunk);
-  TORCH_CHECK(o.temperature > 0 && std::isfinite(o.temperature),
-              "TokenLogprobs: temperature must be positive and finite, got ", o.temperature,
-              " (greedy decoding has no log-probabilities; score it with temperature 1)");
+  LLAMARL_CHECK(type == at::kFloat || type == at::kBFloat16 || type == at::kHalf,
+                "TokenLogprobs: hidden must be float32, bfloat16 or float16, got ", type);
+  LLAMARL_CHECK(weight.scalar_type() == type, "TokenLogprobs: weight is ", weight.scalar_type(), " but hidden is ", type,
+                "; cast one of them");
+  LLAMARL_CHECK(weight.device() == hidden.device() && targets.device() == hidden.device(),
+                "TokenLogprobs: hidden, weight and targets must be on one device, got ", hidden.device(), ", ",
+                weight.device(), ", ", targets.device());
+  LLAMARL_CHECK(hidden.is_cpu() || hidden.is_cuda(), "TokenLogprobs: unsupported device ", hidden.device());
+  LLAMARL_CHECK(weight.size(0) > 0, "TokenLogprobs: the vocabulary (weight's first dim) is empty");
+  LLAMARL_CHECK(o.token_chunk > 0 && o.vocab_chunk > 0, "TokenLogprobs: token_chunk and vocab_chunk must be positive, got ",
+                o.token_chunk, " and ", o.vocab_chunk);
+  LLAMARL_CHECK(o.temperature > 0 && std::isfinite(o.temperature),
+                "TokenLogprobs: temperature must be positive and finite, got ", o.temperature,
+                " (greedy decoding has no log-probabilities; score it with temperature 1)");
   if (targets.numel() > 0) {
     const int64_t lo = targets.min().item<int64_t>(), hi = targets.max().item<int64_t>();
-    TORCH_CHECK(lo >= 0 && hi < weight.size(0), "TokenLogprobs: targets must lie in [0, ", weight.size(0),
-                ") (the vocabulary), got values in [", lo, ", ", hi, "]; mask padding before scoring");
+    LLAMARL_CHECK(lo >= 0 && hi < weight.size(0), "TokenLogprobs: targets must lie in [0, ", weight.size(0),
+                  ") (the vocabulary), got values in [", lo, ", ", hi, "]; mask padding before scoring");
   }
 }
 

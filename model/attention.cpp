@@ -1,7 +1,8 @@
 #include "model/attention.h"
 
+#include "core/check.h"
+
 #include <ATen/ATen.h>
-#include <c10/util/Exception.h>
 
 #include <cmath>
 #include <limits>
@@ -10,8 +11,8 @@ namespace llamarl {
 namespace {
 
 void CheckBatchTokens(const char* name, const at::Tensor& t, int64_t batch, int64_t num_tokens) {
-  TORCH_CHECK(t.dim() == 2 && t.size(0) == batch && t.size(1) == num_tokens, name, " must have the shape of ",
-              "input_ids [", batch, ", ", num_tokens, "], got ", t.sizes());
+  LLAMARL_CHECK(t.dim() == 2 && t.size(0) == batch && t.size(1) == num_tokens, name, " must have the shape of ",
+                "input_ids [", batch, ", ", num_tokens, "], got ", t.sizes());
 }
 
 // Id of the run of equal consecutive segment ids each token belongs to: [B, T] int64.
@@ -26,8 +27,8 @@ at::Tensor SegmentRuns(const at::Tensor& segment_ids) {
 }
 
 void CheckQkv(const char* op, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, op, " expects 4-d q, k, v; got ", q.sizes(), ", ",
-              k.sizes(), ", ", v.sizes());
+  LLAMARL_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, op, " expects 4-d q, k, v; got ", q.sizes(), ", ",
+                k.sizes(), ", ", v.sizes());
 }
 
 }  // namespace
@@ -68,7 +69,7 @@ AttentionLayout BuildAttentionLayout(const AttentionMaskInputs& in, at::Device d
 }
 
 at::Tensor PackedPositionIds(const at::Tensor& segment_ids) {
-  TORCH_CHECK(segment_ids.dim() == 2, "segment_ids must be [batch, tokens], got shape ", segment_ids.sizes());
+  LLAMARL_CHECK(segment_ids.dim() == 2, "segment_ids must be [batch, tokens], got shape ", segment_ids.sizes());
   const int64_t t = segment_ids.size(1);
   at::Tensor index = at::arange(t, segment_ids.options().dtype(at::kLong)).expand(segment_ids.sizes());
   at::Tensor runs = SegmentRuns(segment_ids);
@@ -83,9 +84,9 @@ at::Tensor AttendEager(const at::Tensor& q, const at::Tensor& k, const at::Tenso
   CheckQkv("AttendEager", q, k, v);
   const int64_t batch = q.size(0), heads = q.size(1), tokens = q.size(2), head_dim = q.size(3);
   const int64_t kv_heads = k.size(1), keys = k.size(2);
-  TORCH_CHECK(heads % kv_heads == 0, "query heads (", heads, ") must be a multiple of kv heads (", kv_heads, ")");
-  TORCH_CHECK(allowed.dim() == 4 && allowed.size(2) == tokens && allowed.size(3) == keys,
-              "attention mask must be [batch, 1, ", tokens, ", ", keys, "], got ", allowed.sizes());
+  LLAMARL_CHECK(heads % kv_heads == 0, "query heads (", heads, ") must be a multiple of kv heads (", kv_heads, ")");
+  LLAMARL_CHECK(allowed.dim() == 4 && allowed.size(2) == tokens && allowed.size(3) == keys,
+                "attention mask must be [batch, 1, ", tokens, ", ", keys, "], got ", allowed.sizes());
   const int64_t groups = heads / kv_heads;
   // repeat_kv: query head h reads kv head h / groups.
   at::Tensor k_rep = k.unsqueeze(2).expand({batch, kv_heads, groups, keys, head_dim}).reshape({batch, heads, keys, head_dim});
@@ -102,17 +103,17 @@ at::Tensor AttendSegments(const at::Tensor& q, const at::Tensor& k, const at::Te
                           const std::vector<int64_t>& starts) {
   CheckQkv("AttendSegments", q, k, v);
   const int64_t tokens = q.size(2);
-  TORCH_CHECK(q.size(0) == 1 && k.size(0) == 1 && v.size(0) == 1, "AttendSegments expects one packed row, got q ",
-              q.sizes(), ", k ", k.sizes());
-  TORCH_CHECK(starts.size() >= 2 && starts.front() == 0 && starts.back() == tokens && k.size(2) == tokens,
-              "AttendSegments: segment starts must run from 0 to the row's ", tokens, " tokens (keys ", k.size(2),
-              "), got ", starts.size(), " bounds ending at ", starts.empty() ? -1 : starts.back());
+  LLAMARL_CHECK(q.size(0) == 1 && k.size(0) == 1 && v.size(0) == 1, "AttendSegments expects one packed row, got q ",
+                q.sizes(), ", k ", k.sizes());
+  LLAMARL_CHECK(starts.size() >= 2 && starts.front() == 0 && starts.back() == tokens && k.size(2) == tokens,
+                "AttendSegments: segment starts must run from 0 to the row's ", tokens, " tokens (keys ", k.size(2),
+                "), got ", starts.size(), " bounds ending at ", starts.empty() ? -1 : starts.back());
   auto bool_options = at::TensorOptions().dtype(at::kBool).device(q.device());
   std::vector<at::Tensor> parts;
   parts.reserve(starts.size() - 1);
   for (size_t s = 0; s + 1 < starts.size(); ++s) {
     const int64_t begin = starts[s], n = starts[s + 1] - begin;
-    TORCH_CHECK(n > 0, "AttendSegments: segment starts must increase, got ", begin, " then ", starts[s + 1]);
+    LLAMARL_CHECK(n > 0, "AttendSegments: segment starts must increase, got ", begin, " then ", starts[s + 1]);
     at::Tensor causal = at::ones({n, n}, bool_options).tril().view({1, 1, n, n});
     parts.push_back(AttendEager(q.narrow(2, begin, n), k.narrow(2, begin, n), v.narrow(2, begin, n), causal));
   }

@@ -6,7 +6,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <c10/util/Exception.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <filesystem>
@@ -32,9 +31,9 @@ std::string ShapeString(const Shape& shape) {
 
 void WriteJson(const std::string& path, const Json& json) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  TORCH_CHECK(out.good(), "cannot write ", path, "; check that the directory is writable");
+  LLAMARL_CHECK(out.good(), "cannot write ", path, "; check that the directory is writable");
   out << json.dump(2) << "\n";
-  TORCH_CHECK(out.good(), "failed writing ", path, " (disk full?)");
+  LLAMARL_CHECK(out.good(), "failed writing ", path, " (disk full?)");
 }
 
 }  // namespace
@@ -43,18 +42,18 @@ at::ScalarType TorchDtypeFromName(const std::string& name) {
   if (name == "float32") return at::kFloat;
   if (name == "bfloat16") return at::kBFloat16;
   if (name == "float16") return at::kHalf;
-  TORCH_CHECK(false, "unknown dtype '", name, "'; known: float32, bfloat16, float16");
+  LLAMARL_FAIL("unknown dtype '", name, "'; known: float32, bfloat16, float16");
 }
 
 std::string TorchDtypeName(at::ScalarType dtype) {
   if (dtype == at::kFloat) return "float32";
   if (dtype == at::kBFloat16) return "bfloat16";
   if (dtype == at::kHalf) return "float16";
-  TORCH_CHECK(false, "dtype ", dtype, " cannot be stored in an HF checkpoint; use float32, bfloat16 or float16");
+  LLAMARL_FAIL("dtype ", dtype, " cannot be stored in an HF checkpoint; use float32, bfloat16 or float16");
 }
 
 LlamaForCausalLM LoadLlama(const std::string& dir, const LoadLlamaOptions& options) {
-  TORCH_CHECK(at::isFloatingType(options.dtype), "LoadLlama: dtype must be floating, got ", options.dtype);
+  LLAMARL_CHECK(at::isFloatingType(options.dtype), "LoadLlama: dtype must be floating, got ", options.dtype);
   return MaterializeLlama(LlamaWeightSource::FromCheckpoint(dir),
                           at::TensorOptions().dtype(options.dtype).device(options.device));
 }
@@ -65,16 +64,16 @@ std::vector<std::string> SaveLlama(const std::string& dir, LlamaForCausalLMImpl&
   LlamaForCausalLMImpl expected(config, at::TensorOptions().device(at::kMeta));
   auto expected_params = expected.named_parameters();
   auto params = model.named_parameters();
-  TORCH_CHECK(params.size() == expected_params.size(), "SaveLlama: config describes ", expected_params.size(),
-              " tensors but the model has ", params.size(), "; pass the model's own config");
+  LLAMARL_CHECK(params.size() == expected_params.size(), "SaveLlama: config describes ", expected_params.size(),
+                " tensors but the model has ", params.size(), "; pass the model's own config");
   NamedTensors tensors;
   at::ScalarType dtype = options.dtype.value_or(params.size() ? params[0].value().scalar_type() : at::kFloat);
   for (size_t i = 0; i < params.size(); ++i) {
     const auto& p = params[i];
-    TORCH_CHECK(p.key() == expected_params[i].key() && p.value().sizes() == expected_params[i].value().sizes(),
-                "SaveLlama: model tensor ", p.key(), " ", ShapeString(p.value().sizes()),
-                " does not match the config's ", expected_params[i].key(), " ",
-                ShapeString(expected_params[i].value().sizes()), "; pass the model's own config");
+    LLAMARL_CHECK(p.key() == expected_params[i].key() && p.value().sizes() == expected_params[i].value().sizes(),
+                  "SaveLlama: model tensor ", p.key(), " ", ShapeString(p.value().sizes()),
+                  " does not match the config's ", expected_params[i].key(), " ",
+                  ShapeString(expected_params[i].value().sizes()), "; pass the model's own config");
     tensors.emplace_back(p.key(), p.value().detach().to(at::kCPU, dtype).contiguous());
   }
   LlamaConfig saved = config;
@@ -105,15 +104,15 @@ void InitLlamaWeights(LlamaForCausalLMImpl& model, uint64_t seed) {
   torch::NoGradGuard no_grad;
   for (auto& p : model.named_parameters()) {
     at::Tensor& param = p.value();
-    TORCH_CHECK(!param.is_meta(), "InitLlamaWeights: ", p.key(), " lives on the meta device, which holds no data; ",
-                "build the model on cpu or cuda to initialise it");
+    LLAMARL_CHECK(!param.is_meta(), "InitLlamaWeights: ", p.key(), " lives on the meta device, which holds no data; ",
+                  "build the model on cpu or cuda to initialise it");
     param.copy_(InitialValue(p.key(), param.sizes(), std, generator));
   }
 }
 
 std::vector<std::string> WriteRandomLlama(const std::string& dir, const LlamaConfig& config,
                                           const RandomLlamaOptions& options) {
-  TORCH_CHECK(at::isFloatingType(options.dtype), "WriteRandomLlama: dtype must be floating, got ", options.dtype);
+  LLAMARL_CHECK(at::isFloatingType(options.dtype), "WriteRandomLlama: dtype must be floating, got ", options.dtype);
   LlamaForCausalLMImpl shapes(config, at::TensorOptions().device(at::kMeta));
   std::vector<TensorHeader> headers;
   for (const auto& p : shapes.named_parameters()) headers.push_back({p.key(), options.dtype, p.value().sizes().vec()});
@@ -122,7 +121,7 @@ std::vector<std::string> WriteRandomLlama(const std::string& dir, const LlamaCon
   auto generator = at::make_generator<at::CPUGeneratorImpl>(options.seed);
   size_t next = 0;
   auto produce = [&](size_t i) {
-    TORCH_INTERNAL_ASSERT(i == next++, "WriteRandomLlama: tensor ", i, " asked for out of order");
+    LLAMARL_ASSERT(i == next++, "WriteRandomLlama: tensor ", i, " asked for out of order");
     return InitialValue(headers[i].name, headers[i].shape, config.initializer_range, generator).to(options.dtype);
   };
   LlamaConfig saved = config;

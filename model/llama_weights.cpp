@@ -1,9 +1,9 @@
 #include "model/llama_weights.h"
 
+#include "core/check.h"
 #include "model/safetensors.h"
 
 #include <ATen/ATen.h>
-#include <c10/util/Exception.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <algorithm>
@@ -60,22 +60,22 @@ void CheckCheckpointMatches(const std::string& dir, const SafetensorsCheckpoint&
   for (const auto& name : ckpt.Names()) {
     if (!expected.count(name) && !IgnorableExtra(name, config)) unexpected.push_back(name);
   }
-  TORCH_CHECK(missing.empty() && unexpected.empty(), dir, ": the weights do not match config.json (model_type ",
-              config.model_type, ", ", config.num_hidden_layers, " layers, attention_bias ",
-              config.attention_bias, ", tie_word_embeddings ", config.tie_word_embeddings, "): ",
-              missing.empty() ? "" : "missing " + std::to_string(missing.size()) + " tensors: " + JoinNames(missing),
-              missing.empty() || unexpected.empty() ? "" : "; ",
-              unexpected.empty() ? "" : "unexpected " + std::to_string(unexpected.size()) + " tensors: " +
+  LLAMARL_CHECK(missing.empty() && unexpected.empty(), dir, ": the weights do not match config.json (model_type ",
+                config.model_type, ", ", config.num_hidden_layers, " layers, attention_bias ",
+                config.attention_bias, ", tie_word_embeddings ", config.tie_word_embeddings, "): ",
+                missing.empty() ? "" : "missing " + std::to_string(missing.size()) + " tensors: " + JoinNames(missing),
+                missing.empty() || unexpected.empty() ? "" : "; ",
+                unexpected.empty() ? "" : "unexpected " + std::to_string(unexpected.size()) + " tensors: " +
                                             JoinNames(unexpected));
   static const std::set<std::string> floating = {"F64", "F32", "BF16", "F16"};
   for (const auto& p : model.named_parameters()) {
     const std::vector<int64_t> shape = ckpt.Shape(p.key());
-    TORCH_CHECK(p.value().sizes() == at::IntArrayRef(shape), p.key(), ": shape ", at::IntArrayRef(shape),
-                " in checkpoint, expected ", p.value().sizes(), " from config.json (",
-                ShapeOrigin(p.key(), config), ")");
+    LLAMARL_CHECK(p.value().sizes() == at::IntArrayRef(shape), p.key(), ": shape ", at::IntArrayRef(shape),
+                  " in checkpoint, expected ", p.value().sizes(), " from config.json (",
+                  ShapeOrigin(p.key(), config), ")");
     const std::string dtype = ckpt.Dtype(p.key());
-    TORCH_CHECK(floating.count(dtype), p.key(), ": dtype ", dtype,
-                " in checkpoint cannot hold weights; expected F32, BF16, F16 or F64");
+    LLAMARL_CHECK(floating.count(dtype), p.key(), ": dtype ", dtype,
+                  " in checkpoint cannot hold weights; expected F32, BF16, F16 or F64");
   }
 }
 
@@ -109,18 +109,18 @@ LlamaWeightSource LlamaWeightSource::FromModel(LlamaForCausalLMImpl& model) {
 }
 
 const LlamaConfig& LlamaWeightSource::config() const {
-  TORCH_CHECK(state_, "LlamaWeightSource: released; keep the source until every slice is loaded");
+  LLAMARL_CHECK(state_, "LlamaWeightSource: released; keep the source until every slice is loaded");
   return state_->config;
 }
 
 at::Tensor LlamaWeightSource::Get(const std::string& name) const {
-  TORCH_CHECK(state_, "LlamaWeightSource::Get('", name, "'): released; keep the source until every slice is loaded");
+  LLAMARL_CHECK(state_, "LlamaWeightSource::Get('", name, "'): released; keep the source until every slice is loaded");
   if (state_->checkpoint) {
-    TORCH_CHECK(state_->checkpoint->Has(name), "the checkpoint has no parameter '", name, "'");
+    LLAMARL_CHECK(state_->checkpoint->Has(name), "the checkpoint has no parameter '", name, "'");
     return state_->checkpoint->Get(name);
   }
   auto it = state_->params.find(name);
-  TORCH_CHECK(it != state_->params.end(), "the model has no parameter '", name, "'");
+  LLAMARL_CHECK(it != state_->params.end(), "the model has no parameter '", name, "'");
   return it->second;
 }
 

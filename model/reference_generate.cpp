@@ -1,8 +1,9 @@
 #include "model/reference_generate.h"
 
+#include "core/check.h"
+
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <c10/util/Exception.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <algorithm>
@@ -12,16 +13,16 @@ namespace llamarl {
 namespace {
 
 void CheckSampling(const SamplingOptions& o) {
-  TORCH_CHECK(o.temperature >= 0, "temperature must be >= 0 (0 = greedy), got ", o.temperature);
-  TORCH_CHECK(o.top_k >= 0, "top_k must be >= 0 (0 = off), got ", o.top_k);
-  TORCH_CHECK(o.top_p > 0 && o.top_p <= 1, "top_p must be in (0, 1] (1 = off), got ", o.top_p);
+  LLAMARL_CHECK(o.temperature >= 0, "temperature must be >= 0 (0 = greedy), got ", o.temperature);
+  LLAMARL_CHECK(o.top_k >= 0, "top_k must be >= 0 (0 = off), got ", o.top_k);
+  LLAMARL_CHECK(o.top_p > 0 && o.top_p <= 1, "top_p must be in (0, 1] (1 = off), got ", o.top_p);
 }
 
 }  // namespace
 
 int64_t SampleToken(const at::Tensor& logits, const SamplingOptions& options, at::Generator& generator) {
   CheckSampling(options);
-  TORCH_CHECK(logits.dim() == 1 && logits.size(0) > 0, "SampleToken expects logits [vocab], got ", logits.sizes());
+  LLAMARL_CHECK(logits.dim() == 1 && logits.size(0) > 0, "SampleToken expects logits [vocab], got ", logits.sizes());
   at::Tensor scores = logits.to(at::kCPU, at::kFloat);
   if (options.temperature == 0) return scores.argmax().item<int64_t>();
   scores = scores / options.temperature;
@@ -45,8 +46,8 @@ int64_t SampleToken(const at::Tensor& logits, const SamplingOptions& options, at
 
 GenerationResult ReferenceGenerate(LlamaForCausalLMImpl& model, const std::vector<int64_t>& prompt_ids,
                                    const ReferenceGenerateOptions& options) {
-  TORCH_CHECK(!prompt_ids.empty(), "ReferenceGenerate: the prompt is empty; give at least one token");
-  TORCH_CHECK(options.max_new_tokens >= 0, "max_new_tokens must be >= 0, got ", options.max_new_tokens);
+  LLAMARL_CHECK(!prompt_ids.empty(), "ReferenceGenerate: the prompt is empty; give at least one token");
+  LLAMARL_CHECK(options.max_new_tokens >= 0, "max_new_tokens must be >= 0, got ", options.max_new_tokens);
   CheckSampling(options.sampling);
   const std::vector<int64_t> eos = options.eos_ids.value_or(model.config().eos_token_ids);
   const at::Device device = model.LmHeadWeight().device();

@@ -1,9 +1,8 @@
 // Writing safetensors files: SaveSafetensors (one file) and SaveSafetensorsSharded (HF's layout).
 #include "model/safetensors.h"
 
+#include "core/check.h"
 #include "core/config.h"
-
-#include <c10/util/Exception.h>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -26,8 +25,8 @@ class AtomicFile {
  public:
   explicit AtomicFile(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp." + std::to_string(getpid())) {
     fd_ = open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    TORCH_CHECK(fd_ >= 0, "cannot create '", tmp_, "': ", std::strerror(errno),
-                "; check that the directory exists and is writable");
+    LLAMARL_CHECK(fd_ >= 0, "cannot create '", tmp_, "': ", std::strerror(errno),
+                  "; check that the directory exists and is writable");
   }
   ~AtomicFile() {
     if (fd_ >= 0) close(fd_);
@@ -39,7 +38,7 @@ class AtomicFile {
     while (size > 0) {
       ssize_t n = write(fd_, p, std::min<size_t>(size, size_t(1) << 30));
       if (n < 0 && errno == EINTR) continue;
-      TORCH_CHECK(n > 0, "writing '", tmp_, "' failed: ", std::strerror(errno), " (is the disk full?)");
+      LLAMARL_CHECK(n > 0, "writing '", tmp_, "' failed: ", std::strerror(errno), " (is the disk full?)");
       p += n;
       size -= size_t(n);
     }
@@ -47,12 +46,12 @@ class AtomicFile {
 
   // fsync, then rename over the destination, then fsync the directory so the rename is durable.
   void Commit() {
-    TORCH_CHECK(fsync(fd_) == 0, "fsync of '", tmp_, "' failed: ", std::strerror(errno));
+    LLAMARL_CHECK(fsync(fd_) == 0, "fsync of '", tmp_, "' failed: ", std::strerror(errno));
     const int fd = fd_;
     fd_ = -1;
-    TORCH_CHECK(close(fd) == 0, "closing '", tmp_, "' failed: ", std::strerror(errno));
-    TORCH_CHECK(std::rename(tmp_.c_str(), path_.c_str()) == 0, "renaming '", tmp_, "' to '", path_,
-                "' failed: ", std::strerror(errno));
+    LLAMARL_CHECK(close(fd) == 0, "closing '", tmp_, "' failed: ", std::strerror(errno));
+    LLAMARL_CHECK(std::rename(tmp_.c_str(), path_.c_str()) == 0, "renaming '", tmp_, "' to '", path_,
+                  "' failed: ", std::strerror(errno));
     committed_ = true;
     const std::string dir = fs::path(path_).parent_path().string();
     const int dir_fd = open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -73,7 +72,7 @@ std::string JsonString(const std::string& text, const std::string& path, const c
   try {
     return Json(text).dump();
   } catch (const Json::exception&) {
-    TORCH_CHECK(false, "saving ", path, ": ", what, " '", text, "' is not valid UTF-8; safetensors headers are JSON");
+    LLAMARL_FAIL("saving ", path, ": ", what, " '", text, "' is not valid UTF-8; safetensors headers are JSON");
   }
 }
 
@@ -118,10 +117,10 @@ std::vector<TensorHeader> HeadersOf(const NamedTensors& tensors) {
 void CheckHeaders(const std::vector<TensorHeader>& tensors, const std::string& path) {
   std::set<std::string> seen;
   for (const auto& t : tensors) {
-    TORCH_CHECK(!t.name.empty() && t.name != "__metadata__", "saving ", path, ": tensor name '", t.name,
-                "' is reserved; use a non-empty name other than __metadata__");
-    TORCH_CHECK(seen.insert(t.name).second, "saving ", path, ": tensor name '", t.name,
-                "' appears twice; each tensor needs a unique name");
+    LLAMARL_CHECK(!t.name.empty() && t.name != "__metadata__", "saving ", path, ": tensor name '", t.name,
+                  "' is reserved; use a non-empty name other than __metadata__");
+    LLAMARL_CHECK(seen.insert(t.name).second, "saving ", path, ": tensor name '", t.name,
+                  "' appears twice; each tensor needs a unique name");
     JsonString(t.name, path, "tensor name");
     (void)ScalarTypeToSafetensorsDtype(t.dtype);  // throws for unsupported types
   }
@@ -153,11 +152,11 @@ void WriteFile(const std::string& path, const std::vector<TensorHeader>& tensors
   for (size_t i : data_order) {
     const TensorHeader& h = tensors[i];
     const at::Tensor t = produce(first + i).cpu().contiguous();
-    TORCH_CHECK(t.defined() && t.scalar_type() == h.dtype && t.sizes() == at::IntArrayRef(h.shape), "saving ", path,
-                ": tensor '", h.name, "' was declared ", c10::toString(h.dtype), " ", DumpShape(h.shape), " but ",
-                t.defined() ? std::string(c10::toString(t.scalar_type())) + " " + DumpShape(t.sizes().vec())
+    LLAMARL_CHECK(t.defined() && t.scalar_type() == h.dtype && t.sizes() == at::IntArrayRef(h.shape), "saving ", path,
+                  ": tensor '", h.name, "' was declared ", c10::toString(h.dtype), " ", DumpShape(h.shape), " but ",
+                  t.defined() ? std::string(c10::toString(t.scalar_type())) + " " + DumpShape(t.sizes().vec())
                             : std::string("undefined"),
-                " was produced");
+                  " was produced");
     if (t.numel() > 0) file.Write(t.data_ptr(), size_t(h.NumBytes()));
   }
   file.Commit();
@@ -180,8 +179,8 @@ void WriteIndex(const std::string& path, const std::map<std::string, std::string
 void RemoveStale(const fs::path& path) {
   std::error_code ec;
   fs::remove(path, ec);
-  TORCH_CHECK(!ec, "cannot remove the stale '", path.string(), "': ", ec.message(),
-              "; remove it by hand, or the checkpoint reader would pick it up");
+  LLAMARL_CHECK(!ec, "cannot remove the stale '", path.string(), "': ", ec.message(),
+                "; remove it by hand, or the checkpoint reader would pick it up");
 }
 
 }  // namespace
@@ -195,7 +194,7 @@ int64_t TensorHeader::NumBytes() const {
 void SaveSafetensors(const std::string& path, const NamedTensors& tensors,
                      const std::map<std::string, std::string>& metadata) {
   for (const auto& [name, tensor] : tensors) {
-    TORCH_CHECK(tensor.defined(), "saving ", path, ": tensor '", name, "' is undefined");
+    LLAMARL_CHECK(tensor.defined(), "saving ", path, ": tensor '", name, "' is undefined");
   }
   const std::vector<TensorHeader> headers = HeadersOf(tensors);
   CheckHeaders(headers, path);
@@ -206,7 +205,7 @@ void SaveSafetensors(const std::string& path, const NamedTensors& tensors,
 std::vector<std::string> SaveSafetensorsSharded(const std::string& dir, const NamedTensors& tensors,
                                                 const ShardedSaveOptions& options) {
   for (const auto& [name, tensor] : tensors) {
-    TORCH_CHECK(tensor.defined(), "saving ", dir, ": tensor '", name, "' is undefined");
+    LLAMARL_CHECK(tensor.defined(), "saving ", dir, ": tensor '", name, "' is undefined");
   }
   return SaveSafetensorsStreamed(dir, HeadersOf(tensors), [&tensors](size_t i) { return tensors[i].second; },
                                  options);
@@ -214,7 +213,7 @@ std::vector<std::string> SaveSafetensorsSharded(const std::string& dir, const Na
 
 std::vector<std::string> SaveSafetensorsStreamed(const std::string& dir, const std::vector<TensorHeader>& tensors,
                                                  const TensorProducer& produce, const ShardedSaveOptions& options) {
-  TORCH_CHECK(options.max_shard_bytes > 0, "max_shard_bytes must be positive, got ", options.max_shard_bytes);
+  LLAMARL_CHECK(options.max_shard_bytes > 0, "max_shard_bytes must be positive, got ", options.max_shard_bytes);
   CheckHeaders(tensors, dir);
   std::map<std::string, std::string> metadata = options.metadata;
   metadata.emplace("format", "pt");  // HF's loaders look for it; a caller's own value wins
@@ -234,7 +233,7 @@ std::vector<std::string> SaveSafetensorsStreamed(const std::string& dir, const s
   shard_begin.push_back(tensors.size());
   std::error_code ec;
   fs::create_directories(dir, ec);
-  TORCH_CHECK(!ec, "cannot create checkpoint directory '", dir, "': ", ec.message());
+  LLAMARL_CHECK(!ec, "cannot create checkpoint directory '", dir, "': ", ec.message());
   const fs::path root(dir);
   const size_t num_shards = shard_begin.size() - 1;
   if (num_shards <= 1) {

@@ -1,8 +1,7 @@
 #include "model/shard_layout.h"
 
+#include "core/check.h"
 #include "model/llama.h"
-
-#include <c10/util/Exception.h>
 
 #include <sstream>
 
@@ -28,7 +27,7 @@ std::vector<int64_t> ShardShape(const ParamSpec& p, int64_t rows, int64_t cols) 
     shape[0] = rows;
     return shape;
   }
-  TORCH_INTERNAL_ASSERT(p.shape.size() == 2, "column split of a ", p.shape.size(), "-D parameter ", p.name);
+  LLAMARL_ASSERT(p.shape.size() == 2, "column split of a ", p.shape.size(), "-D parameter ", p.name);
   return {rows, cols};
 }
 
@@ -40,8 +39,8 @@ void AddShard(ShardLayout& layout, int rank, int64_t param, int64_t r0, int64_t 
 }
 
 void CheckDivides(int tp, int64_t value, const char* what) {
-  TORCH_CHECK(value % tp == 0, "generator.tp_size (", tp, ") must divide ", what, " (", value,
-              "); pick a tp_size that divides it");
+  LLAMARL_CHECK(value % tp == 0, "generator.tp_size (", tp, ") must divide ", what, " (", value,
+                "); pick a tp_size that divides it");
 }
 
 }  // namespace
@@ -61,19 +60,19 @@ std::vector<ParamSpec> LlamaParamSpecs(const LlamaConfig& config) {
 
 ShardLayout::ShardLayout(std::string kind, std::vector<ParamSpec> params, int num_ranks, at::ScalarType dtype)
     : kind_(std::move(kind)), params_(std::move(params)), dtype_(dtype) {
-  TORCH_CHECK(num_ranks >= 1, kind_, " layout: num_ranks must be >= 1, got ", num_ranks);
+  LLAMARL_CHECK(num_ranks >= 1, kind_, " layout: num_ranks must be >= 1, got ", num_ranks);
   ranks_.resize(size_t(num_ranks));
 }
 
 const RankShards& ShardLayout::Rank(int rank) const {
-  TORCH_CHECK(rank >= 0 && rank < NumRanks(), kind_, " layout: rank ", rank, " out of range [0, ", NumRanks(), ")");
+  LLAMARL_CHECK(rank >= 0 && rank < NumRanks(), kind_, " layout: rank ", rank, " out of range [0, ", NumRanks(), ")");
   return ranks_[size_t(rank)];
 }
 
 int64_t ShardLayout::AddBuffer(int rank, BufferSpec buffer) {
   Rank(rank);
   for (int64_t d : buffer.shape)
-    TORCH_CHECK(d >= 0, kind_, " layout: buffer '", buffer.name, "' has a negative dimension ", d);
+    LLAMARL_CHECK(d >= 0, kind_, " layout: buffer '", buffer.name, "' has a negative dimension ", d);
   auto& buffers = ranks_[size_t(rank)].buffers;
   buffers.push_back(std::move(buffer));
   return int64_t(buffers.size()) - 1;
@@ -81,22 +80,22 @@ int64_t ShardLayout::AddBuffer(int rank, BufferSpec buffer) {
 
 void ShardLayout::AddRegion(int rank, const Region& g) {
   Rank(rank);
-  TORCH_CHECK(g.param >= 0 && g.param < int64_t(params_.size()), kind_, " layout: region of rank ", rank,
-              " names parameter index ", g.param, ", expected [0, ", params_.size(), ")");
+  LLAMARL_CHECK(g.param >= 0 && g.param < int64_t(params_.size()), kind_, " layout: region of rank ", rank,
+                " names parameter index ", g.param, ", expected [0, ", params_.size(), ")");
   const ParamSpec& p = params_[size_t(g.param)];
-  TORCH_CHECK(0 <= g.row_begin && g.row_begin < g.row_end && g.row_end <= p.Rows() && 0 <= g.col_begin &&
+  LLAMARL_CHECK(0 <= g.row_begin && g.row_begin < g.row_end && g.row_end <= p.Rows() && 0 <= g.col_begin &&
                   g.col_begin < g.col_end && g.col_end <= p.Cols(),
-              kind_, " layout: region rows [", g.row_begin, ", ", g.row_end, ") x cols [", g.col_begin, ", ",
-              g.col_end, ") of rank ", rank, " is empty or outside '", p.name, "' viewed as [", p.Rows(), ", ",
-              p.Cols(), "]");
+                kind_, " layout: region rows [", g.row_begin, ", ", g.row_end, ") x cols [", g.col_begin, ", ",
+                g.col_end, ") of rank ", rank, " is empty or outside '", p.name, "' viewed as [", p.Rows(), ", ",
+                p.Cols(), "]");
   const auto& buffers = ranks_[size_t(rank)].buffers;
-  TORCH_CHECK(g.buffer >= 0 && g.buffer < int64_t(buffers.size()), kind_, " layout: region of '", p.name,
-              "' on rank ", rank, " names buffer ", g.buffer, " but the rank has ", buffers.size());
+  LLAMARL_CHECK(g.buffer >= 0 && g.buffer < int64_t(buffers.size()), kind_, " layout: region of '", p.name,
+                "' on rank ", rank, " names buffer ", g.buffer, " but the rank has ", buffers.size());
   const int64_t last = g.offset + (g.Rows() - 1) * g.stride + g.Cols();
-  TORCH_CHECK(g.offset >= 0 && g.stride >= g.Cols() && last <= buffers[size_t(g.buffer)].Numel(), kind_,
-              " layout: region of '", p.name, "' on rank ", rank, " (offset ", g.offset, ", stride ", g.stride,
-              ", ", g.Rows(), "x", g.Cols(), ") does not fit buffer '", buffers[size_t(g.buffer)].name, "' of ",
-              buffers[size_t(g.buffer)].Numel(), " elements");
+  LLAMARL_CHECK(g.offset >= 0 && g.stride >= g.Cols() && last <= buffers[size_t(g.buffer)].Numel(), kind_,
+                " layout: region of '", p.name, "' on rank ", rank, " (offset ", g.offset, ", stride ", g.stride,
+                ", ", g.Rows(), "x", g.Cols(), ") does not fit buffer '", buffers[size_t(g.buffer)].name, "' of ",
+                buffers[size_t(g.buffer)].Numel(), " elements");
   ranks_[size_t(rank)].regions.push_back(g);
 }
 
@@ -105,9 +104,9 @@ int64_t ShardLayout::ParamIndex(const std::string& name) const {
     if (params_[i].name == name) return int64_t(i);
   std::string known;
   for (size_t i = 0; i < params_.size() && i < 4; ++i) known += (i ? ", " : "") + params_[i].name;
-  TORCH_CHECK(false, kind_, " layout: unknown parameter '", name, "'; known: ", known,
-              params_.size() > 4 ? ", ..." : "", " (", params_.size(), " in all)");
-  return -1;  // unreachable: TORCH_CHECK(false) throws
+  LLAMARL_FAIL(kind_, " layout: unknown parameter '", name, "'; known: ", known,
+               params_.size() > 4 ? ", ..." : "", " (", params_.size(), " in all)");
+  return -1;  // unreachable: LLAMARL_CHECK(false) throws
 }
 
 int64_t ShardLayout::RankNumel(int rank) const {
@@ -134,8 +133,8 @@ std::string ShardLayout::Fingerprint() const {
 }
 
 std::vector<int64_t> EvenSplit(int64_t total, int parts) {
-  TORCH_CHECK(parts >= 1 && total >= 0, "EvenSplit: expected parts >= 1 and total >= 0, got parts ", parts,
-              ", total ", total);
+  LLAMARL_CHECK(parts >= 1 && total >= 0, "EvenSplit: expected parts >= 1 and total >= 0, got parts ", parts,
+                ", total ", total);
   std::vector<int64_t> bounds{0};
   for (int i = 0; i < parts; ++i) bounds.push_back(bounds.back() + total / parts + (i < total % parts ? 1 : 0));
   return bounds;
@@ -188,7 +187,7 @@ ShardLayout RowShardLayout(const std::vector<ParamSpec>& params, int num_ranks, 
 
 ShardLayout TensorParallelLayout(const LlamaConfig& config, const TensorParallelOptions& options) {
   const int tp = options.tp_size;
-  TORCH_CHECK(tp >= 1, "generator.tp_size must be >= 1, got ", tp);
+  LLAMARL_CHECK(tp >= 1, "generator.tp_size must be >= 1, got ", tp);
   CheckDivides(tp, config.num_attention_heads, "num_attention_heads");
   CheckDivides(tp, config.num_key_value_heads, "num_key_value_heads");
   CheckDivides(tp, config.intermediate_size, "intermediate_size");
@@ -205,9 +204,9 @@ ShardLayout TensorParallelLayout(const LlamaConfig& config, const TensorParallel
     const bool row = EndsWith(n, "o_proj.weight") || EndsWith(n, "down_proj.weight");
     const bool vocab = n == "model.embed_tokens.weight" || n == "lm_head.weight";
     const bool replicated = EndsWith(n, "norm.weight") || (vocab && !options.vocab_parallel);
-    TORCH_CHECK(column || row || vocab || replicated, "tensor-parallel layout: no rule for parameter '", n,
-                "'; known suffixes: q/k/v/gate/up_proj (column), o/down_proj (row), norm (replicated), "
-                "embed_tokens/lm_head (vocab)");
+    LLAMARL_CHECK(column || row || vocab || replicated, "tensor-parallel layout: no rule for parameter '", n,
+                  "'; known suffixes: q/k/v/gate/up_proj (column), o/down_proj (row), norm (replicated), "
+                  "embed_tokens/lm_head (vocab)");
     for (int r = 0; r < tp; ++r) {
       if (replicated) {
         AddShard(layout, r, int64_t(i), 0, p.Rows(), 0, p.Cols());

@@ -1,5 +1,6 @@
 #include "plan/plan_model.h"
 
+#include "core/check.h"
 #include "model/llama.h"
 
 #include <algorithm>
@@ -30,8 +31,8 @@ PlanModel BuildPlanModel(const std::string& name, const LlamaConfig& config) {
     unit_params[unit] += numel;
   }
   for (const auto& [unit, count] : unit_params) plan.largest_unit_params = std::max(plan.largest_unit_params, count);
-  TORCH_INTERNAL_ASSERT(plan.num_params == config.NumParameters(), "meta-device count ", plan.num_params,
-                        " disagrees with LlamaConfig::NumParameters() ", config.NumParameters());
+  LLAMARL_ASSERT(plan.num_params == config.NumParameters(), "meta-device count ", plan.num_params,
+                 " disagrees with LlamaConfig::NumParameters() ", config.NumParameters());
   return plan;
 }
 

@@ -1,7 +1,8 @@
 #include "trainer/adamw.h"
 
+#include "core/check.h"
+
 #include <ATen/ATen.h>
-#include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <cmath>
@@ -14,12 +15,12 @@ AdamWConfig AdamWConfig::FromJson(const Json& j, const std::string& path) {
   r.Read("lr", &c.lr, Range::Positive(), "peak learning rate");
   const Json& betas = r.Raw("betas");
   if (!betas.is_null()) {
-    TORCH_CHECK(betas.is_array() && betas.size() == 2 && betas[0].is_number() && betas[1].is_number(),
-                r.PathOf("betas"), ": expected [beta1, beta2] with each in [0, 1), got ", DescribeJson(betas));
+    LLAMARL_CHECK(betas.is_array() && betas.size() == 2 && betas[0].is_number() && betas[1].is_number(),
+                  r.PathOf("betas"), ": expected [beta1, beta2] with each in [0, 1), got ", DescribeJson(betas));
     c.beta1 = betas[0].get<double>();
     c.beta2 = betas[1].get<double>();
-    TORCH_CHECK(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1, r.PathOf("betas"),
-                ": expected [beta1, beta2] with each in [0, 1), got ", DescribeJson(betas));
+    LLAMARL_CHECK(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1, r.PathOf("betas"),
+                  ": expected [beta1, beta2] with each in [0, 1), got ", DescribeJson(betas));
   }
   r.Read("eps", &c.eps, Range::Positive(), "added to sqrt(v) in the denominator");
   r.Read("weight_decay", &c.weight_decay, Range::AtLeast(0), "decoupled weight decay");
@@ -28,7 +29,7 @@ AdamWConfig AdamWConfig::FromJson(const Json& j, const std::string& path) {
 }
 
 at::Tensor SumOfSquares(const at::Tensor& flat) {
-  TORCH_CHECK(flat.dim() == 1, "SumOfSquares expects a flat tensor, got ", flat.sizes());
+  LLAMARL_CHECK(flat.dim() == 1, "SumOfSquares expects a flat tensor, got ", flat.sizes());
   const int64_t n = flat.numel();
   at::Tensor total = flat.narrow(0, 0, std::min(n, kFlatChunkElements)).to(at::kDouble).pow(2).sum();
   for (int64_t begin = kFlatChunkElements; begin < n; begin += kFlatChunkElements)
@@ -42,12 +43,12 @@ FlatAdamW::FlatAdamW(const AdamWConfig& config, int64_t numel, const at::TensorO
       exp_avg_sq_(at::zeros({numel}, options.dtype(at::kFloat))) {}
 
 void FlatAdamW::Step(at::Tensor& param, const at::Tensor& grad, double lr) {
-  TORCH_CHECK(param.sizes() == exp_avg_.sizes() && grad.sizes() == exp_avg_.sizes(),
-              "FlatAdamW::Step: parameter ", param.sizes(), " and gradient ", grad.sizes(),
-              " must match the optimizer state ", exp_avg_.sizes());
-  TORCH_CHECK(param.scalar_type() == at::kFloat && grad.scalar_type() == at::kFloat,
-              "FlatAdamW::Step expects float32 parameters and gradients, got ", param.scalar_type(), " and ",
-              grad.scalar_type());
+  LLAMARL_CHECK(param.sizes() == exp_avg_.sizes() && grad.sizes() == exp_avg_.sizes(),
+                "FlatAdamW::Step: parameter ", param.sizes(), " and gradient ", grad.sizes(),
+                " must match the optimizer state ", exp_avg_.sizes());
+  LLAMARL_CHECK(param.scalar_type() == at::kFloat && grad.scalar_type() == at::kFloat,
+                "FlatAdamW::Step expects float32 parameters and gradients, got ", param.scalar_type(), " and ",
+                grad.scalar_type());
   ++step_;
   // The order of operations is torch::optim::AdamW's, so that results agree to the last bit or two.
   // Element-wise, so it runs chunk by chunk (kFlatChunkElements) with the same

@@ -1,8 +1,7 @@
 #include "trainer/critic.h"
 
+#include "core/check.h"
 #include "model/llama_checkpoint.h"
-
-#include <c10/util/Exception.h>
 
 #include <filesystem>
 
@@ -16,30 +15,30 @@ CriticConfig CriticConfig::FromJson(const Json& j, const std::string& path, cons
   r.Read("mode", &c.mode, {"shared", "separate"}, "value head on the policy trunk, or a critic model of its own");
   r.Read("model", &c.model, {}, "the separate critic's initial checkpoint directory; \"\" = the policy's weights");
   const Json& config = r.Raw("config");
-  TORCH_CHECK(config.is_null() || config.is_object(), r.PathOf("config"),
-              ": expected an object of config.json fields (e.g. {\"num_hidden_layers\": 1}), got ", DescribeJson(config));
+  LLAMARL_CHECK(config.is_null() || config.is_object(), r.PathOf("config"),
+                ": expected an object of config.json fields (e.g. {\"num_hidden_layers\": 1}), got ", DescribeJson(config));
   if (config.is_object()) c.config = config;
   r.Read("init_seed", &c.init_seed, Range::AtLeast(0), "seed of the random init under config");
   Json optimizer = trainer_optimizer.is_object() ? trainer_optimizer : Json::object();
   const Json& own = r.Raw("optimizer");
   if (!own.is_null()) {
-    TORCH_CHECK(own.is_object(), r.PathOf("optimizer"), ": expected an object like {\"lr\": 1e-5}, got ",
-                DescribeJson(own));
+    LLAMARL_CHECK(own.is_object(), r.PathOf("optimizer"), ": expected an object like {\"lr\": 1e-5}, got ",
+                  DescribeJson(own));
     optimizer.merge_patch(own);
   }
   c.optimizer = AdamWConfig::FromJson(optimizer, r.PathOf("optimizer"));
   r.Read("max_grad_norm", &c.max_grad_norm, Range::AtLeast(0), "the critic's gradient-norm clip; 0 = off");
   r.Finish();
-  TORCH_CHECK(c.model.empty() || c.config.empty(), path, ".model ('", c.model, "') and ", path,
-              ".config both set: a critic loaded from a checkpoint takes that checkpoint's config; drop one");
+  LLAMARL_CHECK(c.model.empty() || c.config.empty(), path, ".model ('", c.model, "') and ", path,
+                ".config both set: a critic loaded from a checkpoint takes that checkpoint's config; drop one");
   if (!c.model.empty()) {
-    TORCH_CHECK(std::filesystem::exists(std::filesystem::path(c.model) / "config.json"), path, ".model: '", c.model,
-                "' holds no config.json; pass an HF checkpoint directory (llamarl init --model tiny --out DIR ",
-                "writes one), or \"\" to start the critic from the policy's weights");
+    LLAMARL_CHECK(std::filesystem::exists(std::filesystem::path(c.model) / "config.json"), path, ".model: '", c.model,
+                  "' holds no config.json; pass an HF checkpoint directory (llamarl init --model tiny --out DIR ",
+                  "writes one), or \"\" to start the critic from the policy's weights");
   }
-  TORCH_CHECK(c.Separate() || (c.model.empty() && c.config.empty()), path, ".model and ", path,
-              ".config describe a separate critic, but ", path, ".mode is '", c.mode, "'; set ", path,
-              ".mode to \"separate\"");
+  LLAMARL_CHECK(c.Separate() || (c.model.empty() && c.config.empty()), path, ".model and ", path,
+                ".config describe a separate critic, but ", path, ".mode is '", c.mode, "'; set ", path,
+                ".mode to \"separate\"");
   return c;
 }
 
@@ -68,9 +67,9 @@ LlamaConfig CriticModelConfig(const CriticConfig& c, const LlamaConfig& policy) 
     merged.merge_patch(c.config);
     out = LlamaConfig::FromJson(merged, "trainer.critic.config");
   }
-  TORCH_CHECK(out.vocab_size == policy.vocab_size, "trainer.critic: the critic's vocab_size (", out.vocab_size,
-              ") differs from the policy's (", policy.vocab_size, "); the critic reads the policy's token ids, so ",
-              c.model.empty() ? "leave vocab_size out of trainer.critic.config" : "pick a checkpoint with that tokenizer");
+  LLAMARL_CHECK(out.vocab_size == policy.vocab_size, "trainer.critic: the critic's vocab_size (", out.vocab_size,
+                ") differs from the policy's (", policy.vocab_size, "); the critic reads the policy's token ids, so ",
+                c.model.empty() ? "leave vocab_size out of trainer.critic.config" : "pick a checkpoint with that tokenizer");
   return out;
 }
 

@@ -1,9 +1,9 @@
 #include "trainer/flat_params.h"
 
+#include "core/check.h"
 #include "model/shard_layout.h"
 
 #include <ATen/ATen.h>
-#include <c10/util/Exception.h>
 #include <torch/autograd.h>
 
 #include <algorithm>
@@ -12,14 +12,14 @@ namespace llamarl {
 
 at::Tensor FlattenParameters(LlamaForCausalLMImpl& model, const std::vector<ParamSpec>& specs) {
   const auto named = model.named_parameters();
-  TORCH_CHECK(named.size() == specs.size(), "the model has ", named.size(), " parameters but its config implies ",
-              specs.size(), "; pass the config the model was built from");
+  LLAMARL_CHECK(named.size() == specs.size(), "the model has ", named.size(), " parameters but its config implies ",
+                specs.size(), "; pass the config the model was built from");
   std::vector<at::Tensor> parts;
   for (size_t i = 0; i < specs.size(); ++i) {
     const auto& item = named[i];
-    TORCH_CHECK(item.key() == specs[i].name && item.value().sizes().vec() == specs[i].shape, "model parameter ", i,
-                " is '", item.key(), "' ", item.value().sizes(), " but the config implies '", specs[i].name, "' ",
-                at::IntArrayRef(specs[i].shape), "; pass the config the model was built from");
+    LLAMARL_CHECK(item.key() == specs[i].name && item.value().sizes().vec() == specs[i].shape, "model parameter ", i,
+                  " is '", item.key(), "' ", item.value().sizes(), " but the config implies '", specs[i].name, "' ",
+                  at::IntArrayRef(specs[i].shape), "; pass the config the model was built from");
     parts.push_back(item.value().detach().reshape({-1}).to(at::kFloat));
   }
   return at::cat(parts).contiguous();
@@ -27,7 +27,7 @@ at::Tensor FlattenParameters(LlamaForCausalLMImpl& model, const std::vector<Para
 
 at::Tensor LoadFlatRange(const LlamaWeightSource& source, const std::vector<ParamSpec>& specs, int64_t begin,
                          int64_t end, at::ScalarType dtype, c10::Device device) {
-  TORCH_CHECK(0 <= begin && begin <= end, "LoadFlatRange: bad range [", begin, ", ", end, ")");
+  LLAMARL_CHECK(0 <= begin && begin <= end, "LoadFlatRange: bad range [", begin, ", ", end, ")");
   at::Tensor out = at::empty({end - begin}, at::TensorOptions().dtype(dtype).device(device));
   at::NoGradGuard no_grad;
   int64_t offset = 0;  // of specs[i] in the flat vector
@@ -36,15 +36,15 @@ at::Tensor LoadFlatRange(const LlamaWeightSource& source, const std::vector<Para
     const int64_t lo = std::max(begin, offset), hi = std::min(end, offset + numel);
     if (lo < hi) {
       at::Tensor param = source.Get(spec.name);
-      TORCH_CHECK(param.sizes().vec() == spec.shape, "parameter '", spec.name, "' has shape ", param.sizes(),
-                  " but the config implies ", at::IntArrayRef(spec.shape), "; pass the config of the weights");
+      LLAMARL_CHECK(param.sizes().vec() == spec.shape, "parameter '", spec.name, "' has shape ", param.sizes(),
+                    " but the config implies ", at::IntArrayRef(spec.shape), "; pass the config of the weights");
       // A view of the elements needed (a mapped tensor is contiguous), converted while copied.
       LoadInto(out.narrow(0, lo - begin, hi - lo), param.reshape({-1}).narrow(0, lo - offset, hi - lo));
       source.DoneWith(spec.name);
     }
     offset += numel;
   }
-  TORCH_CHECK(end <= offset, "LoadFlatRange: range end ", end, " beyond the ", offset, " parameters");
+  LLAMARL_CHECK(end <= offset, "LoadFlatRange: range end ", end, " beyond the ", offset, " parameters");
   return out;
 }
 
@@ -52,13 +52,13 @@ void AssignFlat(LlamaForCausalLMImpl& model, const std::vector<ParamSpec>& specs
                 bool bind) {
   at::NoGradGuard no_grad;
   auto params = model.parameters();
-  TORCH_INTERNAL_ASSERT(params.size() == specs.size(), "module has ", params.size(), " parameters, specs ",
-                        specs.size());
+  LLAMARL_ASSERT(params.size() == specs.size(), "module has ", params.size(), " parameters, specs ",
+                 specs.size());
   int64_t offset = 0;
   for (size_t i = 0; i < params.size(); ++i) {
     at::Tensor& p = params[i];
     const int64_t numel = specs[i].Numel();
-    TORCH_INTERNAL_ASSERT(offset + numel <= flat.numel(), "flat parameter vector too short");
+    LLAMARL_ASSERT(offset + numel <= flat.numel(), "flat parameter vector too short");
     at::Tensor view = flat.narrow(0, offset, numel).view(specs[i].shape);
     if (bind && p.scalar_type() == at::kFloat) {
       p.set_data(view);
@@ -69,8 +69,8 @@ void AssignFlat(LlamaForCausalLMImpl& model, const std::vector<ParamSpec>& specs
     }
     offset += numel;
   }
-  TORCH_INTERNAL_ASSERT(offset == flat.numel(), "flat parameter vector has ", flat.numel(), " elements, the module ",
-                        offset);
+  LLAMARL_ASSERT(offset == flat.numel(), "flat parameter vector has ", flat.numel(), " elements, the module ",
+                 offset);
 }
 
 void ReleaseParameters(LlamaForCausalLMImpl& model) {

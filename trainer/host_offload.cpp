@@ -1,15 +1,16 @@
 #include "trainer/host_offload.h"
 
+#include "core/check.h"
+
 #include <ATen/ATen.h>
-#include <c10/util/Exception.h>
 
 namespace llamarl {
 
 void HostOffload::Offload(std::vector<at::Tensor>& tensors) {
-  TORCH_CHECK(host_.empty(), "HostOffload: ", host_.size(), " tensors are already offloaded; Restore them first");
+  LLAMARL_CHECK(host_.empty(), "HostOffload: ", host_.size(), " tensors are already offloaded; Restore them first");
   at::NoGradGuard no_grad;
   for (auto& t : tensors) {
-    TORCH_CHECK(t.defined(), "HostOffload: tensor ", host_.size(), " is undefined");
+    LLAMARL_CHECK(t.defined(), "HostOffload: tensor ", host_.size(), " is undefined");
     const bool pin = t.device().is_cuda();
     at::Tensor host = at::empty(t.sizes(), t.options().device(at::kCPU).pinned_memory(pin));
     host.copy_(t);
@@ -21,12 +22,12 @@ void HostOffload::Offload(std::vector<at::Tensor>& tensors) {
 }
 
 void HostOffload::Restore(std::vector<at::Tensor>& tensors) {
-  TORCH_CHECK(!host_.empty(), "HostOffload: nothing is offloaded; call Offload first");
-  TORCH_CHECK(tensors.size() == host_.size(), "HostOffload: ", host_.size(), " tensors were offloaded but ",
-              tensors.size(), " are restored; pass the same list");
+  LLAMARL_CHECK(!host_.empty(), "HostOffload: nothing is offloaded; call Offload first");
+  LLAMARL_CHECK(tensors.size() == host_.size(), "HostOffload: ", host_.size(), " tensors were offloaded but ",
+                tensors.size(), " are restored; pass the same list");
   for (size_t i = 0; i < tensors.size(); ++i)
-    TORCH_CHECK(tensors[i].unsafeGetTensorImpl() == owners_[i], "HostOffload: tensor ", i,
-                " is not the one that was offloaded; pass the same list in the same order");
+    LLAMARL_CHECK(tensors[i].unsafeGetTensorImpl() == owners_[i], "HostOffload: tensor ", i,
+                  " is not the one that was offloaded; pass the same list in the same order");
   at::NoGradGuard no_grad;
   for (size_t i = 0; i < tensors.size(); ++i) tensors[i].set_data(host_[i].to(tensors[i].device()));
   host_.clear();

@@ -1,7 +1,8 @@
 #include "trainer/losses.h"
 
+#include "core/check.h"
+
 #include <ATen/ATen.h>
-#include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <limits>
@@ -18,8 +19,8 @@ at::Tensor ClippedSurrogate(const at::Tensor& ratio, const at::Tensor& advantage
 }
 
 void CheckSameShape(const at::Tensor& a, const at::Tensor& b, const char* what) {
-  TORCH_CHECK(a.sizes() == b.sizes(), what, " must have the shape of the log-probs ", a.sizes(), ", got ",
-              b.sizes());
+  LLAMARL_CHECK(a.sizes() == b.sizes(), what, " must have the shape of the log-probs ", a.sizes(), ", got ",
+                b.sizes());
 }
 
 }  // namespace
@@ -145,8 +146,8 @@ at::Tensor KlEstimate(const at::Tensor& logp, const at::Tensor& ref_logp, const 
   at::Tensor d = ref_logp.detach() - logp;
   if (estimator == "k1") return -d;
   if (estimator == "k2") return 0.5 * d * d;
-  TORCH_CHECK(estimator == "k3" || estimator == "low_var_kl",
-              "trainer.kl.estimator must be one of k1, k2, k3, low_var_kl; got '", estimator, "'");
+  LLAMARL_CHECK(estimator == "k3" || estimator == "low_var_kl",
+                "trainer.kl.estimator must be one of k1, k2, k3, low_var_kl; got '", estimator, "'");
   at::Tensor k3 = at::exp(d) - d - 1.0;
   return estimator == "k3" ? k3 : at::clamp_max(k3, 10.0);
 }

@@ -1,7 +1,8 @@
 #include "trainer/packing.h"
 
+#include "core/check.h"
+
 #include <ATen/ATen.h>
-#include <c10/util/Exception.h>
 
 namespace llamarl {
 namespace {
@@ -44,7 +45,7 @@ std::vector<PackedMicroBatch> PackSamples(const std::vector<TrainSample>& sample
 
 std::vector<PackedMicroBatch> PackSamples(const std::vector<TrainSample>& samples, const std::vector<int64_t>& subset,
                                           int64_t max_tokens) {
-  TORCH_CHECK(max_tokens >= 1, "micro_batch_tokens must be >= 1, got ", max_tokens);
+  LLAMARL_CHECK(max_tokens >= 1, "micro_batch_tokens must be >= 1, got ", max_tokens);
   std::vector<PackedMicroBatch> out;
   PackedMicroBatch mb;
   std::vector<int64_t> ids, segments, positions, targets;
@@ -61,8 +62,8 @@ std::vector<PackedMicroBatch> PackSamples(const std::vector<TrainSample>& sample
   for (int64_t i : subset) {
     const TrainSample& s = samples.at(size_t(i));
     if (s.NumTrainedTokens() == 0) continue;
-    TORCH_CHECK(!s.prompt.empty(), "train sample ", i, " (group ", s.group_id,
-                ") has an empty prompt; every sample needs at least one prompt token (e.g. BOS)");
+    LLAMARL_CHECK(!s.prompt.empty(), "train sample ", i, " (group ", s.group_id,
+                  ") has an empty prompt; every sample needs at least one prompt token (e.g. BOS)");
     if (!ids.empty() && int64_t(ids.size()) + InputLength(s) > max_tokens) flush();
     AppendSample(s, i, ids, segments, positions, targets, mb);
   }

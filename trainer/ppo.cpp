@@ -1,7 +1,8 @@
 #include "trainer/ppo.h"
 
+#include "core/check.h"
+
 #include <ATen/ATen.h>
-#include <c10/util/Exception.h>
 
 namespace llamarl {
 
@@ -19,9 +20,9 @@ PpoConfig PpoConfig::FromJson(const Json& j, const std::string& path) {
 
 at::Tensor ValueTokenLoss(const at::Tensor& values, const at::Tensor& old_values, const at::Tensor& returns,
                           double value_clip) {
-  TORCH_CHECK(values.sizes() == old_values.sizes() && values.sizes() == returns.sizes(),
-              "values, old values and returns must have one shape, got ", values.sizes(), ", ", old_values.sizes(),
-              ", ", returns.sizes());
+  LLAMARL_CHECK(values.sizes() == old_values.sizes() && values.sizes() == returns.sizes(),
+                "values, old values and returns must have one shape, got ", values.sizes(), ", ", old_values.sizes(),
+                ", ", returns.sizes());
   at::Tensor unclipped = at::pow(values - returns, 2);
   if (value_clip <= 0) return 0.5 * unclipped;
   at::Tensor clipped_values = old_values + at::clamp(values - old_values, -value_clip, value_clip);

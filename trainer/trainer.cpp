@@ -1,5 +1,6 @@
 #include "trainer/trainer.h"
 
+#include "core/check.h"
 #include "core/communicator.h"
 #include "model/attention.h"
 #include "model/llama_weights.h"
@@ -11,7 +12,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <c10/util/Exception.h>
 #include <torch/autograd.h>
 
 #include <cmath>
@@ -51,7 +51,7 @@ namespace {
 
 at::ScalarType ComputeDtype(const std::string& name) {
   if (name == "float32") return at::kFloat;
-  TORCH_CHECK(name == "bfloat16", "trainer.compute_dtype must be 'float32' or 'bfloat16', got '", name, "'");
+  LLAMARL_CHECK(name == "bfloat16", "trainer.compute_dtype must be 'float32' or 'bfloat16', got '", name, "'");
   return at::kBFloat16;
 }
 
@@ -59,8 +59,8 @@ void CheckAlgorithm(const std::string& algorithm) {
   static const char* kKnown[] = {"grpo", "aipo", "tis", "decoupled_ppo", "rloo", "reinforce", "ppo", "gspo", "cispo", "sft"};
   for (const char* k : kKnown)
     if (algorithm == k) return;
-  TORCH_CHECK(false, "trainer.algorithm: unknown '", algorithm,
-              "'; known: grpo, aipo, tis, decoupled_ppo, rloo, reinforce, ppo, gspo, cispo, sft");
+  LLAMARL_FAIL("trainer.algorithm: unknown '", algorithm,
+               "'; known: grpo, aipo, tis, decoupled_ppo, rloo, reinforce, ppo, gspo, cispo, sft");
 }
 
 }  // namespace
@@ -82,12 +82,12 @@ Trainer::Trainer(Communicator& dp, const LlamaConfig& config, const LlamaWeightS
       value_only_(value_only),
       offload_(std::make_unique<HostOffload>()) {
   CheckAlgorithm(cfg_.algorithm);
-  TORCH_CHECK(cfg_.sharding == "zero3" || cfg_.sharding == "replicated",
-              "trainer.sharding must be 'zero3' or 'replicated', got '", cfg_.sharding, "'");
+  LLAMARL_CHECK(cfg_.sharding == "zero3" || cfg_.sharding == "replicated",
+                "trainer.sharding must be 'zero3' or 'replicated', got '", cfg_.sharding, "'");
   zero3_ = cfg_.sharding == "zero3";
-  TORCH_CHECK(cfg_.sampled_vocab_size >= 0 && cfg_.sampled_vocab_size <= config.vocab_size,
-              "TrainerConfig::sampled_vocab_size must be in [0, vocab_size ", config.vocab_size, "] (0 = vocab_size), got ",
-              cfg_.sampled_vocab_size);
+  LLAMARL_CHECK(cfg_.sampled_vocab_size >= 0 && cfg_.sampled_vocab_size <= config.vocab_size,
+                "TrainerConfig::sampled_vocab_size must be in [0, vocab_size ", config.vocab_size, "] (0 = vocab_size), got ",
+                cfg_.sampled_vocab_size);
   const at::ScalarType compute = ComputeDtype(cfg_.compute_dtype);
   specs_ = LlamaParamSpecs(model_config_);
   CheckWeightsMatch(weights, specs_);  // on every rank, before any rank reads its range
@@ -131,9 +131,9 @@ Trainer::Trainer(Communicator& dp, const LlamaConfig& config, const LlamaWeightS
 void Trainer::CheckWeightsMatch(const LlamaWeightSource& weights, const std::vector<ParamSpec>& specs) {
   for (const ParamSpec& spec : specs) {
     const at::Tensor p = weights.Get(spec.name);  // a mapped tensor: no byte is read
-    TORCH_CHECK(p.sizes().vec() == spec.shape, "the initial weights' '", spec.name, "' has shape ", p.sizes(),
-                " but the trainer's config implies ", at::IntArrayRef(spec.shape),
-                "; pass the config the weights were built from");
+    LLAMARL_CHECK(p.sizes().vec() == spec.shape, "the initial weights' '", spec.name, "' has shape ", p.sizes(),
+                  " but the trainer's config implies ", at::IntArrayRef(spec.shape),
+                  "; pass the config the weights were built from");
   }
 }
 
@@ -170,9 +170,9 @@ std::vector<ShardedLayer> Trainer::BuildGroups(LlamaForCausalLMImpl& module, Com
     offset += specs_[i].Numel();
     groups.back().end = offset;
   }
-  TORCH_INTERNAL_ASSERT(groups.size() == size_t(module.NumLayers()) + 2 && !groups.front().layer &&
+  LLAMARL_ASSERT(groups.size() == size_t(module.NumLayers()) + 2 && !groups.front().layer &&
                             !groups.back().layer,
-                        "expected embedding, ", module.NumLayers(), " layers, norm/head groups; got ", groups.size());
+                 "expected embedding, ", module.NumLayers(), " layers, norm/head groups; got ", groups.size());
   return groups;
 }
 
@@ -325,8 +325,8 @@ const at::Tensor& Trainer::FlatShard() const {
 }
 
 void Trainer::CheckResident(const char* what) const {
-  TORCH_CHECK(!offload_->offloaded(), "Trainer::", what, ": the trainer state (", offload_->HostBytes(),
-              " bytes) is offloaded to host memory by OffloadState(); call RestoreState() first");
+  LLAMARL_CHECK(!offload_->offloaded(), "Trainer::", what, ": the trainer state (", offload_->HostBytes(),
+                " bytes) is offloaded to host memory by OffloadState(); call RestoreState() first");
 }
 
 bool Trainer::StateOffloaded() const { return offload_->offloaded(); }
@@ -341,8 +341,8 @@ std::vector<at::Tensor> Trainer::OffloadableState() {
 }
 
 int64_t Trainer::OffloadState() {
-  TORCH_CHECK(!offload_->offloaded(), "Trainer::OffloadState: the state is already offloaded (",
-              offload_->HostBytes(), " bytes); call RestoreState() before offloading again");
+  LLAMARL_CHECK(!offload_->offloaded(), "Trainer::OffloadState: the state is already offloaded (",
+                offload_->HostBytes(), " bytes); call RestoreState() before offloading again");
   offloaded_ = OffloadableState();
   offload_->Offload(offloaded_);
   // The working module's parameters are views (float32) or copies (bfloat16) of the replicated
@@ -353,8 +353,8 @@ int64_t Trainer::OffloadState() {
 }
 
 int64_t Trainer::RestoreState() {
-  TORCH_CHECK(offload_->offloaded(), "Trainer::RestoreState: the state is resident; nothing was offloaded ",
-              "(call OffloadState() first)");
+  LLAMARL_CHECK(offload_->offloaded(), "Trainer::RestoreState: the state is resident; nothing was offloaded ",
+                "(call OffloadState() first)");
   const int64_t bytes = offload_->HostBytes() + (critic_ ? critic_->RestoreState() : 0);
   offload_->Restore(offloaded_);
   offloaded_.clear();

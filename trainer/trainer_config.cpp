@@ -1,6 +1,6 @@
 #include "trainer/trainer_config.h"
 
-#include <c10/util/Exception.h>
+#include "core/check.h"
 
 namespace llamarl {
 
@@ -40,12 +40,12 @@ TrainerConfig TrainerConfig::FromJson(const Json& j, const std::string& path) {
   // After optimizer and max_grad_norm: the critic inherits them.
   c.critic = CriticConfig::FromJson(r.Raw("critic"), r.PathOf("critic"), r.Raw("optimizer"), c.max_grad_norm);
   r.Finish();
-  TORCH_CHECK(!c.critic.Separate() || c.algorithm == "ppo", path, ".critic.mode is ",
-              "'separate' but ", path, ".algorithm is '", c.algorithm, "'; only ppo trains a critic: remove ", path,
-              ".critic or set ", path, ".algorithm to \"ppo\"");
+  LLAMARL_CHECK(!c.critic.Separate() || c.algorithm == "ppo", path, ".critic.mode is ",
+                "'separate' but ", path, ".algorithm is '", c.algorithm, "'; only ppo trains a critic: remove ", path,
+                ".critic or set ", path, ".algorithm to \"ppo\"");
   if (c.algorithm == "gspo") {
-    TORCH_CHECK(c.aggregation == "seq_mean_token_mean", "trainer.aggregation is '", c.aggregation,
-                "' but algorithm gspo optimises the mean over sequences of the sequence loss; set ",
+    LLAMARL_CHECK(c.aggregation == "seq_mean_token_mean", "trainer.aggregation is '", c.aggregation,
+                  "' but algorithm gspo optimises the mean over sequences of the sequence loss; set ",
                   "trainer.aggregation to \"seq_mean_token_mean\"");
   }
   return c;

@@ -2,6 +2,7 @@
 // Legend: N = response tokens of a micro-batch, D = hidden size.
 #include "trainer/trainer.h"
 
+#include "core/check.h"
 #include "core/communicator.h"
 #include "kernels/token_logprobs.h"
 #include "trainer/adamw.h"
@@ -11,7 +12,6 @@
 #include "trainer/zero3_layers.h"
 
 #include <ATen/ATen.h>
-#include <c10/util/Exception.h>
 #include <torch/autograd.h>
 
 #include <cmath>
@@ -27,8 +27,8 @@ bool NeedsBehaviour(const std::string& a) {
 
 void CheckTokens(const std::vector<int64_t>& tokens, int64_t vocab, size_t sample, const char* what) {
   for (int64_t t : tokens)
-    TORCH_CHECK(t >= 0 && t < vocab, "train sample ", sample, " has ", what, " token ", t, " outside [0, vocab_size ",
-                vocab, "); the tokenizer does not match this model");
+    LLAMARL_CHECK(t >= 0 && t < vocab, "train sample ", sample, " has ", what, " token ", t, " outside [0, vocab_size ",
+                  vocab, "); the tokenizer does not match this model");
 }
 
 void CheckSamples(const TrainBatch& batch, const std::string& algorithm, int64_t vocab, int64_t sampled_vocab) {
@@ -38,19 +38,19 @@ void CheckSamples(const TrainBatch& batch, const std::string& algorithm, int64_t
     CheckTokens(s.prompt, vocab, i, "prompt");
     CheckTokens(s.response, vocab, i, "response");
     for (int64_t t : s.response)
-      TORCH_CHECK(t < sampled_vocab, "train sample ", i, " has response token ", t, " at or above the sampled ",
-                  "vocabulary (", sampled_vocab, " of ", vocab, " rows; the rest are padding the sampler never draws)");
-    TORCH_CHECK(!s.prompt.empty() || n == 0, "train sample ", i, " (group ", s.group_id,
-                ") has an empty prompt; every sample needs at least one prompt token (e.g. BOS)");
-    TORCH_CHECK(s.behaviour_logprobs.size() == n || (s.behaviour_logprobs.empty() && !NeedsBehaviour(algorithm)),
-                "train sample ", i, " (group ", s.group_id, ") has ", s.behaviour_logprobs.size(),
-                " behaviour log-probs for ", n, " response tokens; algorithm '", algorithm,
-                "' needs the generator's log-prob of every response token");
-    TORCH_CHECK(s.loss_mask.empty() || s.loss_mask.size() == n, "train sample ", i, " has a loss_mask of ",
-                s.loss_mask.size(), " entries for ", n, " response tokens; pass one per token or none");
-    TORCH_CHECK(s.proximal_logprobs.empty() || s.proximal_logprobs.size() == n, "train sample ", i, " has ",
-                s.proximal_logprobs.size(), " proximal log-probs for ", n,
-                " response tokens; pass one per token or none");
+      LLAMARL_CHECK(t < sampled_vocab, "train sample ", i, " has response token ", t, " at or above the sampled ",
+                    "vocabulary (", sampled_vocab, " of ", vocab, " rows; the rest are padding the sampler never draws)");
+    LLAMARL_CHECK(!s.prompt.empty() || n == 0, "train sample ", i, " (group ", s.group_id,
+                  ") has an empty prompt; every sample needs at least one prompt token (e.g. BOS)");
+    LLAMARL_CHECK(s.behaviour_logprobs.size() == n || (s.behaviour_logprobs.empty() && !NeedsBehaviour(algorithm)),
+                  "train sample ", i, " (group ", s.group_id, ") has ", s.behaviour_logprobs.size(),
+                  " behaviour log-probs for ", n, " response tokens; algorithm '", algorithm,
+                  "' needs the generator's log-prob of every response token");
+    LLAMARL_CHECK(s.loss_mask.empty() || s.loss_mask.size() == n, "train sample ", i, " has a loss_mask of ",
+                  s.loss_mask.size(), " entries for ", n, " response tokens; pass one per token or none");
+    LLAMARL_CHECK(s.proximal_logprobs.empty() || s.proximal_logprobs.size() == n, "train sample ", i, " has ",
+                  s.proximal_logprobs.size(), " proximal log-probs for ", n,
+                  " response tokens; pass one per token or none");
   }
 }
 
@@ -107,7 +107,7 @@ void trainer_detail::CollectiveTry(Communicator& comm, bool active, const std::f
   at::Tensor failed = at::full({1}, error ? 1 : 0, at::kLong);
   comm.AllReduce(failed, {ReduceOp::kMax})->Wait();
   if (error) std::rethrow_exception(error);
-  TORCH_CHECK(failed.item<int64_t>() == 0, what, " failed on another rank; see that rank's error");
+  LLAMARL_CHECK(failed.item<int64_t>() == 0, what, " failed on another rank; see that rank's error");
 }
 
 TrainStepMetrics Trainer::RunStep(const TrainBatch& batch, const std::string& algorithm) {
@@ -157,7 +157,7 @@ std::vector<UpdateResult> Trainer::RunUpdates(const std::vector<TrainSample>& sa
 }
 
 std::vector<std::vector<float>> Trainer::ScoreValues(const std::vector<TrainSample>& samples) {
-  TORCH_INTERNAL_ASSERT(value_only_, "ScoreValues is the separate critic's");
+  LLAMARL_ASSERT(value_only_, "ScoreValues is the separate critic's");
   StepContext ctx;
   ctx.algorithm = "value";
   ScoreRequest want;
@@ -169,7 +169,7 @@ std::vector<std::vector<float>> Trainer::ScoreValues(const std::vector<TrainSamp
 }
 
 TrainStepMetrics Trainer::FitValues(const std::vector<TrainSample>& samples, const StepContext& policy_ctx) {
-  TORCH_INTERNAL_ASSERT(value_only_, "FitValues is the separate critic's");
+  LLAMARL_ASSERT(value_only_, "FitValues is the separate critic's");
   for (auto& p : work_->parameters()) p.mutable_grad() = at::Tensor();  // left over by a failed step
   GatherParams();
   StepContext ctx;

@@ -4,7 +4,6 @@
 #include "core/communicator.h"
 
 #include <ATen/ATen.h>
-#include <c10/util/Exception.h>
 #include <torch/autograd.h>
 
 #include <algorithm>
@@ -234,7 +233,7 @@ void ReduceScatterLayerGrads(const ShardedLayer& s, const std::vector<at::Tensor
   for (size_t i = 0; i < grads.size(); ++i) {
     int64_t numel = 1;
     for (int64_t d : s.shapes[i]) numel *= d;
-    TORCH_INTERNAL_ASSERT(offset + numel <= full.numel(), "layer gradients exceed the range ", s.end - s.begin);
+    LLAMARL_ASSERT(offset + numel <= full.numel(), "layer gradients exceed the range ", s.end - s.begin);
     at::Tensor part = full.narrow(0, offset, numel);
     if (grads[i].defined())
       part.copy_(grads[i].reshape({-1}));
@@ -242,7 +241,7 @@ void ReduceScatterLayerGrads(const ShardedLayer& s, const std::vector<at::Tensor
       part.zero_();
     offset += numel;
   }
-  TORCH_INTERNAL_ASSERT(offset == full.numel(), "layer gradient has ", offset, " elements, range ", full.numel());
+  LLAMARL_ASSERT(offset == full.numel(), "layer gradient has ", offset, " elements, range ", full.numel());
   at::Tensor local = LocalPart(s, *s.grad_shard);
   if (s.comm->Size() == 1) {
     local.add_(full);

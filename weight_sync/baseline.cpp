@@ -1,7 +1,8 @@
 #include "weight_sync/baseline.h"
 
+#include "core/check.h"
+
 #include <ATen/ATen.h>
-#include <c10/util/Exception.h>
 
 namespace llamarl {
 namespace {
@@ -22,9 +23,9 @@ GatherBroadcastSync::GatherBroadcastSync(Communicator& comm, std::shared_ptr<con
                                          TransferPlacement placement)
     : comm_(comm), plan_(std::move(plan)), placement_(std::move(placement)) {
   CheckPlacement(*plan_, placement_, comm_);
-  TORCH_CHECK(plan_->encoding() == TransferEncoding::kPlain, "gather-broadcast sync: the plan is ",
-              ToString(plan_->encoding()), "; the baseline moves plain dtypes only (build the plan with ",
-              "TransferEncoding::kPlain)");
+  LLAMARL_CHECK(plan_->encoding() == TransferEncoding::kPlain, "gather-broadcast sync: the plan is ",
+                ToString(plan_->encoding()), "; the baseline moves plain dtypes only (build the plan with ",
+                "TransferEncoding::kPlain)");
   const int me = comm_.Rank(), root = placement_.src_ranks[0];
   my_src_ = LayoutRankOf(placement_.src_ranks, me);
   my_dst_ = LayoutRankOf(placement_.dst_ranks, me);
@@ -63,8 +64,8 @@ at::Tensor GatherBroadcastSync::GatherOnRoot(int64_t param, const std::vector<at
 void GatherBroadcastSync::Run(TransferBuffers& buffers, std::chrono::milliseconds timeout) {
   const ShardLayout& dst = plan_->dst();
   if (my_dst_ >= 0) {
-    TORCH_CHECK(buffers.dst.size() == dst.Rank(my_dst_).buffers.size(), "gather-broadcast sync: destination rank ",
-                my_dst_, " expects ", dst.Rank(my_dst_).buffers.size(), " buffers, got ", buffers.dst.size());
+    LLAMARL_CHECK(buffers.dst.size() == dst.Rank(my_dst_).buffers.size(), "gather-broadcast sync: destination rank ",
+                  my_dst_, " expects ", dst.Rank(my_dst_).buffers.size(), " buffers, got ", buffers.dst.size());
   }
   // Every rank of a broadcast holds `full` on its buffers' device, so that all route it alike.
   const at::Device device = !buffers.dst.empty()   ? buffers.dst[0].device()

@@ -1,9 +1,9 @@
 #include "weight_sync/ddma.h"
 
+#include "core/check.h"
 #include "weight_sync/fp8_scales.h"
 
 #include <ATen/ATen.h>
-#include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <set>
@@ -65,16 +65,16 @@ at::Tensor DstPiece(const std::vector<at::Tensor>& bufs, const TransferBlock& b,
 
 void CheckBuffers(const ShardLayout& layout, int rank, const std::vector<at::Tensor>& bufs, const char* side) {
   const auto& specs = layout.Rank(rank).buffers;
-  TORCH_CHECK(bufs.size() == specs.size(), "weight sync: ", side, " rank ", rank, " of layout ", layout.kind(),
-              " expects ", specs.size(), " buffers, got ", bufs.size(), "; allocate them with AllocateBuffers");
+  LLAMARL_CHECK(bufs.size() == specs.size(), "weight sync: ", side, " rank ", rank, " of layout ", layout.kind(),
+                " expects ", specs.size(), " buffers, got ", bufs.size(), "; allocate them with AllocateBuffers");
   for (size_t i = 0; i < bufs.size(); ++i) {
     const at::Tensor& t = bufs[i];
-    TORCH_CHECK(t.defined() && t.is_contiguous() && t.numel() == specs[i].Numel() &&
+    LLAMARL_CHECK(t.defined() && t.is_contiguous() && t.numel() == specs[i].Numel() &&
                     t.scalar_type() == layout.dtype(),
-                "weight sync: ", side, " buffer ", i, " ('", specs[i].name, "') of rank ", rank, " must be a contiguous ",
-                layout.dtype(), " tensor of ", specs[i].Numel(), " elements, got ",
-                t.defined() ? c10::toString(t.scalar_type()) : "undefined", " with ", t.defined() ? t.numel() : 0,
-                " elements", t.defined() && !t.is_contiguous() ? " (not contiguous)" : "");
+                  "weight sync: ", side, " buffer ", i, " ('", specs[i].name, "') of rank ", rank, " must be a contiguous ",
+                  layout.dtype(), " tensor of ", specs[i].Numel(), " elements, got ",
+                  t.defined() ? c10::toString(t.scalar_type()) : "undefined", " with ", t.defined() ? t.numel() : 0,
+                  " elements", t.defined() && !t.is_contiguous() ? " (not contiguous)" : "");
   }
 }
 
@@ -102,8 +102,8 @@ class Executor {
     if (!buffers.src.empty()) device_ = buffers.src[0].device();
     else if (!buffers.dst.empty()) device_ = buffers.dst[0].device();
     const int64_t elem = int64_t(c10::elementSize(plan.dst().dtype()));
-    TORCH_CHECK(options.bucket_bytes >= elem, "weight sync: bucket_bytes (", options.bucket_bytes,
-                ") must hold at least one element of ", plan.dst().dtype(), " (", elem, " bytes)");
+    LLAMARL_CHECK(options.bucket_bytes >= elem, "weight sync: bucket_bytes (", options.bucket_bytes,
+                  ") must hold at least one element of ", plan.dst().dtype(), " (", elem, " bytes)");
     bucket_ = options.bucket_bytes / elem;
     for (const auto& pair : plan.pairs()) {
       const int src = placement.src_ranks[size_t(pair.src_rank)], dst = placement.dst_ranks[size_t(pair.dst_rank)];
@@ -210,9 +210,9 @@ class Executor {
       at::Tensor wire = staging.wire[slot][i].narrow(0, 0, end - begin);
       const int64_t got = Hash(wire);
       const int64_t sent = staging.checksum[slot][i].item<int64_t>();
-      TORCH_CHECK(got == sent, "weight sync checksum mismatch: bucket ", round, " from source rank ",
-                  s.pair->src_rank, " (communicator rank ", s.peer, ") to destination rank ", s.pair->dst_rank,
-                  ": sent ", sent, ", received bytes hash to ", got, "; the transport corrupted data");
+      LLAMARL_CHECK(got == sent, "weight sync checksum mismatch: bucket ", round, " from source rank ",
+                    s.pair->src_rank, " (communicator rank ", s.peer, ") to destination rank ", s.pair->dst_rank,
+                    ": sent ", sent, ", received bytes hash to ", got, "; the transport corrupted data");
     }
   }
 
@@ -282,8 +282,8 @@ class Executor {
 }  // namespace
 
 TransferPlacement TransferPlacement::Split(int world_size, int num_generators) {
-  TORCH_CHECK(num_generators >= 1 && num_generators < world_size, "split placement: num_generators (",
-              num_generators, ") must lie in [1, world size ", world_size, "); the rest of the ranks train");
+  LLAMARL_CHECK(num_generators >= 1 && num_generators < world_size, "split placement: num_generators (",
+                num_generators, ") must lie in [1, world size ", world_size, "); the rest of the ranks train");
   TransferPlacement p;
   for (int r = 0; r < world_size; ++r) (r < num_generators ? p.dst_ranks : p.src_ranks).push_back(r);
   return p;
@@ -305,14 +305,14 @@ int LayoutRankOf(const std::vector<int>& ranks, int comm_rank) {
 
 void CheckPlacement(const TransferPlan& plan, const TransferPlacement& placement, const Communicator& comm) {
   auto check = [&](const std::vector<int>& ranks, const ShardLayout& layout, const char* side) {
-    TORCH_CHECK(int(ranks.size()) == layout.NumRanks(), "weight sync placement: ", ranks.size(), " ", side,
-                " ranks given but the ", side, " layout (", layout.kind(), ") has ", layout.NumRanks());
+    LLAMARL_CHECK(int(ranks.size()) == layout.NumRanks(), "weight sync placement: ", ranks.size(), " ", side,
+                  " ranks given but the ", side, " layout (", layout.kind(), ") has ", layout.NumRanks());
     std::set<int> seen;
     for (int r : ranks) {
-      TORCH_CHECK(r >= 0 && r < comm.Size(), "weight sync placement: ", side, " rank ", r,
-                  " is outside the communicator of ", comm.Size(), " ranks");
-      TORCH_CHECK(seen.insert(r).second, "weight sync placement: communicator rank ", r, " appears twice among the ",
-                  side, " ranks; each layout rank needs its own communicator rank");
+      LLAMARL_CHECK(r >= 0 && r < comm.Size(), "weight sync placement: ", side, " rank ", r,
+                    " is outside the communicator of ", comm.Size(), " ranks");
+      LLAMARL_CHECK(seen.insert(r).second, "weight sync placement: communicator rank ", r, " appears twice among the ",
+                    side, " ranks; each layout rank needs its own communicator rank");
     }
   };
   check(placement.src_ranks, plan.src(), "source");

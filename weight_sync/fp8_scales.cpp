@@ -1,10 +1,10 @@
 #include "weight_sync/fp8_scales.h"
 
+#include "core/check.h"
 #include "kernels/fp8.h"
 #include "kernels/scalar_math.h"
 
 #include <ATen/ATen.h>
-#include <c10/util/Exception.h>
 
 #include <algorithm>
 
@@ -24,8 +24,8 @@ at::Tensor RegionView(const at::Tensor& flat, const Region& g) {
 const Region& BufferRegion(const ShardLayout& dst, int rank, size_t buffer) {
   const auto& regions = dst.Rank(rank).regions;
   auto it = std::find_if(regions.begin(), regions.end(), [&](const Region& g) { return size_t(g.buffer) == buffer; });
-  TORCH_INTERNAL_ASSERT(it != regions.end(), "fp8 plan: buffer ", buffer, " of destination rank ", rank,
-                        " holds no region");
+  LLAMARL_ASSERT(it != regions.end(), "fp8 plan: buffer ", buffer, " of destination rank ", rank,
+                 " holds no region");
   return *it;
 }
 
@@ -78,9 +78,9 @@ std::vector<at::Tensor> ComputeSourceScales(const SourceScalesArgs& args) {
   for (size_t p = 0; p < amax.size(); ++p) {
     at::Tensor& m = amax[p];
     if (!m.defined()) continue;
-    TORCH_CHECK(at::isfinite(m).all().item<bool>(), "weight sync fp8: parameter '", src.params()[p].name,
-                "' holds non-finite values on source rank ", args.my_src, " (amax ", m.max().item<float>(),
-                "), which leave no usable e4m3 scale; fix the overflow upstream or transfer without fp8");
+    LLAMARL_CHECK(at::isfinite(m).all().item<bool>(), "weight sync fp8: parameter '", src.params()[p].name,
+                  "' holds non-finite values on source rank ", args.my_src, " (amax ", m.max().item<float>(),
+                  "), which leave no usable e4m3 scale; fix the overflow upstream or transfer without fp8");
     // The convention of kernels::CastToFp8E4m3: the largest magnitude maps to 448, zero rows get 1.
     m = at::where(m.gt(0), m.div(kernels::kFp8E4m3Max), at::ones_like(m));
   }
@@ -115,12 +115,12 @@ void UnpackScales(const TransferPlan& plan, const PairPlan& pair, const at::Tens
     dst_scales[size_t(g.buffer)].narrow(0, one_dim ? 0 : b.row_begin - g.row_begin, n).copy_(wire.narrow(0, pos, n));
     pos += n;
   }
-  TORCH_INTERNAL_ASSERT(pos == wire.numel(), "fp8 scales: unpacked ", pos, " of ", wire.numel());
+  LLAMARL_ASSERT(pos == wire.numel(), "fp8 scales: unpacked ", pos, " of ", wire.numel());
 }
 
 std::vector<at::Tensor> AllocateScaleBuffers(const TransferPlan& plan, int rank, const at::TensorOptions& options) {
-  TORCH_CHECK(plan.encoding() == TransferEncoding::kFp8E4m3, "AllocateScaleBuffers: the plan's encoding is ",
-              ToString(plan.encoding()), "; only fp8_e4m3 plans have scales");
+  LLAMARL_CHECK(plan.encoding() == TransferEncoding::kFp8E4m3, "AllocateScaleBuffers: the plan's encoding is ",
+                ToString(plan.encoding()), "; only fp8_e4m3 plans have scales");
   const ShardLayout& dst = plan.dst();
   std::vector<at::Tensor> out;
   for (size_t i = 0; i < dst.Rank(rank).buffers.size(); ++i) {
@@ -133,17 +133,17 @@ std::vector<at::Tensor> AllocateScaleBuffers(const TransferPlan& plan, int rank,
 void CheckScaleBuffers(const TransferPlan& plan, int rank, const std::vector<at::Tensor>& scales) {
   const ShardLayout& dst = plan.dst();
   const auto& specs = dst.Rank(rank).buffers;
-  TORCH_CHECK(scales.size() == specs.size(), "weight sync fp8: destination rank ", rank, " expects ", specs.size(),
-              " scale buffers (one per buffer), got ", scales.size(), "; allocate them with AllocateScaleBuffers");
+  LLAMARL_CHECK(scales.size() == specs.size(), "weight sync fp8: destination rank ", rank, " expects ", specs.size(),
+                " scale buffers (one per buffer), got ", scales.size(), "; allocate them with AllocateScaleBuffers");
   for (size_t i = 0; i < specs.size(); ++i) {
     const Region& g = BufferRegion(dst, rank, i);
     const int64_t n = OneDim(dst.params()[size_t(g.param)]) ? 1 : g.Rows();
     const at::Tensor& t = scales[i];
-    TORCH_CHECK(t.defined() && t.is_contiguous() && t.scalar_type() == at::kFloat && t.dim() == 1 && t.numel() == n,
-                "weight sync fp8: scale buffer ", i, " ('", specs[i].name, "') of destination rank ", rank,
-                " must be a contiguous float32 [", n, "] tensor, got ",
-                t.defined() ? c10::toString(t.scalar_type()) : "undefined", " ", t.defined() ? t.sizes() : at::IntArrayRef{},
-                "; allocate them with AllocateScaleBuffers");
+    LLAMARL_CHECK(t.defined() && t.is_contiguous() && t.scalar_type() == at::kFloat && t.dim() == 1 && t.numel() == n,
+                  "weight sync fp8: scale buffer ", i, " ('", specs[i].name, "') of destination rank ", rank,
+                  " must be a contiguous float32 [", n, "] tensor, got ",
+                  t.defined() ? c10::toString(t.scalar_type()) : "undefined", " ", t.defined() ? t.sizes() : at::IntArrayRef{},
+                  "; allocate them with AllocateScaleBuffers");
   }
 }
 

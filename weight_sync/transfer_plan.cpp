@@ -1,8 +1,9 @@
 #include "weight_sync/transfer_plan.h"
 
+#include "core/check.h"
+
 #include <c10/core/ScalarType.h>
 #include <c10/util/ArrayRef.h>
-#include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <iterator>
@@ -21,28 +22,28 @@ int64_t IntersectionArea(const Region& a, const Region& b) {
 void CheckSameParams(const ShardLayout& src, const ShardLayout& dst, TransferEncoding encoding) {
   const auto& a = src.params();
   const auto& b = dst.params();
-  TORCH_CHECK(a.size() == b.size(), "transfer plan ", src.kind(), " -> ", dst.kind(), ": the source has ", a.size(),
-              " parameters, the destination ", b.size(), "; both layouts must be built from the same model config");
+  LLAMARL_CHECK(a.size() == b.size(), "transfer plan ", src.kind(), " -> ", dst.kind(), ": the source has ", a.size(),
+                " parameters, the destination ", b.size(), "; both layouts must be built from the same model config");
   for (size_t i = 0; i < a.size(); ++i) {
-    TORCH_CHECK(a[i].name == b[i].name && a[i].shape == b[i].shape, "transfer plan ", src.kind(), " -> ", dst.kind(),
-                ": parameter ", i, " is '", a[i].name, "' ", c10::IntArrayRef(a[i].shape), " in the source but '",
-                b[i].name, "' ", c10::IntArrayRef(b[i].shape),
-                " in the destination; both layouts must be built from the same model config");
+    LLAMARL_CHECK(a[i].name == b[i].name && a[i].shape == b[i].shape, "transfer plan ", src.kind(), " -> ", dst.kind(),
+                  ": parameter ", i, " is '", a[i].name, "' ", c10::IntArrayRef(a[i].shape), " in the source but '",
+                  b[i].name, "' ", c10::IntArrayRef(b[i].shape),
+                  " in the destination; both layouts must be built from the same model config");
   }
   if (encoding == TransferEncoding::kFp8E4m3) {
     const auto s = src.dtype();
-    TORCH_CHECK(s == at::kFloat || s == at::kBFloat16 || s == at::kHalf, "transfer plan ", src.kind(), " -> ",
-                dst.kind(), ": fp8 e4m3 needs Float, BFloat16 or Half source weights, got ", s,
-                "; cast the source or transfer without fp8");
-    TORCH_CHECK(dst.dtype() == at::kByte, "transfer plan ", src.kind(), " -> ", dst.kind(), ": fp8 e4m3 destination ",
-                "buffers hold the e4m3fn bits in uint8, so the destination layout's dtype must be Byte, got ",
-                dst.dtype(), "; build the destination layout with at::kByte");
+    LLAMARL_CHECK(s == at::kFloat || s == at::kBFloat16 || s == at::kHalf, "transfer plan ", src.kind(), " -> ",
+                  dst.kind(), ": fp8 e4m3 needs Float, BFloat16 or Half source weights, got ", s,
+                  "; cast the source or transfer without fp8");
+    LLAMARL_CHECK(dst.dtype() == at::kByte, "transfer plan ", src.kind(), " -> ", dst.kind(), ": fp8 e4m3 destination ",
+                  "buffers hold the e4m3fn bits in uint8, so the destination layout's dtype must be Byte, got ",
+                  dst.dtype(), "; build the destination layout with at::kByte");
     return;
   }
-  TORCH_CHECK(src.dtype() == dst.dtype() || (c10::isFloatingType(src.dtype()) && c10::isFloatingType(dst.dtype())),
-              "transfer plan ", src.kind(), " -> ", dst.kind(), ": cannot convert ", src.dtype(), " to ", dst.dtype(),
-              "; only same-dtype transfers, floating casts (e.g. Float -> BFloat16) and fp8 e4m3 (TransferEncoding::",
-              "kFp8E4m3, to a Byte layout) are supported");
+  LLAMARL_CHECK(src.dtype() == dst.dtype() || (c10::isFloatingType(src.dtype()) && c10::isFloatingType(dst.dtype())),
+                "transfer plan ", src.kind(), " -> ", dst.kind(), ": cannot convert ", src.dtype(), " to ", dst.dtype(),
+                "; only same-dtype transfers, floating casts (e.g. Float -> BFloat16) and fp8 e4m3 (TransferEncoding::",
+                "kFp8E4m3, to a Byte layout) are supported");
 }
 
 // fp8 scales are one vector per destination buffer, so each buffer must hold exactly one region.
@@ -52,10 +53,10 @@ void CheckOneRegionPerBuffer(const ShardLayout& dst) {
     std::vector<int> count(rank.buffers.size(), 0);
     for (const auto& g : rank.regions) ++count[size_t(g.buffer)];
     for (size_t b = 0; b < count.size(); ++b)
-      TORCH_CHECK(count[b] == 1, "transfer plan: fp8 e4m3 gives every destination buffer one scale vector, but ",
-                  "buffer '", rank.buffers[b].name, "' of rank ", r, " of layout ", dst.kind(), " holds ", count[b],
-                  " regions; use a destination layout with one parameter region per buffer (tensor-parallel or "
-                  "row-shard layouts)");
+      LLAMARL_CHECK(count[b] == 1, "transfer plan: fp8 e4m3 gives every destination buffer one scale vector, but ",
+                    "buffer '", rank.buffers[b].name, "' of rank ", r, " of layout ", dst.kind(), " holds ", count[b],
+                    " regions; use a destination layout with one parameter region per buffer (tensor-parallel or "
+                    "row-shard layouts)");
   }
 }
 
@@ -75,14 +76,14 @@ void CheckPartition(const ShardLayout& src, const std::vector<std::vector<std::p
     for (size_t a = 0; a < regions.size(); ++a) {
       area += regions[a].second.Numel();
       for (size_t b = a + 1; b < regions.size(); ++b)
-        TORCH_CHECK(IntersectionArea(regions[a].second, regions[b].second) == 0, "transfer plan: source layout ",
-                    src.kind(), " holds elements of '", src.params()[i].name, "' twice (ranks ",
-                    regions[a].first, " and ", regions[b].first,
-                    "); a source must hold every element exactly once (use one replica as the source)");
+        LLAMARL_CHECK(IntersectionArea(regions[a].second, regions[b].second) == 0, "transfer plan: source layout ",
+                      src.kind(), " holds elements of '", src.params()[i].name, "' twice (ranks ",
+                      regions[a].first, " and ", regions[b].first,
+                      "); a source must hold every element exactly once (use one replica as the source)");
     }
-    TORCH_CHECK(area == src.params()[i].Numel(), "transfer plan: source layout ", src.kind(), " covers ", area,
-                " of the ", src.params()[i].Numel(), " elements of '", src.params()[i].name,
-                "'; every element must be held by exactly one source rank");
+    LLAMARL_CHECK(area == src.params()[i].Numel(), "transfer plan: source layout ", src.kind(), " covers ", area,
+                  " of the ", src.params()[i].Numel(), " elements of '", src.params()[i].name,
+                  "'; every element must be held by exactly one source rank");
   }
 }
 
@@ -90,9 +91,9 @@ void CheckDestinationRank(const ShardLayout& dst, int rank) {
   const auto& regions = dst.Rank(rank).regions;
   for (size_t a = 0; a < regions.size(); ++a)
     for (size_t b = a + 1; b < regions.size(); ++b)
-      TORCH_CHECK(regions[a].param != regions[b].param || IntersectionArea(regions[a], regions[b]) == 0,
-                  "transfer plan: destination layout ", dst.kind(), " rank ", rank, " holds elements of '",
-                  dst.params()[size_t(regions[a].param)].name, "' in two regions; each element once per rank");
+      LLAMARL_CHECK(regions[a].param != regions[b].param || IntersectionArea(regions[a], regions[b]) == 0,
+                    "transfer plan: destination layout ", dst.kind(), " rank ", rank, " holds elements of '",
+                    dst.params()[size_t(regions[a].param)].name, "' in two regions; each element once per rank");
 }
 
 int64_t RegionsNumel(const ShardLayout& layout) {
@@ -199,8 +200,8 @@ std::shared_ptr<const TransferPlan> TransferPlan::Build(const ShardLayout& src, 
   }
   // With the source a partition, each destination element is covered exactly once; the totals must
   // agree (an internal invariant, checked because every later copy relies on it).
-  TORCH_INTERNAL_ASSERT(plan->DstNumel() == RegionsNumel(dst), "transfer plan blocks cover ", plan->DstNumel(),
-                        " destination elements, the destination regions hold ", RegionsNumel(dst));
+  LLAMARL_ASSERT(plan->DstNumel() == RegionsNumel(dst), "transfer plan blocks cover ", plan->DstNumel(),
+                 " destination elements, the destination regions hold ", RegionsNumel(dst));
   if (encoding == TransferEncoding::kFp8E4m3) plan->BuildAmaxShares();
   std::string key = src.Fingerprint() + "->" + dst.Fingerprint();
   if (encoding != TransferEncoding::kPlain) key += std::string(" as ") + ToString(encoding);

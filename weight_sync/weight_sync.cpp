@@ -1,10 +1,10 @@
 #include "weight_sync/weight_sync.h"
 
 #include <ATen/ATen.h>
-#include <c10/util/Exception.h>
 
 #include <utility>
 
+#include "core/check.h"
 #include "generator/engine.h"
 
 namespace llamarl {
@@ -17,7 +17,7 @@ constexpr int kHeaderTag = 0x5702;
 WeightReceiver::WeightReceiver(std::shared_ptr<const TransferPlan> plan, int dst_rank,
                                const at::TensorOptions& options)
     : plan_(std::move(plan)), dst_rank_(dst_rank) {
-  TORCH_CHECK(plan_ != nullptr, "WeightReceiver: the plan is null");
+  LLAMARL_CHECK(plan_ != nullptr, "WeightReceiver: the plan is null");
   staging_ = AllocateBuffers(plan_->dst(), dst_rank_, options);
   if (plan_->encoding() == TransferEncoding::kFp8E4m3) staging_scales_ = AllocateScaleBuffers(*plan_, dst_rank_, options);
 }
@@ -33,20 +33,20 @@ int64_t WeightReceiver::StagedVersion() const {
 }
 
 int64_t WeightReceiver::ApplyTo(const std::function<void(const std::string&, const at::Tensor&)>& apply) {
-  TORCH_CHECK(plan_->encoding() == TransferEncoding::kPlain, "WeightReceiver::ApplyTo: the plan is ",
-              ToString(plan_->encoding()), ", whose shards need their scales; use ApplyFp8To");
+  LLAMARL_CHECK(plan_->encoding() == TransferEncoding::kPlain, "WeightReceiver::ApplyTo: the plan is ",
+                ToString(plan_->encoding()), ", whose shards need their scales; use ApplyFp8To");
   return ApplyStaged([&](const std::string& name, const at::Tensor& shard, const at::Tensor&) { apply(name, shard); });
 }
 
 int64_t WeightReceiver::ApplyFp8To(const Fp8ApplyFn& apply) {
-  TORCH_CHECK(plan_->encoding() == TransferEncoding::kFp8E4m3, "WeightReceiver::ApplyFp8To: the plan is ",
-              ToString(plan_->encoding()), " and has no scales; use ApplyTo");
+  LLAMARL_CHECK(plan_->encoding() == TransferEncoding::kFp8E4m3, "WeightReceiver::ApplyFp8To: the plan is ",
+                ToString(plan_->encoding()), " and has no scales; use ApplyTo");
   return ApplyStaged(apply);
 }
 
 int64_t WeightReceiver::UpdateEngine(Engine& engine) {
-  TORCH_CHECK(plan_->encoding() == TransferEncoding::kPlain, "WeightReceiver::UpdateEngine: the plan is ",
-              ToString(plan_->encoding()), "; the engine takes plain shards (build the plan without fp8)");
+  LLAMARL_CHECK(plan_->encoding() == TransferEncoding::kPlain, "WeightReceiver::UpdateEngine: the plan is ",
+                ToString(plan_->encoding()), "; the engine takes plain shards (build the plan without fp8)");
   std::lock_guard<std::mutex> lock(mutex_);
   if (staged_version_ <= engine.Version()) return engine.Version();
   // The engine copies the shards in before UpdateWeights returns; the lock keeps the next receive out
@@ -78,7 +78,7 @@ namespace {
 int64_t ExchangeHeader(Communicator& comm, const TransferPlan& plan, const TransferPlacement& placement,
                        int64_t version, int my_dst, const TransferOptions& options) {
   const int me = comm.Rank(), root = placement.src_ranks[0];
-  TORCH_CHECK(me != root || version >= 0, "PushWeights: the policy version must be >= 0, got ", version);
+  LLAMARL_CHECK(me != root || version >= 0, "PushWeights: the policy version must be >= 0, got ", version);
   at::Tensor header = at::tensor(std::vector<int64_t>{version, plan.Id()}, at::kLong);
   std::vector<P2POp> ops;
   if (me == root) {
@@ -90,9 +90,9 @@ int64_t ExchangeHeader(Communicator& comm, const TransferPlan& plan, const Trans
   }
   if (!ops.empty()) comm.SendRecvBatch(ops)->Wait(options.timeout);
   const int64_t pushed = header[0].item<int64_t>(), plan_id = header[1].item<int64_t>();
-  TORCH_CHECK(plan_id == plan.Id(), "PushWeights: destination rank ", my_dst, " executes plan ", plan.Id(),
-              " but source rank 0 sent plan ", plan_id, "; every rank must build the plan from the same layouts ",
-              "(same model config, layouts and rank counts)");
+  LLAMARL_CHECK(plan_id == plan.Id(), "PushWeights: destination rank ", my_dst, " executes plan ", plan.Id(),
+                " but source rank 0 sent plan ", plan_id, "; every rank must build the plan from the same layouts ",
+                "(same model config, layouts and rank counts)");
   return pushed;
 }
 
@@ -104,17 +104,17 @@ int64_t PushWeights(Communicator& comm, const TransferPlan& plan, const Transfer
   CheckPlacement(plan, placement, comm);
   const int me = comm.Rank();
   const int my_dst = LayoutRankOf(placement.dst_ranks, me);
-  TORCH_CHECK(my_dst < 0 || receiver != nullptr, "PushWeights: communicator rank ", me, " is destination rank ",
-              my_dst, " of the placement but passed no WeightReceiver");
-  TORCH_CHECK(receiver == nullptr || receiver->dst_rank() == my_dst, "PushWeights: the receiver is for destination ",
-              "rank ", receiver ? receiver->dst_rank() : -1, " but communicator rank ", me, " is destination rank ",
-              my_dst);
+  LLAMARL_CHECK(my_dst < 0 || receiver != nullptr, "PushWeights: communicator rank ", me, " is destination rank ",
+                my_dst, " of the placement but passed no WeightReceiver");
+  LLAMARL_CHECK(receiver == nullptr || receiver->dst_rank() == my_dst, "PushWeights: the receiver is for destination ",
+                "rank ", receiver ? receiver->dst_rank() : -1, " but communicator rank ", me, " is destination rank ",
+                my_dst);
   const int64_t pushed = ExchangeHeader(comm, plan, placement, version, my_dst, options);
   TransferBuffers buffers{src_buffers, {}, {}};
   std::unique_lock<std::mutex> lock;
   if (receiver) {
-    TORCH_CHECK(receiver->plan().Id() == plan.Id(), "PushWeights: the receiver was built for plan ",
-                receiver->plan().Id(), ", not for plan ", plan.Id());
+    LLAMARL_CHECK(receiver->plan().Id() == plan.Id(), "PushWeights: the receiver was built for plan ",
+                  receiver->plan().Id(), ", not for plan ", plan.Id());
     lock = std::unique_lock<std::mutex>(receiver->mutex_);
     buffers.dst = receiver->staging_;
     buffers.dst_scales = receiver->staging_scales_;
@@ -128,11 +128,11 @@ int64_t PushWeightsIntoEngine(Communicator& comm, const TransferPlan& plan, cons
                               int64_t version, const std::vector<at::Tensor>& src_buffers, Engine& engine,
                               const TransferOptions& options) {
   CheckPlacement(plan, placement, comm);
-  TORCH_CHECK(plan.encoding() == TransferEncoding::kPlain, "PushWeightsIntoEngine: the plan is ",
-              ToString(plan.encoding()), "; the engine takes plain shards (build the plan without fp8)");
+  LLAMARL_CHECK(plan.encoding() == TransferEncoding::kPlain, "PushWeightsIntoEngine: the plan is ",
+                ToString(plan.encoding()), "; the engine takes plain shards (build the plan without fp8)");
   const int my_dst = LayoutRankOf(placement.dst_ranks, comm.Rank());
-  TORCH_CHECK(my_dst >= 0, "PushWeightsIntoEngine: communicator rank ", comm.Rank(),
-              " is not a destination of the placement; call PushWeights");
+  LLAMARL_CHECK(my_dst >= 0, "PushWeightsIntoEngine: communicator rank ", comm.Rank(),
+                " is not a destination of the placement; call PushWeights");
   const int64_t pushed = ExchangeHeader(comm, plan, placement, version, my_dst, options);
   TransferBuffers buffers{src_buffers, {}, {}};
   if (pushed <= engine.Version()) {

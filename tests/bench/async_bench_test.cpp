@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "tests/test_util.h"
+#include "core/check.h"
 
 namespace llamarl::bench {
 namespace {
@@ -96,7 +97,7 @@ TEST(AsyncBenchTest, ErrorsNameTheFile) {
   try {
     SummariseBenchRun(empty);
     FAIL() << "a run without RL steps was summarised";
-  } catch (const c10::Error& e) {
+  } catch (const llamarl::Error& e) {
     EXPECT_NE(std::string(e.what()).find(empty + "/metrics.jsonl"), std::string::npos) << e.what();
   }
   summary["generators"] = {{{"idle_s", 0.0}, {"total_s", 1.0}, {"response_lengths", {1, -1}}}};

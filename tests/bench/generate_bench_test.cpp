@@ -1,6 +1,7 @@
 // RunGenerateBench on a small workload: the report has the fields, its ratios are the ratios
 // of its own figures, and out-of-range options are errors that name the option.
 #include "bench/generate_bench.h"
+#include "core/check.h"
 
 #include <c10/util/Exception.h>
 #include <gtest/gtest.h>
@@ -37,14 +38,14 @@ TEST(GenerateBenchTest, ReportsEngineRecomputeAndRooflinePerBatch) {
 TEST(GenerateBenchTest, OptionsOutOfRangeAreErrors) {
   GenerateBenchOptions o;
   o.batches = {0};
-  EXPECT_THROW(RunGenerateBench(o), c10::Error);
+  EXPECT_THROW(RunGenerateBench(o), llamarl::Error);
   GenerateBenchOptions too_long;
   too_long.prompt_len = 2000;
   too_long.new_tokens = 256;
   try {
     RunGenerateBench(too_long);
     ADD_FAILURE() << "a sequence longer than max_position_embeddings was accepted";
-  } catch (const c10::Error& e) {
+  } catch (const llamarl::Error& e) {
     EXPECT_NE(std::string(e.what()).find("exceeds the model's max_position_embeddings (2048)"), std::string::npos)
         << e.what();
   }

@@ -1,6 +1,7 @@
 // RunTrainBench on a small workload: the report's ratios are the ratios of its own figures, the token
 // count is the batch it built, and out-of-range options are errors that name the option.
 #include "bench/train_bench.h"
+#include "core/check.h"
 
 #include <c10/util/Exception.h>
 #include <gtest/gtest.h>
@@ -43,12 +44,12 @@ TEST(TrainBenchTest, OptionsOutOfRangeAreErrors) {
   try {
     RunTrainBench(*comm, o);
     ADD_FAILURE() << "samples_per_rank 0 was accepted";
-  } catch (const c10::Error& e) {
+  } catch (const llamarl::Error& e) {
     EXPECT_NE(std::string(e.what()).find("samples_per_rank must be >= 1, got 0"), std::string::npos) << e.what();
   }
   TrainBenchOptions gemm;
   gemm.gemm_size = 8;
-  EXPECT_THROW(RunTrainBench(*comm, gemm), c10::Error);
+  EXPECT_THROW(RunTrainBench(*comm, gemm), llamarl::Error);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // tokens under the same distribution; over every row its log-probs would be lower and its importance
 // ratios biased below 1.
 #include "controller/job.h"
+#include "core/check.h"
 #include "core/communicator.h"
 #include "generator/engine.h"
 #include "model/llama_checkpoint.h"
@@ -113,9 +114,9 @@ TEST(PaddedVocabLogprobsTest, TrainerScoresOverTheEnginesSampledVocabulary) {
 
   TrainBatch padded = batch;
   padded.samples[0].response[0] = kRows - 1;
-  EXPECT_THROW(narrowed.Step(padded), c10::Error) << "a padded id in a response cannot have been sampled";
+  EXPECT_THROW(narrowed.Step(padded), llamarl::Error) << "a padded id in a response cannot have been sampled";
   TrainerConfig too_many = ScoringConfig(kRows + 1);
-  EXPECT_THROW(Trainer(*comm, config, *model, too_many), c10::Error);
+  EXPECT_THROW(Trainer(*comm, config, *model, too_many), llamarl::Error);
 }
 
 }  // namespace

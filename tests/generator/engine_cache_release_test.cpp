@@ -3,6 +3,7 @@
 // ReserveCache; generation after a release, with a weight update in between as the colocated loop
 // does, is token for token and log-prob for log-prob that of an engine that never released;
 // releasing with running sequences is refused, names them and leaves their generation intact.
+#include "core/check.h"
 #include "generator/engine.h"
 
 #include "tests/generator/engine_test_util.h"
@@ -132,8 +133,8 @@ TEST_F(EngineCacheReleaseTest, ReleasingRunningSequencesIsRefusedAndHarmless) {
   std::string error;
   try {
     engine.ReleaseCache();
-  } catch (const c10::Error& e) {
-    error = e.what_without_backtrace();
+  } catch (const llamarl::Error& e) {
+    error = e.what();
   }
   EXPECT_NE(error.find("6 sequences are still running (request/sample 30/0, 30/1, 30/2, 31/0"), std::string::npos)
       << error;

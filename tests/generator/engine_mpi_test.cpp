@@ -2,6 +2,7 @@
 // with 3 ranks, ranks 0-1 form a TP=2 group and rank 2 runs alone at TP=1 on a Split communicator of
 // its own, and every group checks the same outputs against the full-recompute oracle. TP=3 over the
 // whole world exercises the validation (4 heads are not divisible by 3).
+#include "core/check.h"
 #include "core/communicator.h"
 #include "generator/engine.h"
 #include "model/shard_layout.h"
@@ -176,7 +177,7 @@ TEST_F(EngineTpTest, TpSizeThatDoesNotDivideTheHeadsIsAClearError) {
   try {
     Engine engine(config, *model, options);
     ADD_FAILURE() << "tp_size " << world_->Size() << " was accepted";
-  } catch (const c10::Error& e) {
+  } catch (const llamarl::Error& e) {
     EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
   }
 }

@@ -5,6 +5,7 @@
 // counted once and all are freed at the end. A request that can never fit is rejected naming its
 // sizes; a budget below one block is an error. A padded vocabulary's extra ids are never sampled and
 // the log-probs are those of the decodable ids.
+#include "core/check.h"
 #include "generator/engine.h"
 
 #include "model/tiny_tokenizer.h"
@@ -215,7 +216,7 @@ TEST(EnginePagedTest, PaddedVocabularyIdsAreNeverSampled) {
   }
   EngineOptions bad;
   bad.sampled_vocab_size = 289;
-  EXPECT_THROW({ Engine engine(config, *model, bad); }, c10::Error);
+  EXPECT_THROW({ Engine engine(config, *model, bad); }, llamarl::Error);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // prompt + response: greedy tokens identical on a mixed batch with requests joining mid-way,
 // log-probs within 1e-4, seeded sampling independent of the batch, in-flight weight updates equal
 // to a fresh engine with the new weights, bad requests rejected one by one.
+#include "core/check.h"
 #include "generator/engine.h"
 
 #include "tests/generator/engine_test_util.h"
@@ -239,7 +240,7 @@ TEST(EngineTest, UpdateWeightsRejectsBadShardsBeforeChangingAnything) {
     try {
       engine.UpdateWeights(shards, version);
       ADD_FAILURE() << "expected an error containing " << needle;
-    } catch (const c10::Error& e) {
+    } catch (const llamarl::Error& e) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
     }
   };
@@ -300,13 +301,13 @@ TEST(EngineTest, OptionsOutsideTheModelAreErrors) {
   LlamaForCausalLM model = MakeModel(config, 11);
   EngineOptions slots;
   slots.max_slots = 0;
-  EXPECT_THROW({ Engine engine(config, *model, slots); }, c10::Error);
+  EXPECT_THROW({ Engine engine(config, *model, slots); }, llamarl::Error);
   EngineOptions length;
   length.max_seq_len = 65;
   try {
     Engine engine(config, *model, length);
     ADD_FAILURE() << "max_seq_len above max_position_embeddings was accepted";
-  } catch (const c10::Error& e) {
+  } catch (const llamarl::Error& e) {
     EXPECT_NE(std::string(e.what()).find("max_position_embeddings 64] (0 = max_position_embeddings), got 65"),
               std::string::npos)
         << e.what();

@@ -1,6 +1,7 @@
 // Multi-turn episodes in the engine: observation tokens prefilled into a sample's own KV blocks after
 // its history give the log-probs of recomputing the whole episode; an awaiting episode sits out of
 // decode steps without holding up others; Continue and End check what they are given.
+#include "core/check.h"
 #include "generator/engine.h"
 
 #include "tests/generator/engine_test_util.h"
@@ -137,16 +138,16 @@ TEST(EngineTurns, ContinueAndEndCheckWhatTheyAreGiven) {
   const LlamaConfig config = TestConfig();
   LlamaForCausalLM model = MakeModel(config, 6);
   Engine engine(config, *model, EngineOptions{});
-  EXPECT_THROW(engine.Continue(9, 0, {1}), c10::Error);  // never submitted
+  EXPECT_THROW(engine.Continue(9, 0, {1}), llamarl::Error);  // never submitted
   engine.Submit(Episode(1, 1, 12));
   ASSERT_EQ(StepUntilAwaiting(engine).size(), 1u);
   const int64_t room = engine.RoomLeft(1, 0);
   EXPECT_EQ(room, 12 - 4);
-  EXPECT_THROW(engine.Continue(1, 0, {}), c10::Error);
-  EXPECT_THROW(engine.Continue(1, 0, std::vector<int64_t>(size_t(room), 1)), c10::Error);  // no room to answer
-  EXPECT_THROW(engine.Continue(1, 0, {kVocab}), c10::Error);
+  EXPECT_THROW(engine.Continue(1, 0, {}), llamarl::Error);
+  EXPECT_THROW(engine.Continue(1, 0, std::vector<int64_t>(size_t(room), 1)), llamarl::Error);  // no room to answer
+  EXPECT_THROW(engine.Continue(1, 0, {kVocab}), llamarl::Error);
   engine.Continue(1, 0, std::vector<int64_t>(size_t(room - 1), 1));
-  EXPECT_THROW(engine.End(1, 0), c10::Error);  // no longer awaiting
+  EXPECT_THROW(engine.End(1, 0), llamarl::Error);  // no longer awaiting
   // The episode's room is spent by the one token of the next turn: it finishes for good.
   std::vector<Completion> done = StepUntilAwaiting(engine);
   ASSERT_EQ(done.size(), 1u);

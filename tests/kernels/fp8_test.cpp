@@ -1,5 +1,6 @@
 // float8 e4m3fn casting: the scalar codec against hand-worked bit patterns and against a brute-force
 // nearest-value search over all 254 finite codes, then the tensor API (scales, layouts, dtypes).
+#include "core/check.h"
 #include "kernels/fp8.h"
 #include "kernels/scalar_math.h"
 
@@ -145,22 +146,22 @@ TEST(Fp8E4m3Tensor, ExplicitScalesHandleNonFiniteAndNonContiguousInput) {
 
 TEST(Fp8E4m3Tensor, RejectsBadInputsWithActionableMessages) {
   const at::Tensor x = at::randn({4, 8});
-  EXPECT_THROW(CastToFp8E4m3(x.to(at::kInt), Fp8Scaling::kPerTensor), c10::Error);
-  EXPECT_THROW(CastToFp8E4m3(at::randn({8}), Fp8Scaling::kPerRow), c10::Error);
-  EXPECT_THROW(CastToFp8E4m3(x, at::ones({3})), c10::Error);
-  EXPECT_THROW(CastToFp8E4m3(x, at::zeros({4})), c10::Error);
+  EXPECT_THROW(CastToFp8E4m3(x.to(at::kInt), Fp8Scaling::kPerTensor), llamarl::Error);
+  EXPECT_THROW(CastToFp8E4m3(at::randn({8}), Fp8Scaling::kPerRow), llamarl::Error);
+  EXPECT_THROW(CastToFp8E4m3(x, at::ones({3})), llamarl::Error);
+  EXPECT_THROW(CastToFp8E4m3(x, at::zeros({4})), llamarl::Error);
   at::Tensor bad = x.clone();
   bad[1][2] = std::numeric_limits<float>::infinity();
   try {
     CastToFp8E4m3(bad, Fp8Scaling::kPerRow);
     FAIL() << "expected an error for a non-finite input";
-  } catch (const c10::Error& e) {
+  } catch (const llamarl::Error& e) {
     EXPECT_NE(std::string(e.what()).find("non-finite"), std::string::npos) << e.what();
   }
   const Fp8Tensor q = CastToFp8E4m3(x, Fp8Scaling::kPerRow);
-  EXPECT_THROW(CastFromFp8E4m3(q.data.to(at::kFloat), q.scales, at::kFloat), c10::Error);
-  EXPECT_THROW(CastFromFp8E4m3(q.data, q.scales, at::kInt), c10::Error);
-  EXPECT_THROW(CastFromFp8E4m3(q.data, q.scales.to(at::kDouble), at::kFloat), c10::Error);
+  EXPECT_THROW(CastFromFp8E4m3(q.data.to(at::kFloat), q.scales, at::kFloat), llamarl::Error);
+  EXPECT_THROW(CastFromFp8E4m3(q.data, q.scales, at::kInt), llamarl::Error);
+  EXPECT_THROW(CastFromFp8E4m3(q.data, q.scales.to(at::kDouble), at::kFloat), llamarl::Error);
 }
 
 }  // namespace

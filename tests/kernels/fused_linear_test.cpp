@@ -1,6 +1,7 @@
 // FusedLinear (one GEMM for several linear layers on one input) against the separate linears it
 // replaces: values and gradients of x, every weight and every bias, with the weights back to back in
 // one storage (read in place) and apart (concatenated), in float32 and bfloat16.
+#include "core/check.h"
 #include "kernels/fused_linear.h"
 
 #include <ATen/ATen.h>
@@ -91,11 +92,11 @@ TEST(FusedLinear, MatchesSeparateLinearsBfloat16) {
 
 TEST(FusedLinear, RejectsBadInputs) {
   const at::Tensor x = at::randn({3, 16});
-  EXPECT_THROW(FusedLinear(x, {}), c10::Error);
-  EXPECT_THROW(FusedLinear(x, {at::randn({4, 15})}), c10::Error);
-  EXPECT_THROW(FusedLinear(x, {at::randn({4, 16}).to(at::kDouble)}), c10::Error);
-  EXPECT_THROW(FusedLinear(x, {at::randn({4, 16}), at::randn({2, 16})}, {at::randn({4})}), c10::Error);
-  EXPECT_THROW(FusedLinear(x, {at::randn({4, 16})}, {at::randn({3})}), c10::Error);
+  EXPECT_THROW(FusedLinear(x, {}), llamarl::Error);
+  EXPECT_THROW(FusedLinear(x, {at::randn({4, 15})}), llamarl::Error);
+  EXPECT_THROW(FusedLinear(x, {at::randn({4, 16}).to(at::kDouble)}), llamarl::Error);
+  EXPECT_THROW(FusedLinear(x, {at::randn({4, 16}), at::randn({2, 16})}, {at::randn({4})}), llamarl::Error);
+  EXPECT_THROW(FusedLinear(x, {at::randn({4, 16})}, {at::randn({3})}), llamarl::Error);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // RmsNorm against the plain LibTorch composition of HF's LlamaRMSNorm: values and gradients, several
 // shapes (including odd widths), float32 and bfloat16.
+#include "core/check.h"
 #include "kernels/rms_norm.h"
 
 #include <ATen/ATen.h>
@@ -86,11 +87,11 @@ TEST(RmsNorm, NonContiguousInputAndGradcheck) {
 
 TEST(RmsNorm, RejectsBadInputs) {
   const at::Tensor x = at::randn({2, 8});
-  EXPECT_THROW(RmsNorm(x, at::ones({7}), 1e-5), c10::Error);
-  EXPECT_THROW(RmsNorm(x, at::ones({8}, at::kBFloat16), 1e-5), c10::Error);
-  EXPECT_THROW(RmsNorm(x.to(at::kInt), at::ones({8}, at::kInt), 1e-5), c10::Error);
-  EXPECT_THROW(RmsNorm(x, at::ones({8}), 0.0), c10::Error);
-  EXPECT_THROW(RmsNorm(at::randn({2, 0}), at::ones({0}), 1e-5), c10::Error);
+  EXPECT_THROW(RmsNorm(x, at::ones({7}), 1e-5), llamarl::Error);
+  EXPECT_THROW(RmsNorm(x, at::ones({8}, at::kBFloat16), 1e-5), llamarl::Error);
+  EXPECT_THROW(RmsNorm(x.to(at::kInt), at::ones({8}, at::kInt), 1e-5), llamarl::Error);
+  EXPECT_THROW(RmsNorm(x, at::ones({8}), 0.0), llamarl::Error);
+  EXPECT_THROW(RmsNorm(at::randn({2, 0}), at::ones({0}), 1e-5), llamarl::Error);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // RoPE: inverse frequencies and rotations against fixtures from HF's own code (scripts/fixtures/
 // kernels_rope.py), and values/gradients against a plain LibTorch composition of rotate-half.
+#include "core/check.h"
 #include "kernels/rope.h"
 
 #include "core/config.h"
@@ -117,15 +118,15 @@ TEST(ApplyRope, RejectsBadInputs) {
   options.head_dim = 8;
   const RopeTables tables = MakeRopeTables(options, at::kCPU);
   const at::Tensor x = at::randn({4, 2, 8});
-  EXPECT_THROW(ApplyRope(x, at::zeros({3}, at::kLong), tables), c10::Error);
-  EXPECT_THROW(ApplyRope(x, at::zeros({4}, at::kInt), tables), c10::Error);
-  EXPECT_THROW(ApplyRope(at::randn({4, 2, 6}), at::zeros({4}, at::kLong), tables), c10::Error);
-  EXPECT_THROW(ApplyRope(at::randn({4, 8}), at::zeros({4}, at::kLong), tables), c10::Error);
+  EXPECT_THROW(ApplyRope(x, at::zeros({3}, at::kLong), tables), llamarl::Error);
+  EXPECT_THROW(ApplyRope(x, at::zeros({4}, at::kInt), tables), llamarl::Error);
+  EXPECT_THROW(ApplyRope(at::randn({4, 2, 6}), at::zeros({4}, at::kLong), tables), llamarl::Error);
+  EXPECT_THROW(ApplyRope(at::randn({4, 8}), at::zeros({4}, at::kLong), tables), llamarl::Error);
   options.head_dim = 7;
-  EXPECT_THROW(RopeInvFreq(options), c10::Error);
+  EXPECT_THROW(RopeInvFreq(options), llamarl::Error);
   options.head_dim = 8;
   options.llama3 = Llama3RopeScalingOptions{8.0, 4.0, 1.0, 8192};
-  EXPECT_THROW(RopeInvFreq(options), c10::Error);
+  EXPECT_THROW(RopeInvFreq(options), llamarl::Error);
 }
 
 }  // namespace

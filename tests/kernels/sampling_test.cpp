@@ -1,6 +1,7 @@
 // SampleTokens: Philox known answers, greedy = argmax, per-row reproducibility independent of the
 // batch, top-k/top-p support restrictions against a sort-based reference, and empirical frequencies
 // against softmax(logits / temperature) with a chi-square bound.
+#include "core/check.h"
 #include "kernels/sampling.h"
 #include "kernels/scalar_math.h"
 
@@ -146,17 +147,17 @@ TEST(SampleTokens, EmpiricalFrequenciesMatchSoftmax) {
 
 TEST(SampleTokens, RejectsBadInputs) {
   const at::Tensor logits = at::randn({2, 10});
-  EXPECT_THROW(SampleTokens(logits, {}, Seeds(3)), c10::Error);
-  EXPECT_THROW(SampleTokens(logits, {}, Seeds(2).to(at::kInt)), c10::Error);
-  EXPECT_THROW(SampleTokens(logits, {-1.0, 0, 1.0}, Seeds(2)), c10::Error);
-  EXPECT_THROW(SampleTokens(logits, {1.0, -2, 1.0}, Seeds(2)), c10::Error);
-  EXPECT_THROW(SampleTokens(logits, {1.0, 0, 0.0}, Seeds(2)), c10::Error);
-  EXPECT_THROW(SampleTokens(logits, {1.0, 0, 1.5}, Seeds(2)), c10::Error);
-  EXPECT_THROW(SampleTokens(logits.to(at::kInt), {}, Seeds(2)), c10::Error);
+  EXPECT_THROW(SampleTokens(logits, {}, Seeds(3)), llamarl::Error);
+  EXPECT_THROW(SampleTokens(logits, {}, Seeds(2).to(at::kInt)), llamarl::Error);
+  EXPECT_THROW(SampleTokens(logits, {-1.0, 0, 1.0}, Seeds(2)), llamarl::Error);
+  EXPECT_THROW(SampleTokens(logits, {1.0, -2, 1.0}, Seeds(2)), llamarl::Error);
+  EXPECT_THROW(SampleTokens(logits, {1.0, 0, 0.0}, Seeds(2)), llamarl::Error);
+  EXPECT_THROW(SampleTokens(logits, {1.0, 0, 1.5}, Seeds(2)), llamarl::Error);
+  EXPECT_THROW(SampleTokens(logits.to(at::kInt), {}, Seeds(2)), llamarl::Error);
   at::Tensor nan_logits = logits.clone();
   nan_logits[1][3] = std::nanf("");
-  EXPECT_THROW(SampleTokens(nan_logits, {}, Seeds(2)), c10::Error);
-  EXPECT_THROW(SampleTokens(at::full({1, 4}, -std::numeric_limits<float>::infinity()), {}, Seeds(1)), c10::Error);
+  EXPECT_THROW(SampleTokens(nan_logits, {}, Seeds(2)), llamarl::Error);
+  EXPECT_THROW(SampleTokens(at::full({1, 4}, -std::numeric_limits<float>::infinity()), {}, Seeds(1)), llamarl::Error);
 }
 
 }  // namespace

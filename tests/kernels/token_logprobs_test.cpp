@@ -1,6 +1,7 @@
 // Tiled token log-probs/entropy against the plain composition log_softmax(h @ W^T / temperature)
 // + gather: values and gradients for hidden and weight, tile sizes that do and do not divide T and
 // V, float32 and bfloat16, temperature, and the entropy's own gradient.
+#include "core/check.h"
 #include "kernels/token_logprobs.h"
 
 #include <ATen/ATen.h>
@@ -114,13 +115,13 @@ TEST(TokenLogprobs, LargeLogitsStayFinite) {
 TEST(TokenLogprobs, RejectsBadInputs) {
   const at::Tensor hidden = at::randn({4, 8}), weight = at::randn({10, 8});
   const at::Tensor targets = at::tensor({0, 1, 2, 3}, at::kLong);
-  EXPECT_THROW(TokenLogprobs(hidden, at::randn({10, 7}), targets), c10::Error);
-  EXPECT_THROW(TokenLogprobs(hidden, weight, at::tensor({0, 1, 2, 10}, at::kLong)), c10::Error);
-  EXPECT_THROW(TokenLogprobs(hidden, weight, at::tensor({0, -100, 2, 1}, at::kLong)), c10::Error);
-  EXPECT_THROW(TokenLogprobs(hidden, weight, targets.to(at::kInt)), c10::Error);
-  EXPECT_THROW(TokenLogprobs(hidden, weight.to(at::kBFloat16), targets), c10::Error);
-  EXPECT_THROW(TokenLogprobs(hidden, weight, targets, {0, 8, 1.0}), c10::Error);
-  EXPECT_THROW(TokenLogprobs(hidden, weight, targets, {8, 8, 0.0}), c10::Error);
+  EXPECT_THROW(TokenLogprobs(hidden, at::randn({10, 7}), targets), llamarl::Error);
+  EXPECT_THROW(TokenLogprobs(hidden, weight, at::tensor({0, 1, 2, 10}, at::kLong)), llamarl::Error);
+  EXPECT_THROW(TokenLogprobs(hidden, weight, at::tensor({0, -100, 2, 1}, at::kLong)), llamarl::Error);
+  EXPECT_THROW(TokenLogprobs(hidden, weight, targets.to(at::kInt)), llamarl::Error);
+  EXPECT_THROW(TokenLogprobs(hidden, weight.to(at::kBFloat16), targets), llamarl::Error);
+  EXPECT_THROW(TokenLogprobs(hidden, weight, targets, {0, 8, 1.0}), llamarl::Error);
+  EXPECT_THROW(TokenLogprobs(hidden, weight, targets, {8, 8, 0.0}), llamarl::Error);
 }
 
 }  // namespace

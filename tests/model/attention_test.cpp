@@ -1,6 +1,7 @@
 // Which keys each query sees (masks, packed layouts, positions) and the packed per-segment attention
 // against the masked path it replaces: values and gradients, alone and through a whole decoder.
 // Legend: H = query heads, K = kv heads, T = tokens, E = head_dim.
+#include "core/check.h"
 #include "model/attention.h"
 
 #include "model/llama.h"
@@ -63,8 +64,8 @@ TEST(AttentionTest, SegmentsMatchMaskedAttentionValuesAndGradients) {
   const at::Tensor ob = AttendSegments(q.to(at::kBFloat16), k.to(at::kBFloat16), v.to(at::kBFloat16),
                                        packed.segment_starts);
   EXPECT_TRUE(at::allclose(ob.to(at::kFloat), out[1], 2e-2, 2e-2));
-  EXPECT_THROW(AttendSegments(q, k, v, {0, 5, 4, t}), c10::Error);
-  EXPECT_THROW(AttendSegments(q, k, v, {0, 5}), c10::Error);
+  EXPECT_THROW(AttendSegments(q, k, v, {0, 5, 4, t}), llamarl::Error);
+  EXPECT_THROW(AttendSegments(q, k, v, {0, 5}), llamarl::Error);
 }
 
 // A decoder's packed forward (per segment) against the same row run with the mask (a batch of two

@@ -1,5 +1,6 @@
 // LoadLlama / SaveLlama / InitLlamaWeights: HF checkpoints in, out and round trip, and the errors
 // a user sees for a checkpoint that does not match its config.json.
+#include "core/check.h"
 #include "model/llama_checkpoint.h"
 
 #include "model/llama_presets.h"
@@ -127,7 +128,7 @@ TEST(LlamaCheckpointTest, TiedModelSavesNoLmHead) {
   // A config that does not describe the model is refused.
   LlamaConfig other = model->config();
   other.intermediate_size = 96;
-  EXPECT_THROW(SaveLlama(dir, *model, other), c10::Error);
+  EXPECT_THROW(SaveLlama(dir, *model, other), llamarl::Error);
 }
 
 TEST(LlamaCheckpointTest, InitIsSeededAndFollowsHf) {
@@ -145,7 +146,7 @@ TEST(LlamaCheckpointTest, InitIsSeededAndFollowsHf) {
   EXPECT_NEAR(w.mean().item<double>(), 0.0, 0.002);
   EXPECT_TRUE(at::equal(a->model->norm->weight, at::ones({config.hidden_size})));
   LlamaForCausalLM meta(config, at::TensorOptions().device(at::kMeta));
-  EXPECT_THROW(InitLlamaWeights(*meta, 1), c10::Error);
+  EXPECT_THROW(InitLlamaWeights(*meta, 1), llamarl::Error);
 }
 
 // A published preset scaled down (its model type, bias, tying, token ids and extra HF fields kept),

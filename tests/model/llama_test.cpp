@@ -1,6 +1,7 @@
 // The decoder against tests/fixtures/llama (outputs of HF's modeling code transcribed in
 // scripts/fixtures/make_llama_fixture.py), plus its structure: HF parameter names, tied storage,
 // meta-device construction, packing and input checks.
+#include "core/check.h"
 #include "model/llama.h"
 
 #include "model/llama_checkpoint.h"
@@ -180,17 +181,17 @@ TEST(LlamaModelTest, RejectsBadInputs) {
   try {
     f.model->Logits(in);
     FAIL() << "expected an error";
-  } catch (const c10::Error& e) {
+  } catch (const llamarl::Error& e) {
     EXPECT_NE(std::string(e.what()).find("input_ids must lie in [0, vocab_size 256), got values in [1, 256]"),
               std::string::npos) << e.what();
   }
   in.input_ids = at::tensor(std::vector<int64_t>{1, 2, 3}, at::kLong).unsqueeze(0);
   in.attention_mask = at::ones({1, 4}, at::kLong);
-  EXPECT_THROW(f.model->Logits(in), c10::Error);
+  EXPECT_THROW(f.model->Logits(in), llamarl::Error);
   in.attention_mask = at::Tensor();
   in.position_ids = at::zeros({2, 3}, at::kLong);
-  EXPECT_THROW(f.model->Logits(in), c10::Error);
-  EXPECT_THROW(f.model->forward(at::zeros({3}, at::kLong)), c10::Error);
+  EXPECT_THROW(f.model->Logits(in), llamarl::Error);
+  EXPECT_THROW(f.model->forward(at::zeros({3}, at::kLong)), llamarl::Error);
 }
 
 }  // namespace

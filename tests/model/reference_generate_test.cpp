@@ -1,6 +1,7 @@
 // Reference generation against the greedy continuations of HF's modeling code
 // (tests/fixtures/llama, scripts/fixtures/make_llama_fixture.py), and the sampler against
 // hand-worked distributions.
+#include "core/check.h"
 #include "model/reference_generate.h"
 
 #include "model/llama_checkpoint.h"
@@ -110,14 +111,14 @@ TEST_F(ReferenceGenerateTest, TopKOneAndTinyTopPAreGreedy) {
 
 TEST_F(ReferenceGenerateTest, RejectsBadOptions) {
   ReferenceGenerateOptions options;
-  EXPECT_THROW(ReferenceGenerate(*model_, {}, options), c10::Error);
+  EXPECT_THROW(ReferenceGenerate(*model_, {}, options), llamarl::Error);
   options.sampling.top_p = 0;
-  EXPECT_THROW(ReferenceGenerate(*model_, prompt_, options), c10::Error);
+  EXPECT_THROW(ReferenceGenerate(*model_, prompt_, options), llamarl::Error);
   options.sampling.top_p = 1;
   options.sampling.temperature = -1;
-  EXPECT_THROW(ReferenceGenerate(*model_, prompt_, options), c10::Error);
+  EXPECT_THROW(ReferenceGenerate(*model_, prompt_, options), llamarl::Error);
   options.sampling.temperature = 0;
-  EXPECT_THROW(ReferenceGenerate(*model_, {0, 256}, options), c10::Error);  // beyond vocab_size 256
+  EXPECT_THROW(ReferenceGenerate(*model_, {0, 256}, options), llamarl::Error);  // beyond vocab_size 256
 }
 
 // Draws n tokens and returns the frequency of each of the 4 tokens.

@@ -2,6 +2,7 @@
 // log-probs and rewards, identical on every rank that builds it.
 #pragma once
 
+#include "core/error_text.h"
 #include "model/llama_checkpoint.h"
 #include "model/llama_config.h"
 #include "trainer/train_batch.h"
@@ -114,14 +115,12 @@ inline double MaxAbsDiff(LlamaForCausalLMImpl& a, LlamaForCausalLMImpl& b) {
   return worst;
 }
 
-// The message of the error that `f` throws (a c10::Error's without the backtrace), or "(no error)".
+// The message of the error that `f` throws (without a backtrace), or "(no error)".
 inline std::string ErrorOf(const std::function<void()>& f) {
   try {
     f();
-  } catch (const c10::Error& e) {
-    return e.what_without_backtrace();
   } catch (const std::exception& e) {
-    return e.what();
+    return ::llamarl::ErrorText(e);
   }
   return "(no error)";
 }
