@@ -1,5 +1,6 @@
 #include "bench/async_bench.h"
 
+#include "controller/hf_export.h"
 #include "controller/length_histogram.h"
 #include "controller/loop.h"
 #include "core/check.h"
@@ -9,6 +10,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <thread>
 
@@ -112,13 +114,41 @@ json SummariseBenchRun(const std::string& run_dir) {
 
 namespace {
 
-controller::RecipeConfig ModeRecipe(const AsyncBenchOptions& options, bool async) {
+// `warm_start`: the shared warm start's HF directory (empty: the recipe has no warm start).
+controller::RecipeConfig ModeRecipe(const AsyncBenchOptions& options, bool async, const std::string& warm_start) {
   std::vector<std::string> overrides = options.overrides;
   if (options.steps > 0) overrides.push_back("steps=" + std::to_string(options.steps));
   overrides.push_back(async ? "placement.mode=split" : "placement.mode=colocated");
   overrides.push_back(async ? "mode=async" : "mode=sync");
   overrides.push_back("run_dir=" + options.run_dir + (async ? "/async" : "/sync"));
+  if (!warm_start.empty()) {
+    for (const char* o : {"model.source=hf", "sft.steps=0"}) overrides.emplace_back(o);
+    overrides.push_back("model.path=" + warm_start);
+  }
   return controller::LoadRecipe(options.recipe, overrides);
+}
+
+// One SFT warm start for both modes. Each mode warm-starting on its own trains on different ranks (all
+// of them colocated, the trainer ranks split), so their sums round differently and RL would start
+// from different policies: the modes' reward and response lengths would differ for that reason
+// alone. Here the warm start runs once (colocated, RL steps 0), is exported in f32 (the master weights
+// exactly) and both modes start RL from that directory. Returns {} when the recipe has no warm start.
+json SharedWarmStart(Communicator& world, const AsyncBenchOptions& options, std::string* hf_dir) {
+  controller::RecipeConfig warm = ModeRecipe(options, false, "");
+  if (warm.sft.steps == 0) return json::object();
+  std::vector<std::string> overrides = options.overrides;
+  for (const char* o : {"steps=0", "placement.mode=colocated", "mode=sync"}) overrides.emplace_back(o);
+  overrides.push_back("run_dir=" + options.run_dir + "/warm_start");
+  warm = controller::LoadRecipe(options.recipe, overrides);
+  *hf_dir = warm.run_dir + "/hf";
+  if (world.Rank() == 0) std::filesystem::remove_all(warm.run_dir);
+  world.Barrier()->Wait();
+  const auto start = std::chrono::steady_clock::now();
+  controller::RunTraining(world, warm);
+  if (world.Rank() == 0) controller::ExportRun({warm.run_dir, *hf_dir, "f32"});
+  world.Barrier()->Wait();
+  return {{"sft_steps", warm.sft.steps}, {"ranks", world.Size()}, {"dir", *hf_dir},
+          {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()}};
 }
 
 }  // namespace
@@ -126,17 +156,19 @@ controller::RecipeConfig ModeRecipe(const AsyncBenchOptions& options, bool async
 json RunAsyncBench(Communicator& world, const AsyncBenchOptions& options) {
   LLAMARL_CHECK(world.Size() >= 2, "bench async compares colocated and split placement on the same ranks: run it under ",
                 "mpirun -np 2 or more (got ", world.Size(), " rank)");
-  controller::RecipeConfig sync = ModeRecipe(options, false);
-  controller::RecipeConfig async = ModeRecipe(options, true);
-  for (const auto* r : {&sync, &async}) {
-    if (world.Rank() == 0) std::filesystem::remove_all(r->run_dir);  // fresh runs, not resumed ones
-  }
+  std::string warm_dir;
   LLAMARL_CHECK(options.threads >= 0, "bench async: threads per rank must be >= 0 (0 = the machine's cores / ranks), got ",
                 options.threads);
   // Both modes get the same intra-op threads per rank: the ranks' share of the machine's cores.
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = options.threads > 0 ? options.threads : std::max(1, cores / world.Size());
   at::set_num_threads(threads);
+  const json warm_start = SharedWarmStart(world, options, &warm_dir);
+  controller::RecipeConfig sync = ModeRecipe(options, false, warm_dir);
+  controller::RecipeConfig async = ModeRecipe(options, true, warm_dir);
+  for (const auto* r : {&sync, &async}) {
+    if (world.Rank() == 0) std::filesystem::remove_all(r->run_dir);  // fresh runs, not resumed ones
+  }
   world.Barrier()->Wait();
   controller::RunTraining(world, sync);
   controller::RunTraining(world, async);
@@ -146,6 +178,7 @@ json RunAsyncBench(Communicator& world, const AsyncBenchOptions& options) {
           {"ranks", world.Size()},
           {"threads_per_rank", threads},
           {"recipe", options.recipe},
+          {"warm_start", warm_start},
           {"sync", s},
           {"async", a},
           // The share of a synchronous step spent generating: what asynchrony can hide.

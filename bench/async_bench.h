@@ -23,15 +23,18 @@ struct AsyncBenchOptions {
   std::string recipe = "recipes/bench_async.json";  // relative to the working directory
   std::vector<std::string> overrides;  // --set key=value, applied to both runs
   int64_t steps = 0;                   // > 0 replaces the recipe's steps
-  std::string run_dir = "runs/bench_async";  // the two runs go to RUN_DIR/sync and RUN_DIR/async
+  std::string run_dir = "runs/bench_async";  // RUN_DIR/warm_start, then RUN_DIR/sync and RUN_DIR/async
   int threads = 0;  // intra-op threads per rank in both modes; 0 = the machine's cores / ranks
 };
 
+// When the recipe has an SFT warm start it runs once, colocated on every rank, into
+// RUN_DIR/warm_start (exported in f32 to RUN_DIR/warm_start/hf), and both modes start RL from it:
+// the same policy at RL step 0, so that what differs afterwards is the mode's doing.
 // Both modes train full batches (rollout.prompts_per_step groups every step), so they train the same
 // number of samples; what differs is how long it takes and, if a mode were biased, which responses.
 //
 // Collective over `world` (2 ranks or more). Print-free; rank 0 returns
-// {"steps", "ranks", "threads_per_rank", "sync": {"step_s", "trained_samples", "trained_tokens",
+// {"steps", "ranks", "threads_per_rank", "warm_start": {"sft_steps", "ranks", "dir", "seconds"} (or {}), "sync": {"step_s", "trained_samples", "trained_tokens",
 //  "tokens_per_s" (trained), "samples_per_s", "reward_start", "reward_end", "idle_fraction_trainer",
 //  "idle_fraction_generator", "response_lengths" (trained samples: {"count", "mean", "p50", "p90",
 //  "p99", "max"}), "generated_lengths" (split: every sample generated), "staleness_tokens" (trained

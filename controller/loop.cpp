@@ -6,7 +6,9 @@
 
 #include "controller/colocated_worker.h"
 #include "controller/generator_worker.h"
+#include "controller/job.h"
 #include "controller/run_dir.h"
+#include "controller/trainer_side.h"
 #include "controller/trainer_worker.h"
 #include "core/check.h"
 #include "core/error_text.h"
@@ -36,6 +38,20 @@ void CheckRecipeFitsPlacement(const RecipeConfig& recipe, const Placement& p) {
                 ") exceeds rollout.max_slots (", recipe.rollout.max_slots, "); a group is admitted at once: raise max_slots");
 }
 
+// steps 0: the recipe's SFT warm start and nothing else, saved as RUN_DIR/checkpoints/step_0 (the
+// step RL would start at), so that `llamarl export` turns it into an HF directory several RL runs can
+// start from, whatever their placement. Every training rank (all of them colocated, the trainer ranks
+// split) takes part; a split placement's generators have nothing to do.
+Json WarmStartOnly(JobContext& job, LlamaWeightSource& weights, Communicator& dp) {
+  TrainingStart start = StartTraining(job, dp, weights);
+  StepPrompts prompts(job.data.train, job.recipe);
+  SaveRunCheckpoint(job, *start.trainer, 0, prompts.CursorAt(0));
+  const std::string checkpoint = job.recipe.run_dir + "/checkpoints/step_0";
+  if (dp.Rank() == 0) LogInfo("warm start only (steps 0): ", job.recipe.sft.steps, " SFT steps saved in ", checkpoint);
+  return Json{{"warm_start_only", true}, {"sft_steps", job.recipe.sft.steps}, {"checkpoint", checkpoint},
+              {"policy_version", start.trainer->PolicyVersion()}};
+}
+
 Json RunRole(JobContext& job, LlamaWeightSource& weights) {
   const Placement& p = job.placement;
   const int rank = job.world.Rank();
@@ -43,6 +59,10 @@ Json RunRole(JobContext& job, LlamaWeightSource& weights) {
   const int replica = p.ReplicaOf(rank);
   std::unique_ptr<Communicator> tp = job.world.Split(replica, rank);
   std::unique_ptr<Communicator> dp = job.world.Split(p.split && p.IsTrainer(rank) ? 0 : -1, rank);
+  if (job.recipe.steps == 0) {
+    if (!p.split) return WarmStartOnly(job, weights, job.world);
+    return p.IsTrainer(rank) ? WarmStartOnly(job, weights, *dp) : Json::object();
+  }
   ReplicaWeightSync sync(job.world, job.config, p, job.recipe.mode == "sync", job.timeouts.step,
                          GeneratorWeightOptions(job.recipe, job.device));
   if (!p.split) return ColocatedWorker(job, weights, sync, std::move(tp)).Run();

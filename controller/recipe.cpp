@@ -1,5 +1,7 @@
 #include "controller/recipe.h"
 
+#include <algorithm>
+
 #include "core/check.h"
 #include "env/environment.h"
 #include "reward/registry.h"
@@ -208,6 +210,8 @@ void ValidateRecipe(const RecipeConfig& c) {
                 "'; set placement.mode to colocated, or mode to async");
   LLAMARL_CHECK(c.tokenizer.source != "hf" || !c.tokenizer.path.empty() || c.model.source == "hf",
                 "tokenizer.source 'hf' needs tokenizer.path (or model.source 'hf' to read model.path)");
+  LLAMARL_CHECK(c.steps > 0 || c.sft.steps > 0, "steps is 0 (the SFT warm start only) but sft.steps is 0 too: ",
+                "nothing to run; set steps (RL) or sft.steps (warm start)");
   const TinyLlamaOptions& tiny = c.model.tiny;
   LLAMARL_CHECK(c.model.source != "tiny" || tiny.hidden_size % tiny.num_heads == 0,
                 "model.hidden_size (", tiny.hidden_size, ") must be a multiple of model.num_heads (",
@@ -274,12 +278,13 @@ RecipeConfig RecipeConfig::FromJson(const Json& j, const std::string& path) {
   r.Read("device", &c.device, {"auto", "cpu", "cuda"}, "where each rank's tensors live");
   c.comm = CommRecipe::FromJson(r.Raw("comm"), r.PathOf("comm"));
   r.Read("run_dir", &c.run_dir, {}, "where metrics, trace and checkpoints go");
-  r.Read("steps", &c.steps, Range::AtLeast(1), "RL steps");
+  r.Read("steps", &c.steps, Range::AtLeast(0), "RL steps (0 = the SFT warm start only, saved as checkpoint step_0)");
   r.Read("seed", &c.seed, Range::AtLeast(0), "sampling seed of the run");
   // After steps and rollout: a schedule decays over the steps, the trainer scores at the rollouts'
   // temperature.
   const Json& trainer = r.Raw("trainer");
-  c.trainer = RlTrainer(trainer, c.steps, c.rollout.sampling.temperature);
+  // A warm-start-only run (steps 0) still builds its RL trainer once; its schedule spans one step.
+  c.trainer = RlTrainer(trainer, std::max<int64_t>(c.steps, 1), c.rollout.sampling.temperature);
   c.sft = SftRecipe::FromJson(r.Raw("sft"), r.PathOf("sft"), trainer);
   r.Finish();
   ValidateRecipe(c);

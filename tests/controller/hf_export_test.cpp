@@ -1,7 +1,8 @@
 // `llamarl export` and `llamarl eval` on a real run: a one-rank colocated run of a tiny recipe,
 // exported to an HF directory whose weights and greedy tokens equal the run's policy (the trainer
 // state loaded from the same checkpoint, independently of the export's reader), and evaluated with
-// pass@k checked against hand-worked values of the estimator.
+// pass@k checked against hand-worked values of the estimator. A warm-start-only run (steps 0),
+// exported, starts RL exactly where the same warm start inside an RL run would.
 #include "controller/hf_export.h"
 
 #include <gtest/gtest.h>
@@ -14,6 +15,7 @@
 #include "controller/offline_eval.h"
 #include "controller/run_dir.h"
 #include "core/communicator.h"
+#include "report/metrics.h"
 #include "model/llama_checkpoint.h"
 #include "model/reference_generate.h"
 #include "tests/test_util.h"
@@ -24,23 +26,29 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// A run of a second or so: a one-layer model on one-digit addition, 2 SFT steps, 2 RL steps with a
+// checkpoint after each.
+Json TinyRunRecipe() {
+  return Json::parse(R"({
+    "model": {"source": "tiny", "hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,
+              "max_position_embeddings": 48, "init_seed": 3},
+    "data": {"source": "arithmetic", "arithmetic": {"num_items": 200, "seed": 5, "max_operands": 2,
+             "max_digits": 1, "operators": "+"}, "prompt": {"style": "plain", "plain_suffix": " "},
+             "eval": {"num_items": 4}, "seed": 5},
+    "reward": {"name": "arithmetic"},
+    "placement": {"mode": "colocated"},
+    "rollout": {"prompts_per_step": 2, "group_size": 2, "max_new_tokens": 4, "max_slots": 8},
+    "trainer": {"algorithm": "grpo", "optimizer": {"lr": 0.01}},
+    "sft": {"steps": 2, "batch_size": 4, "trainer": {"optimizer": {"lr": 0.01}}},
+    "eval": {"num_prompts": 4}, "checkpoint": {"every": 1}, "steps": 2, "seed": 7
+  })");
+}
+
 class ExportTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     run_dir_ = new std::string(testing::MakeTempDir("export_run") + "/run");
-    Json j = Json::parse(R"({
-      "model": {"source": "tiny", "hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,
-                "max_position_embeddings": 48, "init_seed": 3},
-      "data": {"source": "arithmetic", "arithmetic": {"num_items": 200, "seed": 5, "max_operands": 2,
-               "max_digits": 1, "operators": "+"}, "prompt": {"style": "plain", "plain_suffix": " "},
-               "eval": {"num_items": 4}, "seed": 5},
-      "reward": {"name": "arithmetic"},
-      "placement": {"mode": "colocated"},
-      "rollout": {"prompts_per_step": 2, "group_size": 2, "max_new_tokens": 4, "max_slots": 8},
-      "trainer": {"algorithm": "grpo", "optimizer": {"lr": 0.01}},
-      "sft": {"steps": 2, "batch_size": 4, "trainer": {"optimizer": {"lr": 0.01}}},
-      "eval": {"num_prompts": 4}, "checkpoint": {"every": 1}, "steps": 2, "seed": 7
-    })");
+    Json j = TinyRunRecipe();
     j["run_dir"] = *run_dir_;
     auto world = CreateCommunicator("local");
     RunTraining(*world, RecipeConfig::FromJson(j));
@@ -149,6 +157,60 @@ TEST_F(ExportTest, EvalOfTheRunEqualsEvalOfItsExport) {
   o.progress = nullptr;
   const Json hf = RunOfflineEval(o);
   for (const char* key : {"greedy_pass@1", "greedy_reward_mean", "mean@4", "pass@4"}) EXPECT_EQ(hf[key], run[key]) << key;
+}
+
+// steps 0 runs the SFT warm start alone and saves it as checkpoint step_0; an RL run started from its
+// f32 export (sft.steps 0) sees the same policy as an RL run that warm-starts itself: the same
+// held-out reward at the start of RL, which is greedy, and the same first RL step.
+TEST(WarmStartOnly, RlFromItsExportStartsWhereTheSameWarmStartWould) {
+  const std::string dir = testing::MakeTempDir("warm_start_only");
+  Json j = TinyRunRecipe();
+  j["sft"]["steps"] = 4;
+  j["steps"] = 0;
+  auto world = CreateCommunicator("local");
+  j["run_dir"] = dir + "/warm";
+  const Json warm = RunTraining(*world, RecipeConfig::FromJson(j));
+  EXPECT_EQ(warm["warm_start_only"], true);
+  EXPECT_EQ(warm["checkpoint"], dir + "/warm/checkpoints/step_0");
+  int64_t sft_rows = 0;
+  for (const Json& row : ReadMetrics(dir + "/warm/metrics.jsonl")) {
+    EXPECT_EQ(row["phase"], "sft") << row.dump();
+    ++sft_rows;
+  }
+  EXPECT_EQ(sft_rows, 4);
+  ExportOptions e;
+  e.source = dir + "/warm", e.out = dir + "/hf", e.dtype = "f32";
+  EXPECT_EQ(ExportRun(e).rl_step, 0);
+
+  j["steps"] = 2;
+  j["run_dir"] = dir + "/self";
+  const Json self = RunTraining(*world, RecipeConfig::FromJson(j));
+  j["run_dir"] = dir + "/from_export";
+  j["model"] = {{"source", "hf"}, {"path", dir + "/hf"}};
+  j["sft"] = {{"steps", 0}};
+  const Json from_export = RunTraining(*world, RecipeConfig::FromJson(j));
+  EXPECT_EQ(self["eval_start"], from_export["eval_start"]);
+  const auto first_rl = [](const std::string& run) {
+    for (const Json& row : ReadMetrics(run + "/metrics.jsonl"))
+      if (row["phase"] == "rl") return row;
+    return Json();
+  };
+  const Json a = first_rl(dir + "/self"), b = first_rl(dir + "/from_export");
+  // The tiny model earns no reward yet; the entropy and the ratios of the sampled tokens are the
+  // policy's own, so they tell the two starts apart (the random init's differ, below).
+  for (const char* key : {"entropy", "approx_kl", "ratio_mean", "reward_mean", "loss", "tokens"}) EXPECT_EQ(a[key], b[key]) << key;
+  j["run_dir"] = dir + "/no_warm_start";
+  j["model"] = TinyRunRecipe()["model"];
+  RunTraining(*world, RecipeConfig::FromJson(j));
+  EXPECT_NE(first_rl(dir + "/no_warm_start")["entropy"], a["entropy"]) << "the check above cannot tell policies apart";
+
+  j["steps"] = 0;
+  try {
+    RecipeConfig::FromJson(j);
+    FAIL() << "steps 0 with sft.steps 0 was accepted";
+  } catch (const std::exception& err) {
+    EXPECT_NE(std::string(err.what()).find("nothing to run"), std::string::npos) << err.what();
+  }
 }
 
 }  // namespace
