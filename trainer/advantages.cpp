@@ -73,14 +73,20 @@ std::vector<double> BaselineAdvantages(const std::vector<double>& rewards) {
 }
 
 GaeResult Gae(const std::vector<double>& token_rewards, const std::vector<double>& values, double gamma,
-              double lambda) {
+              double lambda, const std::vector<uint8_t>& loss_mask) {
   LLAMARL_CHECK(token_rewards.size() == values.size(), "GAE needs one value per token: ", token_rewards.size(),
                 " rewards, ", values.size(), " values");
+  LLAMARL_CHECK(loss_mask.empty() || loss_mask.size() == values.size(), "GAE's loss mask has ", loss_mask.size(),
+                " entries for ", values.size(), " tokens; pass one per token or none");
   GaeResult out;
   out.advantages.assign(values.size(), 0.0);
   out.returns.assign(values.size(), 0.0);
   double next_value = 0, next_advantage = 0;
   for (size_t k = values.size(); k-- > 0;) {
+    if (!loss_mask.empty() && loss_mask[k] == 0) {  // an observation token: skipped by the recursion
+      out.returns[k] = values[k];
+      continue;
+    }
     const double delta = token_rewards[k] + gamma * next_value - values[k];
     next_advantage = delta + gamma * lambda * next_advantage;
     out.advantages[k] = next_advantage;

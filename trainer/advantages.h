@@ -20,11 +20,15 @@ std::vector<double> BaselineAdvantages(const std::vector<double>& rewards);
 
 // GAE over one sequence: delta_t = r_t + gamma V_{t+1} - V_t (V after the last token = 0),
 // A_t = delta_t + gamma lambda A_{t+1}; returns R_t = A_t + V_t are the value targets.
+// With a loss mask (multi-turn episodes, TrainSample::loss_mask; empty = every token trained) the
+// recursion runs over the trained (model) tokens only, as verl and OpenRLHF do for multi-turn PPO:
+// t + 1 above is the next trained token, so the bootstrap V_{t+1} skips the observation between two
+// turns, and a masked token's reward is not counted. A masked token gets A = 0 and R = V (no target).
 struct GaeResult {
   std::vector<double> advantages, returns;
 };
 GaeResult Gae(const std::vector<double>& token_rewards, const std::vector<double>& values, double gamma,
-              double lambda);
+              double lambda, const std::vector<uint8_t>& loss_mask = {});
 
 // How much of the returns' variance the values explain, 1 - Var(R - V) / Var(R), from sums over n
 // tokens (so that ranks can add them): 1 = perfect, 0 = no better than the mean, negative = worse.

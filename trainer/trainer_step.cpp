@@ -361,14 +361,19 @@ void Trainer::PreparePpo(const std::vector<TrainSample>& samples, const std::vec
   double sum = 0, sum_sq = 0, count = 0;
   std::vector<double> ev_local(4, 0.0);  // sums of R, R^2, R - V, (R - V)^2 for the explained variance
   for (size_t i = 0; i < samples.size(); ++i) {
-    const size_t len = samples[i].response.size();
+    const TrainSample& sample = samples[i];
+    const size_t len = sample.response.size();
     std::vector<double> rewards(len, 0.0), values(ctx.old_values[i].begin(), ctx.old_values[i].end());
-    if (len > 0) rewards[len - 1] = samples[i].reward;
+    size_t last = len;  // the sample's reward sits on its last trained token
+    while (last > 0 && !sample.Trains(last - 1)) --last;
+    if (last > 0) rewards[last - 1] = sample.reward;
     if (!kl_tokens.empty())
       for (size_t t = 0; t < len; ++t) rewards[t] -= cfg_.kl.coef * kl_tokens[i][t];
-    GaeResult gae = Gae(rewards, values, cfg_.ppo.gamma, cfg_.ppo.lambda);
-    for (double a : gae.advantages) sum += a, sum_sq += a * a, count += 1;
+    GaeResult gae = Gae(rewards, values, cfg_.ppo.gamma, cfg_.ppo.lambda, sample.loss_mask);
     for (size_t t = 0; t < len; ++t) {
+      if (!sample.Trains(t)) continue;  // observation tokens: no advantage, no value target
+      const double a = gae.advantages[t];
+      sum += a, sum_sq += a * a, count += 1;
       const double r = gae.returns[t], e = r - values[t];
       ev_local[0] += r, ev_local[1] += r * r, ev_local[2] += e, ev_local[3] += e * e;
     }

@@ -64,6 +64,26 @@ TEST(Advantages, GaeByHand) {
   EXPECT_THROW(Gae({0}, {0, 1}, 1, 1), std::exception);
 }
 
+TEST(Advantages, MaskedGaeSkipsObservationTokensByHand) {
+  // A two-turn episode: model tokens 0, 1, an observation (tokens 2, 3: mask 0), model token 4.
+  // gamma 0.9, lambda 0.5; the observation's reward (7) and values (9) must not enter the recursion:
+  //   k=4: delta = 1 - 0.5 = 0.5, A = 0.5, R = 1.0
+  //   k=1: delta = 0 + 0.9 * 0.5 - 0.4 = 0.05 (bootstraps from token 4), A = 0.05 + 0.45 * 0.5 = 0.275, R = 0.675
+  //   k=0: delta = 0 + 0.9 * 0.4 - 0.2 = 0.16, A = 0.16 + 0.45 * 0.275 = 0.28375, R = 0.48375
+  const std::vector<uint8_t> mask{1, 1, 0, 0, 1};
+  GaeResult r = Gae({0, 0, 7, 0, 1}, {0.2, 0.4, 9, 9, 0.5}, 0.9, 0.5, mask);
+  const std::vector<double> want_a{0.28375, 0.275, 0, 0, 0.5}, want_r{0.48375, 0.675, 9, 9, 1.0};
+  for (size_t k = 0; k < mask.size(); ++k) {
+    EXPECT_NEAR(r.advantages[k], want_a[k], 1e-12) << "token " << k;
+    EXPECT_NEAR(r.returns[k], want_r[k], 1e-12) << "token " << k;
+  }
+  // The same as GAE over the model tokens alone; without the mask the observation changes token 1.
+  GaeResult compact = Gae({0, 0, 1}, {0.2, 0.4, 0.5}, 0.9, 0.5);
+  EXPECT_NEAR(compact.advantages[1], r.advantages[1], 1e-12);
+  EXPECT_GT(std::abs(Gae({0, 0, 7, 0, 1}, {0.2, 0.4, 9, 9, 0.5}, 0.9, 0.5).advantages[1] - 0.275), 1.0);
+  EXPECT_THROW(Gae({0, 1}, {0, 1}, 1, 1, {1}), std::exception);
+}
+
 TEST(Losses, GrpoClipsAndItsGradientVanishesPastTheClip) {
   ClipConfig clip{0.2, 0.2};
   // r = 1.5 > 1.2 with A = 1: loss -1.2, no gradient. With A = -1: loss 1.5, gradient -A r = 1.5.
