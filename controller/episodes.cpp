@@ -161,13 +161,14 @@ void EpisodeRunner::Finish(Key key, Running& running, Completion completion) {
   f.reward = e.reward();
   f.turns = e.turns();
   f.tool_s = e.tool_seconds();
+  f.tool_step_max_s = e.tool_step_max_seconds();
   f.end = env::EpisodeEndName(e.end());
   f.info = e.info();
   ++stats_.episodes;
   stats_.turns += f.turns;
   stats_.tool_calls += running.tool_calls;
   stats_.tool_s += f.tool_s;
-  stats_.tool_s_max = std::max(stats_.tool_s_max, f.tool_s);
+  stats_.tool_s_max = std::max(stats_.tool_s_max, f.tool_step_max_s);
   ++stats_.ends[f.end];
   finished_.push_back(std::move(f));
   episodes_.erase(key);
@@ -200,9 +201,33 @@ RolloutGroup EpisodeGroup(std::vector<FinishedEpisode> episodes, int64_t prompt_
     s.loss_mask = std::move(e.completion.sampled);
     s.reward = e.reward;
     s.finish_reason = e.end;
+    s.turns = e.turns;
+    s.tool_s = e.tool_s;
+    s.tool_step_max_s = e.tool_step_max_s;
     g.samples.push_back(std::move(s));
   }
   return g;
+}
+
+ReferenceEpisodes::ReferenceEpisodes(const env::EpisodeConfig& config, const Tokenizer& tokenizer,
+                                     std::vector<int64_t> eos_ids)
+    : config_(config),
+      factory_(env::MakeEnvironmentFactory(config.name, config.config, "env.config")),
+      tokenizer_(tokenizer),
+      eos_ids_(std::move(eos_ids)),
+      renderer_(config, tokenizer, eos_ids_.empty() ? std::nullopt : std::optional<int64_t>(eos_ids_.front())) {
+  LLAMARL_CHECK(!eos_ids_.empty(), "the model config names no EOS token; reference episodes end their last turn with one");
+}
+
+TrainSample ReferenceEpisodes::Sample(const DatasetItem& item) const {
+  env::ReferenceEpisode e = env::PlayReferenceEpisode(*factory_, config_, {item.id, item.prompt, item.answer},
+                                                      tokenizer_, renderer_, eos_ids_.front());
+  TrainSample t;
+  t.prompt = tokenizer_.Encode(item.prompt);
+  t.response = std::move(e.tokens);
+  t.loss_mask = std::move(e.loss_mask);
+  t.group_id = item.id;
+  return t;
 }
 
 std::vector<Completion> RunEpisodesUntilDone(Engine& engine, EpisodeRunner& runner) {

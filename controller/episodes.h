@@ -34,9 +34,11 @@
 #include <utility>
 #include <vector>
 
+#include "controller/dataset.h"
 #include "controller/rollout.h"
 #include "env/episode.h"
 #include "generator/engine.h"
+#include "trainer/train_batch.h"
 
 namespace llamarl {
 class Tracer;
@@ -49,6 +51,7 @@ struct FinishedEpisode {
   double reward = 0;
   int64_t turns = 0;
   double tool_s = 0;      // seconds in the environment over all turns
+  double tool_step_max_s = 0;  // the slowest environment step
   std::string end;        // env::EpisodeEndName
   Json info;              // the environment's last step info
 };
@@ -114,6 +117,22 @@ class EpisodeRunner {
 // A GRPO group of episodes from one prompt (sorted by sample index): every token after the prompt
 // with its log-prob, version and loss mask, the episode's reward, and its end as the finish reason.
 RolloutGroup EpisodeGroup(std::vector<FinishedEpisode> episodes, int64_t prompt_id);
+
+// The SFT warm start's samples with an environment: per dataset item, the reference episode its
+// environment writes (env::PlayReferenceEpisode): prompt -> agent turns (trained) and observations
+// (loss-masked), ended by the first EOS id, exactly as a rollout lays them out.
+class ReferenceEpisodes {
+ public:
+  ReferenceEpisodes(const env::EpisodeConfig& config, const Tokenizer& tokenizer, std::vector<int64_t> eos_ids);
+  TrainSample Sample(const DatasetItem& item) const;
+
+ private:
+  env::EpisodeConfig config_;
+  std::shared_ptr<env::EnvironmentFactory> factory_;
+  Tokenizer tokenizer_;
+  std::vector<int64_t> eos_ids_;
+  env::ObservationRenderer renderer_;
+};
 
 // Steps the engine until its queue, its sequences and the runner's episodes are all done; returns
 // the completions of requests that are not episodes (the finished episodes are in TakeFinished()).

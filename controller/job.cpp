@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "controller/dataset_random.h"
+#include "controller/episodes.h"
 #include "core/check.h"
 #include "core/error_text.h"
 #include "core/logging.h"
@@ -260,10 +261,14 @@ TrainBatch ToTrainBatch(const std::vector<RolloutGroup>& groups, bool mask_trunc
 }
 
 TrainBatch SftBatch(const std::vector<DatasetItem>& items, const Tokenizer& tokenizer,
-                    const std::vector<int64_t>& eos_ids) {
+                    const std::vector<int64_t>& eos_ids, const ReferenceEpisodes* episodes) {
   LLAMARL_CHECK(!eos_ids.empty(), "the model config names no EOS token; SFT responses need one to learn to stop");
   TrainBatch batch;
   for (const DatasetItem& item : items) {
+    if (episodes) {
+      batch.samples.push_back(episodes->Sample(item));
+      continue;
+    }
     LLAMARL_CHECK(!item.reference_response.empty(), "sft: dataset item ", item.id, " has no reference response; ",
                   "the warm start needs a generated task (arithmetic, countdown) or set sft.steps to 0");
     TrainSample t;

@@ -24,6 +24,8 @@
 
 namespace llamarl::controller {
 
+class ReferenceEpisodes;  // controller/episodes.h
+
 // The model config: a tiny Llama over the 259-token byte tokenizer (EOS = <|endoftext|> and
 // <|im_end|>), or the HF directory's config.json.
 LlamaConfig BuildModelConfig(const RecipeConfig& recipe);
@@ -121,9 +123,10 @@ SamplingParams EvalSampleSampling(const RecipeConfig& recipe, const LlamaConfig&
 // mask_truncated (algorithm.dapo.overlong "filter") a sample whose finish reason is "length" is
 // loss-masked (TrainSample::loss_masked).
 TrainBatch ToTrainBatch(const std::vector<RolloutGroup>& groups, bool mask_truncated = false);
-// SFT samples: prompt -> reference_response + EOS.
+// SFT samples: prompt -> reference_response + EOS; with an environment (`episodes` set), each item's
+// reference episode (tool calls trained, observations loss-masked).
 TrainBatch SftBatch(const std::vector<DatasetItem>& items, const Tokenizer& tokenizer,
-                    const std::vector<int64_t>& eos_ids);
+                    const std::vector<int64_t>& eos_ids, const ReferenceEpisodes* episodes = nullptr);
 
 // Test only (recipe debug.kill_rank / debug.kill_at_step): this rank SIGKILLs itself once `step`
 // reaches kill_at_step, so tests can check that a dead rank ends the job instead of hanging it.

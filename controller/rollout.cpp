@@ -126,6 +126,9 @@ std::vector<uint8_t> EncodeRolloutGroup(const RolloutGroup& g) {
       LLAMARL_ASSERT(s.loss_mask.empty() || s.loss_mask.size() == s.response.size(), "sample with ",
                      s.response.size(), " tokens and a loss mask of ", s.loss_mask.size());
       w.PutVec(s.loss_mask);
+      w.Put<int64_t>(s.turns);
+      w.Put<double>(s.tool_s);
+      w.Put<double>(s.tool_step_max_s);
     }
   }
   return w.Release();
@@ -159,6 +162,9 @@ RolloutGroup DecodeRolloutGroup(const uint8_t* data, size_t size) {
       s.loss_mask = r.GetVec<uint8_t>("loss_mask");
       LLAMARL_CHECK(s.loss_mask.empty() || s.loss_mask.size() == s.response.size(), "rollout message: a sample has ",
                     s.response.size(), " tokens but a loss mask of ", s.loss_mask.size());
+      s.turns = r.Get<int64_t>("turns");
+      s.tool_s = r.Get<double>("tool_s");
+      s.tool_step_max_s = r.Get<double>("tool_step_max_s");
     }
   }
   LLAMARL_CHECK(r.pos() == size, "rollout message: ", size - r.pos(), " trailing bytes after the last sample");

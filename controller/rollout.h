@@ -10,7 +10,9 @@
 //   u32 magic 'LRG1' | i64 step, group_id, prompt_id, generator_rank | f64 gen_s | vec<i64> prompt |
 //   i64 num_samples | per sample: vec<i64> response, vec<f32> logprobs, vec<i64> versions, f64 reward,
 //   str finish_reason
-// and, under the magic 'LRG2' (a group with any loss mask), vec<u8> loss_mask after finish_reason; where vec<T> = i64 count + count elements and str = i64 length + bytes.
+// and, under the magic 'LRG2' (episodes: a group with any loss mask), vec<u8> loss_mask, i64 turns,
+// f64 tool_s, f64 tool_step_max_s after finish_reason; where vec<T> = i64 count + count elements and
+// str = i64 length + bytes.
 //
 // Staleness (DESIGN.md): a token sampled at version u and trained on by the trainer at version v is
 // v - u versions stale. The bound is applied when a group is admitted (controller/batch_planner.h);
@@ -37,6 +39,10 @@ struct RolloutSample {
   // Multi-turn episodes: 1 per token the model sampled (trained), 0 per observation or template token
   // (input only; its logprob is 0). Empty = every token was sampled.
   std::vector<uint8_t> loss_mask;
+  // Multi-turn episodes (0 otherwise): model turns, seconds in the environment over all of them, and
+  // the slowest single environment step.
+  int64_t turns = 0;
+  double tool_s = 0, tool_step_max_s = 0;
 };
 
 struct RolloutGroup {

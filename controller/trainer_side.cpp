@@ -10,6 +10,7 @@
 #include <iterator>
 
 #include "controller/batch_planner.h"
+#include "controller/episodes.h"
 #include "core/check.h"
 #include "core/logging.h"
 #include "core/process_memory.h"
@@ -37,6 +38,8 @@ LlamaWeightSource WarmStart(JobContext& job, Communicator& dp, const LlamaWeight
   cfg.device = job.device;
   Trainer trainer(dp, job.config, weights, cfg);
   EpochSampler sampler(job.data.train, SamplerOptions{job.recipe.data.seed + 1, true, 0});
+  std::unique_ptr<ReferenceEpisodes> episodes;  // with an environment: its reference episodes
+  if (job.recipe.env.enabled()) episodes = std::make_unique<ReferenceEpisodes>(job.recipe.env, job.tokenizer, job.eos_ids());
   for (int64_t i = 0; i < sft.steps; ++i) {
     ScopedStep in_step("SFT", i);
     std::vector<DatasetItem> items = sampler.Next(size_t(sft.batch_size));
@@ -44,7 +47,7 @@ LlamaWeightSource WarmStart(JobContext& job, Communicator& dp, const LlamaWeight
     TrainStepMetrics m;
     {
       ScopedPhase phase(job, "sft");
-      m = trainer.SftStep(SftBatch(LocalSlice(items, dp), job.tokenizer, job.eos_ids()));
+      m = trainer.SftStep(SftBatch(LocalSlice(items, dp), job.tokenizer, job.eos_ids(), episodes.get()));
     }
     const double train_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (job.metrics) {
@@ -200,10 +203,15 @@ std::vector<RolloutGroup> ReadParkedGroups(const std::string& checkpoint_dir) {
 Json StepMetricsRow(Communicator& dp, const std::vector<RolloutGroup>& groups, const StalenessStats& staleness,
                     const TrainStepMetrics& train, const StepTimings& timings) {
   double reward_sum = 0, reward_sq = 0, samples = 0, len_sum = 0, gen_sum = 0, zero_std = 0;
+  double episodes = 0, turns = 0, tool_s = 0, tool_step_max_s = 0;  // multi-turn episodes
   for (const auto& g : groups) {
     gen_sum += g.gen_s;
     std::vector<double> rewards;
     for (const auto& s : g.samples) {
+      if (s.turns > 0) {
+        episodes += 1, turns += double(s.turns), tool_s += s.tool_s;
+        tool_step_max_s = std::max(tool_step_max_s, s.tool_step_max_s);
+      }
       reward_sum += s.reward;
       reward_sq += s.reward * s.reward;
       len_sum += double(s.response.size());
@@ -214,9 +222,10 @@ Json StepMetricsRow(Communicator& dp, const std::vector<RolloutGroup>& groups, c
   }
   at::Tensor sums = at::tensor({reward_sum, reward_sq, samples, len_sum, staleness.staleness_mean * double(staleness.tokens),
                                 double(staleness.tokens), double(staleness.stale_groups), double(groups.size()), gen_sum,
-                                timings.wait_s, timings.score_s, zero_std},
+                                timings.wait_s, timings.score_s, zero_std, episodes, turns, tool_s},
                                at::kDouble);
-  at::Tensor maxes = at::tensor({double(staleness.staleness_max), timings.train_s, timings.sync_s, timings.gen_s},
+  at::Tensor maxes = at::tensor({double(staleness.staleness_max), timings.train_s, timings.sync_s, timings.gen_s,
+                                 tool_step_max_s},
                                 at::kDouble);
   dp.AllReduce(sums)->Wait();
   dp.AllReduce(maxes, {ReduceOp::kMax})->Wait();
@@ -232,6 +241,10 @@ Json StepMetricsRow(Communicator& dp, const std::vector<RolloutGroup>& groups, c
               {"score_s", s[10] / dp.Size()}, {"idle_s_trainer", s[9] / dp.Size()}});
   // Split placement: the groups' mean latency; colocated: the generate phase's wall time.
   row["gen_s"] = m[3] > 0 ? m[3] : (s[7] > 0 ? s[8] / s[7] : 0.0);
+  if (s[12] > 0) {  // multi-turn episodes: every model turn is one environment step
+    row.update({{"turns_mean", s[13] / s[12]}, {"tool_s_mean", s[13] > 0 ? s[14] / s[13] : 0.0},
+                {"tool_s_max", m[4]}});
+  }
   return row;
 }
 

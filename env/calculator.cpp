@@ -31,12 +31,31 @@ std::string JsonExpression(const CalculatorConfig& c, const std::string& call, s
   return args["expression"].get<std::string>();
 }
 
-class Calculator : public Environment {
+class Calculator : public Environment, public ReferenceAgent {
  public:
   explicit Calculator(const CalculatorConfig& config)
       : config_(config), reward_(reward::MakeRewardFromSpec(config.reward, "env.config.reward")) {}
 
-  void Reset(const EnvItem& item) override { item_ = item; }
+  void Reset(const EnvItem& item) override {
+    item_ = item;
+    last_value_.clear();
+  }
+
+  // One call with the item's expression, then its value as the answer.
+  std::string ReferenceTurn() override {
+    if (!last_value_.empty()) return last_value_;
+    LLAMARL_CHECK(item_.answer.is_object() && item_.answer.contains("expression") &&
+                      item_.answer["expression"].is_string(),
+                  "calculator: item ", item_.id, "'s answer has no \"expression\" string to write a reference ",
+                  "episode from (generated arithmetic tasks have one); got ", item_.answer.dump());
+    std::string expression;
+    for (char ch : item_.answer["expression"].get<std::string>())
+      if (ch != ' ') expression += ch;
+    if (config_.call_format == "json") {
+      expression = Json{{"name", config_.tool_name}, {"arguments", {{"expression", expression}}}}.dump();
+    }
+    return config_.call_open + expression + config_.call_close;
+  }
 
   EnvStep Step(const std::string& turn) override {
     EnvStep step;
@@ -57,6 +76,7 @@ class Calculator : public Environment {
       return step;
     }
     step.observation = EvaluateCalculatorCall(config_, turn.substr(begin, close - begin), &step.info);
+    if (step.info.contains("value")) last_value_ = step.observation;
     return step;
   }
 
@@ -64,6 +84,7 @@ class Calculator : public Environment {
   CalculatorConfig config_;
   std::unique_ptr<reward::Reward> reward_;  // one per episode: rewards are not thread-safe
   EnvItem item_;
+  std::string last_value_;  // the last call's value (what the reference agent answers)
 };
 
 class CalculatorFactory : public EnvironmentFactory {

@@ -11,6 +11,8 @@
 // rationals in lowest terms). The observation is the value ("56088", "-3/4"), or "error: ..." naming
 // what was wrong and the expected form (invalid JSON, no expression, an unknown tool, division by
 // zero, overflow); the episode goes on, so the model may correct itself within its turn budget.
+// As a ReferenceAgent (SFT warm starts) it calls the item's answer["expression"] (spaces dropped) in
+// the declared format, then answers the call's value: "<c>12*34</c>", observation, "408".
 #pragma once
 
 #include <string>

@@ -49,6 +49,17 @@ class Environment {
   virtual EnvStep Step(const std::string& turn) = 0;
 };
 
+// Optional ability (SFT warm starts, env/episode.h PlayReferenceEpisode): an environment that can write
+// the turns of a correct episode, so that a model learns the tool format before RL.
+class ReferenceAgent {
+ public:
+  virtual ~ReferenceAgent() = default;
+  // The model turn a correct agent writes next, given the item of the last Reset and the Steps since
+  // (the text a model turn decodes to). Throws llamarl::Error when the item holds no reference to
+  // write it from.
+  virtual std::string ReferenceTurn() = 0;
+};
+
 class EnvironmentFactory {
  public:
   virtual ~EnvironmentFactory() = default;

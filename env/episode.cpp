@@ -98,7 +98,9 @@ Episode::Turn Episode::OnModelTurn(int64_t num_tokens, const std::string& text, 
   ++turns_;
   const auto start = std::chrono::steady_clock::now();
   EnvStep step = env_->Step(text);
-  tool_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  tool_seconds_ += seconds;
+  tool_step_max_seconds_ = std::max(tool_step_max_seconds_, seconds);
   info_ = std::move(step.info);
   if (step.done) {
     end_ = info_.is_object() && info_.contains("error") ? EpisodeEnd::kToolError : EpisodeEnd::kEnv;
@@ -126,6 +128,37 @@ void Episode::Truncate() {
   if (done()) return;
   end_ = EpisodeEnd::kLength;
   reward_ = config_.truncated_reward;
+}
+
+ReferenceEpisode PlayReferenceEpisode(EnvironmentFactory& factory, const EpisodeConfig& config, const EnvItem& item,
+                                      const Tokenizer& tokenizer, const ObservationRenderer& renderer,
+                                      int64_t end_of_turn_id) {
+  std::unique_ptr<Environment> environment = factory.Make();
+  auto* agent = dynamic_cast<ReferenceAgent*>(environment.get());
+  LLAMARL_CHECK(agent != nullptr, "environment '", factory.Name(), "' cannot write reference episodes for an SFT ",
+                "warm start (it is no env::ReferenceAgent); set sft.steps to 0");
+  Episode episode(std::move(environment), config, item);
+  ReferenceEpisode out;
+  auto append = [&out](const std::vector<int64_t>& tokens, uint8_t trained) {
+    out.tokens.insert(out.tokens.end(), tokens.begin(), tokens.end());
+    out.loss_mask.insert(out.loss_mask.end(), tokens.size(), trained);
+  };
+  constexpr int64_t kUnbounded = int64_t(1) << 40;  // the engine's room is not known here; max_tokens applies
+  while (!episode.done()) {
+    const std::string text = agent->ReferenceTurn();
+    const std::vector<int64_t> turn = tokenizer.Encode(text);
+    // A call turn ends at its stop string (not at the end-of-turn token), as in a rollout.
+    Episode::Turn next = episode.OnModelTurn(int64_t(turn.size()), text, /*ended=*/false, kUnbounded, renderer);
+    append(turn, 1);
+    if (next.done) append({end_of_turn_id}, 1);
+    append(next.observation, 0);
+  }
+  LLAMARL_CHECK(episode.end() == EpisodeEnd::kEnv, "the reference episode of item ", item.id, " ended by ",
+                EpisodeEndName(episode.end()), " after ", episode.turns(), " turns and ", episode.tokens(),
+                " tokens; raise env.max_turns (", config.max_turns, ") or env.max_tokens (", config.max_tokens, ")");
+  out.reward = episode.reward();
+  out.turns = episode.turns();
+  return out;
 }
 
 }  // namespace llamarl::env

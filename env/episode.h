@@ -86,6 +86,7 @@ class Episode {
   int64_t turns() const { return turns_; }
   int64_t tokens() const { return tokens_; }  // model + observation tokens so far
   double tool_seconds() const { return tool_seconds_; }
+  double tool_step_max_seconds() const { return tool_step_max_seconds_; }  // the slowest environment step
   const Json& info() const { return info_; }  // the last step's info
 
  private:
@@ -94,8 +95,24 @@ class Episode {
   EpisodeEnd end_ = EpisodeEnd::kRunning;
   double reward_ = 0;
   int64_t turns_ = 0, tokens_ = 0;
-  double tool_seconds_ = 0;
+  double tool_seconds_ = 0, tool_step_max_seconds_ = 0;
   Json info_ = Json::object();
 };
+
+// A reference episode (SFT warm starts): the environment's ReferenceAgent writes every model turn,
+// the environment answers, and the tokens after the prompt are laid out as a rollout holds them:
+// each turn encoded on its own, observations rendered by `renderer`, `end_of_turn_id` after the last
+// turn. loss_mask: 1 for the agent's tokens (trained), 0 for observation and template tokens.
+struct ReferenceEpisode {
+  std::vector<int64_t> tokens;
+  std::vector<uint8_t> loss_mask;
+  double reward = 0;
+  int64_t turns = 0;
+};
+// Throws llamarl::Error when the environment is no ReferenceAgent, or when the episode does not end
+// by the environment within the config's turn and token budgets.
+ReferenceEpisode PlayReferenceEpisode(EnvironmentFactory& factory, const EpisodeConfig& config, const EnvItem& item,
+                                      const Tokenizer& tokenizer, const ObservationRenderer& renderer,
+                                      int64_t end_of_turn_id);
 
 }  // namespace llamarl::env

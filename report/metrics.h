@@ -17,6 +17,8 @@
 //   anchor over the step's updates), updates, updates_applied (optimizer updates of the step),
 //   tokens, tokens_per_s, samples, response_len_mean,
 //   gen_s, score_s, train_s, sync_s, idle_s_trainer, idle_s_generator,
+//   multi-turn episodes (env): turns_mean (model turns per trained episode), tool_s_mean and
+//   tool_s_max (seconds of one environment step: mean over the step's turns, and the slowest),
 //   zero_std_groups (trained groups whose rewards are all equal: no group-relative signal),
 //   algorithm.dapo.dynamic_sampling only: filtered_groups (groups without signal discarded for
 //   this step), generated_groups (the batch plus those), colocated: generation_rounds,

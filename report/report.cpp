@@ -165,6 +165,16 @@ std::string SummaryTable(const RunData& run, const report::Columns& c) {
     rows = {{"recipe", "no recipe.json in the run directory"}};
   }
   rows.emplace_back("recorded steps", std::to_string(num_sft) + " SFT + " + std::to_string(c.size() - num_sft) + " RL");
+  if (c.Has("turns_mean")) {  // multi-turn episodes
+    std::vector<double> step_max = c.Get("tool_s_max");
+    double slowest = NAN;
+    for (double v : step_max)
+      if (std::isfinite(v) && (std::isnan(slowest) || v > slowest)) slowest = v;
+    rows.emplace_back("environment", Str(r, "/env/name", "?") + ", ≤ " + Str(r, "/env/max_turns", "?") + " turns");
+    rows.emplace_back("turns per episode (mean over steps)", FormatNumber(MeanOf(c.Get("turns_mean"))));
+    rows.emplace_back("tool latency (mean of steps' means / slowest)",
+                      FormatNumber(MeanOf(c.Get("tool_s_mean")) * 1e3) + " ms / " + FormatNumber(slowest * 1e3) + " ms");
+  }
   std::ostringstream out;
   out << "<table class=\"summary\">";
   for (const auto& [k, v] : rows) out << "<tr><th>" << Escape(k) << "</th><td>" << Escape(v) << "</td></tr>";
@@ -248,6 +258,10 @@ std::string RenderReport(const RunData& run) {
   out << "<h2 id=\"optimization\">Optimization</h2><div class=\"grid\">" << report::OptimizationFigures(c) << "</div>\n";
   out << "<h2 id=\"time\">Where the time goes</h2>" << report::StepTimeSection(c, run.recipe) << "\n";
   out << "<h2 id=\"throughput\">Throughput</h2><div class=\"grid\">" << report::ThroughputFigures(c) << "</div>\n";
+  if (c.Has("turns_mean")) {
+    out << "<h2 id=\"episodes\">Episodes: turns and tools</h2><div class=\"grid\">" << report::EpisodeFigures(c)
+        << "</div>\n";
+  }
   out << "<h2 id=\"timeline\">Timeline</h2>" << report::TimelineSection(run) << "\n";
   if (run.recipe.is_object()) {
     out << "<details><summary>resolved recipe (recipe.json)</summary><pre>" << Escape(run.recipe.dump(2))

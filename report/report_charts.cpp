@@ -1,4 +1,5 @@
-// The metric charts of the report: reward, staleness, importance weights, optimization, throughput.
+// The metric charts of the report: reward, staleness, importance weights, optimization, throughput,
+// multi-turn episodes.
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -213,6 +214,15 @@ std::string ThroughputFigures(const Columns& c) {
                      "Generated tokens per second of the generator ranks.", true) +
          LinesFigure(c, "response length", "tokens", {{"response_len_mean", "#f28e2b"}},
                      "Mean number of generated tokens per response.", true);
+}
+
+std::string EpisodeFigures(const Columns& c) {
+  return LinesFigure(c, "turns per episode", "model turns", {{"turns_mean", "#4e79a7"}},
+                     "Mean model turns of the step's trained episodes (a tool call and its answer are two).", true) +
+         LinesFigure(c, "tool latency", "seconds", {{"tool_s_mean", "#59a14f"}, {"tool_s_max", "#e15759"}},
+                     "Seconds of one environment step (a tool call, or scoring the answer): the step's mean and its "
+                     "slowest. Episodes at their tools do not block the decoding of others.",
+                     true);
 }
 
 }  // namespace llamarl::report

@@ -52,6 +52,8 @@ std::string StalenessFigures(const Columns& c, const nlohmann::json& recipe);
 std::string ImportanceFigures(const Columns& c);
 std::string OptimizationFigures(const Columns& c);
 std::string ThroughputFigures(const Columns& c);
+// Multi-turn episodes (runs with an env): turns per episode and tool latency per step.
+std::string EpisodeFigures(const Columns& c);
 // Stacked per-role step times and the table of mean seconds per step and share of each activity.
 std::string StepTimeSection(const Columns& c, const nlohmann::json& recipe);
 // One lane per rank coloured by phase: the whole run and a zoom on its last training steps.

@@ -10,6 +10,8 @@
 #include <thread>
 
 #include "controller/job.h"
+#include "controller/trainer_side.h"
+#include "core/communicator.h"
 #include "model/tiny_tokenizer.h"
 #include "tests/generator/engine_test_util.h"
 
@@ -117,6 +119,17 @@ TEST(Episodes, ScriptedEnvironmentGivesTheExactTokensAndLossMask) {
   const std::vector<uint8_t> bytes = EncodeRolloutGroup(group);
   RolloutGroup back = DecodeRolloutGroup(bytes.data(), bytes.size());
   EXPECT_EQ(back.samples[1].loss_mask, group.samples[1].loss_mask);
+  EXPECT_EQ(back.samples[1].turns, 3);
+  EXPECT_EQ(back.samples[1].tool_s, group.samples[1].tool_s);
+  EXPECT_EQ(back.samples[1].tool_step_max_s, group.samples[1].tool_step_max_s);
+  EXPECT_LE(back.samples[1].tool_step_max_s, back.samples[1].tool_s);
+  // ... and into the step's metrics row: turns per episode and tool latency per environment step.
+  auto dp = CreateCommunicator("local");
+  Json row = StepMetricsRow(*dp, {back}, StalenessStats{}, TrainStepMetrics{}, StepTimings{});
+  EXPECT_EQ(row["turns_mean"], 3.0);
+  EXPECT_DOUBLE_EQ(row["tool_s_mean"].get<double>(), (back.samples[0].tool_s + back.samples[1].tool_s) / 6);
+  EXPECT_EQ(row["tool_s_max"], std::max(back.samples[0].tool_step_max_s, back.samples[1].tool_step_max_s));
+  EXPECT_FALSE(StepMetricsRow(*dp, {}, StalenessStats{}, TrainStepMetrics{}, StepTimings{}).contains("turns_mean"));
   TrainBatch batch = ToTrainBatch({back}, false);
   EXPECT_EQ(batch.samples[0].loss_mask, group.samples[0].loss_mask);
   EXPECT_EQ(batch.samples[0].NumTrainedTokens(), std::count(group.samples[0].loss_mask.begin(), group.samples[0].loss_mask.end(), 1));
@@ -124,6 +137,32 @@ TEST(Episodes, ScriptedEnvironmentGivesTheExactTokensAndLossMask) {
   EXPECT_EQ(stats.episodes, 2);
   EXPECT_EQ(stats.turns, 6);
   EXPECT_EQ(stats.ends["env"], 2);
+}
+
+TEST(Episodes, SftWarmStartTrainsOnReferenceEpisodesWithObservationsMasked) {
+  env::EpisodeConfig c;
+  c.name = "calculator";
+  c.config = Json{{"call_format", "expression"}, {"call_open", "<c>"}, {"call_close", "</c>"}};
+  c.observation_prefix = "<r>";
+  c.observation_suffix = "</r>";
+  const Tokenizer tok = TinyTokenizer();
+  ReferenceEpisodes episodes(c, tok, {TinyTokenizerIds::kEndOfText});
+  DatasetItem item;
+  item.id = 4;
+  item.prompt = "12 * 34 = ";
+  item.answer = Json{{"target", 408}, {"expression", "12 * 34"}};
+  item.reference_response = "408";
+  TrainBatch batch = SftBatch({item}, tok, {TinyTokenizerIds::kEndOfText}, &episodes);
+  ASSERT_EQ(batch.samples.size(), 1u);
+  const TrainSample& t = batch.samples[0];
+  EXPECT_EQ(t.prompt, tok.Encode(item.prompt));
+  EXPECT_EQ(tok.Decode(t.response), "<c>12*34</c><r>408</r>408<|endoftext|>");
+  EXPECT_EQ(t.NumTrainedTokens(), int64_t(std::string("<c>12*34</c>408").size()) + 1);
+  EXPECT_EQ(t.group_id, 4);
+  // Without an environment: the reference response, all trained.
+  TrainSample plain = SftBatch({item}, tok, {TinyTokenizerIds::kEndOfText}).samples.at(0);
+  EXPECT_EQ(tok.Decode(plain.response), "408<|endoftext|>");
+  EXPECT_TRUE(plain.loss_mask.empty());
 }
 
 TEST(Episodes, AnEpisodeAtASlowToolDoesNotHoldUpDecoding) {

@@ -267,5 +267,52 @@ TEST(ObservationRenderer, ChatMlToolMessageAfterTheModelsTurn) {
             "<|im_end|>\n<|im_start|>user\n<tool_response>\n7\n</tool_response><|im_end|>\n<|im_start|>assistant\n");
 }
 
+// Runs `f`, which must throw llamarl::Error with `part` in its message.
+template <typename F>
+void ExpectThrowsWith(F f, const std::string& part) {
+  try {
+    f();
+    ADD_FAILURE() << "no exception; expected one with '" << part << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+  }
+}
+
+TEST(ReferenceEpisode, CalculatorCallsThenAnswersWithObservationsMasked) {
+  EpisodeConfig c;
+  c.name = "calculator";
+  c.config = Json{{"call_format", "expression"}, {"call_open", "<c>"}, {"call_close", "</c>"}};
+  c.observation_prefix = "<r>";
+  c.observation_suffix = "</r>";
+  const Tokenizer tok = TinyTokenizer();
+  ObservationRenderer renderer(c, tok, TinyTokenizerIds::kEndOfText);
+  auto factory = MakeEnvironmentFactory(c.name, c.config);
+  const EnvItem item{3, "123 * 45 ", Json{{"target", 5535}, {"expression", "123 * 45"}}};
+  ReferenceEpisode e = PlayReferenceEpisode(*factory, c, item, tok, renderer, TinyTokenizerIds::kEndOfText);
+  EXPECT_EQ(tok.Decode(e.tokens), "<c>123*45</c><r>5535</r>5535<|endoftext|>");
+  const std::string call = "<c>123*45</c>", observation = "<r>5535</r>";
+  std::vector<uint8_t> mask(call.size(), 1);
+  mask.insert(mask.end(), observation.size(), 0);
+  mask.insert(mask.end(), 4 + 1, 1);  // the answer and its end of turn
+  EXPECT_EQ(e.loss_mask, mask);
+  EXPECT_EQ(e.reward, 1.0);
+  EXPECT_EQ(e.turns, 2);
+  // The json format writes a Hermes-style call.
+  c.config = Json::object();
+  auto json_factory = MakeEnvironmentFactory(c.name, c.config);
+  ReferenceEpisode j = PlayReferenceEpisode(*json_factory, c, item, tok, renderer, TinyTokenizerIds::kEndOfText);
+  EXPECT_EQ(tok.Decode(j.tokens), R"(<tool_call>{"arguments":{"expression":"123*45"},"name":"calculator"}</tool_call>)"
+                                  "<r>5535</r>5535<|endoftext|>");
+  // A budget the reference does not fit in, an item without an expression, an environment that is no
+  // ReferenceAgent: each a clear error.
+  c.max_tokens = 10;
+  ExpectThrowsWith([&] { PlayReferenceEpisode(*json_factory, c, item, tok, renderer, 0); }, "env.max_tokens");
+  c.max_tokens = 0;
+  ExpectThrowsWith([&] { PlayReferenceEpisode(*factory, c, {3, "p", Json{{"target", 1}}}, tok, renderer, 0); },
+                   "no \"expression\"");
+  auto command = MakeEnvironmentFactory("command", Json{{"command", {"/bin/cat"}}});
+  ExpectThrowsWith([&] { PlayReferenceEpisode(*command, c, item, tok, renderer, 0); }, "no env::ReferenceAgent");
+}
+
 }  // namespace
 }  // namespace llamarl::env

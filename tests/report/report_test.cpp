@@ -170,6 +170,27 @@ TEST(Report, MinimalRunWithoutRecipeOrTrace) {
   EXPECT_NE(html.find("not recorded by this run (metrics staleness_mean, staleness_max are absent)"), std::string::npos);
 }
 
+TEST(Report, EpisodesShowTurnsAndToolLatencyOnlyWhenRecorded) {
+  std::string dir = testing::MakeTempDir("report");
+  {
+    MetricsWriter w(dir + "/metrics.jsonl");
+    w.Write({{"step", 0}, {"reward_mean", 0.25}, {"turns_mean", 1.5}, {"tool_s_mean", 0.002}, {"tool_s_max", 0.004}});
+    w.Write({{"step", 1}, {"reward_mean", 0.5}, {"turns_mean", 2.5}, {"tool_s_mean", 0.004}, {"tool_s_max", 0.010}});
+  }
+  std::ofstream(dir + "/recipe.json") << json{{"env", {{"name", "calculator"}, {"max_turns", 3}}}}.dump();
+  std::string html = RenderReport(LoadRun(dir));
+  const std::string section = Between(html, "<h2 id=\"episodes\">", "</div>\n");
+  for (const char* key : {"turns_mean", "tool_s_mean", "tool_s_max"})
+    EXPECT_NE(section.find(std::string("class=\"series\" data-name=\"") + key + "\""), std::string::npos) << key;
+  // The summary table: the environment, the mean of the steps' turns and latencies, the slowest step.
+  EXPECT_NE(html.find("calculator, ≤ 3 turns"), std::string::npos);
+  EXPECT_NE(html.find("<td>" + svg::FormatNumber(2.0) + "</td>"), std::string::npos);
+  EXPECT_NE(html.find(svg::FormatNumber(3.0) + " ms / " + svg::FormatNumber(10.0) + " ms"), std::string::npos);
+  // A single-turn run has no episode section.
+  std::string plain = RenderReport(LoadRun(CopyFixtureRun()));
+  EXPECT_EQ(plain.find("id=\"episodes\""), std::string::npos);
+}
+
 TEST(Report, ResumedStepsKeepTheRerunAndPhasesShareOneAxis) {
   std::string dir = testing::MakeTempDir("report");
   {
