@@ -37,13 +37,23 @@ std::vector<RolloutGroup> ColocatedWorker::GenerateGroups(int64_t step, const st
                                                           StepTimings* timings) {
   const auto t = Clock::now();
   std::map<uint64_t, std::vector<Completion>> by_group;
+  std::map<uint64_t, std::vector<FinishedEpisode>> episodes;  // with an environment
   {
     ScopedPhase phase(job_, "generate");
-    for (const GroupRequest& r : requests) engine_->Submit(RolloutRequest(job_, r.id, r.item));
-    for (Completion& c : engine_->RunUntilDone()) by_group[c.request_id].push_back(std::move(c));
+    for (const GroupRequest& r : requests) {
+      if (runner_) runner_->Submit(*engine_, RolloutRequest(job_, r.id, r.item), {r.item.id, r.item.prompt, r.item.answer});
+      else engine_->Submit(RolloutRequest(job_, r.id, r.item));
+    }
+    if (runner_) {
+      LLAMARL_ASSERT(RunEpisodesUntilDone(*engine_, *runner_).empty(), "a rollout request that is no episode");
+      for (FinishedEpisode& e : runner_->TakeFinished()) episodes[e.completion.request_id].push_back(std::move(e));
+    } else {
+      for (Completion& c : engine_->RunUntilDone()) by_group[c.request_id].push_back(std::move(c));
+    }
   }
   const double gen_s = SecondsSince(t);
   timings->gen_s += gen_s;
+  if (runner_) return EpisodeGroups(step, requests, std::move(episodes), gen_s);
   const auto ts = Clock::now();
   ScopedPhase scoring(job_, "score", /*trace=*/false);
   std::vector<RolloutGroup> groups;
@@ -53,6 +63,21 @@ std::vector<RolloutGroup> ColocatedWorker::GenerateGroups(int64_t step, const st
     groups.push_back(std::move(g));
   }
   timings->score_s += SecondsSince(ts);
+  return groups;
+}
+
+std::vector<RolloutGroup> ColocatedWorker::EpisodeGroups(int64_t step, const std::vector<GroupRequest>& requests,
+                                                         std::map<uint64_t, std::vector<FinishedEpisode>> episodes,
+                                                         double gen_s) {
+  std::vector<RolloutGroup> groups;
+  for (const GroupRequest& r : requests) {
+    RolloutGroup g = EpisodeGroup(std::move(episodes.at(r.id)), r.item.id);  // rewarded by the environment
+    g.step = step;
+    g.group_id = int64_t(r.id);
+    g.generator_rank = job_.world.Rank();
+    g.gen_s = gen_s;
+    groups.push_back(std::move(g));
+  }
   return groups;
 }
 
@@ -127,6 +152,7 @@ EvalTally ColocatedWorker::Evaluate() {
   ScopedPhase phase(job_, "eval");
   const EvalShare share = EvalShareOf(job_, replica_);
   const uint64_t n_items = share.items.size();  // request ids: i greedy, n_items + i the k samples of item i
+  if (runner_) return EvaluateEpisodes(share);
   SubmitEval(*engine_, job_, share, [](size_t i) { return uint64_t(i); }, [n_items](size_t i) { return n_items + i; });
   std::vector<Completion> done, all = engine_->RunUntilDone();
   std::vector<std::vector<Completion>> sampled(share.items.size());
@@ -143,6 +169,25 @@ EvalTally ColocatedWorker::Evaluate() {
   auto v = sums.accessor<double, 1>();
   EvalTally tally;
   tally.sum = v[0], tally.count = int64_t(v[1]), tally.pass_at_k_sum = v[2], tally.mean_at_k_sum = v[3];
+  return tally;
+}
+
+EvalTally ColocatedWorker::EvaluateEpisodes(const EvalShare& share) {
+  // Greedy episodes scored by the environment (recipe validation keeps eval.samples at 0).
+  for (size_t i = 0; i < share.items.size(); ++i) {
+    const DatasetItem& item = share.items[i];
+    runner_->Submit(*engine_, GenerationRequest{i, job_.tokenizer.Encode(item.prompt), EvalSampling(job_.recipe, job_.config), 1},
+                    {item.id, item.prompt, item.answer});
+  }
+  LLAMARL_ASSERT(RunEpisodesUntilDone(*engine_, *runner_).empty(), "an eval request that is no episode");
+  EvalTally mine;
+  for (const FinishedEpisode& e : runner_->TakeFinished()) mine.sum += e.reward, ++mine.count;
+  at::Tensor sums = at::tensor({mine.sum, double(mine.count)}, at::kDouble);
+  if (tp_->Rank() != 0) sums.zero_();  // TP ranks of a replica evaluated the same items
+  job_.world.AllReduce(sums)->Wait(job_.timeouts.step);
+  EvalTally tally;
+  tally.sum = sums[0].item<double>();
+  tally.count = int64_t(sums[1].item<double>());
   return tally;
 }
 
@@ -267,6 +312,11 @@ Json ColocatedWorker::Run() {
   EngineOptions options = GeneratorEngineOptions(job_.recipe, job_.config, job_.tokenizer, job_.data);
   options.tp_group = tp_.get();
   engine_ = std::make_unique<Engine>(job_.config, weights_, GeneratorWeightOptions(job_.recipe, job_.device), options, 0);
+  if (job_.recipe.env.enabled()) {
+    runner_ = std::make_unique<EpisodeRunner>(
+        job_.recipe.env, env::MakeEnvironmentFactory(job_.recipe.env.name, job_.recipe.env.config, "env.config"),
+        job_.tokenizer, job_.eos_ids(), job_.tracer);
+  }
   load_s_ = job_.ElapsedS();
   weights_.Release();  // the engine sliced its weights and the trainer read its master: nothing reads them again
   SyncWeights();
@@ -288,6 +338,7 @@ Json ColocatedWorker::Run() {
                {"generate_s_total", gen_total_s_}, {"idle_s_total", idle_total_s_},
                {"offload_s_total", offload_total_s_}, {"dropped_stale_total", 0}, {"load_s", load_s_}};
   if (job_.recipe.algorithm.dapo.dynamic_sampling) summary["filtered_groups_total"] = filtered_total_;
+  if (runner_) summary["episodes"] = runner_->TakeStats().ToJson();  // this rank's
   return summary;
 }
 

@@ -14,12 +14,17 @@
 // the others still generate. The weight push and checkpoints read the trainer state, so they run
 // while it is resident; evaluation and generation only need the engine. Once the engine and the
 // trainer hold their copies, the worker also frees the parameters of the `model` it was given.
+// With an environment (recipe.env) the generate and eval phases drive multi-turn episodes through an
+// EpisodeRunner (controller/episodes.h) on the rank's engine, each phase until its episodes end.
 #pragma once
 
 #include "model/llama_weights.h"
 
+#include <map>
 #include <memory>
 
+#include "controller/episodes.h"
+#include "controller/generator_side.h"
 #include "controller/length_histogram.h"
 #include "controller/trainer_side.h"
 #include "controller/weight_push.h"
@@ -58,10 +63,14 @@ class ColocatedWorker {
   // stream (StepPrompts::Extra), and replica r generates the slice after those of replicas < r, so
   // every rank agrees on the prompts and on the error once more than max_gen_batches x
   // prompts_per_step groups would be generated.
+  // With an environment: one group of `requests[i]`'s finished episodes each, in request order.
+  std::vector<RolloutGroup> EpisodeGroups(int64_t step, const std::vector<GroupRequest>& requests,
+                                          std::map<uint64_t, std::vector<FinishedEpisode>> episodes, double gen_s);
   std::vector<RolloutGroup> FillWithSignal(int64_t step, std::vector<RolloutGroup> groups, StepTimings* timings,
                                            SamplingTally* tally);
   // Collective: greedy mean reward over the held-out prompts, each replica evaluating its slice.
   EvalTally Evaluate();  // collective: every replica's share of the eval prompts
+  EvalTally EvaluateEpisodes(const EvalShare& share);  // Evaluate with an environment; collective
   // Device bytes of this rank, and what the swaps of one step cost (see OffloadMetrics).
   struct OffloadTally {
     double offload_s = 0;
@@ -87,6 +96,7 @@ class ColocatedWorker {
   int replica_ = 0;
   TrainingStart start_;
   std::unique_ptr<Engine> engine_;
+  std::unique_ptr<EpisodeRunner> runner_;  // with an environment: drives multi-turn episodes on engine_
   std::unique_ptr<reward::Reward> reward_;
   StepPrompts prompts_;
   RolloutBuffer buffer_;

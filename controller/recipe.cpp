@@ -220,11 +220,9 @@ void ValidateRecipe(const RecipeConfig& c) {
                 "model.num_heads (", tiny.num_heads, ") must be a multiple of model.num_kv_heads (",
                 tiny.num_kv_heads, ")");
   if (c.env.enabled()) {
-    // Environment steps run on the replica's leader only and are not broadcast over a TP group yet,
-    // and the colocated worker does not drive episodes yet.
-    LLAMARL_CHECK(c.placement.mode == "split" && c.placement.tp_size == 1, "env: multi-turn rollouts run with ",
-                  "placement.mode 'split' and placement.tp_size 1 for now, got '", c.placement.mode, "' and ",
-                  c.placement.tp_size, "; set placement.mode to split and placement.tp_size to 1");
+    // Environment steps run on the replica's leader only and are not broadcast over a TP group yet.
+    LLAMARL_CHECK(c.placement.tp_size == 1, "env: multi-turn rollouts run with placement.tp_size 1 for now, got ",
+                  c.placement.tp_size, "; set placement.tp_size to 1");
     LLAMARL_CHECK(c.eval.samples == 0, "env: eval.samples (", c.eval.samples, ") must be 0 with an environment; ",
                   "held-out episodes are greedy and scored by the environment");
   }

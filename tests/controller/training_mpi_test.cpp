@@ -150,6 +150,31 @@ TEST_F(TrainingTest, ColocatedAsyncAndSyncBaselineTrainTheSameSteps) {
   }
 }
 
+// Multi-turn episodes under either placement: the SFT warm start on the calculator's reference
+// episodes, then rollouts that call it; every step records turns per episode and tool latency, and
+// the held-out episodes are evaluated before and after RL.
+TEST_F(TrainingTest, EpisodesWithACalculatorRunSplitAndColocated) {
+  const std::string env = R"(env={"name": "calculator", "config": {"call_format": "expression", "call_open": "<c>",
+      "call_close": "</c>"}, "max_turns": 2, "max_turn_tokens": 8, "max_tokens": 24, "observation_prefix": "<r>",
+      "observation_suffix": "</r>", "num_workers": 1})";
+  for (const char* placement : {"split", "colocated"}) {
+    SCOPED_TRACE(placement);
+    RecipeConfig recipe = TinyRecipe(RunDir(std::string("episodes_") + placement),
+                                     {env, std::string("placement.mode=") + placement, "steps=2",
+                                      "rollout.max_new_tokens=24", R"(rollout.stop_strings=["</c>"])"});
+    std::vector<Json> rl = Run(recipe);
+    ExpectConsecutiveSteps(rl, 2, 2);
+    for (const Json& row : rl) {
+      EXPECT_EQ(row["samples"], 4 * 3) << row.dump();
+      EXPECT_GE(row["turns_mean"].get<double>(), 1.0) << row.dump();
+      EXPECT_LE(row["turns_mean"].get<double>(), 2.0) << row.dump();
+      EXPECT_GE(row["tool_s_max"].get<double>(), row["tool_s_mean"].get<double>()) << row.dump();
+    }
+    EXPECT_TRUE(rl.front().contains("eval_reward_mean"));
+    EXPECT_TRUE(rl.back().contains("eval_reward_mean"));
+  }
+}
+
 // Colocated runs are deterministic (phases in lockstep, seeded sampling, reductions in a fixed
 // order) and the offload round trip is bit-exact, so offloading must not change one figure of the
 // run; only the swap's own metrics differ. The KL reference makes the reference policy part of the
