@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include "core/check.h"
 #include "generator/engine.h"
 #include "model/llama_config.h"
 
@@ -24,6 +25,10 @@ ReplicaWeightSync::ReplicaWeightSync(Communicator& world, const LlamaConfig& con
 ReplicaWeightSync::~ReplicaWeightSync() = default;
 
 int64_t ReplicaWeightSync::PushReplica(int replica, int64_t version, const at::Tensor* flat_shard, Engine* engine) {
+  if (version == 0) {
+    LLAMARL_ASSERT(!engine || engine->Version() == 0, "a push of version 0 to an engine at version ", engine->Version());
+    return version;
+  }
   const TransferPlacement& where = replica_placements_[size_t(replica)];
   if (!baseline_) {
     TransferOptions options;

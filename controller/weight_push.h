@@ -42,6 +42,9 @@ class ReplicaWeightSync {
   // `flat_shard`: this rank's trainer shard (null on generator-only ranks); `engine`: this rank's
   // engine when it belongs to replica `replica` (null otherwise). Returns the engine's version after
   // applying (or `version` on trainer-only ranks).
+  // Version 0 is the recipe's checkpoint as loaded, which every engine loaded itself at version 0
+  // (no warm start, no resume): every rank skips that push alike, so no rank moves or stages the
+  // model's bytes for it (it cost a generator a whole model-sized receive buffer at start-up).
   int64_t PushReplica(int replica, int64_t version, const at::Tensor* flat_shard, Engine* engine);
 
  private:
