@@ -46,14 +46,14 @@ int TrainDryRun(const controller::RecipeConfig& recipe, int ranks, bool json) {
   sizing.tp_size = placement.tp_size;
   sizing.dtype_bytes = in.generator_weight_bytes;
   sizing.default_tokens = engine.max_slots * engine.max_seq_len;
-  if (generator.kv_cache.bytes == 0 && generator.kv_cache.fraction > 0) {
+  if (engine.kv_cache.bytes == 0 && engine.kv_cache.fraction > 0) {
     // What the engine will see: the memory available now less this rank's weights.
     in.role = "generator";
     in.kv_budget_bytes = 0;
     sizing.memory_left_bytes =
         std::max<int64_t>(0, HostMemoryAvailableBytes() - int64_t(PlanRankMemory(model, in).weights));
   }
-  in.kv_budget_bytes = double(SizeKvCache(config, generator.kv_cache, sizing).budget_bytes);
+  in.kv_budget_bytes = double(SizeKvCache(config, engine.kv_cache, sizing).budget_bytes);
 
   std::vector<PlannedRank> planned;
   for (int r = 0; r < ranks; ++r) {

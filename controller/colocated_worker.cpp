@@ -28,7 +28,7 @@ ColocatedWorker::ColocatedWorker(JobContext& job, LlamaWeightSource& weights, Re
     : job_(job), sync_(sync), weights_(weights), tp_(std::move(tp_group)), prompts_(job.data.train, job.recipe),
       buffer_(job.recipe.max_policy_lag) {
   replica_ = job.placement.ReplicaOf(job.world.Rank());
-  reward_ = reward::MakeRewardFromSpec(job.recipe.reward);
+  reward_ = job.recipe.reward.Make();
 }
 
 ColocatedWorker::~ColocatedWorker() = default;

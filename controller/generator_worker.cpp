@@ -63,7 +63,7 @@ GeneratorWorker::GeneratorWorker(JobContext& job, LlamaWeightSource& weights, Re
   engine_ = std::make_unique<Engine>(job.config, weights, GeneratorWeightOptions(job.recipe, job.device), options, 0);
   weights.Release();
   summary_.load_s = job.ElapsedS();
-  reward_ = reward::MakeRewardFromSpec(job.recipe.reward);
+  reward_ = job.recipe.reward.Make();
   if (job.recipe.env.enabled()) {
     std::shared_ptr<env::EnvironmentFactory> factory =
         env::MakeEnvironmentFactory(job.recipe.env.name, job.recipe.env.config, "env.config");

@@ -130,9 +130,7 @@ int64_t LongestPromptTokens(const DatasetSplits& data, const Tokenizer& tokenize
 
 EngineOptions GeneratorEngineOptions(const RecipeConfig& recipe, const LlamaConfig& config, const Tokenizer& tokenizer,
                                      const DatasetSplits& data) {
-  EngineOptions options;
-  options.max_slots = recipe.rollout.max_slots;
-  options.kv_cache = recipe.generator.kv_cache;
+  EngineOptions options = recipe.generator.engine;  // the recipe's part: max_slots, the KV cache
   const int64_t response =
       std::max({recipe.rollout.sampling.max_new_tokens, recipe.eval.max_new_tokens, recipe.env.max_tokens});
   options.max_seq_len = std::min(config.max_position_embeddings, LongestPromptTokens(data, tokenizer) + response);

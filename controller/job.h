@@ -75,8 +75,8 @@ struct GroupRouting {
 // The sampling parameters of a rollout group or of a greedy evaluation.
 SamplingParams RolloutSampling(const RecipeConfig& recipe, const LlamaConfig& config, uint64_t seed);
 SamplingParams EvalSampling(const RecipeConfig& recipe, const LlamaConfig& config);
-// The engine options of a generator replica: rollout.max_slots, the recipe's generator section (KV
-// budget), sequences bounded by the longest prompt of the data + the longest response asked for
+// The engine options of a generator replica: the recipe's generator section (max_slots, the KV
+// budget; GeneratorConfig::engine) completed with sequences bounded by the longest prompt of the data + the longest response asked for
 // (rollout.max_new_tokens, eval.max_new_tokens), never by max_position_embeddings alone; sampling
 // limited to the ids the tokenizer decodes (a padded vocabulary's extra rows are never sampled);
 // stop strings decoded with `tokenizer`, which must outlive the engine. The caller sets tp_group.

@@ -34,8 +34,9 @@ void CheckRecipeFitsPlacement(const RecipeConfig& recipe, const Placement& p) {
                 "rollout.prompts_per_step (", recipe.rollout.prompts_per_step,
                 ") must be at least the number of trainer ranks (", p.num_trainers,
                 ") so that every trainer rank trains on a group each step; raise it or use fewer trainer ranks");
-  LLAMARL_CHECK(recipe.rollout.group_size <= recipe.rollout.max_slots, "rollout.group_size (", recipe.rollout.group_size,
-                ") exceeds rollout.max_slots (", recipe.rollout.max_slots, "); a group is admitted at once: raise max_slots");
+  LLAMARL_CHECK(recipe.rollout.group_size <= recipe.generator.engine.max_slots, "rollout.group_size (",
+                recipe.rollout.group_size, ") exceeds generator.max_slots (", recipe.generator.engine.max_slots,
+                "); a group is admitted at once: raise generator.max_slots");
 }
 
 // steps 0: the recipe's SFT warm start and nothing else, saved as RUN_DIR/checkpoints/step_0 (the

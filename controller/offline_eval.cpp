@@ -22,22 +22,24 @@ struct EvalPolicy {
   LlamaForCausalLM model{nullptr};
   Tokenizer tokenizer;
   PromptConfig prompt;
-  Json reward;              // the reward spec
+  reward::RewardSpec reward;
   int64_t max_new_tokens = 256;
+  EngineOptions engine;     // a run's generator section (max_slots, KV cache); defaults for an HF directory
   Json about;               // "model" and, for runs, "checkpoint"
 };
 
 EvalPolicy LoadEvalPolicy(const OfflineEvalOptions& o) {
-  const Json named = o.reward.empty() ? Json() : Json{{"name", o.reward}};
   if (fs::exists(fs::path(o.model) / "config.json")) {
     LLAMARL_CHECK(!o.reward.empty(), "llamarl eval: --reward is required with an HF directory (",
                   o.model, "); name one such as arithmetic or gsm8k");
     return EvalPolicy{LlamaConfig::FromFile(o.model + "/config.json"), LoadLlama(o.model),
-                      Tokenizer::FromDirectory(o.model), o.prompt, named, 256, Json{{"model", o.model}}};
+                      Tokenizer::FromDirectory(o.model), o.prompt, reward::RewardSpec::Named(o.reward, "--reward"), 256,
+                      EngineOptions{}, Json{{"model", o.model}}};
   }
   RunPolicy run = LoadRunPolicy(o.model);
   return EvalPolicy{run.config, run.model, BuildTokenizer(run.recipe), run.recipe.data.prompt,
-                    named.is_null() ? run.recipe.reward : named, run.recipe.rollout.sampling.max_new_tokens,
+                    o.reward.empty() ? run.recipe.reward : reward::RewardSpec::Named(o.reward, "--reward"),
+                    run.recipe.rollout.sampling.max_new_tokens, run.recipe.generator.engine,
                     Json{{"model", o.model}, {"checkpoint", run.checkpoint}, {"rl_step", run.rl_step}}};
 }
 
@@ -58,7 +60,7 @@ std::vector<std::vector<double>> Generate(Engine& engine, EvalPolicy& p, const s
       if (int64_t(group.size()) == num_samples && on_prompt_done) on_prompt_done();
     }
   }
-  std::unique_ptr<reward::Reward> reward = reward::MakeRewardFromSpec(p.reward, "--reward");
+  std::unique_ptr<reward::Reward> reward = p.reward.Make();
   std::vector<reward::RewardItem> scored;
   for (size_t i = 0; i < items.size(); ++i) {
     std::sort(done[i].begin(), done[i].end(), [](const Completion& a, const Completion& b) {
@@ -87,8 +89,8 @@ Json RunOfflineEval(const OfflineEvalOptions& o) {
   LLAMARL_CHECK(!items.empty(), "llamarl eval: ", o.data, " holds no items");
   SamplingParams sampling;
   sampling.max_new_tokens = o.max_new_tokens > 0 ? o.max_new_tokens : p.max_new_tokens;
-  EngineOptions engine_options;
-  engine_options.max_slots = std::max(o.max_slots, o.samples);
+  EngineOptions engine_options = p.engine;
+  engine_options.max_slots = std::max(engine_options.max_slots, o.samples);  // a group is admitted at once
   // The KV cache holds max_slots sequences of the longest prompt + response, not of the model's
   // whole context (131072 positions for Llama 3).
   int64_t longest = 0;
@@ -108,7 +110,7 @@ Json RunOfflineEval(const OfflineEvalOptions& o) {
   Json result = p.about;
   double passed = 0, reward_sum = 0;
   for (const auto& r : greedy) passed += r[0] >= o.pass_threshold, reward_sum += r[0];
-  result.update({{"data", o.data}, {"reward", p.reward}, {"prompts", int64_t(items.size())},
+  result.update({{"data", o.data}, {"reward", p.reward.ToJson()}, {"prompts", int64_t(items.size())},
                  {"greedy_pass@1", passed / double(items.size())},
                  {"greedy_reward_mean", reward_sum / double(items.size())}});
   if (o.samples == 0) return result;

@@ -8,8 +8,9 @@
 //
 // Model: an HF directory (config.json, safetensors, tokenizer files; prompts formatted by
 // `prompt`) or a run directory / checkpoint (controller/hf_export.h's LoadRunPolicy; prompts
-// formatted, and the reward defaulted, as the run's recipe does). Generation runs on the batched
-// engine in this process (one rank, CPU or the model's device).
+// formatted, the reward defaulted and the engine set up (generator.max_slots, the KV cache) as the
+// run's recipe does). Generation runs on the batched engine in this process (one rank, CPU or the
+// model's device).
 #pragma once
 
 #include <cstdint>
@@ -34,7 +35,6 @@ struct OfflineEvalOptions {
   double pass_threshold = 1.0;
   int64_t limit = 0;              // the first N prompts (0 = all)
   uint64_t seed = 0;
-  int64_t max_slots = 64;         // concurrent sequences
   std::function<void(int64_t done, int64_t total)> progress;  // prompts finished (greedy + sampled passes)
 };
 

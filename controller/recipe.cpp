@@ -57,7 +57,8 @@ RolloutRecipe RolloutRecipe::FromJson(const Json& j, const std::string& path) {
   ConfigReader r(j, path);
   r.Read("prompts_per_step", &c.prompts_per_step, Range::AtLeast(1), "prompt groups per training step");
   r.Read("group_size", &c.group_size, Range::AtLeast(1), "samples per prompt");
-  r.Read("max_slots", &c.max_slots, Range::AtLeast(1), "concurrent sequences per generator replica");
+  LLAMARL_CHECK(!r.Has("max_slots"), r.PathOf("max_slots"), ": moved to generator.max_slots (the engine's ",
+                "concurrent sequences per replica, read into its own EngineOptions)");
   ReadSamplingParams(r, &c.sampling);
   r.Finish();
   return c;
@@ -249,14 +250,7 @@ RecipeConfig RecipeConfig::FromJson(const Json& j, const std::string& path) {
   LLAMARL_CHECK(r.Has("data"), r.PathOf("data"), ": missing; a recipe needs a data section such as ",
                 "{\"source\": \"arithmetic\", \"arithmetic\": {...}}");
   c.data = DatasetConfig::FromJson(r.Raw("data"), r.PathOf("data"));
-  c.reward = r.Raw("reward");
-  LLAMARL_CHECK(!c.reward.is_null(), r.PathOf("reward"), ": missing; name a reward, e.g. ",
-                "{\"name\": \"arithmetic\"}; known: ", [] {
-                  std::string s;
-                  for (const auto& n : reward::RewardRegistry::Global().Names()) s += (s.empty() ? "" : ", ") + n;
-                  return s;
-                }());
-  reward::MakeRewardFromSpec(c.reward, r.PathOf("reward"));  // validates the name and its config now
+  c.reward = reward::RewardSpec::FromJson(r.Raw("reward"), r.PathOf("reward"));  // checked now
   if (r.Has("env")) {
     c.env = env::EpisodeConfig::FromJson(r.Raw("env"), r.PathOf("env"));
     env::MakeEnvironmentFactory(c.env.name, c.env.config, r.PathOf("env") + ".config");  // validates it now

@@ -7,8 +7,8 @@
 // reader, and the recipe holds the struct: "generator" is GeneratorConfig (generator/generator_config.h),
 // the sampling keys of "rollout" are the engine's SamplingParams (read by ReadSamplingParams), "trainer"
 // is TrainerConfig (trainer/trainer_config.h), the tiny model's shape is model/'s TinyLlamaOptions.
-// "reward" stays a {"name", "config"} spec that the reward registry validates when the recipe is read
-// (each reward's config has its own schema), "data" is the controller's DatasetConfig.
+// "reward" is reward/'s RewardSpec ({"name", "config"}, the config in the named reward's own schema,
+// checked when the recipe is read), "data" is the controller's DatasetConfig.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +21,7 @@
 #include "generator/engine.h"
 #include "generator/generator_config.h"
 #include "model/llama_config.h"
+#include "reward/registry.h"
 #include "trainer/trainer_config.h"
 
 namespace llamarl::controller {
@@ -64,7 +65,6 @@ struct PlacementRecipe {
 struct RolloutRecipe {
   int64_t prompts_per_step = 8;  // groups per training step (global)
   int64_t group_size = 4;        // samples per prompt (the GRPO group)
-  int64_t max_slots = 64;        // concurrent sequences per generator replica (EngineOptions::max_slots)
   // The keys temperature, top_k, top_p, max_new_tokens (32 here) and stop_strings, read by the
   // generator (ReadSamplingParams); each request sets its own seed and EOS ids.
   SamplingParams sampling = [] {
@@ -200,7 +200,7 @@ struct RecipeConfig {
   ModelRecipe model;
   TokenizerRecipe tokenizer;
   DatasetConfig data;
-  Json reward;  // {"name": ..., "config": {...}} (reward/registry.h)
+  reward::RewardSpec reward;  // {"name": ..., "config": {...}} (reward/registry.h)
   // Multi-turn rollouts (env/episode.h): {"name": "calculator", "config": {...}, "max_turns": 4, ...};
   // absent = single-turn. With an environment, the episode's reward is the environment's; `reward`
   // is still read (and validated) but scores nothing.
@@ -211,7 +211,7 @@ struct RecipeConfig {
   AsyncRecipe async;
   AlgorithmRecipe algorithm;
   RolloutRecipe rollout;
-  GeneratorConfig generator;  // the engine's KV cache budget and weight dtype
+  GeneratorConfig generator;  // the engine's options (max_slots, KV cache budget) and weight dtype
   // RL's trainer: scoring at the temperature the rollouts are sampled at (greedy rollouts record
   // log-probs at 1; a trainer.temperature that differs is an error), a schedule without total_steps
   // decaying over `steps`. The job sets sampled_vocab_size and device.

@@ -34,7 +34,7 @@ std::string JsonExpression(const CalculatorConfig& c, const std::string& call, s
 class Calculator : public Environment, public ReferenceAgent {
  public:
   explicit Calculator(const CalculatorConfig& config)
-      : config_(config), reward_(reward::MakeRewardFromSpec(config.reward, "env.config.reward")) {}
+      : config_(config), reward_(config.reward.Make()) {}
 
   void Reset(const EnvItem& item) override {
     item_ = item;
@@ -89,9 +89,7 @@ class Calculator : public Environment, public ReferenceAgent {
 
 class CalculatorFactory : public EnvironmentFactory {
  public:
-  explicit CalculatorFactory(CalculatorConfig config) : config_(std::move(config)) {
-    reward::MakeRewardFromSpec(config_.reward, "env.config.reward");  // a bad spec fails at build time
-  }
+  explicit CalculatorFactory(CalculatorConfig config) : config_(std::move(config)) {}
   std::string Name() const override { return "calculator"; }
   std::unique_ptr<Environment> Make() override { return std::make_unique<Calculator>(config_); }
 
@@ -109,7 +107,8 @@ CalculatorConfig CalculatorConfig::FromJson(const Json& j, const std::string& pa
   r.Read("call_open", &c.call_open, {}, "the tag that opens a tool call");
   r.Read("call_close", &c.call_close, {}, "the tag that closes it");
   r.Read("tool_name", &c.tool_name, {}, "the tool's name in a json call");
-  if (r.Has("reward")) c.reward = r.Raw("reward");
+  c.reward.path = r.PathOf("reward");
+  if (r.Has("reward")) c.reward = reward::RewardSpec::FromJson(r.Raw("reward"), r.PathOf("reward"));  // checked now
   r.Finish();
   LLAMARL_CHECK(!c.call_open.empty() && !c.call_close.empty(), r.PathOf("call_open"),
                 ": the call tags must not be empty, got '", c.call_open, "' and '", c.call_close, "'");

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "env/environment.h"
+#include "reward/registry.h"
 
 namespace llamarl::env {
 
@@ -26,7 +27,8 @@ struct CalculatorConfig {
   std::string call_open = "<tool_call>";   // the call's opening tag
   std::string call_close = "</tool_call>"; // its closing tag
   std::string tool_name = "calculator";    // the name a json call must give (when it gives one)
-  Json reward = Json{{"name", "arithmetic"}};  // reward spec ({"name", "config"}) of the final answer
+  // The final answer's reward ({"name", "config"} at env.config.reward; default arithmetic).
+  reward::RewardSpec reward{"arithmetic", Json::object(), "env.config.reward"};
 
   static CalculatorConfig FromJson(const Json& j, const std::string& path);
 };

@@ -1,5 +1,7 @@
 #include "reward/registry.h"
 
+#include <algorithm>
+
 #include "core/check.h"
 #include "reward/arithmetic.h"
 #include "reward/command.h"
@@ -18,6 +20,14 @@ RewardFactory Factory() {
     return std::make_unique<Type>(Config::FromJson(config, path));
   };
 }
+
+std::string Joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+std::string KnownRewards() { return Joined(RewardRegistry::Global().Names()); }
 
 void RegisterBuiltins(RewardRegistry* registry) {
   registry->Register("gsm8k", Factory<Gsm8kReward, Gsm8kConfig>());
@@ -63,11 +73,7 @@ std::unique_ptr<Reward> RewardRegistry::Make(const std::string& name, const Json
     auto it = factories_.find(name);
     if (it != factories_.end()) factory = it->second;
   }
-  if (!factory) {
-    std::string known;
-    for (const std::string& n : Names()) known += (known.empty() ? "" : ", ") + n;
-    LLAMARL_FAIL("unknown reward '", name, "'; known: ", known);
-  }
+  if (!factory) LLAMARL_FAIL("unknown reward '", name, "'; known: ", Joined(Names()));
   // The factory runs unlocked: `weighted` builds its terms through this registry.
   return factory(config, path);
 }
@@ -76,13 +82,33 @@ std::unique_ptr<Reward> MakeReward(const std::string& name, const Json& config, 
   return RewardRegistry::Global().Make(name, config, path);
 }
 
-std::unique_ptr<Reward> MakeRewardFromSpec(const Json& spec, const std::string& path) {
-  ConfigReader r(spec, path);
-  std::string name;
-  r.Require("name", &name, std::vector<std::string>{}, "registry name of the reward");
-  const Json& config = r.Raw("config");
+RewardSpec RewardSpec::FromJson(const Json& j, const std::string& path) {
+  LLAMARL_CHECK(!j.is_null(), path, ": missing; name a reward, e.g. {\"name\": \"arithmetic\"}; known: ", KnownRewards());
+  RewardSpec spec;
+  spec.path = path;
+  ConfigReader r(j, path);
+  r.Require("name", &spec.name, std::vector<std::string>{}, "registry name of the reward");
+  if (const Json& config = r.Raw("config"); !config.is_null()) spec.config = config;
   r.Finish();
-  return MakeReward(name, config, r.PathOf("config"));
+  spec.Make();  // an unknown name or a bad config fails now
+  return spec;
 }
+
+RewardSpec RewardSpec::Named(const std::string& name, const std::string& path) {
+  RewardSpec spec;
+  spec.name = name;
+  spec.path = path;
+  spec.Make();
+  return spec;
+}
+
+std::unique_ptr<Reward> RewardSpec::Make() const {
+  const std::vector<std::string> known = RewardRegistry::Global().Names();
+  LLAMARL_CHECK(std::find(known.begin(), known.end(), name) != known.end(), path, ": unknown reward '", name,
+                "'; known: ", KnownRewards());
+  return MakeReward(name, config, path + ".config");
+}
+
+Json RewardSpec::ToJson() const { return Json{{"name", name}, {"config", config}}; }
 
 }  // namespace llamarl::reward

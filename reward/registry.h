@@ -1,4 +1,4 @@
-// Rewards by name. A recipe names its reward as
+// Rewards by name. A recipe names its reward as (RewardSpec, below)
 //   "reward": {"name": "gsm8k", "config": {"correct_score": 1.0}}
 // and an unknown name lists the known ones:
 //   unknown reward 'gsm9k'; known: arithmetic, command, countdown, format, gsm8k, weighted
@@ -39,7 +39,26 @@ class RewardRegistry {
 // From the global registry.
 std::unique_ptr<Reward> MakeReward(const std::string& name, const Json& config,
                                    const std::string& path = "reward.config");
-// From a spec {"name": ..., "config": {...}} ("config" optional); `path` names the spec in errors.
-std::unique_ptr<Reward> MakeRewardFromSpec(const Json& spec, const std::string& path = "reward");
+
+// A reward named in a config section, the recipe's "reward" (or the calculator environment's
+// "env.config.reward"):
+//   {"name": "gsm8k", "config": {"correct_score": 1.0}}    ("config" optional)
+// The config's schema is the named reward's own, so it is kept as JSON and read by that reward's
+// reader; FromJson checks both now by building the reward once, so a bad spec fails when the recipe
+// is read and not on a worker, and `path` stays with the spec so that every error names the key as
+// the recipe has it ("reward: unknown reward 'gsm9k'; known: ...", "reward.config: unknown key 'x'; known: ...").
+struct RewardSpec {
+  std::string name;              // registry name
+  Json config = Json::object();  // the named reward's own section
+  std::string path = "reward";   // where the spec sits, for errors
+
+  // Reads {"name", "config"} at `path`; unknown keys and an unknown name are errors naming the path.
+  static RewardSpec FromJson(const Json& j, const std::string& path);
+  // The reward `name` with its default config (`llamarl eval --reward NAME`), checked the same way.
+  static RewardSpec Named(const std::string& name, const std::string& path);
+  // A fresh reward (rewards are not thread-safe: one per thread that scores).
+  std::unique_ptr<Reward> Make() const;
+  Json ToJson() const;  // {"name", "config"}
+};
 
 }  // namespace llamarl::reward

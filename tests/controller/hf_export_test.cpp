@@ -37,7 +37,8 @@ Json TinyRunRecipe() {
              "eval": {"num_items": 4}, "seed": 5},
     "reward": {"name": "arithmetic"},
     "placement": {"mode": "colocated"},
-    "rollout": {"prompts_per_step": 2, "group_size": 2, "max_new_tokens": 4, "max_slots": 8},
+    "rollout": {"prompts_per_step": 2, "group_size": 2, "max_new_tokens": 4},
+    "generator": {"max_slots": 8},
     "trainer": {"algorithm": "grpo", "optimizer": {"lr": 0.01}},
     "sft": {"steps": 2, "batch_size": 4, "trainer": {"optimizer": {"lr": 0.01}}},
     "eval": {"num_prompts": 4}, "checkpoint": {"every": 1}, "steps": 2, "seed": 7
@@ -139,7 +140,7 @@ TEST_F(ExportTest, EvalOfTheRunEqualsEvalOfItsExport) {
   EXPECT_EQ(last_done, 12);
   EXPECT_EQ(calls, 12);
   EXPECT_EQ(run["prompts"], 6);
-  EXPECT_EQ(run["reward"], (Json{{"name", "arithmetic"}})) << "the run's reward by default";
+  EXPECT_EQ(run["reward"], (Json{{"name", "arithmetic"}, {"config", Json::object()}})) << "the run's reward by default";
   for (const char* key : {"greedy_pass@1", "mean@4", "pass@1", "pass@2", "pass@4"}) {
     EXPECT_GE(run[key].get<double>(), 0.0) << key;
     EXPECT_LE(run[key].get<double>(), 1.0) << key;

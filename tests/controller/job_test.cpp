@@ -64,7 +64,7 @@ Completion MakeCompletion(const std::vector<int64_t>& tokens, int64_t version) {
 TEST(ScoreGroup, RewardsTheDecodedResponseWithoutItsEos) {
   RecipeConfig recipe = Recipe();
   Tokenizer tokenizer = BuildTokenizer(recipe);
-  auto reward = reward::MakeRewardFromSpec(recipe.reward);
+  auto reward = recipe.reward.Make();
   DatasetItem item;
   item.id = 9;
   item.prompt = "3 + 4 = ";
@@ -116,9 +116,9 @@ TEST(GeneratorEngineOptions, SizedByTheRecipesLengthsNotTheContext) {
   RecipeConfig recipe = Recipe();
   recipe.rollout.sampling.max_new_tokens = 12;
   recipe.eval.max_new_tokens = 20;
-  recipe.rollout.max_slots = 6;
-  recipe.generator.kv_cache.bytes = 123456;
-  recipe.generator.kv_cache.block_size = 8;
+  recipe.generator.engine.max_slots = 6;
+  recipe.generator.engine.kv_cache.bytes = 123456;
+  recipe.generator.engine.kv_cache.block_size = 8;
   DatasetSplits data = LoadDataset(recipe.data);
   Tokenizer tokenizer = BuildTokenizer(recipe);
   LlamaConfig config = BuildModelConfig(recipe);

@@ -96,14 +96,15 @@ TEST(RecipeConfig, ComponentSectionsAreReadIntoTheComponentsStructs) {
   EXPECT_EQ(c.generator.weight_dtype, "bfloat16");
   j["model"] = {{"hidden_size", 32}, {"num_layers", 1}};
   j["rollout"] = {{"top_k", 5}, {"stop_strings", {"\n"}}};
-  j["generator"] = {{"kv_cache_bytes", 123456}, {"kv_block_size", 8}, {"weight_dtype", "float32"}};
+  j["generator"] = {{"max_slots", 12}, {"kv_cache_bytes", 123456}, {"kv_block_size", 8}, {"weight_dtype", "float32"}};
   c = RecipeConfig::FromJson(j);
   EXPECT_EQ(c.model.tiny.hidden_size, 32);
   EXPECT_EQ(c.model.tiny.num_layers, 1);
   EXPECT_EQ(c.rollout.sampling.top_k, 5);
   EXPECT_EQ(c.rollout.sampling.stop_strings, std::vector<std::string>{"\n"});
-  EXPECT_EQ(c.generator.kv_cache.bytes, 123456);
-  EXPECT_EQ(c.generator.kv_cache.block_size, 8);
+  EXPECT_EQ(c.generator.engine.max_slots, 12) << "read straight into the engine's own options";
+  EXPECT_EQ(c.generator.engine.kv_cache.bytes, 123456);
+  EXPECT_EQ(c.generator.engine.kv_cache.block_size, 8);
   EXPECT_EQ(c.generator.weight_dtype, "float32");
 
   j = MinimalRecipe();
@@ -118,6 +119,25 @@ TEST(RecipeConfig, ComponentSectionsAreReadIntoTheComponentsStructs) {
   EXPECT_CONTAINS(ErrorOf([&] { RecipeConfig::FromJson(j); }), "trainer.optimizer.lr: expected");
   j["trainer"] = 3;
   EXPECT_CONTAINS(ErrorOf([&] { RecipeConfig::FromJson(j); }), "trainer");
+}
+
+TEST(RecipeConfig, RewardSpecAndEngineOptionsAreTheComponentsOwn) {
+  Json j = MinimalRecipe();
+  j["generator"] = {{"max_slots", 0}};
+  EXPECT_CONTAINS(ErrorOf([&] { RecipeConfig::FromJson(j); }), "generator.max_slots: expected an integer in [1, inf), got 0");
+  j = MinimalRecipe();
+  j["rollout"] = {{"max_slots", 8}};
+  EXPECT_CONTAINS(ErrorOf([&] { RecipeConfig::FromJson(j); }), "rollout.max_slots: moved to generator.max_slots");
+  j = MinimalRecipe();
+  j["reward"] = {{"name", "gsm8k"}, {"config", {{"correct_score", "high"}}}};
+  EXPECT_CONTAINS(ErrorOf([&] { RecipeConfig::FromJson(j); }), "reward.config.correct_score: expected a number");
+  j["reward"] = {{"name", "gsm9k"}};
+  EXPECT_CONTAINS(ErrorOf([&] { RecipeConfig::FromJson(j); }), "reward: unknown reward 'gsm9k'; known: ");
+  j["reward"] = {{"name", "gsm8k"}, {"config", {{"correct_score", 2}}}};
+  const RecipeConfig c = RecipeConfig::FromJson(j);
+  EXPECT_EQ(c.reward.name, "gsm8k");
+  EXPECT_EQ(c.reward.path, "reward");
+  EXPECT_EQ(c.reward.Make()->Score({{"p", "#### 5", "#### 5"}}).scores[0], 2.0) << "the reward's own config, read by it";
 }
 
 TEST(RecipeConfig, TrainerScoresAtTheSamplingTemperatureAndRejectsAnotherOne) {

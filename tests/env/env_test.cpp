@@ -60,6 +60,24 @@ TEST(Calculator, FinalAnswerIsScoredByItsReward) {
   EXPECT_EQ(wrong.reward, 0.0);
 }
 
+TEST(Calculator, ItsRewardSpecIsReadWithItsRecipePath) {
+  // A gsm8k-scored final answer, the reward's own config read at env.config.reward.config.
+  const Json gsm8k = {{"reward", {{"name", "gsm8k"}, {"config", {{"correct_score", 2}}}}}};
+  EXPECT_EQ(CalculatorTurn("so #### 7", Json("#### 7"), gsm8k).reward, 2.0);
+  auto error_of = [](const Json& config) {
+    try {
+      MakeEnvironmentFactory("calculator", config, "env.config");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(error_of({{"reward", {{"name", "nope"}}}}).find("env.config.reward: unknown reward 'nope'; known: "), 0u);
+  EXPECT_EQ(error_of({{"reward", {{"name", "gsm8k"}, {"config", {{"bogus", 1}}}}}})
+                .find("env.config.reward.config: unknown key 'bogus'"),
+            0u);
+}
+
 TEST(Calculator, MalformedCallsGiveAClearObservationNeverAThrow) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"<tool_call>not json</tool_call>", "not a JSON object"},

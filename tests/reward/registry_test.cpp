@@ -18,22 +18,39 @@ TEST(RewardRegistry, UnknownNameListsTheKnownOnes) {
             (std::vector<std::string>{"arithmetic", "command", "countdown", "format", "gsm8k", "weighted"}));
 }
 
-TEST(RewardRegistry, SpecsNameTheirConfigPath) {
-  auto r = MakeRewardFromSpec({{"name", "gsm8k"}, {"config", {{"correct_score", 3}}}});
+TEST(RewardSpec, ErrorsNameTheRecipePath) {
+  const RewardSpec spec = RewardSpec::FromJson({{"name", "gsm8k"}, {"config", {{"correct_score", 3}}}}, "reward");
+  EXPECT_EQ(spec.name, "gsm8k");
+  EXPECT_EQ(spec.ToJson(), (Json{{"name", "gsm8k"}, {"config", {{"correct_score", 3}}}}));
+  auto r = spec.Make();
   EXPECT_EQ(r->Name(), "gsm8k");
   EXPECT_EQ(r->Score({{"p", "#### 5", "#### 5"}}).scores[0], 3.0);
+  EXPECT_NE(spec.Make().get(), r.get()) << "each Make is a fresh reward";
   EXPECT_NE(ErrorText([] {
-              MakeRewardFromSpec({{"name", "gsm8k"}, {"config", {{"bogus", 1}}}});
+              RewardSpec::FromJson({{"name", "gsm8k"}, {"config", {{"bogus", 1}}}}, "reward");
             }).find("reward.config: unknown key 'bogus'"),
             std::string::npos);
-  EXPECT_NE(ErrorText([] {
-              MakeRewardFromSpec({{"nam", "gsm8k"}});
-            }).find("reward.name: missing"),
+  EXPECT_NE(ErrorText([] { RewardSpec::FromJson({{"nam", "gsm8k"}}, "reward"); }).find("reward.name: missing"),
             std::string::npos);
   EXPECT_NE(ErrorText([] {
-              MakeRewardFromSpec({{"name", "format"}});
-            }).find("reward.config.pattern: missing"),
+              RewardSpec::FromJson({{"name", "gsm8k"}, {"confg", Json::object()}}, "reward");
+            }).find("reward: unknown key 'confg'; known: name, config"),
             std::string::npos);
+  EXPECT_NE(ErrorText([] {
+              RewardSpec::FromJson({{"name", "format"}}, "env.config.reward");
+            }).find("env.config.reward.config.pattern: missing"),
+            std::string::npos);
+  EXPECT_NE(ErrorText([] {
+              RewardSpec::FromJson({{"name", "gsm8k"}, {"config", {{"correct_score", "high"}}}}, "reward");
+            }).find("reward.config.correct_score: expected a number"),
+            std::string::npos);
+  EXPECT_EQ(ErrorText([] { RewardSpec::FromJson({{"name", "gsm9k"}}, "reward"); }),
+            "reward: unknown reward 'gsm9k'; known: arithmetic, command, countdown, format, gsm8k, weighted");
+  EXPECT_NE(ErrorText([] { RewardSpec::FromJson(Json(), "reward"); }).find("reward: missing; name a reward"),
+            std::string::npos);
+  EXPECT_EQ(RewardSpec::Named("arithmetic", "--reward").Make()->Name(), "arithmetic");
+  EXPECT_EQ(ErrorText([] { RewardSpec::Named("nope", "--reward"); }),
+            "--reward: unknown reward 'nope'; known: arithmetic, command, countdown, format, gsm8k, weighted");
 }
 
 TEST(RewardRegistry, CustomRewardsAndDuplicates) {
