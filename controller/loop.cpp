@@ -46,8 +46,7 @@ void CheckRecipeFitsPlacement(const RecipeConfig& recipe, const Placement& p) {
 Json WarmStartOnly(JobContext& job, LlamaWeightSource& weights, Communicator& dp) {
   TrainingStart start = StartTraining(job, dp, weights);
   StepPrompts prompts(job.data.train, job.recipe);
-  SaveRunCheckpoint(job, *start.trainer, 0, prompts.CursorAt(0));
-  const std::string checkpoint = job.recipe.run_dir + "/checkpoints/step_0";
+  const std::string checkpoint = SaveRunCheckpoint(job, *start.trainer, 0, prompts.CursorAt(0));
   if (dp.Rank() == 0) LogInfo("warm start only (steps 0): ", job.recipe.sft.steps, " SFT steps saved in ", checkpoint);
   return Json{{"warm_start_only", true}, {"sft_steps", job.recipe.sft.steps}, {"checkpoint", checkpoint},
               {"policy_version", start.trainer->PolicyVersion()}};

@@ -139,8 +139,8 @@ TrainingStart StartTraining(JobContext& job, Communicator& dp, LlamaWeightSource
   return start;
 }
 
-void SaveRunCheckpoint(JobContext& job, Trainer& trainer, int64_t next_rl_step, const Cursor& cursor,
-                       const std::vector<RolloutGroup>* parked, int64_t next_index) {
+std::string SaveRunCheckpoint(JobContext& job, Trainer& trainer, int64_t next_rl_step, const Cursor& cursor,
+                              const std::vector<RolloutGroup>* parked, int64_t next_index) {
   const std::string dir = job.recipe.run_dir + "/checkpoints/step_" + std::to_string(next_rl_step);
   Json extra{{"rl_step", next_rl_step}, {"cursor", cursor.ToJson()}};
   std::vector<uint8_t> bytes;
@@ -159,7 +159,7 @@ void SaveRunCheckpoint(JobContext& job, Trainer& trainer, int64_t next_rl_step, 
     extra["files"] = {{kParkedGroupsFile, bytes.size()}};
   }
   trainer.SaveCheckpoint(dir, extra);
-  if (!job.IsController()) return;
+  if (!job.IsController()) return dir;
   if (parked) {
     const std::string path = dir + "/" + kParkedGroupsFile;
     {
@@ -172,6 +172,7 @@ void SaveRunCheckpoint(JobContext& job, Trainer& trainer, int64_t next_rl_step, 
   }
   const auto all = CheckpointsNewestFirst(job.recipe.run_dir);
   for (size_t i = size_t(job.recipe.checkpoint.keep); i < all.size(); ++i) fs::remove_all(all[i].second);
+  return dir;
 }
 
 std::vector<RolloutGroup> ReadParkedGroups(const std::string& checkpoint_dir) {

@@ -109,8 +109,9 @@ TrainingStart StartTraining(JobContext& job, Communicator& dp, LlamaWeightSource
 // extra. Collective over dp; the controller deletes all but the newest recipe.checkpoint.keep.
 // `parked`: the finished groups waiting for the trainer (async.deterministic), saved as
 // kParkedGroupsFile with {"parked": {"groups": n, "next_index": admission index after them}} in extra.
-void SaveRunCheckpoint(JobContext& job, Trainer& trainer, int64_t next_rl_step, const Cursor& cursor,
-                       const std::vector<RolloutGroup>* parked = nullptr, int64_t next_index = 0);
+// Returns the checkpoint's directory.
+std::string SaveRunCheckpoint(JobContext& job, Trainer& trainer, int64_t next_rl_step, const Cursor& cursor,
+                              const std::vector<RolloutGroup>* parked = nullptr, int64_t next_index = 0);
 constexpr const char* kParkedGroupsFile = "parked_groups.bin";
 // The groups a checkpoint's kParkedGroupsFile holds (count, then per group its byte size and its
 // EncodeRolloutGroup bytes); throws naming the file when it is malformed.
