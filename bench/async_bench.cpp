@@ -114,13 +114,20 @@ json SummariseBenchRun(const std::string& run_dir) {
 
 namespace {
 
-// `warm_start`: the shared warm start's HF directory (empty: the recipe has no warm start).
-controller::RecipeConfig ModeRecipe(const AsyncBenchOptions& options, bool async, const std::string& warm_start) {
+// The overrides of one run of the bench: the user's, then a placement and mode (colocated sync or
+// split async) and RUN_DIR/`name`.
+std::vector<std::string> RunOverrides(const AsyncBenchOptions& options, bool async, const std::string& name) {
   std::vector<std::string> overrides = options.overrides;
   if (options.steps > 0) overrides.push_back("steps=" + std::to_string(options.steps));
   overrides.push_back(async ? "placement.mode=split" : "placement.mode=colocated");
   overrides.push_back(async ? "mode=async" : "mode=sync");
-  overrides.push_back("run_dir=" + options.run_dir + (async ? "/async" : "/sync"));
+  overrides.push_back("run_dir=" + options.run_dir + "/" + name);
+  return overrides;
+}
+
+// `warm_start`: the shared warm start's HF directory (empty: the recipe has no warm start).
+controller::RecipeConfig ModeRecipe(const AsyncBenchOptions& options, bool async, const std::string& warm_start) {
+  std::vector<std::string> overrides = RunOverrides(options, async, async ? "async" : "sync");
   if (!warm_start.empty()) {
     for (const char* o : {"model.source=hf", "sft.steps=0"}) overrides.emplace_back(o);
     overrides.push_back("model.path=" + warm_start);
@@ -134,12 +141,11 @@ controller::RecipeConfig ModeRecipe(const AsyncBenchOptions& options, bool async
 // alone. Here the warm start runs once (colocated, RL steps 0), is exported in f32 (the master weights
 // exactly) and both modes start RL from that directory. Returns {} when the recipe has no warm start.
 json SharedWarmStart(Communicator& world, const AsyncBenchOptions& options, std::string* hf_dir) {
-  controller::RecipeConfig warm = ModeRecipe(options, false, "");
-  if (warm.sft.steps == 0) return json::object();
-  std::vector<std::string> overrides = options.overrides;
-  for (const char* o : {"steps=0", "placement.mode=colocated", "mode=sync"}) overrides.emplace_back(o);
-  overrides.push_back("run_dir=" + options.run_dir + "/warm_start");
-  warm = controller::LoadRecipe(options.recipe, overrides);
+  std::vector<std::string> overrides = RunOverrides(options, false, "warm_start");
+  // Read as it is first: steps 0 without SFT steps is refused, and then there is nothing to share.
+  if (controller::LoadRecipe(options.recipe, overrides).sft.steps == 0) return json::object();
+  overrides.emplace_back("steps=0");  // after the user's steps: the last override of a key wins
+  const controller::RecipeConfig warm = controller::LoadRecipe(options.recipe, overrides);
   *hf_dir = warm.run_dir + "/hf";
   if (world.Rank() == 0) std::filesystem::remove_all(warm.run_dir);
   world.Barrier()->Wait();
