@@ -19,26 +19,20 @@ module_table_args "$@"
 read_module_table
 
 violations=0
-checked=0
 report() {  # file:line, the text, what to do instead
   echo "$1: $2 ($3)" >&2
   violations=$((violations + 1))
 }
-for folder in "${folders[@]}"; do
-  while IFS= read -r -d '' file; do
-    checked=$((checked + 1))
-    rel=${file#"$src"/}
-    while IFS=: read -r line text; do
-      code=${text%%//*}
-      if [[ "$code" =~ TORCH_(CHECK|INTERNAL_ASSERT)[A-Z_]*[[:space:]]*\( ]]; then
-        report "$rel:$line" "${BASH_REMATCH[0]}" "use LLAMARL_CHECK (a user's error) or LLAMARL_ASSERT (our invariant) from core/check.h: one exception type, llamarl::Error"
-      fi
-      if [[ "$code" == *what_without_backtrace* && "$rel" != core/error_text.cpp ]]; then
-        report "$rel:$line" "what_without_backtrace" "catch std::exception and use ErrorText from core/error_text.h, the one helper"
-      fi
-    done < <(grep -nE 'TORCH_(CHECK|INTERNAL_ASSERT)|what_without_backtrace' "$file" || true)
-  done < <(module_sources "$folder")
-done
+check_line() {  # folder, file, line, text
+  local code=${4%%//*}
+  if [[ "$code" =~ TORCH_(CHECK|INTERNAL_ASSERT)[A-Z_]*[[:space:]]*\( ]]; then
+    report "$2:$3" "${BASH_REMATCH[0]}" "use LLAMARL_CHECK (a user's error) or LLAMARL_ASSERT (our invariant) from core/check.h: one exception type, llamarl::Error"
+  fi
+  if [[ "$code" == *what_without_backtrace* && "$2" != core/error_text.cpp ]]; then
+    report "$2:$3" "what_without_backtrace" "catch std::exception and use ErrorText from core/error_text.h, the one helper"
+  fi
+}
+scan_module_lines 'TORCH_(CHECK|INTERNAL_ASSERT)|what_without_backtrace' check_line
 
 if [[ $violations -gt 0 ]]; then
   echo "error check: $violations use(s) of a second error family in $src" >&2

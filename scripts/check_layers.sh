@@ -18,25 +18,20 @@ read_module_table
 known=" ${folders[*]} "
 
 violations=0
-checked=0
-for folder in "${folders[@]}"; do
-  while IFS= read -r -d '' file; do
-    checked=$((checked + 1))
-    # Lines like: 12:#include "generator/engine.h"
-    while IFS=: read -r line text; do
-      target=${text#*\"}
-      target=${target%%/*}
-      [[ "$known" == *" $target "* ]] || continue
-      if [[ "${allowed[$folder]}" != *" $target "* ]]; then
-        rel=${file#"$src"/}
-        uses=$(echo ${allowed[$folder]# $folder })
-        echo "$rel:$line: $folder/ may not include $target/ ($text); $folder may use: ${uses:-nothing}." \
-             "Move the code to a lower layer, or declare $target in $folder's DEPS if the design says so" >&2
-        violations=$((violations + 1))
-      fi
-    done < <(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*"[A-Za-z0-9_]+/' "$file" || true)
-  done < <(module_sources "$folder")
-done
+# Lines like: 12:#include "generator/engine.h"
+check_include() {  # folder, file, line, text
+  local target=${4#*\"}
+  target=${target%%/*}
+  [[ "$known" == *" $target "* ]] || return 0
+  if [[ "${allowed[$1]}" != *" $target "* ]]; then
+    local uses
+    uses=$(echo ${allowed[$1]# $1 })
+    echo "$2:$3: $1/ may not include $target/ ($4); $1 may use: ${uses:-nothing}." \
+         "Move the code to a lower layer, or declare $target in $1's DEPS if the design says so" >&2
+    violations=$((violations + 1))
+  fi
+}
+scan_module_lines '^[[:space:]]*#[[:space:]]*include[[:space:]]*"[A-Za-z0-9_]+/' check_include
 
 if [[ $violations -gt 0 ]]; then
   echo "layer check: $violations include(s) break the module table in $deps_file" >&2

@@ -34,3 +34,19 @@ module_sources() {
   [[ -d "$src/$1" ]] || return 0
   find "$src/$1" -type f \( -name '*.h' -o -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' \) -print0
 }
+
+# Calls CHECK FOLDER REL LINE TEXT for every line of the table's sources that matches the extended
+# regex PATTERN (REL: the file's path under src, LINE: its line number); sets checked to the number
+# of files read.
+scan_module_lines() {
+  local pattern=$1 check=$2 folder file line text
+  checked=0
+  for folder in "${folders[@]}"; do
+    while IFS= read -r -d '' file; do
+      checked=$((checked + 1))
+      while IFS=: read -r line text; do
+        "$check" "$folder" "${file#"$src"/}" "$line" "$text"
+      done < <(grep -nE "$pattern" "$file" || true)
+    done < <(module_sources "$folder")
+  done
+}
