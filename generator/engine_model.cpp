@@ -3,6 +3,7 @@
 #include "core/check.h"
 #include "core/communicator.h"
 #include "generator/kv_cache.h"
+#include "kernels/paged_attention.h"
 #include "model/attention.h"
 #include "model/shard_layout.h"
 
@@ -10,9 +11,7 @@
 #include <c10/core/InferenceMode.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
-#include <cmath>
 #include <cstring>
-#include <limits>
 #include <unordered_map>
 
 namespace llamarl {
@@ -39,22 +38,6 @@ bool IsVocabParameter(const std::string& name) {
 void CheckDivides(int tp, int64_t value, const char* field) {
   LLAMARL_CHECK(value % tp == 0, "generator tp_size (", tp, ") must divide ", field, " (", value,
                 "); choose a tp_size that divides the model's head counts and intermediate_size");
-}
-
-// Attention of one query per sequence over its gathered cache: q [N, H, 1, E], k and v [N, L, K, E],
-// allowed [N, L]. The math of AttendEager (scale in the activations' dtype, masked softmax in f32),
-// but as broadcast multiply-reduce: on the CPU, bmm over N * H single-row matrices runs one GEMM call
-// per (sequence, head), and that loop dominated a decode step. Returns [N, 1, H * E].
-at::Tensor DecodeAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& allowed) {
-  const int64_t n = q.size(0), heads = q.size(1), head_dim = q.size(3);
-  const int64_t length = k.size(1), kv_heads = k.size(2), groups = heads / kv_heads;
-  at::Tensor q_N1KGE = q.reshape({n, 1, kv_heads, groups, head_dim});
-  at::Tensor scores = (q_N1KGE * k.unsqueeze(3)).sum(-1) * (1.0 / std::sqrt(double(head_dim)));  // [N, L, K, G]
-  scores = scores.to(at::kFloat).masked_fill(allowed.view({n, length, 1, 1}).logical_not(),
-                                             std::numeric_limits<float>::lowest());
-  at::Tensor probs = at::softmax(scores, 1, at::kFloat).to(q.scalar_type());
-  at::Tensor out = (probs.unsqueeze(-1) * v.unsqueeze(3)).sum(1);  // [N, K, G, E]
-  return out.reshape({n, 1, heads * head_dim});
 }
 
 }  // namespace
@@ -174,15 +157,14 @@ at::Tensor EngineModel::Extend(KvCache& cache, const ExtendBatch& batch) {
 at::Tensor EngineModel::Decode(KvCache& cache, const DecodeBatch& batch) {
   const int64_t n = batch.tokens.size(0);
   // One query per sequence at its cached length; it attends to positions [0, length].
-  const int64_t attended = batch.positions.max().item<int64_t>() + 1;
+  const at::Tensor lengths = batch.positions + 1;
   at::Tensor h = local_->Embed(batch.tokens.view({n, 1}));
   RopePositions rope = local_->Rope(batch.positions.view({n, 1}));
-  at::Tensor allowed = at::arange(attended, batch.positions.options()).view({1, attended}).le(batch.positions.view({n, 1}));
   for (int64_t l = 0; l < local_->NumLayers(); ++l) {
-    h = RunLayer(l, h, rope, [&](const QkvStates& s) {
+    h = RunLayer(l, h, rope, [&](const QkvStates& s) {  // q [N, H, 1, E]
       cache.Write(l, s.k.squeeze(2), s.v.squeeze(2), batch.slots);
-      auto [keys, values] = cache.Gather(l, batch.blocks, attended);
-      return DecodeAttention(s.q, keys, values, allowed);
+      at::Tensor q_NHE = s.q.reshape({n, s.q.size(1), s.q.size(3)});
+      return kernels::PagedDecodeAttention(q_NHE, cache.Paged(l, batch.blocks, lengths)).view({n, 1, -1});
     });
   }
   return local_->LmHead(local_->FinalNorm(h)).squeeze(1);

@@ -1,8 +1,7 @@
 // The decoder as the engine runs it: this rank's tensor-parallel shard of every layer, run piece by
 // piece (model/llama.h's Embed, Rope, Layer(i) pieces; model/attention.h's AttendEager for prefill)
-// against the paged KV cache instead of the full-sequence forward. Decode attends with its own
-// multiply-reduce form of the same math (engine_model.cpp: DecodeAttention) over the gathered
-// blocks, since bmm over one-row matrices costs one GEMM call per (sequence, head) on the CPU.
+// against the paged KV cache instead of the full-sequence forward. Decode attends through
+// kernels/paged_attention.h, which reads each sequence's blocks in place (on the CPU).
 //
 // Tensor parallelism (Megatron, the convention of weight_sync's TensorParallelLayout): q/k/v and
 // gate/up are column-parallel (rank r holds rows [r, r + 1) * out / tp of the [out, in] weight, whole

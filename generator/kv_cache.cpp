@@ -54,6 +54,11 @@ std::pair<at::Tensor, at::Tensor> KvCache::Gather(int64_t layer, const at::Tenso
   return {gather(keys_[size_t(layer)]), gather(values_[size_t(layer)])};
 }
 
+kernels::PagedKv KvCache::Paged(int64_t layer, const at::Tensor& blocks, const at::Tensor& lengths) const {
+  LLAMARL_ASSERT(allocated(), "attention over a released KV cache; Allocate() it first");
+  return {keys_[size_t(layer)], values_[size_t(layer)], blocks, lengths};
+}
+
 void KvCache::CopyBlocks(const std::vector<std::pair<int64_t, int64_t>>& copies) {
   if (copies.empty()) return;
   LLAMARL_ASSERT(allocated(), "copy within a released KV cache; Allocate() it first");

@@ -3,13 +3,15 @@
 // holds is KvBlockPool's business (kv_blocks.h), so this class only writes slots, gathers blocks and
 // copies blocks. Nothing is allocated after construction, except by Allocate() after a Release().
 //
-// Attention reads a sequence's blocks through Gather: one index_select per layer and step that
-// copies the attended blocks into a dense [N, L, K, E] tensor. On the CPU that copy costs less than
-// the attention's own [N, L, K, G, E] product, and it lets blocks be shared and allocated one at a
-// time instead of reserving max_len positions per sequence.
+// Decode attention reads a sequence's blocks where they lie (Paged, for kernels/paged_attention.h);
+// the multi-turn extension's attention copies them into a dense [N, L, K, E] tensor (Gather). Either
+// way blocks can be shared and allocated one at a time instead of reserving max_len positions per
+// sequence.
 // Legend: M = positions written, N = sequences, NB = blocks per sequence, K = kv heads per rank,
 // L = attended length, E = head_dim.
 #pragma once
+
+#include "kernels/paged_attention.h"
 
 #include <ATen/core/Tensor.h>
 
@@ -37,6 +39,9 @@ class KvCache {
   // Keys and values [N, L, K, E] of `layer`: row i holds the positions of blocks_NB[i] (padding
   // entries may name any block; the caller masks what lies beyond each sequence), first L kept.
   std::pair<at::Tensor, at::Tensor> Gather(int64_t layer, const at::Tensor& blocks_NB, int64_t length) const;
+  // The pools of `layer` with the sequences' blocks [N, NB] and attended lengths [N], as the decode
+  // attention kernel reads them (views, no copy).
+  kernels::PagedKv Paged(int64_t layer, const at::Tensor& blocks_NB, const at::Tensor& lengths_N) const;
   // Copies whole blocks (from, to) in every layer: copy-on-write of shared blocks.
   void CopyBlocks(const std::vector<std::pair<int64_t, int64_t>>& copies);
 
