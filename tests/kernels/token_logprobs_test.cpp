@@ -59,12 +59,23 @@ TEST_P(TokenLogprobsCases, Float32ValuesAndGradientsMatchComposition) {
   EXPECT_TRUE(at::allclose(w3.grad(), w4.grad(), 1e-4, 1e-4)) << (w3.grad() - w4.grad()).abs().max();
 }
 
+// bf16 hidden [T, D] and head [V, D], and targets, for case `c` under `seed`.
+struct Bf16Inputs {
+  at::Tensor hidden, weight, targets;
+};
+
+Bf16Inputs MakeBf16Inputs(const Case& c, uint64_t seed) {
+  torch::manual_seed(seed);
+  Bf16Inputs in;
+  in.hidden = at::randn({c.tokens, c.dim}).to(at::kBFloat16);
+  in.weight = (at::randn({c.vocab, c.dim}) * 0.5).to(at::kBFloat16);
+  in.targets = at::randint(0, c.vocab, {c.tokens}, at::kLong);
+  return in;
+}
+
 TEST_P(TokenLogprobsCases, Bfloat16MatchesFloat32CompositionOfSameValues) {
   const Case c = GetParam();
-  torch::manual_seed(32);
-  const at::Tensor hidden = at::randn({c.tokens, c.dim}).to(at::kBFloat16);
-  const at::Tensor weight = (at::randn({c.vocab, c.dim}) * 0.5).to(at::kBFloat16);
-  const at::Tensor targets = at::randint(0, c.vocab, {c.tokens}, at::kLong);
+  const auto [hidden, weight, targets] = MakeBf16Inputs(c, 32);
   const at::Tensor g_lp = at::randn({c.tokens});
   TokenLogprobsOptions options{c.token_chunk, c.vocab_chunk, c.temperature};
   const at::Tensor h1 = hidden.clone().requires_grad_(true), w1 = weight.clone().requires_grad_(true);
@@ -81,6 +92,27 @@ TEST_P(TokenLogprobsCases, Bfloat16MatchesFloat32CompositionOfSameValues) {
   EXPECT_TRUE(at::allclose(lp, ref, 1e-4, 1e-4));
   EXPECT_TRUE(at::allclose(h1.grad().to(at::kFloat), h2.grad(), 1e-2, 1e-3));
   EXPECT_TRUE(at::allclose(w1.grad().to(at::kFloat), w2.grad(), 1e-2, 1e-3));
+}
+
+TEST_P(TokenLogprobsCases, Bfloat16GradientsAreTheFloat32TilesRoundedOnce) {
+  // The bf16 path runs the same float32 tiles on the upcast values and rounds each finished vocab tile
+  // of the weight's gradient once into bf16 (it never holds a float32 [V, D]): bit for bit the float32
+  // path's gradients on the upcast inputs, rounded.
+  const Case c = GetParam();
+  const Bf16Inputs in = MakeBf16Inputs(c, 33);  // named members: the lambda below captures them
+  const at::Tensor &hidden = in.hidden, &weight = in.weight, &targets = in.targets;
+  const at::Tensor g_lp = at::randn({c.tokens}), g_h = at::randn({c.tokens});
+  TokenLogprobsOptions options{c.token_chunk, c.vocab_chunk, c.temperature};
+  auto run = [&](const at::Tensor& h, const at::Tensor& w) {
+    const TokenLogprobsResult r = TokenLogprobsAndEntropy(h, w, targets, options);
+    ((r.logprobs * g_lp).sum() + (r.entropy * g_h).sum()).backward();
+  };
+  const at::Tensor h1 = hidden.clone().requires_grad_(true), w1 = weight.clone().requires_grad_(true);
+  run(h1, w1);
+  const at::Tensor h2 = hidden.to(at::kFloat).requires_grad_(true), w2 = weight.to(at::kFloat).requires_grad_(true);
+  run(h2, w2);
+  EXPECT_TRUE(at::equal(w1.grad(), w2.grad().to(at::kBFloat16)));
+  EXPECT_TRUE(at::equal(h1.grad(), h2.grad().to(at::kBFloat16)));
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, TokenLogprobsCases,
