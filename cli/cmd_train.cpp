@@ -14,6 +14,7 @@
 #include "core/communicator.h"
 #include "core/device.h"
 #include "core/error_text.h"
+#include "core/launcher.h"
 #include "core/mpi.h"
 #include "core/routed_communicator.h"
 
@@ -46,7 +47,7 @@ int RunTrain(const CommandArgs& argv) {
   args.Repeated("set", "override a recipe value, e.g. --set rollout.group_size=8 (JSON values; repeatable)")
       .Option("resume", "continue the run in RUN_DIR from its latest checkpoint")
       .Flag("dry-run", "print each rank's planned memory and whether it fits this machine; load nothing, train nothing")
-      .Option("ranks", "--dry-run: the number of ranks (mpirun -np) to plan for", "1")
+      .Option("ranks", "--dry-run: the number of ranks (mpirun -np) to plan for (default: the launcher's, else 1)")
       .Flag("json", "print the run summary as one JSON object (controller rank)");
   if (!args.Parse(argv)) return 0;
   const auto& positional = args.Positional();
@@ -56,7 +57,11 @@ int RunTrain(const CommandArgs& argv) {
     return 1;
   }
   controller::RecipeConfig recipe = controller::LoadRecipe(positional[0], args.GetAll("set"));
-  if (args.GetFlag("dry-run")) return TrainDryRun(recipe, int(args.GetInt("ranks")), args.GetFlag("json"));
+  if (args.GetFlag("dry-run")) {
+    // Under mpirun every rank would plan the same job: rank 0 prints, the others only share its verdict.
+    const int ranks = args.Has("ranks") ? int(args.GetInt("ranks")) : LauncherWorldSize();
+    return TrainDryRun(recipe, ranks, args.GetFlag("json"), /*print=*/LauncherWorldRank() == 0);
+  }
   controller::RunOptions options;
   if (args.Has("resume")) options.resume_dir = args.Get("resume");
   // The device first: an impossible one is an error before MPI starts or anything loads.

@@ -15,9 +15,33 @@ namespace {
 
 int64_t DtypeBytes(const std::string& name) { return name == "float32" ? 4 : 2; }
 
+void PrintDryRun(const PlanModel& model, const controller::Placement& placement,
+                 const std::vector<PlannedRank>& planned, double host, const std::string& problem, bool json) {
+  const int ranks = int(planned.size());
+  if (json) {
+    Json out{{"host_memory_bytes", host}, {"fits", problem.empty()}, {"problem", problem}, {"ranks", Json::array()}};
+    for (const PlannedRank& r : planned) {
+      Json j = r.memory.ToJson();
+      j.update({{"rank", r.rank}, {"role", r.role}});
+      out["ranks"].push_back(j);
+    }
+    std::printf("%s\n", out.dump(2).c_str());
+  } else {
+    std::printf("llamarl train --dry-run: %s (%lld parameters) on %d rank(s), %s placement%s\n",
+                model.name.c_str(), static_cast<long long>(model.num_params), ranks,
+                placement.split ? "split" : "colocated", placement.offload ? " with offload" : "");
+    std::printf("%s", MemoryPlanText(planned, host).c_str());
+    if (problem.empty()) {
+      std::printf("fits: every rank, and all of them together, fit this machine's memory\n");
+    } else {
+      std::printf("DOES NOT FIT:\n%s", problem.c_str());
+    }
+  }
+}
+
 }  // namespace
 
-int TrainDryRun(const controller::RecipeConfig& recipe, int ranks, bool json) {
+int TrainDryRun(const controller::RecipeConfig& recipe, int ranks, bool json, bool print) {
   LLAMARL_CHECK(ranks >= 1, "--ranks must be >= 1, got ", ranks);
   const controller::Placement placement = controller::ResolvePlacement(recipe.placement, ranks);
   const LlamaConfig config = controller::BuildModelConfig(recipe);
@@ -62,25 +86,7 @@ int TrainDryRun(const controller::RecipeConfig& recipe, int ranks, bool json) {
   }
   const double host = double(HostMemoryTotalBytes());
   const std::string problem = MemoryFitProblem(planned, host);
-  if (json) {
-    Json out{{"host_memory_bytes", host}, {"fits", problem.empty()}, {"problem", problem}, {"ranks", Json::array()}};
-    for (const PlannedRank& r : planned) {
-      Json j = r.memory.ToJson();
-      j.update({{"rank", r.rank}, {"role", r.role}});
-      out["ranks"].push_back(j);
-    }
-    std::printf("%s\n", out.dump(2).c_str());
-  } else {
-    std::printf("llamarl train --dry-run: %s (%lld parameters) on %d rank(s), %s placement%s\n",
-                model.name.c_str(), static_cast<long long>(model.num_params), ranks,
-                placement.split ? "split" : "colocated", placement.offload ? " with offload" : "");
-    std::printf("%s", MemoryPlanText(planned, host).c_str());
-    if (problem.empty()) {
-      std::printf("fits: every rank, and all of them together, fit this machine's memory\n");
-    } else {
-      std::printf("DOES NOT FIT:\n%s", problem.c_str());
-    }
-  }
+  if (print) PrintDryRun(model, placement, planned, host, problem, json);
   return problem.empty() ? 0 : 2;
 }
 

@@ -1,8 +1,8 @@
 #include "core/communicator.h"
 
 #include "core/check.h"
+#include "core/launcher.h"
 
-#include <cstdlib>
 #include <map>
 #include <mutex>
 
@@ -81,12 +81,7 @@ std::unique_ptr<Communicator> CreateCommunicator(const std::string& name) {
 }
 
 std::string DefaultCommunicatorName() {
-  // Set by Open MPI, MPICH/Hydra and Slurm's PMI respectively.
-  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"}) {
-    const char* v = std::getenv(var);
-    if (v && std::atoi(v) > 1) return "mpi";
-  }
-  return "local";
+  return LauncherWorldSize() > 1 ? "mpi" : "local";
 }
 
 // Defined by the backends' translation units.

@@ -80,13 +80,18 @@ TEST(TrainDryRunTest, PlanBoundsWhatTheRunMeasures) {
   EXPECT_GT(rows.value("peak_rss_bytes_rank0", 0.0), start) << rows.dump();
 }
 
-TEST(TrainDryRunTest, OneAndAHalfBDoesNotFitAndNothingIsLoaded) {
-  ASSERT_TRUE(fs::exists(testing::LlamarlBinary())) << "build llamarl first";
-  const std::string dir = testing::MakeTempDir("train_dry_run_15b");
-  // config.json only: a dry run that tried to read weights would fail on the missing safetensors.
+// A recipe over Qwen2.5-1.5B's config.json alone: a dry run that tried to read weights would fail on
+// the missing safetensors.
+std::string ConfigOnly15bRecipe(const std::string& name) {
+  const std::string dir = testing::MakeTempDir(name);
   fs::create_directories(dir + "/model");
   std::ofstream(dir + "/model/config.json") << FindLlamaPreset("qwen2.5-1.5b").config.ToJson().dump(2);
-  const std::string recipe = WriteRecipe(dir, dir + "/model");
+  return WriteRecipe(dir, dir + "/model");
+}
+
+TEST(TrainDryRunTest, OneAndAHalfBDoesNotFitAndNothingIsLoaded) {
+  ASSERT_TRUE(fs::exists(testing::LlamarlBinary())) << "build llamarl first";
+  const std::string recipe = ConfigOnly15bRecipe("train_dry_run_15b");
   std::string out;
   const int status = Llamarl("train " + recipe + " --dry-run --ranks 2 --set placement.mode=split --set mode=async "
                              "--set placement.offload=false",
@@ -97,6 +102,26 @@ TEST(TrainDryRunTest, OneAndAHalfBDoesNotFitAndNothingIsLoaded) {
   EXPECT_NE(out.find("rank 1 (trainer) does not fit"), std::string::npos) << out;
   EXPECT_NE(out.find("largest part is the optimizer state"), std::string::npos) << out;
   EXPECT_NE(out.find(" over"), std::string::npos) << out;
+}
+
+// `mpirun -np 2 llamarl train RECIPE --dry-run` plans the launcher's two ranks (no --ranks needed), and
+// only rank 0 prints; every rank exits with the verdict. The launcher's variables are set by hand: the
+// dry run starts no MPI.
+TEST(TrainDryRunTest, UnderALauncherItPlansItsRanksAndRankZeroPrints) {
+  ASSERT_TRUE(fs::exists(testing::LlamarlBinary())) << "build llamarl first";
+  const std::string recipe = ConfigOnly15bRecipe("train_dry_run_launcher");
+  const std::string split = " --dry-run --set placement.mode=split --set mode=async --set placement.offload=false";
+  std::string out;
+  EXPECT_EQ(Llamarl("train " + recipe + split, &out), 1) << out;  // one rank cannot be split
+  EXPECT_NE(out.find("needs at least 2 ranks"), std::string::npos) << out;
+  const std::string launched = "env OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=";
+  EXPECT_EQ(testing::RunCommand(launched + "0 " + testing::LlamarlBinary() + " train " + recipe + split, &out, true), 2)
+      << out;
+  EXPECT_NE(out.find("on 2 rank(s), split placement"), std::string::npos) << out;
+  EXPECT_NE(out.find("rank 1 (trainer) does not fit"), std::string::npos) << out;
+  EXPECT_EQ(testing::RunCommand(launched + "1 " + testing::LlamarlBinary() + " train " + recipe + split, &out, true), 2)
+      << out;
+  EXPECT_EQ(out, "");
 }
 
 }  // namespace

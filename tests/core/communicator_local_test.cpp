@@ -2,6 +2,7 @@
 // matched in issue order within a tag; collectives over one rank are identities.
 #include "core/check.h"
 #include "core/communicator.h"
+#include "core/launcher.h"
 #include "tests/core/communicator_test_util.h"
 
 #include <ATen/ATen.h>
@@ -53,6 +54,27 @@ TEST(CommunicatorRegistryTest, DefaultIsMpiOnlyWhenTheLauncherStartedSeveralRank
   }
   ScopedEnv slurm("PMI_SIZE", "2");
   EXPECT_EQ(DefaultCommunicatorName(), "mpi");
+}
+
+TEST(LauncherTest, WorldSizeAndRankComeFromTheFirstLauncherVariableSet) {
+  ScopedEnv ompi("OMPI_COMM_WORLD_SIZE", nullptr), pmi("PMI_SIZE", nullptr), pmix("PMIX_SIZE", nullptr);
+  ScopedEnv ompi_rank("OMPI_COMM_WORLD_RANK", nullptr), pmi_rank("PMI_RANK", nullptr), pmix_rank("PMIX_RANK", nullptr);
+  EXPECT_EQ(LauncherWorldSize(), 1);  // no launcher
+  EXPECT_EQ(LauncherWorldRank(), 0);
+  {
+    ScopedEnv size("PMIX_SIZE", "8"), rank("PMIX_RANK", "5");
+    EXPECT_EQ(LauncherWorldSize(), 8);
+    EXPECT_EQ(LauncherWorldRank(), 5);
+    ScopedEnv hydra("PMI_SIZE", "3"), hydra_rank("PMI_RANK", "2");  // MPICH's before PMIx's
+    EXPECT_EQ(LauncherWorldSize(), 3);
+    EXPECT_EQ(LauncherWorldRank(), 2);
+  }
+  ScopedEnv size("OMPI_COMM_WORLD_SIZE", "4"), rank("OMPI_COMM_WORLD_RANK", "3");
+  EXPECT_EQ(LauncherWorldSize(), 4);
+  EXPECT_EQ(LauncherWorldRank(), 3);
+  ScopedEnv bad("OMPI_COMM_WORLD_SIZE", "4x"), bad_rank("OMPI_COMM_WORLD_RANK", "-1");
+  EXPECT_EQ(LauncherWorldSize(), 1);  // not a number: as if no launcher
+  EXPECT_EQ(LauncherWorldRank(), 0);
 }
 
 TEST(ReduceOpNameTest, NamesEveryOp) {
