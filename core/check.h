@@ -3,6 +3,10 @@
 //   LLAMARL_CHECK(cond, parts...)   something a user can cause (bad file, bad value); throws Error.
 //   LLAMARL_FAIL(parts...)          the same, for a branch that a check has already ruled out.
 //   LLAMARL_ASSERT(cond, parts...)  our own invariant; throws InternalError with file:line.
+// Every exception the project throws is an llamarl::Error: InternalError (a broken invariant) and
+// core/communicator.h's CommTimeoutError (a peer that did not answer) derive from it, and so do the
+// CUDA launchers' errors (kernels/cuda_common.cuh), so one `catch (const llamarl::Error&)` sees them
+// all and a narrower catch can still tell them apart.
 // Messages say what was expected and what was got (the value, the limit, the fix), the parts streamed
 // like TORCH_CHECK's. TORCH_CHECK itself, which throws c10::Error with a C++ backtrace in what(), is
 // not used (scripts/check_errors.sh, CTest layers/errors); LibTorch's own ops still throw c10::Error,
@@ -20,9 +24,9 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-class InternalError : public std::logic_error {
+class InternalError : public Error {
  public:
-  using std::logic_error::logic_error;
+  using Error::Error;
 };
 
 namespace detail {

@@ -17,6 +17,8 @@
 // different threads when MPI provides MPI_THREAD_MULTIPLE (see MpiThreadLevel()).
 #pragma once
 
+#include "core/check.h"
+
 #include <ATen/core/Tensor.h>
 
 #include <chrono>
@@ -40,9 +42,10 @@ class Work {
 };
 using WorkPtr = std::shared_ptr<Work>;
 
-class CommTimeoutError : public std::runtime_error {
+// An llamarl::Error (core/check.h) that a catch site can tell apart: a peer did not answer in time.
+class CommTimeoutError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  using Error::Error;
 };
 
 // Waits for all; the first error is rethrown after every work had its chance to finish.

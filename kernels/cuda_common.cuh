@@ -2,30 +2,35 @@
 // stores for f32/bf16/f16 with f32 arithmetic, and block-wide reductions. CUDA C++ only.
 #pragma once
 
+#include "core/check.h"
 #include "kernels/cuda_launchers.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <stdexcept>
 #include <string>
 #include <type_traits>
 
+// Both throw the project's one exception type (core/check.h): a failed CUDA call is an llamarl::Error
+// (out of memory, a lost device: what a user can meet), a launcher given bad sizes an InternalError
+// (the LibTorch binding in ops_cuda.cpp checks every argument first). check.h's classes are inline,
+// so the .cu files need nothing linked from core.
 #define LLAMARL_CUDA_CHECK(expr)                                                                        \
   do {                                                                                                  \
     const cudaError_t llamarl_status_ = (expr);                                                         \
     if (llamarl_status_ != cudaSuccess)                                                                 \
-      throw std::runtime_error(std::string(__FILE__) + ":" + std::to_string(__LINE__) + ": " #expr      \
-                               " failed: " + cudaGetErrorString(llamarl_status_));                      \
+      throw ::llamarl::Error(std::string(__FILE__) + ":" + std::to_string(__LINE__) + ": " #expr        \
+                             " failed: " + cudaGetErrorString(llamarl_status_));                        \
   } while (0)
 
 // Launch errors (bad configuration) are reported by cudaGetLastError right after the launch.
 #define LLAMARL_CUDA_CHECK_LAUNCH() LLAMARL_CUDA_CHECK(cudaGetLastError())
 
-#define LLAMARL_CUDA_REQUIRE(cond, message)                                                                \
-  do {                                                                                                     \
-    if (!(cond)) throw std::invalid_argument(std::string(__func__) + ": " + (message) + " (" #cond ")"); \
+#define LLAMARL_CUDA_REQUIRE(cond, message)                                                               \
+  do {                                                                                                    \
+    if (!(cond))                                                                                          \
+      throw ::llamarl::InternalError(std::string(__func__) + ": " + (message) + " (" #cond ")");          \
   } while (0)
 
 namespace llamarl::kernels::cuda {

@@ -1,6 +1,6 @@
 // Host launchers of the CUDA kernels in kernels/*.cu: plain C++ on raw device pointers, no LibTorch,
 // so the .cu files build with nvcc alone. Each launcher checks its sizes, launches on `stream` and
-// checks the launch; errors are thrown as std::runtime_error with the CUDA error string.
+// checks the launch; errors are thrown as llamarl::Error (core/check.h) with the CUDA error string.
 // Pointers are to contiguous row-major memory; shapes are given in the comments (R rows, C columns).
 #pragma once
 

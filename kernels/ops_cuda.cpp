@@ -30,13 +30,15 @@ cudaStream_t CurrentStream() { return c10::cuda::getCurrentCUDAStream().stream()
 int64_t Rows(const at::Tensor& t) { return t.dim() == 0 ? 1 : t.numel() / t.size(-1); }
 int64_t Cols(const at::Tensor& t) { return t.dim() == 0 ? 1 : t.size(-1); }
 
-// Launchers report CUDA failures as std exceptions; surface them as llamarl::Error, naming the op,
-// like every other failure of the project's code.
+// Launchers throw llamarl::Error (a failed CUDA call) or InternalError (sizes the binding should have
+// ruled out); the message gains the op's name and the type is kept.
 template <typename F>
 void Launch(const char* op, F&& f) {
   try {
     f();
-  } catch (const std::exception& e) {
+  } catch (const InternalError& e) {
+    throw InternalError(detail::StrCat(op, ": ", e.what()));
+  } catch (const Error& e) {
     LLAMARL_FAIL(op, ": ", e.what());
   }
 }

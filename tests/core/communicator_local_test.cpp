@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <type_traits>
 
 namespace llamarl {
 namespace {
@@ -184,6 +185,23 @@ class RecordingWork final : public Work {
   std::string error_;
   bool waited_ = false;
 };
+
+// One exception root: a broken invariant and a peer's timeout are llamarl::Errors that a narrower
+// catch can still tell apart, so a catch site needs no second family.
+TEST(ErrorFamilyTest, InternalErrorsAndTimeoutsAreErrorsAndKeepTheirType) {
+  static_assert(std::is_base_of_v<Error, InternalError> && std::is_base_of_v<Error, CommTimeoutError>);
+  ExpectThrowsWith<Error>([] { LLAMARL_ASSERT(1 + 1 == 3, "arithmetic broke: ", 2); },
+                          {"internal error at", "communicator_local_test.cpp", "1 + 1 == 3", "arithmetic broke: 2"});
+  ExpectThrowsWith<InternalError>([] { LLAMARL_ASSERT(false, "invariant"); }, {"invariant"});
+  ExpectThrowsWith<Error>([] { throw CommTimeoutError("rank 0 timed out waiting for rank 1"); }, {"timed out"});
+  try {
+    LLAMARL_CHECK(false, "a user's error");
+  } catch (const InternalError&) {
+    ADD_FAILURE() << "LLAMARL_CHECK threw an InternalError";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "a user's error");
+  }
+}
 
 TEST(WaitAllTest, WaitsForEveryWorkThenRethrowsTheFirstError) {
   auto ok = std::make_shared<RecordingWork>(""), first = std::make_shared<RecordingWork>("first failure"),
