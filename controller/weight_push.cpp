@@ -51,7 +51,7 @@ int64_t ReplicaWeightSync::PushReplica(int replica, int64_t version, const at::T
   std::vector<std::pair<std::string, at::Tensor>> shards;
   const auto& specs = plan_->dst().Rank(dst_rank).buffers;
   for (size_t i = 0; i < specs.size(); ++i) shards.emplace_back(specs[i].name, buffers.dst[i]);
-  engine->UpdateWeights(shards, version);
+  CopyWeightsInto(*engine, shards, version);
   return engine->Version();
 }
 

@@ -423,17 +423,8 @@ Completion Engine::Finish(Sequence& seq) {
   return c;
 }
 
-void Engine::UpdateWeights(const std::vector<std::pair<std::string, at::Tensor>>& shards, int64_t version) {
-  LLAMARL_CHECK(version >= version_, "UpdateWeights: version ", version, " is older than the engine's ", version_,
-                "; policy versions only move forward");
-  for (const auto& [name, shard] : shards) model_->CheckParameter(name, shard);
-  for (const auto& [name, shard] : shards) model_->LoadParameter(name, shard);
-  version_ = version;
-  if (options_.refresh_kv_on_update && !shards.empty()) kv_stale_ = !running_.empty();
-}
-
-void Engine::UpdateWeightsInPlace(const std::vector<BufferSpec>& specs, at::ScalarType dtype,
-                                  const std::function<void(std::vector<at::Tensor>&)>& write, int64_t version) {
+void Engine::UpdateWeights(const std::vector<BufferSpec>& specs, at::ScalarType dtype,
+                           const std::function<void(std::vector<at::Tensor>&)>& write, int64_t version) {
   LLAMARL_CHECK(version >= version_, "UpdateWeights: version ", version, " is older than the engine's ", version_,
                 "; policy versions only move forward");
   std::vector<at::Tensor> targets;
@@ -458,5 +449,15 @@ void Engine::UpdateWeightsInPlace(const std::vector<BufferSpec>& specs, at::Scal
 }
 
 c10::Device Engine::device() const { return model_->options().device(); }
+
+void CopyWeightsInto(Engine& engine, const std::vector<std::pair<std::string, at::Tensor>>& shards,
+                     int64_t version) {
+  const at::ScalarType dtype = shards.empty() ? at::kFloat : shards[0].second.scalar_type();
+  std::vector<BufferSpec> specs;
+  for (const auto& [name, shard] : shards) specs.push_back(BufferSpec{name, shard.sizes().vec()});
+  engine.UpdateWeights(specs, dtype, [&](std::vector<at::Tensor>& targets) {
+    for (size_t i = 0; i < targets.size(); ++i) targets[i].copy_(shards[i].second);
+  }, version);
+}
 
 }  // namespace llamarl

@@ -199,24 +199,21 @@ class Engine {
   KvCacheStats KvStats() const;
   void ResetKvPeak();
 
-  // The engine's one way to take new weights (in-flight update, between two Step() calls): each
-  // tensor is this rank's TP shard of the HF-named parameter (for tp=1 the full tensor; embed_tokens /
-  // lm_head may be either the full matrix or this rank's vocab-row shard of model/shard_layout.h's
-  // TensorParallelLayout), any dtype (converted); a subset of names is allowed. Every shard is
-  // checked before any is copied in, so a bad one changes nothing. `version` must be >= Version().
-  // Under TP, a vocab-row shard makes the call collective (the rows are all-gathered), so every
-  // rank passes the same names. The shards are copied: the caller may reuse them afterwards (weight
-  // pushes drive this from weight_sync's WeightReceiver::UpdateEngine).
-  void UpdateWeights(const std::vector<std::pair<std::string, at::Tensor>>& shards, int64_t version);
-  // UpdateWeights without a second copy of the weights: `write` is handed, for every spec (this rank's
-  // shard of an HF-named parameter: name and shape, in `dtype`), the tensor to fill: the engine's own
-  // parameter storage where it has exactly that shape and dtype, else a scratch tensor loaded
-  // afterwards as UpdateWeights would (the vocabulary rows under tensor parallelism). `write` runs
-  // inside c10::InferenceMode on the calling thread. The contract of UpdateWeights holds (between two
-  // Step() calls, collective over the TP group, versions only move forward); should `write` throw, the
-  // weights may be partly written and the version is unchanged.
-  void UpdateWeightsInPlace(const std::vector<BufferSpec>& specs, at::ScalarType dtype,
-                            const std::function<void(std::vector<at::Tensor>& targets)>& write, int64_t version);
+  // The engine's one way to take new weights (in-flight update, between two Step() calls). `specs`
+  // name this rank's shards of HF-named parameters and their shapes, in `dtype` (for tp=1 the full
+  // tensors; embed_tokens / lm_head may be the full matrix or this rank's vocab-row shard of
+  // model/shard_layout.h's TensorParallelLayout); a subset of names is allowed. Every spec is
+  // checked before anything is written, so a bad one changes nothing. `write` is then handed the
+  // tensors to fill, one per spec: the engine's own parameter storage where it has exactly that
+  // shape and dtype (a weight push receives straight into it, no second copy of the weights), else
+  // a scratch tensor loaded afterwards (another dtype: converted; vocabulary rows under TP:
+  // all-gathered, which makes the call collective, so every rank passes the same names). `write`
+  // runs inside c10::InferenceMode on the calling thread; should it throw, the weights may be partly
+  // written and the version is unchanged. `version` must be >= Version(). controller/weight_push
+  // drives it through weight_sync's PushWeightsIntoEngine and WeightReceiver::UpdateEngine; a caller
+  // holding the shards as tensors uses CopyWeightsInto below.
+  void UpdateWeights(const std::vector<BufferSpec>& specs, at::ScalarType dtype,
+                     const std::function<void(std::vector<at::Tensor>& targets)>& write, int64_t version);
   // Where the engine's weights and cache live.
   c10::Device device() const;
 
@@ -262,5 +259,11 @@ class Engine {
   std::deque<Queued> queue_;
   std::vector<std::unique_ptr<Sequence>> running_;  // in admission order
 };
+
+// Engine::UpdateWeights for shards held as tensors (the synchronous baseline's buffers, a model's
+// parameters): each is copied into the engine's storage, in the first shard's dtype (others are
+// converted first). Checked whole before anything is copied; the caller may reuse the shards after.
+void CopyWeightsInto(Engine& engine, const std::vector<std::pair<std::string, at::Tensor>>& shards,
+                     int64_t version);
 
 }  // namespace llamarl

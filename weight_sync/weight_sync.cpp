@@ -49,12 +49,12 @@ int64_t WeightReceiver::UpdateEngine(Engine& engine) {
                 ToString(plan_->encoding()), "; the engine takes plain shards (build the plan without fp8)");
   std::lock_guard<std::mutex> lock(mutex_);
   if (staged_version_ <= engine.Version()) return engine.Version();
-  // The engine copies the shards in before UpdateWeights returns; the lock keeps the next receive out
+  // The engine copies the shards in before CopyWeightsInto returns; the lock keeps the next receive out
   // of the staging buffers until then.
   std::vector<std::pair<std::string, at::Tensor>> shards;
   const auto& specs = plan_->dst().Rank(dst_rank_).buffers;
   for (size_t i = 0; i < specs.size(); ++i) shards.emplace_back(specs[i].name, staging_[i]);
-  engine.UpdateWeights(shards, staged_version_);
+  CopyWeightsInto(engine, shards, staged_version_);
   held_version_ = staged_version_;
   staged_version_ = -1;
   return engine.Version();
@@ -141,7 +141,7 @@ int64_t PushWeightsIntoEngine(Communicator& comm, const TransferPlan& plan, cons
     ExecuteTransfer(comm, plan, placement, buffers, options);
     return engine.Version();
   }
-  engine.UpdateWeightsInPlace(plan.dst().Rank(my_dst).buffers, plan.dst().dtype(), [&](std::vector<at::Tensor>& targets) {
+  engine.UpdateWeights(plan.dst().Rank(my_dst).buffers, plan.dst().dtype(), [&](std::vector<at::Tensor>& targets) {
     buffers.dst = targets;
     ExecuteTransfer(comm, plan, placement, buffers, options);
   }, pushed);

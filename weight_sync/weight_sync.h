@@ -83,7 +83,7 @@ int64_t PushWeights(Communicator& comm, const TransferPlan& plan, const Transfer
                     const TransferOptions& options = {});
 
 // PushWeights for a destination that receives straight into its engine's parameter storage
-// (Engine::UpdateWeightsInPlace), with no staging copy of the weights: the push is the in-flight update
+// (Engine::UpdateWeights writing into the engine's own storage), with no staging copy of the weights: the push is the in-flight update
 // itself, so it runs on the thread that drives the engine, between two Step() calls, collective over
 // the engine's TP group like UpdateWeights. The other ranks of the placement call PushWeights in the
 // same collective (a colocated rank passes its source shards here too). A push not newer than the

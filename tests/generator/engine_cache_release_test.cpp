@@ -97,8 +97,8 @@ TEST_F(EngineCacheReleaseTest, GenerationAfterReleaseEqualsAnEngineThatNeverRele
   released.ReleaseCache();
   EXPECT_EQ(released.CacheBytes(), 0);
   LlamaForCausalLM next = MakeModel(config_, 8);
-  released.UpdateWeights(AllParameters(*next), 1);
-  kept.UpdateWeights(AllParameters(*next), 1);
+  CopyWeightsInto(released, AllParameters(*next), 1);
+  CopyWeightsInto(kept, AllParameters(*next), 1);
   EXPECT_EQ(released.CacheBytes(), 0) << "a weight update does not allocate the cache";
   std::vector<Completion> want = Generate(kept, Rollouts(10, 5));
   ExpectSameCompletions(Generate(released, Rollouts(10, 5)), want);

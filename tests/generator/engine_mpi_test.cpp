@@ -132,7 +132,7 @@ TEST_F(EngineTpTest, InFlightUpdateFromTpShardsContinuesWithTheNewWeights) {
   const std::vector<int64_t> prompt = Prompt(7, 4);
   engine.Submit(Greedy(1, prompt, 12));
   engine.Step();  // 2 tokens from the old weights
-  engine.UpdateWeights(TpShards(*new_model, group_->Rank(), group_->Size()), 1);
+  CopyWeightsInto(engine, TpShards(*new_model, group_->Rank(), group_->Size()), 1);
   std::vector<Completion> done = engine.RunUntilDone();
   ASSERT_EQ(done.size(), 1u);
   const Completion& c = done[0];
@@ -141,28 +141,6 @@ TEST_F(EngineTpTest, InFlightUpdateFromTpShardsContinuesWithTheNewWeights) {
   prefix.insert(prefix.end(), c.tokens.begin(), c.tokens.begin() + 2);
   EXPECT_EQ(std::vector<int64_t>(c.tokens.begin() + 2, c.tokens.end()), Reference(*new_model, prefix, 10).tokens);
   EXPECT_EQ(c.versions, (std::vector<int64_t>{0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}));
-}
-
-// UpdateWeightsInPlace under TP: the shards written into the engine's own parameters (the vocabulary
-// rows through scratch, then all-gathered) give the new model's tokens, as UpdateWeights does.
-TEST_F(EngineTpTest, InPlaceUpdateFromTpShardsGivesTheNewWeights) {
-  LlamaForCausalLM old_model = MakeModel(config_, 23);
-  LlamaForCausalLM new_model = MakeModel(config_, 24);
-  Engine engine(config_, *old_model, TpOptions());
-  const auto shards = TpShards(*new_model, group_->Rank(), group_->Size());
-  std::vector<BufferSpec> specs;
-  for (const auto& [name, shard] : shards) specs.push_back({name, shard.sizes().vec()});
-  engine.UpdateWeightsInPlace(specs, shards[0].second.scalar_type(), [&](std::vector<at::Tensor>& targets) {
-    ASSERT_EQ(targets.size(), shards.size());
-    for (size_t i = 0; i < targets.size(); ++i) targets[i].copy_(shards[i].second);
-  }, 1);
-  EXPECT_EQ(engine.Version(), 1);
-  const std::vector<int64_t> prompt = Prompt(7, 4);
-  engine.Submit(Greedy(1, prompt, 10));
-  std::vector<Completion> done = engine.RunUntilDone();
-  ASSERT_EQ(done.size(), 1u);
-  EXPECT_EQ(done[0].tokens, Reference(*new_model, prompt, 10).tokens);
-  EXPECT_EQ(done[0].versions, std::vector<int64_t>(10, 1));
 }
 
 TEST_F(EngineTpTest, TpSizeThatDoesNotDivideTheHeadsIsAClearError) {

@@ -129,7 +129,7 @@ TEST(EnginePagedTest, RefreshAfterAnUpdateRecomputesSharedAndCopiedBlocks) {
   engine.Step();  // 3 tokens from the old weights; each sample copied the shared partial block
   std::vector<std::pair<std::string, at::Tensor>> weights;
   for (const auto& item : new_model->named_parameters()) weights.emplace_back(item.key(), item.value().detach());
-  engine.UpdateWeights(weights, 1);
+  CopyWeightsInto(engine, weights, 1);
   std::vector<Completion> done = engine.RunUntilDone();
   ASSERT_EQ(done.size(), 3u);
   for (const Completion& c : done) {

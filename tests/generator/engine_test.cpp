@@ -208,7 +208,7 @@ TEST(EngineTest, InFlightUpdateContinuesLikeAFreshEngineWithTheNewWeights) {
   engine.Step();
   engine.Step();  // 3 tokens each from the old weights
   EXPECT_EQ(engine.NumRunning(), 2);
-  engine.UpdateWeights(AllParameters(*new_model), 4);
+  CopyWeightsInto(engine, AllParameters(*new_model), 4);
   EXPECT_EQ(engine.Version(), 4);
   auto done = ByKey(engine.RunUntilDone());
   for (uint64_t i = 0; i < 2; ++i) {
@@ -238,7 +238,7 @@ TEST(EngineTest, UpdateWeightsRejectsBadShardsBeforeChangingAnything) {
   auto expect_error = [&](const std::vector<std::pair<std::string, at::Tensor>>& shards, int64_t version,
                           const std::string& needle) {
     try {
-      engine.UpdateWeights(shards, version);
+      CopyWeightsInto(engine, shards, version);
       ADD_FAILURE() << "expected an error containing " << needle;
     } catch (const llamarl::Error& e) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
@@ -254,7 +254,7 @@ TEST(EngineTest, UpdateWeightsRejectsBadShardsBeforeChangingAnything) {
   engine.Submit(Greedy(1, prompt, 6));
   EXPECT_EQ(engine.RunUntilDone()[0].tokens, Reference(*model, prompt, 6).tokens);
   // A subset of names in another dtype is applied.
-  engine.UpdateWeights({{"model.norm.weight", norm.to(at::kDouble)}}, 3);
+  CopyWeightsInto(engine, {{"model.norm.weight", norm.to(at::kDouble)}}, 3);
   EXPECT_EQ(engine.Version(), 3);
 }
 
