@@ -16,7 +16,7 @@ bool TuneHostAllocator() {
   // A fixed threshold also stops glibc's dynamic adjustment; the trim threshold keeps freed memory
   // at the top of the heap for the next step instead of returning it to the kernel.
   constexpr int kOneGiB = 1 << 30;
-  const bool mmap_ok = mallopt(M_MMAP_THRESHOLD, kOneGiB) == 1;
+  const bool mmap_ok = mallopt(M_MMAP_THRESHOLD, static_cast<int>(kHostMmapThreshold)) == 1;
   const bool trim_ok = mallopt(M_TRIM_THRESHOLD, kOneGiB) == 1;
   return mmap_ok && trim_ok;
 #else

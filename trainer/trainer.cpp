@@ -349,6 +349,7 @@ int64_t Trainer::OffloadState() {
   // master, and the replicated shard_ is a view of it: both would keep the master's storage alive.
   ReleaseParameters(*work_);
   if (!zero3_) shard_ = at::Tensor();
+  grad_buffer_ = at::Tensor();
   return offload_->HostBytes() + (critic_ ? critic_->OffloadState() : 0);
 }
 

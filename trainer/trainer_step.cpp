@@ -188,7 +188,10 @@ TrainStepMetrics Trainer::FitValues(const std::vector<TrainSample>& samples, con
 }
 
 UpdateResult Trainer::RunUpdate(StepContext& ctx, StepAccumulators& acc) {
-  if (zero3_) grad_ = at::zeros_like(shard_);
+  if (zero3_) {
+    if (!grad_buffer_.defined()) grad_buffer_ = at::empty_like(shard_);
+    grad_ = grad_buffer_.zero_();
+  }
   at::Tensor value_param;
   if (value_master_.defined()) value_param = value_master_.detach().requires_grad_(true);
   double local_loss = 0;

@@ -24,6 +24,16 @@ TEST(HostAllocator, LargeBlocksComeFromTheHeapNotFreshMmaps) {
   std::free(p);
 }
 
+TEST(HostAllocator, BlocksFromTheThresholdUpGetTheirOwnMapping) {
+  ASSERT_TRUE(TuneHostAllocator());
+  const size_t before = mallinfo2().hblks;
+  void* p = std::malloc(kHostMmapThreshold + (size_t(16) << 20));
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(mallinfo2().hblks, before + 1) << "a block above kHostMmapThreshold came from the heap";
+  std::free(p);
+  EXPECT_EQ(mallinfo2().hblks, before) << "the block's mapping was not returned on free";
+}
+
 TEST(HostAllocator, TheEnvironmentCanLeaveGlibcAlone) {
   ASSERT_EQ(setenv("LLAMARL_HOST_ALLOCATOR", "default", 1), 0);
   EXPECT_FALSE(TuneHostAllocator());
