@@ -11,10 +11,15 @@ void HostOffload::Offload(std::vector<at::Tensor>& tensors) {
   at::NoGradGuard no_grad;
   for (auto& t : tensors) {
     LLAMARL_CHECK(t.defined(), "HostOffload: tensor ", host_.size(), " is undefined");
-    const bool pin = t.device().is_cuda();
-    at::Tensor host = at::empty(t.sizes(), t.options().device(at::kCPU).pinned_memory(pin));
-    host.copy_(t);
-    host_.push_back(host);
+    if (t.device().is_cpu()) {
+      // Already host memory: keep the storage itself (a second handle to it), no copy. A copy would
+      // hold the state twice at the peak and cost a pass over it each way.
+      host_.push_back(t.detach());
+    } else {
+      at::Tensor host = at::empty(t.sizes(), t.options().device(at::kCPU).pinned_memory(t.device().is_cuda()));
+      host.copy_(t);
+      host_.push_back(host);
+    }
     owners_.push_back(t.unsafeGetTensorImpl());
   }
   // Only after every copy succeeded, so that a failure leaves the tensors untouched.
@@ -29,6 +34,7 @@ void HostOffload::Restore(std::vector<at::Tensor>& tensors) {
     LLAMARL_CHECK(tensors[i].unsafeGetTensorImpl() == owners_[i], "HostOffload: tensor ", i,
                   " is not the one that was offloaded; pass the same list in the same order");
   at::NoGradGuard no_grad;
+  // to() of a CPU tensor to the CPU is the tensor itself: the storage kept by Offload comes back.
   for (size_t i = 0; i < tensors.size(); ++i) tensors[i].set_data(host_[i].to(tensors[i].device()));
   host_.clear();
   owners_.clear();

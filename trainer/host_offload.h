@@ -1,15 +1,18 @@
 // Offload of trainer state (master weights, optimizer moments) to host memory while the generator
 // runs on the same devices (colocated placement), and back before the next optimizer step.
 //
-// Offload copies every tensor into a separate host buffer (pinned when the tensor lives on a CUDA
-// device, so that the copies run at full PCIe bandwidth) and swaps the tensor's data for an empty one
-// of the same dtype and device: the device memory is released while the tensor object, and every
-// module or optimizer holding it, stays valid. Restore copies the bytes back and gives each tensor
-// its original shape.
+// Offload copies every tensor on a device into a separate host buffer (pinned for CUDA, so that the
+// copies run at full PCIe bandwidth) and swaps the tensor's data for an empty one of the same dtype
+// and device: the device memory is released while the tensor object, and every module or optimizer
+// holding it, stays valid. Restore copies the bytes back and gives each tensor its original shape.
 //
-// On a CPU-only build this is honest but pointless for memory: "host" and "device" are the same RAM,
-// so offloading moves bytes from one CPU allocation to another and frees the first; it exercises the
-// same code path and guarantees the same bit-exact round trip, nothing more.
+// A tensor already in host memory (every tensor of a CPU run) is not copied: Offload keeps its
+// storage as the host buffer and Restore hands the same storage back. On a CPU "host" and "device"
+// are the same RAM, and a copy only doubled the state at the peak (the copies are all made before
+// any original is freed, so that a failed copy changes nothing) and cost a pass each way: on the
+// colocated Qwen2.5-0.5B recipe 16-24 s a step and a peak RSS of 17.3 GB against 12.4 GB without
+// offload. The tensor objects are emptied all the same, so the state's accounting (ResidentStateBytes)
+// and the round trip behave as on a GPU.
 //
 // Not thread-safe: nothing may use the tensors between Offload and Restore.
 #pragma once

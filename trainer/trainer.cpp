@@ -343,13 +343,13 @@ std::vector<at::Tensor> Trainer::OffloadableState() {
 int64_t Trainer::OffloadState() {
   LLAMARL_CHECK(!offload_->offloaded(), "Trainer::OffloadState: the state is already offloaded (",
                 offload_->HostBytes(), " bytes); call RestoreState() before offloading again");
+  grad_buffer_ = at::Tensor();  // scratch: freed before the copies, so it is not part of their peak
   offloaded_ = OffloadableState();
   offload_->Offload(offloaded_);
   // The working module's parameters are views (float32) or copies (bfloat16) of the replicated
   // master, and the replicated shard_ is a view of it: both would keep the master's storage alive.
   ReleaseParameters(*work_);
   if (!zero3_) shard_ = at::Tensor();
-  grad_buffer_ = at::Tensor();
   return offload_->HostBytes() + (critic_ ? critic_->OffloadState() : 0);
 }
 

@@ -33,6 +33,22 @@ TEST(HostOffloadTest, RoundTripIsBitExactAndKeepsTheTensorObjects) {
   EXPECT_TRUE(at::equal(alias, before[0]));
 }
 
+// A tensor already in host memory is not copied: the storage itself is kept and handed back, so a
+// CPU run's colocated offload holds the state once, not twice.
+TEST(HostOffloadTest, HostTensorsKeepTheirStorageInsteadOfACopy) {
+  std::vector<at::Tensor> state{at::randn({64, 8}), at::randn({16}).to(at::kBFloat16)};
+  std::vector<const void*> storage;
+  for (const auto& t : state) storage.push_back(t.data_ptr());
+  const at::Tensor expected = state[0].clone();
+  HostOffload offload;
+  offload.Offload(state);
+  EXPECT_EQ(offload.HostBytes(), 64 * 8 * 4 + 16 * 2);
+  for (const auto& t : state) EXPECT_EQ(t.numel(), 0);
+  offload.Restore(state);
+  for (size_t i = 0; i < state.size(); ++i) EXPECT_EQ(state[i].data_ptr(), storage[i]) << "tensor " << i << " was copied";
+  EXPECT_TRUE(at::equal(state[0], expected));
+}
+
 TEST(HostOffloadTest, RestoreRejectsAnotherList) {
   std::vector<at::Tensor> state{at::ones({3})};
   HostOffload offload;
