@@ -2,6 +2,8 @@
 
 #include "controller/job.h"
 #include "core/check.h"
+#include "core/device.h"
+#include "core/host_allocator.h"
 #include "core/process_memory.h"
 #include "generator/kv_budget.h"
 #include "plan/plan_model.h"
@@ -66,6 +68,11 @@ int TrainDryRun(const controller::RecipeConfig& recipe, int ranks, bool json, bo
   in.tp = placement.tp_size;
   in.generator_weight_bytes = DtypeBytes(generator.weight_dtype);
   in.max_slots = engine.max_slots;
+  // A CPU rank's state lives in the host heap, where the tuned allocator keeps what a step frees.
+  // ("cuda" is not resolved here: a machine without a GPU is the run's error, not the plan's.)
+  const bool cpu = recipe.device == "cpu" || (recipe.device == "auto" && ResolveDevice("auto", "device").is_cpu());
+  if (HostAllocatorTuned() && cpu)
+    in.allocator_retained_bytes = double(kHostTrimThreshold);
   KvCacheSizing sizing;
   sizing.tp_size = placement.tp_size;
   sizing.dtype_bytes = in.generator_weight_bytes;

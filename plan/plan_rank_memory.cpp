@@ -29,7 +29,8 @@ std::pair<double, double> EdgeAndLayerParams(const PlanModel& model) {
 
 std::vector<std::pair<const char*, double>> Parts(const RankMemoryPlan& m) {
   return {{"weights", m.weights},   {"optimizer state", m.optimizer}, {"KL reference", m.reference},
-          {"KV cache", m.kv_cache}, {"activations", m.activations},   {"runtime", m.runtime}};
+          {"KV cache", m.kv_cache}, {"activations", m.activations},   {"runtime", m.runtime},
+          {"allocator reserve", m.allocator}};
 }
 
 std::string PartsText(const RankMemoryPlan& m) {
@@ -46,7 +47,7 @@ std::string PartsText(const RankMemoryPlan& m) {
 Json RankMemoryPlan::ToJson() const {
   return Json{{"weights_bytes", weights},     {"optimizer_bytes", optimizer},     {"reference_bytes", reference},
               {"kv_cache_bytes", kv_cache},   {"activation_bytes", activations},  {"runtime_bytes", runtime},
-              {"total_bytes", Total()}};
+              {"allocator_bytes", allocator}, {"total_bytes", Total()}};
 }
 
 RankMemoryPlan PlanRankMemory(const PlanModel& model, const RankMemoryInputs& in) {
@@ -73,6 +74,11 @@ RankMemoryPlan PlanRankMemory(const PlanModel& model, const RankMemoryInputs& in
     m.activations = ActivationBytesPerToken(model.config, checkpointing) * double(in.micro_batch_tokens) *
                         double(in.compute_bytes) / 2.0 +
                     3.0 * 4.0 * double(in.logprob_token_chunk) * double(in.logprob_vocab_chunk);
+    // The allocator keeps at most what a step frees: its activations and gathered units (zero3) or
+    // its compute-dtype gradients (replicated), up to the threshold.
+    const double step_freed = m.activations + (in.zero3 ? (2.0 * double(in.compute_bytes) + 4.0) * unit
+                                                        : double(in.compute_bytes) * n);
+    m.allocator = std::min(in.allocator_retained_bytes, step_freed);
   }
   if (in.role != "trainer") {
     const double split = n - edges;  // attention and MLP weights are divided over TP; edges replicated

@@ -45,6 +45,9 @@ struct RankMemoryInputs {
   double kv_budget_bytes = 0;          // what the engine allocates (generator/kv_budget.h)
   int64_t max_slots = 64;
   double runtime_bytes = 0.45e9;       // resident before any weight: LibTorch, MPI, the program
+  // Freed heap the host allocator may keep for the next step (core/host_allocator.h's trim threshold
+  // when its tuning is on). Counted for ranks that train, up to what one of their steps frees.
+  double allocator_retained_bytes = 0;
 };
 
 struct RankMemoryPlan {
@@ -54,7 +57,8 @@ struct RankMemoryPlan {
   double kv_cache = 0;
   double activations = 0;  // trainer micro-batch + log-prob tiles; generator sampling rows
   double runtime = 0;
-  double Total() const { return weights + optimizer + reference + kv_cache + activations + runtime; }
+  double allocator = 0;    // freed heap kept by the host allocator (trainer ranks)
+  double Total() const { return weights + optimizer + reference + kv_cache + activations + runtime + allocator; }
   Json ToJson() const;
 };
 

@@ -63,6 +63,30 @@ TEST(PlanRankMemoryTest, TrainerAndGeneratorFiguresWorkedByHand) {
   EXPECT_DOUBLE_EQ(both.kv_cache, g.kv_cache);
 }
 
+// The host allocator's kept heap: counted for ranks that train, never above what one step frees
+// (its activations and gathered units under zero3) nor above the allowance; never for a generator.
+TEST(PlanRankMemoryTest, AllocatorReserveIsCountedForTrainingRanksUpToWhatAStepFrees) {
+  const PlanModel model = LoadPlanModel("qwen2.5-0.5b");
+  const LlamaConfig& c = model.config;
+  const double n = double(model.num_params);
+  const double edges = double(c.vocab_size * c.hidden_size + c.hidden_size);
+  const double unit = edges + (n - edges) / double(c.num_hidden_layers);
+  RankMemoryInputs in;
+  in.compute_bytes = 2;
+  EXPECT_EQ(PlanRankMemory(model, in).allocator, 0) << "no allowance, no reserve";
+  in.allocator_retained_bytes = 1e9;
+  const RankMemoryPlan t = PlanRankMemory(model, in);
+  EXPECT_DOUBLE_EQ(t.allocator, 1e9) << "a 0.5B step frees more than the allowance";
+  EXPECT_DOUBLE_EQ(t.Total(), t.weights + t.optimizer + t.reference + t.activations + t.runtime + 1e9);
+  EXPECT_EQ(PlanRankMemory(model, in).ToJson()["allocator_bytes"].get<double>(), 1e9);
+  in.allocator_retained_bytes = 1e12;
+  EXPECT_DOUBLE_EQ(PlanRankMemory(model, in).allocator, t.activations + (2 * 2 + 4) * unit);
+  in.role = "colocated";
+  EXPECT_DOUBLE_EQ(PlanRankMemory(model, in).allocator, t.activations + (2 * 2 + 4) * unit);
+  in.role = "generator";
+  EXPECT_EQ(PlanRankMemory(model, in).allocator, 0);
+}
+
 TEST(PlanRankMemoryTest, AOneAndAHalfBModelDoesNotFitF32AdamWIn24GiBAndSaysWhy) {
   const PlanModel model = LoadPlanModel("qwen2.5-1.5b");
   RankMemoryInputs in;
