@@ -261,8 +261,10 @@ class Engine {
 };
 
 // Engine::UpdateWeights for shards held as tensors (the synchronous baseline's buffers, a model's
-// parameters): each is copied into the engine's storage, in the first shard's dtype (others are
-// converted first). Checked whole before anything is copied; the caller may reuse the shards after.
+// parameters), with the first shard's dtype as the door's dtype. A shard whose shape and dtype match
+// the engine's parameter is copied straight into it; any other (another dtype, vocabulary rows under
+// TP) goes through the door's scratch, one copy more than loading it directly. Checked whole before
+// anything is copied; the caller may reuse the shards after.
 void CopyWeightsInto(Engine& engine, const std::vector<std::pair<std::string, at::Tensor>>& shards,
                      int64_t version);
 

@@ -82,13 +82,13 @@ int64_t PushWeights(Communicator& comm, const TransferPlan& plan, const Transfer
                     int64_t version, const std::vector<at::Tensor>& src_buffers, WeightReceiver* receiver,
                     const TransferOptions& options = {});
 
-// PushWeights for a destination that receives straight into its engine's parameter storage
-// (Engine::UpdateWeights writing into the engine's own storage), with no staging copy of the weights: the push is the in-flight update
-// itself, so it runs on the thread that drives the engine, between two Step() calls, collective over
-// the engine's TP group like UpdateWeights. The other ranks of the placement call PushWeights in the
-// same collective (a colocated rank passes its source shards here too). A push not newer than the
-// engine's version is received into scratch buffers and dropped. Plain plans only. Returns
-// engine.Version().
+// PushWeights for a destination that receives straight into its engine's parameter storage (the
+// transfer is Engine::UpdateWeights's writer), with no staging copy of the weights: the push is the
+// in-flight update itself, so it runs on the thread that drives the engine, between two Step()
+// calls, collective over the engine's TP group like UpdateWeights. The other ranks of the placement
+// call PushWeights in the same collective (a colocated rank passes its source shards here too). A
+// push not newer than the engine's version is received into scratch buffers and dropped. Plain
+// plans only. Returns engine.Version().
 int64_t PushWeightsIntoEngine(Communicator& comm, const TransferPlan& plan, const TransferPlacement& placement,
                               int64_t version, const std::vector<at::Tensor>& src_buffers, Engine& engine,
                               const TransferOptions& options = {});
