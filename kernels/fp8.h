@@ -29,5 +29,8 @@ Fp8Tensor CastToFp8E4m3(const at::Tensor& x, const at::Tensor& scales);
 // Decodes data (uint8 e4m3fn bits) times scales ([1] or data's shape without its last dim) into
 // out_dtype (a floating type); the product is formed in float32, then rounded once.
 at::Tensor CastFromFp8E4m3(const at::Tensor& data, const at::Tensor& scales, at::ScalarType out_dtype);
+// The same into `out`: a contiguous floating tensor of data's shape on its device (e.g. a view of a
+// reused buffer, as the engine's fp8 weights are decoded one layer at a time). Allocates nothing.
+void CastFromFp8E4m3Into(const at::Tensor& data, const at::Tensor& scales, const at::Tensor& out);
 
 }  // namespace llamarl::kernels

@@ -162,6 +162,33 @@ TEST(Fp8E4m3Tensor, RejectsBadInputsWithActionableMessages) {
   EXPECT_THROW(CastFromFp8E4m3(q.data.to(at::kFloat), q.scales, at::kFloat), llamarl::Error);
   EXPECT_THROW(CastFromFp8E4m3(q.data, q.scales, at::kInt), llamarl::Error);
   EXPECT_THROW(CastFromFp8E4m3(q.data, q.scales.to(at::kDouble), at::kFloat), llamarl::Error);
+  EXPECT_THROW(CastFromFp8E4m3Into(q.data, q.scales, at::empty({8, 4})), llamarl::Error) << "another shape";
+  EXPECT_THROW(CastFromFp8E4m3Into(q.data, q.scales, at::empty({8, 4}).t()), llamarl::Error) << "not contiguous";
+  EXPECT_THROW(CastFromFp8E4m3Into(q.data, q.scales, at::empty({4, 8}, at::kInt)), llamarl::Error);
+}
+
+// Decoding into a view of a reused buffer (the engine's layer scratch) writes what the scalar decode
+// times the row's scale, rounded once to the output dtype, gives, and nothing outside the view: for
+// short rows (element-wise) and rows of 256 columns and more (a per-row table).
+TEST(Fp8E4m3Tensor, DecodingIntoAViewEqualsTheScalarDecodeTimesTheScale) {
+  for (int64_t cols : {40, 300}) {
+    const at::Tensor x = at::randn({6, cols}) * at::linspace(0.01, 100.0, 6).unsqueeze(1);
+    const Fp8Tensor q = CastToFp8E4m3(x, Fp8Scaling::kPerRow);
+    at::Tensor expected = at::empty({6, cols});
+    for (int64_t r = 0; r < 6; ++r) {
+      for (int64_t c = 0; c < cols; ++c) {
+        expected[r][c] = DecodeFp8E4m3(q.data[r][c].item<uint8_t>()) * q.scales[r].item<float>();
+      }
+    }
+    for (at::ScalarType dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
+      at::Tensor buffer = at::full({10, cols}, 7.0, at::TensorOptions().dtype(dtype));
+      CastFromFp8E4m3Into(q.data, q.scales, buffer.narrow(0, 2, 6));
+      EXPECT_TRUE(at::equal(buffer.narrow(0, 2, 6), expected.to(dtype))) << dtype << " cols " << cols;
+      EXPECT_TRUE(at::equal(CastFromFp8E4m3(q.data, q.scales, dtype), expected.to(dtype))) << dtype;
+      EXPECT_TRUE(at::equal(buffer.narrow(0, 0, 2), at::full({2, cols}, 7.0, buffer.options()))) << dtype;
+      EXPECT_TRUE(at::equal(buffer.narrow(0, 8, 2), at::full({2, cols}, 7.0, buffer.options()))) << dtype;
+    }
+  }
 }
 
 }  // namespace
