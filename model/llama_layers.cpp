@@ -11,10 +11,7 @@
 #include <vector>
 
 namespace llamarl {
-namespace {
 
-// Makes the given linear layers' weights row blocks of one buffer, so that kernels::FusedLinear
-// reads them as one matrix without a copy. The parameters stay separate (HF names, own gradients).
 void PlaceBackToBack(const std::vector<LlamaLinear>& layers, const at::TensorOptions& options) {
   int64_t rows = 0;
   for (const LlamaLinear& l : layers) rows += l->weight.size(0);
@@ -26,8 +23,6 @@ void PlaceBackToBack(const std::vector<LlamaLinear>& layers, const at::TensorOpt
     row += n;
   }
 }
-
-}  // namespace
 
 LlamaLinearImpl::LlamaLinearImpl(int64_t in_features, int64_t out_features, bool with_bias,
                                  const at::TensorOptions& options) {

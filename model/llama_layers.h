@@ -15,6 +15,8 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
+#include <vector>
+
 namespace llamarl {
 
 struct LlamaConfig;
@@ -35,6 +37,11 @@ class LlamaLinearImpl : public torch::nn::Module {
   at::Tensor bias;
 };
 TORCH_MODULE(LlamaLinear);
+
+// Makes the given linear layers' weights row blocks of one new buffer of `options`, so that
+// kernels::FusedLinear reads them as one matrix without a copy. The parameters stay separate (HF
+// names, own gradients). The layers call it for q/k/v and gate/up.
+void PlaceBackToBack(const std::vector<LlamaLinear>& layers, const at::TensorOptions& options);
 
 // weight [V, D]; forward maps token ids [B, T] to [B, T, D].
 class LlamaEmbeddingImpl : public torch::nn::Module {
