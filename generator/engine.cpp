@@ -89,20 +89,18 @@ int64_t MemoryLeftBytes(const at::Device& device) {
 
 Engine::Engine(const LlamaConfig& config, LlamaForCausalLMImpl& model, EngineOptions options, int64_t version)
     : config_(config), options_(std::move(options)), version_(version) {
-  Init(std::make_unique<EngineModel>(config_, model, options_.tp_group));
+  Init(std::make_unique<EngineModel>(config_, model, options_.tp_group, options_.fp8_weights));
 }
 
 Engine::Engine(const LlamaConfig& config, const LlamaWeightSource& weights, const at::TensorOptions& weights_options,
                EngineOptions options, int64_t version)
     : config_(config), options_(std::move(options)), version_(version) {
-  Init(std::make_unique<EngineModel>(config_, weights, weights_options, options_.tp_group));
+  Init(std::make_unique<EngineModel>(config_, weights, weights_options, options_.tp_group, options_.fp8_weights));
 }
 
-std::vector<std::pair<std::string, at::Tensor>> Engine::LocalParameters() const {
-  std::vector<std::pair<std::string, at::Tensor>> out;
-  for (const auto& item : model_->local().named_parameters()) out.emplace_back(item.key(), item.value());
-  return out;
-}
+std::vector<std::pair<std::string, at::Tensor>> Engine::LocalParameters() const { return model_->LocalParameters(); }
+
+bool Engine::fp8_weights() const { return model_->fp8_weights(); }
 
 void Engine::Init(std::unique_ptr<EngineModel> model) {
   LLAMARL_CHECK(options_.max_slots >= 1, "EngineOptions::max_slots must be >= 1, got ", options_.max_slots);
@@ -444,6 +442,38 @@ void Engine::UpdateWeights(const std::vector<BufferSpec>& specs, at::ScalarType 
     write(targets);
   }
   for (size_t i : scratch) model_->LoadParameter(specs[i].name, targets[i]);
+  version_ = version;
+  if (options_.refresh_kv_on_update && !specs.empty()) kv_stale_ = !running_.empty();
+}
+
+void Engine::UpdateWeightsFp8(const std::vector<BufferSpec>& specs,
+                              const std::function<void(std::vector<at::Tensor>&, std::vector<at::Tensor>&)>& write,
+                              int64_t version) {
+  LLAMARL_CHECK(version >= version_, "UpdateWeightsFp8: version ", version, " is older than the engine's ", version_,
+                "; policy versions only move forward");
+  const at::TensorOptions on_device = at::TensorOptions().device(model_->options().device());
+  std::vector<at::Tensor> data, scales;
+  std::vector<size_t> scratch;  // specs decoded from scratch afterwards
+  for (size_t i = 0; i < specs.size(); ++i) {
+    auto [bits, row_scales] = model_->InPlaceFp8Target(specs[i].name, specs[i].shape);
+    if (!bits.defined()) {
+      // Checked against the engine's parameter as a compute-dtype value of that shape (no memory).
+      model_->CheckParameter(specs[i].name, at::empty(specs[i].shape, model_->options().device(at::kMeta)));
+      bits = at::empty(specs[i].shape, on_device.dtype(at::kByte));
+      const std::vector<int64_t>& shape = specs[i].shape;
+      row_scales = at::empty(shape.size() >= 2 ? std::vector<int64_t>(shape.begin(), shape.end() - 1)
+                                               : std::vector<int64_t>{1},
+                             on_device.dtype(at::kFloat));
+      scratch.push_back(i);
+    }
+    data.push_back(std::move(bits));
+    scales.push_back(std::move(row_scales));
+  }
+  {
+    c10::InferenceMode inference;
+    write(data, scales);
+  }
+  for (size_t i : scratch) model_->LoadFp8Parameter(specs[i].name, data[i], scales[i]);
   version_ = version;
   if (options_.refresh_kv_on_update && !specs.empty()) kv_stale_ = !running_.empty();
 }

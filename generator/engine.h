@@ -131,6 +131,10 @@ struct EngineOptions {
   std::function<std::string(const std::vector<int64_t>&)> decode;  // for stop strings (optional)
   Communicator* tp_group = nullptr;  // null or size 1 = no tensor parallelism; must outlive the engine
   bool refresh_kv_on_update = true;  // see the ordering contract above
+  // The decoder layers' projections held as float8 e4m3fn with per-row scales and decoded one layer
+  // at a time into the compute dtype (the weights' options); generator/engine_model.h. Halves their
+  // memory against bf16; costs a decode of every layer in every forward.
+  bool fp8_weights = false;
 };
 
 // The KV cache's memory and occupancy, for metrics.
@@ -214,6 +218,15 @@ class Engine {
   // holding the shards as tensors uses CopyWeightsInto below.
   void UpdateWeights(const std::vector<BufferSpec>& specs, at::ScalarType dtype,
                      const std::function<void(std::vector<at::Tensor>& targets)>& write, int64_t version);
+  // The same door for weights sent as float8 e4m3fn (weight_sync's fp8 plans): `write` fills, per
+  // spec, the e4m3fn bits (uint8, the spec's shape) and their float32 scales (per row: the shape
+  // without its last dim; [1] for a 1-D spec). An fp8 engine's projections are written in place
+  // (bits and scales straight into its storage); every other parameter arrives in scratch and is
+  // decoded into the compute dtype (vocabulary rows under TP then all-gathered, as above).
+  void UpdateWeightsFp8(const std::vector<BufferSpec>& specs,
+                        const std::function<void(std::vector<at::Tensor>& data, std::vector<at::Tensor>& scales)>& write,
+                        int64_t version);
+  bool fp8_weights() const;
   // Where the engine's weights and cache live.
   c10::Device device() const;
 

@@ -3,6 +3,7 @@
 #include "core/check.h"
 #include "core/communicator.h"
 #include "generator/kv_cache.h"
+#include "kernels/fp8.h"
 #include "kernels/paged_attention.h"
 #include "model/attention.h"
 #include "model/shard_layout.h"
@@ -12,6 +13,7 @@
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <cstring>
+#include <string>
 #include <unordered_map>
 
 namespace llamarl {
@@ -29,6 +31,15 @@ int SplitDim(const std::string& name) {
   }
   if (EndsWith(name, "o_proj.weight") || EndsWith(name, "down_proj.weight")) return 1;
   return -1;
+}
+
+// The weights fp8 engines quantise: the 2-D projections inside the decoder layers.
+bool IsLayerLinearWeight(const std::string& name) {
+  return name.rfind("model.layers.", 0) == 0 && EndsWith(name, "_proj.weight");
+}
+
+int64_t LayerIndexOf(const std::string& name) {  // name starts with "model.layers.{i}."
+  return std::stoll(name.substr(std::strlen("model.layers.")));
 }
 
 bool IsVocabParameter(const std::string& name) {
@@ -49,20 +60,28 @@ void CheckTensorParallel(const LlamaConfig& config, int tp_size) {
   CheckDivides(tp_size, config.intermediate_size, "intermediate_size");
 }
 
-EngineModel::EngineModel(const LlamaConfig& config, LlamaForCausalLMImpl& full, Communicator* tp_group)
+EngineModel::EngineModel(const LlamaConfig& config, LlamaForCausalLMImpl& full, Communicator* tp_group,
+                         bool fp8_weights)
     : EngineModel(config, LlamaWeightSource::FromModel(full),
                   at::TensorOptions().dtype(full.LmHeadWeight().scalar_type()).device(full.LmHeadWeight().device()),
-                  tp_group) {}
+                  tp_group, fp8_weights) {}
 
 EngineModel::EngineModel(const LlamaConfig& config, const LlamaWeightSource& weights, const at::TensorOptions& options,
-                         Communicator* tp_group)
+                         Communicator* tp_group, bool fp8_weights)
     : config_(config), local_config_(config), tp_(tp_group && tp_group->Size() > 1 ? tp_group : nullptr) {
   const int tp = TpSize();
   CheckTensorParallel(config, tp);
   local_config_.num_attention_heads /= tp;
   local_config_.num_key_value_heads /= tp;
   local_config_.intermediate_size /= tp;
-  local_ = LlamaForCausalLM(local_config_, options);
+  // fp8: the module is built on the CPU, where at::empty leaves its pages untouched (never resident),
+  // and each parameter then gets its storage on `options`' device: the layers' projections one
+  // shared layer of scratch, the rest their own. No compute-dtype copy of the layers ever exists.
+  local_ = LlamaForCausalLM(local_config_, fp8_weights ? options.device(at::kCPU) : options);
+  if (fp8_weights) {
+    ShareLayerScratch(options);
+    fp8_layers_.resize(size_t(local_config_.num_hidden_layers));
+  }
   torch::NoGradGuard no_grad;
   for (auto& item : local_->named_parameters()) {
     const at::Tensor full = weights.Get(item.key());
@@ -70,11 +89,61 @@ EngineModel::EngineModel(const LlamaConfig& config, const LlamaWeightSource& wei
     LLAMARL_CHECK(shard.sizes() == item.value().sizes(), "the weights passed to the engine have '", item.key(),
                   "' of shape ", full.sizes(), ", which does not match the engine's config; build them from the ",
                   "same config");
-    LoadInto(item.value(), shard);  // the one conversion, from the slice (mapped pages) into the local dtype
+    if (fp8_weights && IsLayerLinearWeight(item.key())) {
+      // Per row of the local shard, straight from the source's bytes (mapped pages, for a checkpoint).
+      kernels::Fp8Tensor q = kernels::CastToFp8E4m3(shard, kernels::Fp8Scaling::kPerRow);
+      fp8_[item.key()] = Fp8Weight{q.data.to(options.device()), q.scales.to(options.device())};
+      fp8_layers_[size_t(LayerIndexOf(item.key()))].push_back(item.key());
+    } else {
+      if (item.value().device() != options.device()) item.value().set_data(at::empty(item.value().sizes(), options));
+      LoadInto(item.value(), shard);  // the one conversion, from the slice (mapped pages) into the local dtype
+    }
     weights.DoneWith(item.key());
     item.value().set_requires_grad(false);
     params_[item.key()] = item.value();
   }
+}
+
+void EngineModel::ShareLayerScratch(const at::TensorOptions& options) {
+  LlamaDecoderLayerImpl& first = local_->Layer(0);
+  auto& attn = *first.self_attn;
+  auto& mlp = *first.mlp;
+  // One buffer per group that kernels::FusedLinear reads as one matrix, as the layers lay them out.
+  for (const auto& group : std::vector<std::vector<LlamaLinear>>{
+           {attn.q_proj, attn.k_proj, attn.v_proj}, {attn.o_proj}, {mlp.gate_proj, mlp.up_proj}, {mlp.down_proj}}) {
+    PlaceBackToBack(group, options);
+  }
+  for (int64_t i = 1; i < local_->NumLayers(); ++i) {
+    LlamaDecoderLayerImpl& layer = local_->Layer(i);
+    layer.self_attn->q_proj->weight.set_data(attn.q_proj->weight);
+    layer.self_attn->k_proj->weight.set_data(attn.k_proj->weight);
+    layer.self_attn->v_proj->weight.set_data(attn.v_proj->weight);
+    layer.self_attn->o_proj->weight.set_data(attn.o_proj->weight);
+    layer.mlp->gate_proj->weight.set_data(mlp.gate_proj->weight);
+    layer.mlp->up_proj->weight.set_data(mlp.up_proj->weight);
+    layer.mlp->down_proj->weight.set_data(mlp.down_proj->weight);
+  }
+}
+
+void EngineModel::DecodeLayer(int64_t index) {
+  for (const std::string& name : fp8_layers_[size_t(index)]) {
+    const Fp8Weight& w = fp8_.at(name);
+    kernels::CastFromFp8E4m3Into(w.data, w.scales, params_.at(name));
+  }
+}
+
+std::vector<std::pair<std::string, at::Tensor>> EngineModel::LocalParameters() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& item : local_->named_parameters()) {
+    auto it = fp8_.find(item.key());
+    if (it == fp8_.end()) {
+      out.emplace_back(item.key(), item.value());
+    } else {
+      out.emplace_back(item.key(),
+                       kernels::CastFromFp8E4m3(it->second.data, it->second.scales, options().dtype().toScalarType()));
+    }
+  }
+  return out;
 }
 
 int EngineModel::TpSize() const { return tp_ ? tp_->Size() : 1; }
@@ -104,6 +173,7 @@ at::Tensor EngineModel::AllReduce(at::Tensor partial) {
 template <typename Attend>
 at::Tensor EngineModel::RunLayer(int64_t index, const at::Tensor& x, const RopePositions& rope, Attend&& attend) {
   // The same composition as LlamaDecoderLayerImpl::forward, with the row-parallel outputs reduced.
+  if (!fp8_.empty()) DecodeLayer(index);
   LlamaDecoderLayerImpl& layer = local_->Layer(index);
   QkvStates qkv = layer.self_attn->ProjectQkv(layer.input_layernorm(x), rope);
   at::Tensor h = x + AllReduce(layer.self_attn->ProjectOutput(attend(qkv)));
@@ -224,8 +294,14 @@ at::Tensor EngineModel::InPlaceTarget(const std::string& name, at::IntArrayRef s
   auto it = params_.find(name);
   if (it == params_.end()) return at::Tensor();
   const at::Tensor& p = it->second;
-  if (p.sizes() != shape || p.scalar_type() != dtype || !p.is_contiguous()) return at::Tensor();
+  if (fp8_.count(name) || p.sizes() != shape || p.scalar_type() != dtype || !p.is_contiguous()) return at::Tensor();
   return p;
+}
+
+std::pair<at::Tensor, at::Tensor> EngineModel::InPlaceFp8Target(const std::string& name, at::IntArrayRef shape) const {
+  auto it = fp8_.find(name);
+  if (it == fp8_.end() || it->second.data.sizes() != shape) return {};
+  return {it->second.data, it->second.scales};
 }
 
 void EngineModel::LoadParameter(const std::string& name, const at::Tensor& value) {
@@ -233,11 +309,29 @@ void EngineModel::LoadParameter(const std::string& name, const at::Tensor& value
   // Inference mode, like Step(): an engine built inside InferenceMode holds inference tensors, which
   // may only be written in it.
   c10::InferenceMode inference;
+  auto fp8 = fp8_.find(name);
+  if (fp8 != fp8_.end()) {  // never vocabulary rows
+    const at::Tensor shard = target.kind == LoadKind::kFull ? ShardOf(name, value) : value;
+    kernels::Fp8Tensor q = kernels::CastToFp8E4m3(shard.to(fp8->second.data.device()), kernels::Fp8Scaling::kPerRow);
+    fp8->second.data.copy_(q.data);
+    fp8->second.scales.copy_(q.scales);
+    return;
+  }
   switch (target.kind) {
     case LoadKind::kLocal: target.param.copy_(value); break;
     case LoadKind::kVocabRows: target.param.copy_(GatherVocabRows(value)); break;
     case LoadKind::kFull: target.param.copy_(ShardOf(name, value)); break;
   }
+}
+
+void EngineModel::LoadFp8Parameter(const std::string& name, const at::Tensor& data, const at::Tensor& scales) {
+  c10::InferenceMode inference;
+  const at::Tensor target = InPlaceTarget(name, data.sizes(), options().dtype().toScalarType());
+  if (target.defined()) {  // this rank's shard of a compute-dtype parameter: decoded straight into it
+    kernels::CastFromFp8E4m3Into(data, scales, target);
+    return;
+  }
+  LoadParameter(name, kernels::CastFromFp8E4m3(data, scales, options().dtype().toScalarType()));
 }
 
 }  // namespace llamarl

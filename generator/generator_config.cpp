@@ -11,8 +11,10 @@ GeneratorConfig GeneratorConfig::FromJson(const Json& j, const std::string& path
   r.Read("kv_cache_fraction", &c.engine.kv_cache.fraction, Range::Closed(0, 1),
          "share of the memory left after loading the weights (0 = off)");
   r.Read("kv_block_size", &c.engine.kv_cache.block_size, Range::AtLeast(1), "tokens per KV block");
-  r.Read("weight_dtype", &c.weight_dtype, {"bfloat16", "float32"}, "dtype of the generator's weights and KV cache");
+  r.Read("weight_dtype", &c.weight_dtype, {"bfloat16", "float32", "float8_e4m3"},
+         "dtype of the generator's weights (float8_e4m3: the layers' projections, computing in bfloat16)");
   r.Finish();
+  c.engine.fp8_weights = c.weight_dtype == "float8_e4m3";
   return c;
 }
 
@@ -27,5 +29,7 @@ void ReadSamplingParams(ConfigReader& r, SamplingParams* p) {
 at::ScalarType GeneratorConfig::WeightDtype() const {
   return weight_dtype == "float32" ? at::kFloat : at::kBFloat16;
 }
+
+bool GeneratorConfig::Fp8Weights() const { return weight_dtype == "float8_e4m3"; }
 
 }  // namespace llamarl

@@ -11,9 +11,12 @@
 //   kv_cache_fraction, else room for max_slots sequences of the longest prompt + response.
 // kv_cache_fraction: (0, 1], the share of the memory left once the weights are loaded (MemAvailable
 //   on the CPU, free device memory on a GPU); 0 = off. kv_block_size: tokens per KV block.
-// weight_dtype: bfloat16 | float32, the dtype each generator rank loads its weights in (straight from
-//   the checkpoint's mapped bytes), computes in and keeps its KV cache in; pushed weights are converted
-//   to it. (fp8 weights are not implemented: weight_sync's fp8 is a transfer format only.)
+// weight_dtype: bfloat16 | float32 | float8_e4m3, the dtype each generator rank loads its weights in
+//   (straight from the checkpoint's mapped bytes), computes in and keeps its KV cache in; pushed
+//   weights are converted to it. float8_e4m3: the decoder layers' projections are held as e4m3fn with
+//   a float32 scale per row and decoded one layer at a time (EngineOptions::fp8_weights); everything
+//   else, the computation and the KV cache are bfloat16, and DDMA pushes send e4m3fn with per-row
+//   scales (half the bytes of bf16).
 #pragma once
 
 #include "core/config.h"
@@ -28,7 +31,8 @@ namespace llamarl {
 struct GeneratorConfig {
   EngineOptions engine;  // max_slots and kv_cache from the recipe; the rest is the job's
   std::string weight_dtype = "bfloat16";
-  at::ScalarType WeightDtype() const;
+  at::ScalarType WeightDtype() const;  // the compute dtype: bfloat16 for float8_e4m3
+  bool Fp8Weights() const;             // weight_dtype is float8_e4m3
 
   static GeneratorConfig FromJson(const Json& j, const std::string& path);
 };

@@ -2,7 +2,11 @@
 // and reads only its tensor-parallel shard, converted once into the engine's weight dtype. The
 // shards equal what the engine slices from the fully loaded model, bit for bit, for f32 and bf16
 // checkpoints (one file, and sharded with an index) loaded as bf16 and as f32, at TP = 2 (ranks 0-1)
-// and TP = 1 (a third rank alone), and the engines generate the same tokens and log-probs.
+// and TP = 1 (a third rank alone), and the engines generate the same tokens and log-probs. With fp8
+// weights each rank quantises its own shard of every projection per row: its decoded shards equal the
+// plain engine's shards round-tripped through kernels::CastToFp8E4m3 (the row-parallel o/down shards
+// with the scales of their local rows), and the engine sliced from the full model generates what the
+// one loaded by shard generates.
 #include "core/communicator.h"
 #include "generator/engine.h"
 #include "model/llama_checkpoint.h"
@@ -23,7 +27,9 @@ struct Case {
   at::ScalarType stored;
   int64_t max_shard_bytes;
   at::ScalarType loaded;
+  bool fp8 = false;  // EngineOptions::fp8_weights, computing in `loaded`
 };
+
 
 class EngineLoadByShardTest : public ::testing::TestWithParam<Case> {
  protected:
@@ -52,13 +58,17 @@ TEST_P(EngineLoadByShardTest, ShardsEqualSlicingTheFullModel) {
   LoadLlamaOptions full_options;
   full_options.dtype = GetParam().loaded;
   LlamaForCausalLM full = LoadLlama(dir_, full_options);
-  Engine sliced(config_, *full, options);
+  EngineOptions fp8_options = options;
+  fp8_options.fp8_weights = GetParam().fp8;
+  Engine sliced(config_, *full, fp8_options);
   Engine by_shard(config_, LlamaWeightSource::FromCheckpoint(dir_), at::TensorOptions().dtype(GetParam().loaded),
-                  options);
-  const auto want = sliced.LocalParameters(), got = by_shard.LocalParameters();
+                  fp8_options);
+  auto want = Engine(config_, *full, options).LocalParameters();  // plain: the slices themselves
+  const auto got = by_shard.LocalParameters();
   ASSERT_EQ(want.size(), got.size());
   for (size_t i = 0; i < want.size(); ++i) {
     ASSERT_EQ(want[i].first, got[i].first);
+    if (GetParam().fp8 && testing::IsLayerProjection(want[i].first)) want[i].second = testing::Fp8RoundTrip(want[i].second);
     EXPECT_EQ(got[i].second.scalar_type(), GetParam().loaded) << got[i].first;
     EXPECT_TRUE(at::equal(want[i].second, got[i].second)) << got[i].first;
   }
@@ -80,7 +90,8 @@ INSTANTIATE_TEST_SUITE_P(Sources, EngineLoadByShardTest,
                          ::testing::Values(Case{"f32_as_bf16", at::kFloat, int64_t(5) << 30, at::kBFloat16},
                                            Case{"f32_as_f32", at::kFloat, int64_t(5) << 30, at::kFloat},
                                            Case{"bf16_sharded_as_bf16", at::kBFloat16, 4000, at::kBFloat16},
-                                           Case{"f32_sharded_as_f32", at::kFloat, 8000, at::kFloat}),
+                                           Case{"f32_sharded_as_f32", at::kFloat, 8000, at::kFloat},
+                                           Case{"f32_sharded_as_fp8", at::kFloat, 8000, at::kFloat, true}),
                          [](const ::testing::TestParamInfo<Case>& info) { return std::string(info.param.name); });
 
 }  // namespace

@@ -3,9 +3,11 @@
 #pragma once
 
 #include "generator/engine.h"
+#include "kernels/fp8.h"
 #include "model/llama_checkpoint.h"
 #include "model/reference_generate.h"
 
+#include <string>
 #include <vector>
 
 namespace llamarl::testing {
@@ -53,6 +55,34 @@ inline GenerationResult Reference(LlamaForCausalLMImpl& model, const std::vector
   o.max_new_tokens = max_new;
   o.eos_ids = std::vector<int64_t>{};
   return ReferenceGenerate(model, prompt, o);
+}
+
+// fp8 generator weights' reference: `w` through kernels::CastToFp8E4m3 (per row; per tensor for 1-D)
+// and back, in w's dtype.
+inline at::Tensor Fp8RoundTrip(const at::Tensor& w) {
+  const kernels::Fp8Scaling scaling = w.dim() >= 2 ? kernels::Fp8Scaling::kPerRow : kernels::Fp8Scaling::kPerTensor;
+  const kernels::Fp8Tensor q = kernels::CastToFp8E4m3(w, scaling);
+  return kernels::CastFromFp8E4m3(q.data, q.scales, w.scalar_type());
+}
+
+// The weights an fp8 engine quantises: the 2-D projections inside the decoder layers.
+inline bool IsLayerProjection(const std::string& name) {
+  const std::string suffix = "_proj.weight";
+  return name.rfind("model.layers.", 0) == 0 && name.size() > suffix.size() &&
+         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// A copy of `model` whose projections (with `everything`: all parameters, what an fp8 push carries)
+// hold their fp8-decoded values: what an fp8 engine must compute with.
+inline LlamaForCausalLM Fp8Decoded(const LlamaConfig& config, LlamaForCausalLMImpl& model, bool everything = false) {
+  LlamaForCausalLM out(config);
+  torch::NoGradGuard no_grad;
+  auto src = model.named_parameters();
+  for (auto& item : out->named_parameters()) {
+    const at::Tensor w = src[item.key()];
+    item.value().copy_(everything || IsLayerProjection(item.key()) ? Fp8RoundTrip(w) : w);
+  }
+  return out;
 }
 
 }  // namespace llamarl::testing
