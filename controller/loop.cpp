@@ -64,7 +64,7 @@ Json RunRole(JobContext& job, LlamaWeightSource& weights) {
     return p.IsTrainer(rank) ? WarmStartOnly(job, weights, *dp) : Json::object();
   }
   ReplicaWeightSync sync(job.world, job.config, p, job.recipe.mode == "sync", job.timeouts.step,
-                         GeneratorWeightOptions(job.recipe, job.device));
+                         GeneratorWeightOptions(job.recipe, job.device), job.recipe.generator.Fp8Weights());
   if (!p.split) return ColocatedWorker(job, weights, sync, std::move(tp)).Run();
   if (p.IsGenerator(rank)) {
     GeneratorWorker(job, weights, sync, std::move(tp)).Run();

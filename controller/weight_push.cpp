@@ -10,12 +10,13 @@ namespace llamarl::controller {
 
 ReplicaWeightSync::ReplicaWeightSync(Communicator& world, const LlamaConfig& config, const Placement& placement,
                                      bool baseline, std::chrono::milliseconds timeout,
-                                     const at::TensorOptions& generator)
+                                     const at::TensorOptions& generator, bool generator_fp8)
     : world_(world), placement_(placement), baseline_(baseline), timeout_(timeout), device_(generator.device()) {
-  const at::ScalarType generator_dtype = generator.dtype().toScalarType();
+  const bool fp8 = generator_fp8 && !baseline;  // the baseline moves plain dtypes only
+  const at::ScalarType wire_dtype = fp8 ? at::kByte : generator.dtype().toScalarType();
   ShardLayout src = ZeroFlatLayout(LlamaParamSpecs(config), placement.num_trainers, at::kFloat);
-  ShardLayout dst = TensorParallelLayout(config, TensorParallelOptions{placement.tp_size, generator_dtype, true});
-  plan_ = TransferPlan::Build(src, dst);
+  ShardLayout dst = TensorParallelLayout(config, TensorParallelOptions{placement.tp_size, wire_dtype, true});
+  plan_ = TransferPlan::Build(src, dst, fp8 ? TransferEncoding::kFp8E4m3 : TransferEncoding::kPlain);
   for (int r = 0; r < placement.NumReplicas(); ++r) {
     replica_placements_.push_back(TransferPlacement{placement.TrainerRanks(), placement.ReplicaRanks(r)});
     if (baseline_) baselines_.push_back(std::make_unique<GatherBroadcastSync>(world, plan_, replica_placements_.back()));

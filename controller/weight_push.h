@@ -33,10 +33,14 @@ namespace llamarl::controller {
 class ReplicaWeightSync {
  public:
   // Collective over `world` (the baseline splits broadcast groups). `baseline` picks gather-broadcast.
-  // Weights travel in `generator`'s dtype (generator.weight_dtype) to its device (the job's): the
-  // trainers' f32 shards are converted as they are sent.
+  // Weights travel in `generator`'s dtype (the engines' compute dtype) to its device (the job's): the
+  // trainers' f32 shards are converted as they are sent. With `generator_fp8` (generator.weight_dtype
+  // float8_e4m3) DDMA sends e4m3fn bits with per-row scales of the full weights (an fp8 plan), which
+  // the engines' fp8 projections receive in place; the baseline sends `generator`'s dtype and the
+  // engines quantise on receipt.
   ReplicaWeightSync(Communicator& world, const LlamaConfig& config, const Placement& placement, bool baseline,
-                    std::chrono::milliseconds timeout, const at::TensorOptions& generator = at::TensorOptions());
+                    std::chrono::milliseconds timeout, const at::TensorOptions& generator = at::TensorOptions(),
+                    bool generator_fp8 = false);
   ~ReplicaWeightSync();
 
   // `flat_shard`: this rank's trainer shard (null on generator-only ranks); `engine`: this rank's

@@ -128,8 +128,7 @@ int64_t PushWeightsIntoEngine(Communicator& comm, const TransferPlan& plan, cons
                               int64_t version, const std::vector<at::Tensor>& src_buffers, Engine& engine,
                               const TransferOptions& options) {
   CheckPlacement(plan, placement, comm);
-  LLAMARL_CHECK(plan.encoding() == TransferEncoding::kPlain, "PushWeightsIntoEngine: the plan is ",
-                ToString(plan.encoding()), "; the engine takes plain shards (build the plan without fp8)");
+  const bool fp8 = plan.encoding() == TransferEncoding::kFp8E4m3;
   const int my_dst = LayoutRankOf(placement.dst_ranks, comm.Rank());
   LLAMARL_CHECK(my_dst >= 0, "PushWeightsIntoEngine: communicator rank ", comm.Rank(),
                 " is not a destination of the placement; call PushWeights");
@@ -138,7 +137,18 @@ int64_t PushWeightsIntoEngine(Communicator& comm, const TransferPlan& plan, cons
   if (pushed <= engine.Version()) {
     // Not newer: received (the transfer is collective) and dropped.
     buffers.dst = AllocateBuffers(plan.dst(), my_dst, at::TensorOptions().device(engine.device()));
+    if (fp8) buffers.dst_scales = AllocateScaleBuffers(plan, my_dst, at::TensorOptions().device(engine.device()));
     ExecuteTransfer(comm, plan, placement, buffers, options);
+    return engine.Version();
+  }
+  if (fp8) {
+    // The engine's fp8 projections take the bits and their scales in place; the rest is decoded.
+    engine.UpdateWeightsFp8(plan.dst().Rank(my_dst).buffers, [&](std::vector<at::Tensor>& data,
+                                                                  std::vector<at::Tensor>& scales) {
+      buffers.dst = data;
+      buffers.dst_scales = scales;
+      ExecuteTransfer(comm, plan, placement, buffers, options);
+    }, pushed);
     return engine.Version();
   }
   engine.UpdateWeights(plan.dst().Rank(my_dst).buffers, plan.dst().dtype(), [&](std::vector<at::Tensor>& targets) {

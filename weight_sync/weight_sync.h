@@ -87,8 +87,9 @@ int64_t PushWeights(Communicator& comm, const TransferPlan& plan, const Transfer
 // in-flight update itself, so it runs on the thread that drives the engine, between two Step()
 // calls, collective over the engine's TP group like UpdateWeights. The other ranks of the placement
 // call PushWeights in the same collective (a colocated rank passes its source shards here too). A
-// push not newer than the engine's version is received into scratch buffers and dropped. Plain
-// plans only. Returns engine.Version().
+// push not newer than the engine's version is received into scratch buffers and dropped. An fp8 plan
+// (TransferEncoding::kFp8E4m3, destination dtype Byte) goes through Engine::UpdateWeightsFp8: an fp8
+// engine receives its projections' bits and scales in place. Returns engine.Version().
 int64_t PushWeightsIntoEngine(Communicator& comm, const TransferPlan& plan, const TransferPlacement& placement,
                               int64_t version, const std::vector<at::Tensor>& src_buffers, Engine& engine,
                               const TransferOptions& options = {});

@@ -106,6 +106,11 @@ TEST(RecipeConfig, ComponentSectionsAreReadIntoTheComponentsStructs) {
   EXPECT_EQ(c.generator.engine.kv_cache.bytes, 123456);
   EXPECT_EQ(c.generator.engine.kv_cache.block_size, 8);
   EXPECT_EQ(c.generator.weight_dtype, "float32");
+  EXPECT_FALSE(c.generator.engine.fp8_weights);
+  j["generator"] = {{"weight_dtype", "float8_e4m3"}};
+  c = RecipeConfig::FromJson(j);
+  EXPECT_TRUE(c.generator.engine.fp8_weights) << "the engine holds the projections in fp8";
+  EXPECT_EQ(c.generator.WeightDtype(), at::kBFloat16) << "and computes in bf16";
 
   j = MinimalRecipe();
   j["generator"] = {{"kv_cache_byte", 1}};

@@ -150,6 +150,19 @@ TEST_F(TrainingTest, ColocatedAsyncAndSyncBaselineTrainTheSameSteps) {
   }
 }
 
+// fp8 generator weights: split async receives the DDMA pushes (the SFT warm start's, then every
+// step's) as e4m3fn with per-row scales, its projections written in place; the colocated synchronous
+// baseline sends bf16, which the engine quantises on receipt. Both train every step on full batches.
+TEST_F(TrainingTest, Fp8GeneratorWeightsTrainSplitAndColocated) {
+  RunSplit("fp8_split", {"generator.weight_dtype=float8_e4m3"}, 2);
+  RecipeConfig recipe = TinyRecipe(RunDir("fp8_sync"), {"placement.mode=colocated", "mode=sync", "steps=2",
+                                                        "generator.weight_dtype=float8_e4m3"});
+  ASSERT_TRUE(recipe.generator.engine.fp8_weights);
+  std::vector<Json> rl = Run(recipe);
+  ExpectConsecutiveSteps(rl, 2, 2);
+  for (const Json& row : rl) EXPECT_EQ(row["samples"], 4 * 3) << row.dump();
+}
+
 // Multi-turn episodes under either placement: the SFT warm start on the calculator's reference
 // episodes, then rollouts that call it; every step records turns per episode and tool latency, and
 // the held-out episodes are evaluated before and after RL.

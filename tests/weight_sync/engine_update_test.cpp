@@ -98,6 +98,39 @@ TEST(EngineUpdateTest, APushIntoTheEngineReplacesItsWeightsWithoutStaging) {
   ExpectGeneratesLike(engine, *new_model, prompt, 2, 5);
 }
 
+// An fp8 DDMA push (ZeRO flat f32 -> e4m3fn with per-row scales of the full weights) into an fp8
+// engine (EngineOptions::fp8_weights) writes its projections' bits and scales and decodes the rest;
+// into an f32 engine it decodes everything. Either engine then generates exactly what the model
+// with every parameter round-tripped through fp8 generates.
+TEST(EngineUpdateTest, AnFp8PushIsDecodedExactlyByFp8AndPlainEngines) {
+  const LlamaConfig config = testing::EngineTestConfig(96);
+  LlamaForCausalLM old_model = MakeModel(config, 16), new_model = MakeModel(config, 17);
+  LlamaForCausalLM pushed = testing::Fp8Decoded(config, *new_model, /*everything=*/true);
+  std::unique_ptr<Communicator> comm = CreateCommunicator("local");
+  auto plan = TransferPlan::Build(ZeroFlatLayout(LlamaParamSpecs(config), 1, at::kFloat),
+                                  TensorParallelLayout(config, {1, at::kByte}), TransferEncoding::kFp8E4m3);
+  const at::Tensor flat = testing::ExpectedFlatShard(Parameters(*new_model), 0, 1);
+  const std::vector<int64_t> prompt = testing::Prompt(7, 1, 96);
+  const GenerationResult want = testing::Reference(*pushed, prompt, 8);
+  for (bool fp8 : {true, false}) {
+    SCOPED_TRACE(fp8 ? "fp8 engine" : "f32 engine");
+    EngineOptions options;
+    options.fp8_weights = fp8;
+    Engine engine(config, *old_model, options, /*version=*/3);
+    EXPECT_EQ(engine.fp8_weights(), fp8);
+    EXPECT_EQ(PushWeightsIntoEngine(*comm, *plan, TransferPlacement::Colocated(1), 4, {flat}, engine), 4);
+    EXPECT_EQ(engine.Version(), 4);
+    engine.Submit(Greedy(1, prompt, 8));
+    const std::vector<Completion> done = engine.RunUntilDone();
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_EQ(done[0].tokens, want.tokens);
+    for (size_t i = 0; i < want.logprobs.size(); ++i) EXPECT_NEAR(done[0].logprobs[i], want.logprobs[i], 1e-5);
+    EXPECT_EQ(done[0].versions, std::vector<int64_t>(8, 4));
+    for (const auto& [name, value] : engine.LocalParameters())
+      EXPECT_TRUE(at::equal(value, pushed->named_parameters()[name])) << name;
+  }
+}
+
 // The targets a push writes into are the engine's parameters themselves (same storage) where the shard
 // has their shape and dtype; otherwise none (the push then goes through a scratch tensor).
 TEST(EngineUpdateTest, InPlaceTargetsAreTheParametersThemselves) {
