@@ -67,6 +67,7 @@ int TrainDryRun(const controller::RecipeConfig& recipe, int ranks, bool json, bo
   in.logprob_vocab_chunk = trainer.logprob_vocab_chunk;
   in.tp = placement.tp_size;
   in.generator_weight_bytes = DtypeBytes(generator.weight_dtype);
+  in.generator_fp8 = generator.Fp8Weights();
   in.max_slots = engine.max_slots;
   // A CPU rank's state lives in the host heap, where the tuned allocator keeps what a step frees.
   // ("cuda" is not resolved here: a machine without a GPU is the run's error, not the plan's.)

@@ -82,12 +82,28 @@ RankMemoryPlan PlanRankMemory(const PlanModel& model, const RankMemoryInputs& in
   }
   if (in.role != "trainer") {
     const double split = n - edges;  // attention and MLP weights are divided over TP; edges replicated
-    m.weights += (split / double(in.tp) + edges) * double(in.generator_weight_bytes);
-    // A push is received straight into the engine's weights; under TP the vocabulary rows arrive in
-    // scratch (their share of the edges) and are all-gathered into one full [V, D] before the copy.
-    if (in.tp > 1)
-      m.weights += (edges / double(in.tp) + double(model.config.vocab_size) * double(model.config.hidden_size)) *
-                   double(in.generator_weight_bytes);
+    const double tp = double(in.tp), bytes = double(in.generator_weight_bytes);
+    const double vocab_matrix = double(model.config.vocab_size) * double(model.config.hidden_size);
+    if (!in.generator_fp8) {
+      m.weights += (split / tp + edges) * bytes;
+      // A push is received straight into the engine's weights; under TP the vocabulary rows arrive in
+      // scratch (their share of the edges) and are all-gathered into one full [V, D] before the copy.
+      if (in.tp > 1) m.weights += (edges / tp + vocab_matrix) * bytes;
+    } else {
+      // The layers' projections as e4m3fn bytes and a float32 scale per local row (column-parallel
+      // rows divided over TP, row-parallel o/down rows whole), one layer of them decoded into the
+      // compute dtype, the rest (norms, biases, edges) in the compute dtype.
+      const LlamaConfig& c = model.config;
+      const double linear = double(model.layer_linear_params);
+      const double layers = double(std::max<int64_t>(1, c.num_hidden_layers));
+      const double rows = layers * ((double(c.num_attention_heads + 2 * c.num_key_value_heads) * double(c.head_dim) +
+                                     2.0 * double(c.intermediate_size)) / tp +
+                                    2.0 * double(c.hidden_size));
+      m.weights += linear / tp + 4.0 * rows + linear / (layers * tp) * bytes + ((split - linear) / tp + edges) * bytes;
+      // An fp8 push writes the projections in place; the edges arrive as e4m3fn scratch and are decoded
+      // into the weights (under TP into a temporary that is all-gathered into one full [V, D]).
+      m.weights += in.tp > 1 ? edges / tp * (1.0 + bytes) + vocab_matrix * bytes : edges;
+    }
     m.kv_cache = in.kv_budget_bytes;
     m.activations = std::max(m.activations, 3.0 * 4.0 * double(in.max_slots) * double(model.config.vocab_size));
   }

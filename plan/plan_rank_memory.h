@@ -41,7 +41,8 @@ struct RankMemoryInputs {
   int64_t logprob_token_chunk = 1024, logprob_vocab_chunk = 8192;
   // Generator side.
   int64_t tp = 1;
-  int64_t generator_weight_bytes = 2;  // generator.weight_dtype
+  int64_t generator_weight_bytes = 2;  // generator.weight_dtype's compute dtype (bf16 for float8_e4m3)
+  bool generator_fp8 = false;          // generator.weight_dtype float8_e4m3: the layers' projections in 1 byte
   double kv_budget_bytes = 0;          // what the engine allocates (generator/kv_budget.h)
   int64_t max_slots = 64;
   double runtime_bytes = 0.45e9;       // resident before any weight: LibTorch, MPI, the program

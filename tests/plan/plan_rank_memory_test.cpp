@@ -63,6 +63,35 @@ TEST(PlanRankMemoryTest, TrainerAndGeneratorFiguresWorkedByHand) {
   EXPECT_DOUBLE_EQ(both.kv_cache, g.kv_cache);
 }
 
+// fp8 generator weights: the layers' projections (layer_linear_params) in 1 byte plus a float32 scale
+// per local row and one layer decoded in the compute dtype; norms and edges in the compute dtype; an
+// fp8 push's edges arrive as e4m3fn scratch.
+TEST(PlanRankMemoryTest, Fp8GeneratorWeightsWorkedByHand) {
+  const PlanModel model = LoadPlanModel("qwen2.5-0.5b");
+  const LlamaConfig& c = model.config;
+  const double n = double(model.num_params), linear = double(model.layer_linear_params);
+  const double layers = double(c.num_hidden_layers), d = double(c.hidden_size), i = double(c.intermediate_size);
+  const double q = double(c.num_attention_heads * c.head_dim), kv = double(c.num_key_value_heads * c.head_dim);
+  ASSERT_DOUBLE_EQ(linear, layers * (d * (q + 2 * kv) + q * d + 3 * d * i));
+  const double edges = double(c.vocab_size * c.hidden_size + c.hidden_size);
+  RankMemoryInputs in;
+  in.role = "generator";
+  in.generator_weight_bytes = 2;
+  in.generator_fp8 = true;
+  const double rows = layers * (q + 2 * kv + 2 * i + 2 * d);
+  const double fp8 = PlanRankMemory(model, in).weights;
+  EXPECT_DOUBLE_EQ(fp8, linear + 4 * rows + 2 * linear / layers + 2 * (n - edges - linear) + 2 * edges + edges);
+  in.generator_fp8 = false;
+  const double bf16 = PlanRankMemory(model, in).weights;
+  EXPECT_LT(fp8, 0.85 * bf16) << "0.5B: the projections are 0.36B of 0.49B parameters";
+  in.generator_fp8 = true;
+  in.tp = 2;
+  const double rows_tp = layers * ((q + 2 * kv + 2 * i) / 2 + 2 * d);
+  EXPECT_DOUBLE_EQ(PlanRankMemory(model, in).weights,
+                   linear / 2 + 4 * rows_tp + 2 * linear / (layers * 2) + 2 * ((n - edges - linear) / 2 + edges) +
+                       edges / 2 * 3 + 2 * double(c.vocab_size * c.hidden_size));
+}
+
 // The host allocator's kept heap: counted for ranks that train, never above what one step frees
 // (its activations and gathered units under zero3) nor above the allowance; never for a generator.
 TEST(PlanRankMemoryTest, AllocatorReserveIsCountedForTrainingRanksUpToWhatAStepFrees) {
