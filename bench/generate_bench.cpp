@@ -52,8 +52,9 @@ struct EngineRun {
 };
 
 EngineRun RunEngine(const LlamaConfig& config, LlamaForCausalLMImpl& model, const at::Tensor& prompts,
-                    int64_t new_tokens) {
+                    int64_t new_tokens, bool fp8_weights = false) {
   EngineOptions options;
+  options.fp8_weights = fp8_weights;
   options.max_slots = prompts.size(0);
   options.max_seq_len = prompts.size(1) + new_tokens;
   Engine engine(config, model, options);
@@ -170,6 +171,12 @@ nlohmann::json RunGenerateBench(const GenerateBenchOptions& options) {
                                  {"roofline_step_seconds", roofline_step_s},
                                  {"kv_cache_bytes", engine.kv.budget_bytes},
                                  {"kv_peak_bytes", engine.kv.peak_blocks_in_use * engine.kv.budget_bytes / engine.kv.num_blocks}});
+    if (options.fp8) {
+      const EngineRun fp8 = RunEngine(config, *model, prompts, options.new_tokens, /*fp8_weights=*/true);
+      const double fp8_tps = double(batch * options.new_tokens) / fp8.seconds;
+      report["results"].back()["fp8_engine_tokens_per_s"] = fp8_tps;
+      report["results"].back()["fp8_vs_engine"] = fp8_tps / engine_tps;
+    }
     if (options.progress) options.progress(report["results"].back().dump());
   }
   return report;

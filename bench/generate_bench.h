@@ -29,6 +29,9 @@ struct GenerateBenchOptions {
   int64_t roofline_repeats = 20;             // decode-step matmul passes; the fastest is reported
   uint64_t seed = 0;
   c10::Device device = c10::Device(c10::kCPU);  // where the model, the KV cache and sampling run
+  // Also run the engine with fp8 weights (EngineOptions::fp8_weights, computing in the model's dtype)
+  // and report it beside the plain engine: "fp8_engine_tokens_per_s", "fp8_vs_engine".
+  bool fp8 = false;
   std::function<void(const std::string&)> progress;  // optional: one line per finished measurement
 };
 

@@ -84,7 +84,7 @@ int BenchWeightSync(const CommandArgs& argv) {
 
 int BenchGenerate(const CommandArgs& argv) {
   bench::GenerateBenchOptions d;
-  Args args("bench generate", "llamarl bench generate [--model DIR] [--batches 1,8,32,64] [--new-tokens N] [--device D] [--json]");
+  Args args("bench generate", "llamarl bench generate [--model DIR] [--batches 1,8,32,64] [--new-tokens N] [--device D] [--fp8] [--json]");
   args.Option("model", "HF checkpoint directory (default: a ~20M-parameter random Llama)")
       .Option("batches", "batch sizes, comma-separated", "1,8,32,64")
       .Option("prompt-len", "tokens per prompt", std::to_string(d.prompt_len))
@@ -92,9 +92,11 @@ int BenchGenerate(const CommandArgs& argv) {
       .Option("recompute-steps", "full-recompute steps timed (at their true lengths)", std::to_string(d.recompute_steps))
       .Option("seed", "seed of the weights and prompts", std::to_string(d.seed))
       .Option("device", "auto (cuda when built with CUDA and a GPU is visible), cpu or cuda", "auto")
+      .Flag("fp8", "also time the engine with fp8 (e4m3fn, per-row scaled) layer weights")
       .Flag("json", "print one JSON object");
   if (!args.Parse(argv)) return 0;
   bench::GenerateBenchOptions o = d;
+  o.fp8 = args.GetFlag("fp8");
   o.model_dir = args.Has("model") ? args.Get("model") : "";
   o.batches = args.GetIntList("batches");
   o.prompt_len = args.GetInt("prompt-len");

@@ -1,6 +1,8 @@
 // llamarl generate --model DIR (--prompt TEXT | --prompt-tokens 1,2,3) [--max-new-tokens N]
 //                  [--temperature T] [--top-p P] [--top-k K] [--seed S] [--samples N] [--dtype D] [--reference]
 //                  [--json]
+// --dtype float8_e4m3 holds the decoder layers' projections as e4m3fn with per-row scales and computes
+// in bfloat16 (EngineOptions::fp8_weights); the engine only.
 // Runs the batched engine (generator/engine.h): one request of N samples, prompt prefilled once.
 // --reference runs the full-recompute decode (model/reference_generate.h) instead: the engine's
 // oracle in tests, kept here so a user can compare the two on a checkpoint. Log-probs are those of the
@@ -56,11 +58,12 @@ ReferenceGenerateOptions ReadSamplingOptions(const Args& args) {
 // f32 model is never built.
 std::vector<Completion> GenerateWithEngine(const LlamaWeightSource& weights, const at::TensorOptions& weight_options,
                                            const std::vector<int64_t>& prompt, const ReferenceGenerateOptions& options,
-                                           int64_t samples, int64_t sampled_vocab_size) {
+                                           int64_t samples, int64_t sampled_vocab_size, bool fp8_weights) {
   const LlamaConfig& config = weights.config();
   EngineOptions engine_options;
   engine_options.max_slots = samples;
   engine_options.sampled_vocab_size = sampled_vocab_size;
+  engine_options.fp8_weights = fp8_weights;
   engine_options.max_seq_len = std::min<int64_t>(config.max_position_embeddings,
                                                  int64_t(prompt.size()) + options.max_new_tokens);
   Engine engine(config, weights, weight_options, engine_options);
@@ -117,7 +120,7 @@ std::string DecodeText(const Tokenizer& tokenizer, const std::vector<int64_t>& t
 int RunGenerate(const CommandArgs& argv) {
   Args args("generate",
             "llamarl generate --model DIR (--prompt TEXT | --prompt-tokens 1,2,3) [--max-new-tokens N] "
-            "[--temperature T] [--top-p P] [--top-k K] [--seed S] [--dtype float32|bfloat16] [--json]");
+            "[--temperature T] [--top-p P] [--top-k K] [--seed S] [--dtype float32|bfloat16|float8_e4m3] [--json]");
   args.Option("model", "HF checkpoint directory (config.json + safetensors, tokenizer optional)")
       .Option("prompt", "prompt text (needs tokenizer files in --model)")
       .Option("prompt-tokens", "prompt token ids, comma-separated")
@@ -126,7 +129,10 @@ int RunGenerate(const CommandArgs& argv) {
       .Option("top-p", "nucleus mass kept", "1")
       .Option("top-k", "keep the k most likely tokens; 0 = all", "0")
       .Option("seed", "sampling seed", "0")
-      .Option("dtype", "weights, compute and KV cache dtype: float32 or bfloat16", "float32")
+      .Option("dtype",
+              "weights, compute and KV cache dtype: float32, bfloat16, or float8_e4m3 (the layers' projections in "
+              "e4m3fn with per-row scales, computing in bfloat16)",
+              "float32")
       .Option("device", "auto (cuda when built with CUDA and a GPU is visible), cpu or cuda", "auto")
       .Flag("ignore-eos", "do not stop at the end-of-sequence tokens of config.json")
       .Option("samples", "independent samples of the prompt (a GRPO-style group, prefilled once)", "1")
@@ -148,10 +154,14 @@ int RunGenerate(const CommandArgs& argv) {
   }
 
   const std::string dtype_name = args.Get("dtype");
-  LLAMARL_CHECK(dtype_name == "float32" || dtype_name == "bfloat16", "--dtype must be float32 or bfloat16, got '",
-                dtype_name, "'");
-  const at::TensorOptions weight_options =
-      at::TensorOptions().dtype(TorchDtypeFromName(dtype_name)).device(ResolveDevice(args.Get("device"), "--device"));
+  LLAMARL_CHECK(dtype_name == "float32" || dtype_name == "bfloat16" || dtype_name == "float8_e4m3",
+                "--dtype must be float32, bfloat16 or float8_e4m3, got '", dtype_name, "'");
+  const bool fp8 = dtype_name == "float8_e4m3";
+  LLAMARL_CHECK(!fp8 || !args.GetFlag("reference"), "--reference decodes in float32 or bfloat16; --dtype float8_e4m3 ",
+                "is the engine's");
+  const at::TensorOptions weight_options = at::TensorOptions()
+                                               .dtype(fp8 ? at::kBFloat16 : TorchDtypeFromName(dtype_name))
+                                               .device(ResolveDevice(args.Get("device"), "--device"));
   LlamaWeightSource weights = LlamaWeightSource::FromCheckpoint(dir.string());
   if (args.GetFlag("ignore-eos")) options.eos_ids = std::vector<int64_t>{};
   const int64_t samples = args.GetInt("samples");
@@ -165,7 +175,7 @@ int RunGenerate(const CommandArgs& argv) {
     GenerationResult r = ReferenceGenerate(*model, prompt, options);
     outputs.push_back({{"tokens", r.tokens}, {"logprobs", r.logprobs}, {"finish_reason", r.finish_reason}});
   } else {
-    for (const Completion& c : GenerateWithEngine(weights, weight_options, prompt, options, samples, sampled_vocab))
+    for (const Completion& c : GenerateWithEngine(weights, weight_options, prompt, options, samples, sampled_vocab, fp8))
       outputs.push_back({{"tokens", c.tokens},
                          {"logprobs", c.logprobs},
                          {"versions", c.versions},
