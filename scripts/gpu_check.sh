@@ -4,9 +4,9 @@
 #      with dpkg -x into a prefix (never into /), dropping any library the machine already has;
 #   2. builds llamarl and the gpu test suites against that PyTorch's LibTorch
 #      (torch.utils.cmake_prefix_path), its NCCL wheel and the machine's nvcc;
-#   3. runs `ctest -L gpu`, `llamarl bench generate|train|logprobs --device cuda` (and
-#      `bench weight-sync` over NCCL when two GPUs are visible: NCCL needs a GPU per rank), and a
-#      colocated tiny_grpo on one GPU;
+#   3. runs `ctest -L gpu`, `llamarl bench generate|train|logprobs --device cuda` (generate also times
+#      the fp8-weight engine), `bench weight-sync` over NCCL when two GPUs are visible (NCCL needs a
+#      GPU per rank), and a colocated tiny_grpo on one GPU;
 #   4. prints one JSON line of figures on stdout (everything else goes to stderr and WORK/logs/).
 #
 #   scripts/gpu_check.sh --debs DIR [--work DIR] [--jobs N]
@@ -108,7 +108,7 @@ step() {  # step NAME TIMEOUT_S COMMAND...
 }
 
 step ctest_gpu 180 ctest --test-dir "$build" -L gpu --output-on-failure
-step bench_generate 120 "$llamarl" bench generate --device cuda --batches 1,64 --new-tokens 128 --json
+step bench_generate 150 "$llamarl" bench generate --device cuda --batches 1,64 --new-tokens 128 --fp8 --json
 step bench_train 120 "$llamarl" bench train --device cuda --compute-dtype bfloat16 --steps 3 --json
 step bench_logprobs 60 "$llamarl" bench logprobs --device cuda --repeats 3 --json
 if ((num_gpus >= 2)); then

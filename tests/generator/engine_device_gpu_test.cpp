@@ -1,7 +1,9 @@
 // The engine on a GPU is the same code as on the host: weights loaded from a weight source into CUDA
 // memory (through pinned staging), the KV cache and sampling on the device. Greedy tokens equal the
 // CPU engine's on the peaked test model (no near-ties that summation order could flip); sampled
-// log-probs agree to float32 rounding. Built under LLAMARL_CUDA, run where a GPU is (label gpu).
+// log-probs agree to float32 rounding. The same holds for fp8 weights (EngineOptions::fp8_weights:
+// the projections decoded per layer by the CUDA kernel on the device, by the table on the host).
+// Built under LLAMARL_CUDA, run where a GPU is (label gpu).
 #include "generator/engine.h"
 #include "model/llama_weights.h"
 #include "tests/generator/engine_test_util.h"
@@ -18,8 +20,10 @@ namespace {
 
 using namespace llamarl::testing;
 
-std::vector<Completion> RunGreedy(const LlamaConfig& config, const LlamaWeightSource& weights, c10::Device device) {
+std::vector<Completion> RunGreedy(const LlamaConfig& config, const LlamaWeightSource& weights, c10::Device device,
+                                  bool fp8_weights = false) {
   EngineOptions options;
+  options.fp8_weights = fp8_weights;
   options.max_slots = 4;
   options.max_seq_len = 40;
   Engine engine(config, weights, at::TensorOptions().dtype(at::kFloat).device(device), options);
@@ -34,13 +38,16 @@ TEST(EngineOnCuda, GreedyTokensEqualTheCpuEngines) {
   const LlamaConfig config = EngineTestConfig(97);
   LlamaForCausalLM model = MakeModel(config, 5);
   const LlamaWeightSource weights = LlamaWeightSource::FromModel(*model);
-  const std::vector<Completion> cpu = RunGreedy(config, weights, c10::Device(c10::kCPU));
-  const std::vector<Completion> gpu = RunGreedy(config, weights, c10::Device(c10::kCUDA, 0));
-  ASSERT_EQ(cpu.size(), gpu.size());
-  for (size_t i = 0; i < cpu.size(); ++i) {
-    EXPECT_EQ(cpu[i].tokens, gpu[i].tokens) << "request " << i;
-    ASSERT_EQ(cpu[i].logprobs.size(), gpu[i].logprobs.size());
-    for (size_t t = 0; t < cpu[i].logprobs.size(); ++t) EXPECT_NEAR(cpu[i].logprobs[t], gpu[i].logprobs[t], 1e-4);
+  for (bool fp8 : {false, true}) {
+    SCOPED_TRACE(fp8 ? "fp8 weights" : "f32 weights");
+    const std::vector<Completion> cpu = RunGreedy(config, weights, c10::Device(c10::kCPU), fp8);
+    const std::vector<Completion> gpu = RunGreedy(config, weights, c10::Device(c10::kCUDA, 0), fp8);
+    ASSERT_EQ(cpu.size(), gpu.size());
+    for (size_t i = 0; i < cpu.size(); ++i) {
+      EXPECT_EQ(cpu[i].tokens, gpu[i].tokens) << "request " << i;
+      ASSERT_EQ(cpu[i].logprobs.size(), gpu[i].logprobs.size());
+      for (size_t t = 0; t < cpu[i].logprobs.size(); ++t) EXPECT_NEAR(cpu[i].logprobs[t], gpu[i].logprobs[t], 1e-4);
+    }
   }
 }
 
