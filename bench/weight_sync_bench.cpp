@@ -5,6 +5,7 @@
 #include "model/llama_config.h"
 #include "weight_sync/baseline.h"
 #include "weight_sync/ddma.h"
+#include "weight_sync/fp8_scales.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -131,7 +132,29 @@ nlohmann::json RunWeightSyncBench(Communicator& world, const WeightSyncBenchOpti
   const bool match = AllEqual(world, ddma.dst, baseline.dst);
 
   const double gb = double(bytes) / 1e9;
-  return {{"ranks", ranks},
+  nlohmann::json fp8;
+  if (options.fp8) {
+    auto fp8_plan = TransferPlan::Build(plan->src(), TensorParallelLayout(config, {generators, at::kByte}),
+                                        TransferEncoding::kFp8E4m3);
+    TransferBuffers buffers;
+    buffers.src = ddma.src;
+    int64_t fp8_bytes = fp8_plan->DstBytes();
+    if (my_dst >= 0) {
+      const at::TensorOptions on_device = at::TensorOptions().device(options.device);
+      buffers.dst = AllocateBuffers(fp8_plan->dst(), my_dst, on_device);
+      buffers.dst_scales = AllocateScaleBuffers(*fp8_plan, my_dst, on_device);
+    }
+    for (int r = 0; r < generators; ++r) {
+      for (const at::Tensor& s : AllocateScaleBuffers(*fp8_plan, r, at::TensorOptions().device(at::kMeta)))
+        fp8_bytes += s.numel() * int64_t(sizeof(float));
+    }
+    TransferOptions fp8_transfer = transfer;
+    fp8_transfer.staging = std::make_shared<TransferStaging>();
+    const double fp8_s = TimeCollective(world, options.device, options.repeats,
+                                        [&] { ExecuteTransfer(world, *fp8_plan, placement, buffers, fp8_transfer); });
+    fp8 = {{"ddma_fp8_s", fp8_s}, {"fp8_bytes", fp8_bytes}, {"fp8_speedup_vs_ddma", ddma_s / fp8_s}};
+  }
+  nlohmann::json result = {{"ranks", ranks},
           {"bytes", bytes},
           {"ddma_s", ddma_s},
           {"baseline_s", baseline_s},
@@ -152,6 +175,8 @@ nlohmann::json RunWeightSyncBench(Communicator& world, const WeightSyncBenchOpti
           {"bucket_bytes", options.bucket_bytes},
           {"checksum", options.checksum},
           {"repeats", options.repeats}};
+  if (options.fp8) result.update(fp8);
+  return result;
 }
 
 }  // namespace llamarl::bench

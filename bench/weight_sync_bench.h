@@ -24,6 +24,10 @@ struct WeightSyncBenchOptions {
   int64_t bucket_bytes = int64_t(32) << 20;  // DDMA bucket per (trainer, generator) pair and round
   int repeats = 3;             // timed pushes per method after one warm-up; the fastest is reported
   bool checksum = false;       // DDMA verifies a hash of every bucket (slower; for debugging)
+  // Also time DDMA with the fp8 plan fp8 generators receive (e4m3fn with per-row scales of the full
+  // weights, scales computed per push): "ddma_fp8_s", "fp8_bytes" (bits + scales landing on
+  // generators), "fp8_speedup_vs_ddma" (ddma_s / ddma_fp8_s).
+  bool fp8 = false;
   // Where every rank's shards live; `world` must move tensors of this device (nccl on cuda). The
   // memcpy baseline is then a device-to-device copy.
   c10::Device device = c10::Device(c10::kCPU);

@@ -55,13 +55,14 @@ int BenchLogprobs(const CommandArgs& argv) {
 // Collective: run under mpirun with 2 ranks or more; rank 0 prints.
 int BenchWeightSync(const CommandArgs& argv) {
   bench::WeightSyncBenchOptions d;
-  Args args("bench weight-sync", "mpirun -np N llamarl bench weight-sync [--model 100m|tiny|8b] [--device D] [--json]");
+  Args args("bench weight-sync", "mpirun -np N llamarl bench weight-sync [--model 100m|tiny|8b] [--device D] [--fp8] [--json]");
   args.Option("model", "100m (Llama-shaped, ~100M parameters) or a preset: tiny, 8b, 70b, 405b", d.model)
       .Option("layers", "replace the model's layer count (0 = keep)", std::to_string(d.num_layers))
       .Option("generators", "generator ranks (0 = half the world)", std::to_string(d.num_generators))
       .Option("bucket-bytes", "DDMA bucket per (trainer, generator) pair", std::to_string(d.bucket_bytes))
       .Option("repeats", "timed pushes per method (the fastest counts)", std::to_string(d.repeats))
       .Flag("checksum", "verify a hash of every bucket")
+      .Flag("fp8", "also time DDMA with fp8 generators' plan (e4m3fn, per-row scales)")
       .Option("device", "auto (cuda when built with CUDA and a GPU is visible), cpu or cuda", "auto")
       .Flag("json", "print one JSON object");
   if (!args.Parse(argv)) return 0;
@@ -72,6 +73,7 @@ int BenchWeightSync(const CommandArgs& argv) {
   o.bucket_bytes = args.GetInt("bucket-bytes");
   o.repeats = int(args.GetInt("repeats"));
   o.checksum = args.GetFlag("checksum");
+  o.fp8 = args.GetFlag("fp8");
   o.device = ResolveDevice(args.Get("device"), "--device");
   auto world = CreateJobCommunicator(o.device, "auto", "--device");
   LLAMARL_CHECK(world->Size() >= 2, "llamarl bench weight-sync needs 2 ranks or more; run it under ",

@@ -18,6 +18,7 @@ TEST(WeightSyncBench, MeasuresDdmaBaselineAndMemcpyInOneRun) {
   options.bucket_bytes = 8192;
   options.repeats = 1;
   options.checksum = true;
+  options.fp8 = true;
   const nlohmann::json result = RunWeightSyncBench(*world, options);
   for (const char* key : {"ranks", "bytes", "ddma_s", "baseline_s", "memcpy_s", "speedup_vs_baseline",
                           "fraction_of_memcpy", "results_match"})
@@ -29,6 +30,13 @@ TEST(WeightSyncBench, MeasuresDdmaBaselineAndMemcpyInOneRun) {
   for (const char* key : {"ddma_s", "baseline_s", "memcpy_s"}) EXPECT_GT(result[key].get<double>(), 0.0) << key;
   EXPECT_DOUBLE_EQ(result["speedup_vs_baseline"].get<double>(),
                    result["baseline_s"].get<double>() / result["ddma_s"].get<double>());
+  // fp8: one byte per parameter, plus a float32 scale per row (per tensor for 1-D parameters).
+  ASSERT_TRUE(result.contains("ddma_fp8_s")) << result.dump();
+  const LlamaConfig c = LlamaPresetConfig("tiny");
+  EXPECT_GT(result["fp8_bytes"].get<int64_t>(), c.NumParameters());
+  EXPECT_LT(result["fp8_bytes"].get<int64_t>(), c.NumParameters() + 4 * c.NumParameters() / c.hidden_size + 4096);
+  EXPECT_DOUBLE_EQ(result["fp8_speedup_vs_ddma"].get<double>(),
+                   result["ddma_s"].get<double>() / result["ddma_fp8_s"].get<double>());
 }
 
 TEST(WeightSyncBench, RejectsASingleRank) {
