@@ -30,6 +30,8 @@ at::ScalarType GeneratorConfig::WeightDtype() const {
   return weight_dtype == "float32" ? at::kFloat : at::kBFloat16;
 }
 
-bool GeneratorConfig::Fp8Weights() const { return weight_dtype == "float8_e4m3"; }
+// The engine's own flag (set from weight_dtype above), so that the job's weight pushes and the engines
+// they feed read one value and cannot disagree about the encoding.
+bool GeneratorConfig::Fp8Weights() const { return engine.fp8_weights; }
 
 }  // namespace llamarl
